@@ -1,0 +1,1 @@
+"""Analyses over plain tables of scores: statistics, weakest link, arena, contamination, correlation."""

@@ -1,0 +1,1 @@
+"""Spreading model calls over replicas on many machines with Ray."""

@@ -1,0 +1,242 @@
+"""The engine: answers Requests from the store or a model backend, and runs tasks end to end."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+from capeval.analysis.stats import bootstrap_ci, small_sample_warning
+from capeval.models.base import Model
+from capeval.prompting import PromptConfig
+from capeval.store import Store
+from capeval.tasks.base import Task
+from capeval.types import MetricResult, Request, Response, RunResult, Sample, Score
+
+# Requests per backend call: each chunk is saved before the next starts, so a killed run loses
+# at most one chunk; big enough for the backend to batch well.
+DEFAULT_CHUNK = 64
+
+
+@dataclass
+class CallStats:
+    cached: int = 0
+    new: int = 0
+    failed: int = 0
+    duplicates: int = 0
+
+
+class Progress:
+    """A rich progress bar (rate and ETA) that degrades to nothing when disabled."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._progress: Any = None
+
+    def __enter__(self) -> "Progress":
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress as RichProgress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._progress = RichProgress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                transient=False,
+            )
+            self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+    def track(self, description: str, total: int) -> Callable[[int], None]:
+        if self._progress is None:
+            return lambda n: None
+        tid = self._progress.add_task(description, total=total, rate="")
+        start = time.monotonic()
+        done = [0]
+
+        def advance(n: int) -> None:
+            done[0] += n
+            elapsed = max(1e-9, time.monotonic() - start)
+            self._progress.update(tid, advance=n, rate=f"{done[0] / elapsed:.1f}/s")
+
+        return advance
+
+
+def execute(
+    model: Model,
+    requests: Sequence[Request],
+    store: Store | None = None,
+    chunk_size: int = DEFAULT_CHUNK,
+    progress: Progress | None = None,
+) -> tuple[list[Response], CallStats]:
+    """Answer `requests` in order. Identical calls are sent once; calls already in the store are
+    not sent; every finished chunk is written to the store before the next one is sent."""
+    stats = CallStats()
+    keys = [r.key(model.model_id) for r in requests]
+    answers: dict[str, Response] = store.get_calls(set(keys)) if store is not None else {}
+    stats.cached = sum(1 for k in set(keys) if k in answers)
+    todo: dict[str, Request] = {}
+    for k, r in zip(keys, requests):
+        if k not in answers and k not in todo:
+            todo[k] = r
+    stats.duplicates = len(keys) - len(set(keys))
+    by_kind: dict[str, list[tuple[str, Request]]] = defaultdict(list)
+    for k, r in todo.items():
+        by_kind[r.kind].append((k, r))
+    advance = (progress or Progress(False)).track(f"{model.model_id[:40]} calls", len(todo)) if todo else None
+    for kind, items in by_kind.items():
+        call = model.generate if kind == "generate" else model.loglikelihood
+        for i in range(0, len(items), chunk_size):
+            chunk = items[i : i + chunk_size]
+            responses = call([r for _, r in chunk])
+            if len(responses) != len(chunk):
+                raise RuntimeError(f"backend {model.model_id} answered {len(responses)} of {len(chunk)} requests")
+            if store is not None:
+                store.put_calls(model.model_id, [(k, r, resp) for (k, r), resp in zip(chunk, responses)])
+            for (k, _), resp in zip(chunk, responses):
+                answers[k] = resp
+                stats.new += resp.error is None
+                stats.failed += resp.error is not None
+            if advance:
+                advance(len(chunk))
+    return [answers[k] for k in keys], stats
+
+
+@dataclass
+class TaskPlan:
+    """A task's samples with their rendered prompts and requests, before any model call."""
+
+    task: Task
+    samples: list[Sample]
+    prompts: list[str]
+    requests: list[list[Request]]
+    malformed: list[str] = field(default_factory=list)
+
+
+def plan_task(task: Task, config: PromptConfig, limit: int | None = None, strict: bool = False) -> TaskPlan:
+    loaded = task.load(limit=limit, strict=strict)
+    k = task.shots if config.shots is None else config.shots
+    pool: list[Sample] = []
+    if k > 0:
+        fewshot_split = task.fewshot_split or task.split
+        pool = task.load(split=fewshot_split).samples if fewshot_split != task.split else task.load().samples
+    prompts, reqs = [], []
+    for s in loaded.samples:
+        exemplars = task.exemplars_for(s, pool, config)
+        rendered = task.render(s, exemplars, config)
+        prompts.append(rendered.text)
+        reqs.append(task.requests(s, rendered, config))
+    return TaskPlan(task, loaded.samples, prompts, reqs, loaded.malformed)
+
+
+def aggregate(task: str, scores: Sequence[Score], seed: int = 0) -> list[MetricResult]:
+    """Mean of each metric over the task's samples, with a bootstrap 95% CI, n and unparsed rate.
+
+    A sample whose answer could not be parsed counts as wrong (0) in the metric and is also
+    reported in `unparsed_rate`; a sample whose model call failed counts as unparsed."""
+    names: list[str] = []
+    for s in scores:
+        for m in s.values:
+            if m not in names:
+                names.append(m)
+    n = len(scores)
+    unparsed = sum(1 for s in scores if not s.parsed) / n if n else 0.0
+    out = []
+    for m in names:
+        vals = [float(s.values.get(m, 0.0)) for s in scores]
+        mean, lo, hi = bootstrap_ci(vals, seed=seed)
+        out.append(MetricResult(task, m, mean, lo, hi, n, unparsed, small_sample_warning(n, lo, hi)))
+    return out
+
+
+def evaluate_tasks(
+    model: Model,
+    tasks: Sequence[Task],
+    config: PromptConfig = PromptConfig(),
+    store: Store | None = None,
+    limit: int | None = None,
+    strict: bool = False,
+    model_spec: str | None = None,
+    progress: bool = True,
+    chunk_size: int = DEFAULT_CHUNK,
+    extra_config: Mapping[str, Any] | None = None,
+) -> RunResult:
+    """Run every task on one model: plan prompts, answer all calls through the store, score,
+    save every sample (prompt, raw output, extracted answer, scores) and aggregate with CIs."""
+    own_store = store is None
+    store = store or Store()
+    try:
+        plans = [plan_task(t, config, limit, strict) for t in tasks]
+        run_config = {"prompt": asdict(config), "limit": limit, **(extra_config or {})}
+        run_id = store.start_run(model.model_id, model_spec or model.model_id, [t.name for t in tasks], run_config)
+        flat = [r for p in plans for rs in p.requests for r in rs]
+        with Progress(progress) as bar:
+            responses, stats = execute(model, flat, store, chunk_size=chunk_size, progress=bar)
+        metrics: list[MetricResult] = []
+        warnings: list[str] = []
+        pos = 0
+        for p in plans:
+            rows, scores = [], []
+            for s, prompt, reqs in zip(p.samples, p.prompts, p.requests):
+                resps = responses[pos : pos + len(reqs)]
+                pos += len(reqs)
+                score = p.task.score(s, resps)
+                scores.append(score)
+                rows.append(
+                    {
+                        "task": p.task.name,
+                        "sample_id": s.id,
+                        "prompt": prompt,
+                        "response": _response_record(reqs, resps),
+                        "metadata": s.metadata,
+                        "request_keys": [r.key(model.model_id) for r in reqs],
+                    }
+                )
+            store.save_samples(run_id, rows, scores)
+            metrics.extend(aggregate(p.task.name, scores))
+            if p.malformed:
+                warnings.append(f"{p.task.name}: {len(p.malformed)} malformed rows skipped (first: {p.malformed[0]})")
+            if not p.samples:
+                warnings.append(f"{p.task.name}: no samples to evaluate")
+        if stats.failed:
+            warnings.append(f"{stats.failed} model calls failed; their samples count as unparsed. Re-run to retry them.")
+        result = RunResult(
+            run_id=run_id,
+            model=model_spec or model.model_id,
+            tasks=tuple(t.name for t in tasks),
+            metrics=tuple(metrics),
+            n_calls_cached=stats.cached,
+            n_calls_new=stats.new,
+            config=run_config,
+            warnings=tuple(warnings),
+        )
+        store.finish_run(result)
+        return result
+    finally:
+        if own_store:
+            store.close()
+
+
+def _response_record(reqs: Sequence[Request], resps: Sequence[Response]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for req, r in zip(reqs, resps):
+        if req.kind == "generate":
+            out.append({"text": r.text, "error": r.error, "finish_reason": r.finish_reason})
+        else:
+            out.append({"continuations": list(req.continuations), "logprobs": list(r.logprobs), "is_greedy": list(r.is_greedy), "error": r.error})
+    return out

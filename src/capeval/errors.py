@@ -1,0 +1,58 @@
+"""capeval's exception hierarchy: every error a user can see carries a message they can act on."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Iterable
+
+
+class CapevalError(Exception):
+    """Root of capeval's errors. `hint` is an optional second line telling the user what to do."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+    def __str__(self) -> str:
+        msg = super().__str__()
+        return f"{msg}\n  hint: {self.hint}" if self.hint else msg
+
+
+class UnknownNameError(CapevalError):
+    """A model, task, recipe or metric name that is not registered."""
+
+    def __init__(self, kind: str, name: str, known: Iterable[str]) -> None:
+        close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}?" if close else f"run `capeval {kind}s` to list them"
+        super().__init__(f"unknown {kind} '{name}'", hint)
+        self.name = name
+        self.close_matches = close
+
+
+class DatasetError(CapevalError):
+    """A dataset that cannot be loaded or whose rows cannot be read."""
+
+
+class TaskSpecError(CapevalError):
+    """An invalid task specification (YAML file, field mapping)."""
+
+
+class ModelError(CapevalError):
+    """A model backend that cannot load or answer."""
+
+
+class UnsupportedRequestError(ModelError):
+    """A backend asked for something it cannot do (e.g. log-likelihood on a chat-only server)."""
+
+
+class ServerError(ModelError):
+    """A remote model server that kept failing after all retries."""
+
+
+class MissingExtraError(CapevalError):
+    """An optional dependency (extra) is not installed."""
+
+    def __init__(self, package: str, extra: str) -> None:
+        super().__init__(
+            f"this feature needs the '{package}' package", f"pip install 'capeval[{extra}]'"
+        )

@@ -1,0 +1,1 @@
+"""Looking inside models: per-layer linear probes and DoLa contrastive-layer decoding."""

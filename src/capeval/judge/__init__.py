@@ -1,0 +1,1 @@
+"""LLM-as-a-judge: recipes (single, multi-reference, point-deduction, pairwise, reference-guided)."""

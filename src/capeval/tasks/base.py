@@ -1,0 +1,185 @@
+"""Task: a benchmark as data source + field mapping + prompt format + scorer."""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Literal, Mapping, Protocol, Sequence
+
+from capeval.errors import DatasetError
+from capeval.prompting import PromptConfig, PromptLayout, RenderedPrompt, Turn, render, select_exemplars
+from capeval.tasks.sources import MALFORMED, Source, load_rows
+from capeval.types import GenerationParams, Request, Response, Sample, Score
+
+LETTERS = string.ascii_uppercase
+
+OutputType = Literal["multiple_choice", "generate"]
+
+
+class Scorer(Protocol):
+    """Grades one sample from the responses to its requests (in request order)."""
+
+    def __call__(self, sample: Sample, responses: Sequence[Response], task: "Task") -> Score: ...
+
+
+@dataclass
+class LoadedSamples:
+    samples: list[Sample]
+    malformed: list[str]  # one message per row that could not be read ("row 12: missing 'answer'")
+
+
+@dataclass
+class Task:
+    """A benchmark. Subclass or instantiate; a YAML spec builds a TemplateTask (tasks/yaml_spec.py).
+
+    Attributes:
+        name: registry name, e.g. "mmlu".
+        source: where the rows come from; `split` is evaluated, `fewshot_split` feeds exemplars.
+        output_type: "multiple_choice" (choices scored by log-likelihood, or generated and a letter
+            extracted when `mc_mode="generate"`) or "generate" (free generation, then `scorer`).
+        choice_format: "letters" lists lettered choices in the prompt and scores " A", " B"...;
+            "texts" scores each choice's text as the continuation (HellaSwag style).
+        capabilities: capability tags (e.g. "Reasoning", "Coding") used by the analyses.
+        shots: default number of exemplars; `cot_shots`: rationales for chain-of-thought exemplars
+            are taken from the sample field "rationale" when present.
+    """
+
+    name: str
+    source: Source
+    split: str = "test"
+    fewshot_split: str | None = None
+    shots: int = 0
+    output_type: OutputType = "generate"
+    mc_mode: Literal["loglikelihood", "generate"] = "loglikelihood"
+    choice_format: Literal["letters", "texts"] = "letters"
+    capabilities: tuple[str, ...] = ()
+    layout: PromptLayout = field(default_factory=PromptLayout)
+    generation: GenerationParams = field(default_factory=GenerationParams)
+    scorer: Scorer | None = None
+    metrics: tuple[str, ...] = ()
+    description: str = ""  # one line for `capeval tasks`
+    repeats: int = 1  # samples per item (pass@k needs n > 1, with temperature > 0)
+    row_to_sample_fn: Callable[[Mapping[str, Any], int, "Task"], Sample] | None = None
+    question_fn: Callable[[Sample, "Task"], str] | None = None
+    answer_fn: Callable[[Sample, "Task", bool], str] | None = None
+    settings: dict[str, Any] = field(default_factory=dict)  # shown by `capeval tasks`
+
+    # ---- data -------------------------------------------------------------------------------
+    def row_to_sample(self, row: Mapping[str, Any], index: int) -> Sample:
+        """Map one dataset row to a Sample; raise KeyError/ValueError/TypeError if malformed."""
+        if self.row_to_sample_fn is None:
+            raise NotImplementedError(f"task {self.name} has no field mapping")
+        return self.row_to_sample_fn(row, index, self)
+
+    def load(self, split: str | None = None, limit: int | None = None, strict: bool = False) -> LoadedSamples:
+        split = split or self.split
+        rows = load_rows(self.source, split)
+        samples: list[Sample] = []
+        malformed: list[str] = []
+        seen: set[str] = set()
+        for i, row in enumerate(rows):
+            if limit is not None and len(samples) >= limit:
+                break
+            try:
+                if MALFORMED in row:
+                    raise ValueError(row[MALFORMED])
+                s = self.row_to_sample(row, i)
+                if self.output_type == "multiple_choice" and not s.choices:
+                    raise ValueError("no choices")
+                if s.id in seen:
+                    s = replace(s, id=f"{s.id}#{i}")
+                seen.add(s.id)
+                samples.append(s)
+            except (KeyError, ValueError, TypeError, IndexError) as e:
+                msg = f"{self.name} {split} row {i}: {type(e).__name__}: {e}"
+                if strict:
+                    raise DatasetError(f"malformed row: {msg}", "fix the row or run without --strict") from None
+                malformed.append(msg)
+        return LoadedSamples(samples, malformed)
+
+    # ---- prompts ----------------------------------------------------------------------------
+    def question(self, sample: Sample) -> str:
+        if self.question_fn is not None:
+            return self.question_fn(sample, self)
+        q = str(sample.fields.get("question", ""))
+        if self.output_type == "multiple_choice" and self.choice_format == "letters" and sample.choices:
+            q += "\n" + "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(sample.choices))
+        return q
+
+    def answer(self, sample: Sample, cot: bool = False) -> str:
+        """The exemplar answer: the letter or text of the right choice, or the target text.
+        With `cot`, a rationale (field "rationale") precedes it when the dataset has one."""
+        if self.answer_fn is not None:
+            return self.answer_fn(sample, self, cot)
+        if self.output_type == "multiple_choice" and sample.choices is not None:
+            ans = LETTERS[int(sample.target)] if self.choice_format == "letters" else sample.choices[int(sample.target)]
+        else:
+            ans = str(sample.target)
+        rationale = sample.fields.get("rationale")
+        if cot and rationale:
+            return f"{rationale} The answer is {ans}."
+        return ans
+
+    def continuations(self, sample: Sample) -> tuple[str, ...]:
+        assert sample.choices is not None
+        d = self.layout.target_delimiter
+        if self.choice_format == "letters":
+            return tuple(d + LETTERS[i] for i in range(len(sample.choices)))
+        return tuple(d + c for c in sample.choices)
+
+    def render(self, sample: Sample, exemplars: Sequence[Sample], config: PromptConfig) -> RenderedPrompt:
+        turns = [Turn(self.question(e), self.answer(e, config.cot)) for e in exemplars]
+        return render(turns, Turn(self.question(sample)), self.layout, config)
+
+    def exemplars_for(self, sample: Sample, pool: Sequence[Sample], config: PromptConfig) -> list[Sample]:
+        k = self.shots if config.shots is None else config.shots
+        return select_exemplars(pool, k, config.seed, exclude_id=sample.id)
+
+    def requests(self, sample: Sample, rendered: RenderedPrompt, config: PromptConfig) -> list[Request]:
+        """The model calls one sample needs (most tasks: one)."""
+        if self.output_type == "multiple_choice" and self.mc_mode == "loglikelihood":
+            return [
+                Request(
+                    kind="loglikelihood",
+                    prompt=rendered.prompt,
+                    continuations=self.continuations(sample),
+                    shared_prefix=rendered.shared_prefix,
+                    task=self.name,
+                    sample_id=sample.id,
+                )
+            ]
+        params = self.generation
+        return [
+            Request(
+                kind="generate",
+                prompt=rendered.prompt,
+                params=params,
+                shared_prefix=rendered.shared_prefix,
+                repeat=r,
+                task=self.name,
+                sample_id=sample.id,
+            )
+            for r in range(self.repeats)
+        ]
+
+    # ---- scoring ----------------------------------------------------------------------------
+    def score(self, sample: Sample, responses: Sequence[Response]) -> Score:
+        if self.scorer is None:
+            from capeval.scoring import default_scorer
+
+            return default_scorer(self)(sample, responses, self)
+        return self.scorer(sample, responses, self)
+
+    def info(self) -> dict[str, Any]:
+        """What `capeval tasks` shows."""
+        return {
+            "name": self.name,
+            "source": self.source.describe(),
+            "split": self.split,
+            "shots": self.shots,
+            "type": self.output_type if self.output_type == "generate" else f"mc/{self.mc_mode}",
+            "metrics": ", ".join(self.metrics),
+            "capabilities": ", ".join(self.capabilities),
+            "description": self.description,
+            **self.settings,
+        }

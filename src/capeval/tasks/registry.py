@@ -1,0 +1,98 @@
+"""The task registry: built-in task files, YAML specs, user folders and entry points."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Callable, Iterable
+
+from capeval.errors import UnknownNameError
+from capeval.tasks.base import Task
+
+# A factory builds a Task; `data` is a local file or folder that replaces the task's source
+# (same field names as the hub dataset), so users with a downloaded copy run offline.
+TaskFactory = Callable[..., Task]
+
+TASKS: dict[str, TaskFactory] = {}
+SUITES: dict[str, list[str]] = {}
+_include_paths: list[Path] = []
+_loaded = False
+
+
+def register_task(name: str) -> Callable[[TaskFactory], TaskFactory]:
+    def deco(factory: TaskFactory) -> TaskFactory:
+        TASKS[name] = factory
+        return factory
+
+    return deco
+
+
+def register_suite(name: str, tasks: list[str]) -> None:
+    SUITES[name] = tasks
+
+
+def add_include_path(path: str | Path) -> None:
+    """A folder of YAML task specs (`--include-path`)."""
+    global _loaded
+    p = Path(path)
+    if p not in _include_paths:
+        _include_paths.append(p)
+        if _loaded:
+            _load_yaml_dir(p)
+
+
+def _load_yaml_dir(folder: Path) -> None:
+    from capeval.tasks.yaml_spec import load_yaml_tasks
+
+    for factory_name, factory in load_yaml_tasks(folder).items():
+        TASKS[factory_name] = factory
+
+
+def _ensure_loaded() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    import capeval.tasks as pkg
+
+    for mod in pkgutil.iter_modules(pkg.__path__):
+        if mod.name not in {"base", "registry", "sources", "yaml_spec"} and not mod.name.startswith("_"):
+            importlib.import_module(f"capeval.tasks.{mod.name}")
+    _load_yaml_dir(Path(pkg.__path__[0]) / "specs")
+    for p in _include_paths:
+        _load_yaml_dir(p)
+    for ep in entry_points(group="capeval.tasks"):
+        TASKS.setdefault(ep.name, ep.load())
+
+
+def task_names() -> list[str]:
+    _ensure_loaded()
+    return sorted(TASKS)
+
+
+def suite_names() -> list[str]:
+    _ensure_loaded()
+    return sorted(SUITES)
+
+
+def expand(names: Iterable[str]) -> list[str]:
+    """Task names with suites expanded, in order, without duplicates."""
+    _ensure_loaded()
+    out: list[str] = []
+    for n in names:
+        n = n.strip()
+        if not n:
+            continue
+        for t in SUITES.get(n, [n]):
+            if t not in out:
+                out.append(t)
+    return out
+
+
+def get_task(name: str, data: str | None = None) -> Task:
+    _ensure_loaded()
+    if name not in TASKS:
+        raise UnknownNameError("task", name, list(TASKS) + list(SUITES))
+    return TASKS[name](data=data) if data else TASKS[name]()

@@ -1,0 +1,174 @@
+"""The shared vocabulary of a run: frozen dataclasses that every stage takes and returns."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Mapping, Sequence
+
+RequestKind = Literal["generate", "loglikelihood"]
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat turn: role is "system", "user" or "assistant"."""
+
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One benchmark item, independent of any prompt format or model.
+
+    `fields` keeps the dataset row (after field mapping) so prompt templates can use any column;
+    `choices` is set for multiple-choice items and `target` is then the index of the right choice.
+    """
+
+    id: str
+    task: str
+    fields: Mapping[str, Any]
+    target: Any = None
+    choices: tuple[str, ...] | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Decoding settings; part of every generate call's cache key."""
+
+    max_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0.0
+
+
+@dataclass(frozen=True)
+class Request:
+    """One model call.
+
+    generate: `prompt` is completed under `params`.
+    loglikelihood: for each string in `continuations`, the log-probability of that continuation
+    given `prompt`. `shared_prefix` optionally names the leading part of the prompt that many
+    requests share (few-shot exemplars), so a backend may compute it once and reuse its KV cache;
+    it is a hint only and never changes the result.
+    `repeat` distinguishes otherwise identical sampled calls (pass@k draws n samples).
+    The fields after `repeat` locate the request in a run and are not part of the cache key.
+    """
+
+    kind: RequestKind
+    prompt: str | tuple[Message, ...]
+    continuations: tuple[str, ...] = ()
+    params: GenerationParams = GenerationParams()
+    shared_prefix: str | None = None
+    repeat: int = 0
+    task: str = ""
+    sample_id: str = ""
+
+    def key(self, model_id: str) -> str:
+        """Hash of (model identity, request content, generation parameters): the cache key."""
+        prompt: Any = self.prompt if isinstance(self.prompt, str) else [asdict(m) for m in self.prompt]
+        payload = {
+            "model": model_id,
+            "kind": self.kind,
+            "prompt": prompt,
+            "continuations": list(self.continuations),
+            "params": asdict(self.params) if self.kind == "generate" else None,
+            "repeat": self.repeat,
+        }
+        blob = json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+
+@dataclass(frozen=True)
+class Response:
+    """A backend's answer to one Request.
+
+    generate: `text`. loglikelihood: `logprobs[i]` is the summed log-probability of
+    continuation i, `is_greedy[i]` whether greedy decoding would produce it, `n_tokens[i]` its
+    token count. `error` is set (and the rest empty) when the call failed for good.
+    """
+
+    text: str | None = None
+    logprobs: tuple[float, ...] = ()
+    is_greedy: tuple[bool, ...] = ()
+    n_tokens: tuple[int, ...] = ()
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    error: str | None = None
+    cached: bool = False
+    finish_reason: str | None = None
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d.pop("cached")
+        return json.dumps(d, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, s: str, cached: bool = True) -> "Response":
+        d = json.loads(s)
+        for name in ("logprobs", "is_greedy", "n_tokens"):
+            d[name] = tuple(d.get(name) or ())
+        return cls(**d, cached=cached)
+
+
+@dataclass(frozen=True)
+class Score:
+    """The grade of one sample: metric name -> value (1.0/0.0 for accuracy-like metrics).
+
+    `extracted` is the answer read from the output (None when none could be read; then
+    `parsed` is False and the sample counts toward the unparsed rate).
+    """
+
+    sample_id: str
+    task: str
+    values: Mapping[str, float]
+    extracted: str | None = None
+    parsed: bool = True
+    target: Any = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    """An aggregate metric with its bootstrap 95% confidence interval."""
+
+    task: str
+    metric: str
+    value: float
+    ci_low: float
+    ci_high: float
+    n: int
+    unparsed_rate: float = 0.0
+    warning: str | None = None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Everything a finished run reports; the samples themselves live in the store."""
+
+    run_id: str
+    model: str
+    tasks: tuple[str, ...]
+    metrics: tuple[MetricResult, ...]
+    n_calls_cached: int = 0
+    n_calls_new: int = 0
+    config: Mapping[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    def metric(self, task: str, metric: str) -> MetricResult:
+        for m in self.metrics:
+            if m.task == task and m.metric == metric:
+                return m
+        raise KeyError(f"{task}/{metric}")
+
+
+def messages_to_tuple(messages: Sequence[Mapping[str, str]] | Sequence[Message]) -> tuple[Message, ...]:
+    return tuple(m if isinstance(m, Message) else Message(m["role"], m["content"]) for m in messages)

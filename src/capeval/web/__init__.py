@@ -1,0 +1,1 @@
+"""The annotators' web app: ratings and pairwise battles."""
