@@ -11,7 +11,7 @@ from capeval.analysis.stats import bootstrap_ci, small_sample_warning
 from capeval.models.base import Model
 from capeval.prompting import PromptConfig
 from capeval.store import Store
-from capeval.tasks.base import Task
+from capeval.tasks.base import ScoringContext, Task
 from capeval.types import MetricResult, Request, Response, RunResult, Sample, Score
 
 # Requests per backend call: each chunk is saved before the next starts, so a killed run loses
@@ -175,6 +175,7 @@ def evaluate_tasks(
     progress: bool = True,
     chunk_size: int = DEFAULT_CHUNK,
     extra_config: Mapping[str, Any] | None = None,
+    judge: Model | None = None,
 ) -> RunResult:
     """Run every task on one model: plan prompts, answer all calls through the store, score,
     save every sample (prompt, raw output, extracted answer, scores) and aggregate with CIs."""
@@ -191,12 +192,15 @@ def evaluate_tasks(
         warnings: list[str] = []
         pos = 0
         for p in plans:
-            rows, scores = [], []
-            for s, prompt, reqs in zip(p.samples, p.prompts, p.requests):
-                resps = responses[pos : pos + len(reqs)]
+            per_sample = []
+            for reqs in p.requests:
+                per_sample.append(responses[pos : pos + len(reqs)])
                 pos += len(reqs)
-                score = p.task.score(s, resps)
-                scores.append(score)
+            with Progress(progress) as bar:
+                ctx = ScoringContext(judge=judge, store=store, progress=bar)
+                scores = p.task.score_all(p.samples, per_sample, ctx)
+            rows = []
+            for s, prompt, reqs, resps in zip(p.samples, p.prompts, p.requests, per_sample):
                 rows.append(
                     {
                         "task": p.task.name,
@@ -208,7 +212,13 @@ def evaluate_tasks(
                     }
                 )
             store.save_samples(run_id, rows, scores)
-            metrics.extend(aggregate(p.task.name, scores))
+            supported = [s for s in scores if not s.metadata.get("unsupported")]
+            if len(supported) < len(scores):
+                warnings.append(
+                    f"{p.task.name}: {len(scores) - len(supported)} samples unsupported by this model "
+                    "(e.g. need images or tools); left out of the metrics"
+                )
+            metrics.extend(aggregate(p.task.name, supported))
             if p.malformed:
                 warnings.append(f"{p.task.name}: {len(p.malformed)} malformed rows skipped (first: {p.malformed[0]})")
             if not p.samples:

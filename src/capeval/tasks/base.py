@@ -23,6 +23,19 @@ class Scorer(Protocol):
 
 
 @dataclass
+class ScoringContext:
+    """What a task may use to score beyond the responses: a judge model and the engine's store.
+
+    Judge-based tasks (CrossEval, writing) send their judge requests with
+    `capeval.engine.execute(ctx.judge, requests, ctx.store)`, so judge calls are cached too."""
+
+    judge: Any = None  # a capeval Model, or None when no --judge was given
+    store: Any = None  # capeval.store.Store | None
+    progress: Any = None  # capeval.engine.Progress | None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class LoadedSamples:
     samples: list[Sample]
     malformed: list[str]  # one message per row that could not be read ("row 12: missing 'answer'")
@@ -169,6 +182,14 @@ class Task:
 
             return default_scorer(self)(sample, responses, self)
         return self.scorer(sample, responses, self)
+
+    def score_all(
+        self, samples: Sequence[Sample], responses: Sequence[Sequence[Response]], ctx: ScoringContext
+    ) -> list[Score]:
+        """Score every sample of the task. Override for tasks scored in bulk (a judge pass).
+        A Score whose metadata has `unsupported: True` (e.g. needs images the model lacks) is left
+        out of the metrics and counted separately."""
+        return [self.score(s, r) for s, r in zip(samples, responses)]
 
     def info(self) -> dict[str, Any]:
         """What `capeval tasks` shows."""
