@@ -1,0 +1,246 @@
+"""Declarative tasks: a YAML spec with Jinja2 templates becomes a Task without code.
+
+```yaml
+name: my_task                       # registry name
+description: one line for `capeval tasks`
+source: {local: data/items.jsonl}   # or {hub: cais/mmlu, name: all} or {packaged: mtbench}
+split: test
+fewshot_split: dev                  # exemplars drawn from here with a fixed seed
+shots: 5
+output_type: multiple_choice        # or generate
+mc_mode: loglikelihood              # or generate (letter extracted from the output)
+choice_format: letters              # or texts (each choice's text is scored)
+id: "{{ id }}"                      # Jinja2 over the row's fields
+question: "{{ question }}"          # lettered choices are appended for choice_format letters
+choices: choices                    # a field holding a list, or a list of templates
+target: "{{ answer }}"              # MC: index, letter or the right choice's text
+rationale: "{{ explanation }}"      # optional, used by --cot exemplars
+answer_prefix: "Answer:"
+generation: {max_tokens: 64, stop: ["\n\n"]}
+scorer: exact_match                 # mc_loglikelihood, mc_generate, exact_match, numeric_match, ...
+metrics: [acc, acc_norm]
+capabilities: [Reasoning]
+metadata: {subject: "{{ subject }}"}
+```
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import jinja2
+import yaml
+
+from capeval.errors import TaskSpecError
+from capeval.prompting import PromptLayout
+from capeval.tasks.base import LETTERS, Task
+from capeval.tasks.sources import Source
+from capeval.types import GenerationParams, Sample
+
+KNOWN_KEYS = {
+    "name", "description", "source", "split", "fewshot_split", "shots", "output_type", "mc_mode",
+    "choice_format", "id", "question", "choices", "target", "answer", "rationale", "answer_prefix",
+    "target_delimiter", "fewshot_delimiter", "instruction", "generation", "scorer", "metrics",
+    "capabilities", "metadata", "repeats",
+}
+REQUIRED_KEYS = ("name", "source", "question", "target")
+
+_env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+
+
+def _template(text: str, where: str) -> jinja2.Template:
+    try:
+        return _env.from_string(str(text))
+    except jinja2.TemplateSyntaxError as e:
+        raise TaskSpecError(f"{where}: invalid Jinja2 template: {e.message} (template line {e.lineno})") from None
+
+
+def _render(t: jinja2.Template, row: Mapping[str, Any]) -> str:
+    try:
+        return t.render(**row)
+    except jinja2.UndefinedError as e:
+        raise KeyError(str(e)) from None
+
+
+def _key_lines(text: str) -> dict[str, int]:
+    """Line numbers (1-based) of the top-level keys, for error messages."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return {}
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {k.value: k.start_mark.line + 1 for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
+
+
+def parse_spec(path: Path) -> dict[str, Any]:
+    text = path.read_text(encoding="utf-8")
+    try:
+        spec = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise TaskSpecError(f"{path}{line}: invalid YAML: {problem}") from None
+    if not isinstance(spec, dict):
+        raise TaskSpecError(f"{path}:1: a task spec must be a mapping of keys to values")
+    lines = _key_lines(text)
+    for key in spec:
+        if key not in KNOWN_KEYS:
+            import difflib
+
+            close = difflib.get_close_matches(str(key), KNOWN_KEYS, n=1)
+            raise TaskSpecError(
+                f"{path}:{lines.get(key, 1)}: unknown key '{key}'",
+                f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(sorted(KNOWN_KEYS))}",
+            )
+    for key in REQUIRED_KEYS:
+        if key not in spec:
+            raise TaskSpecError(f"{path}: missing required key '{key}'")
+    spec["__path__"] = path
+    spec["__lines__"] = lines
+    return spec
+
+
+def _source(spec: Mapping[str, Any], data: str | None) -> Source:
+    if data:
+        return Source("local", data)
+    src = spec["source"]
+    where = f"{spec['__path__']}:{spec['__lines__'].get('source', 1)}"
+    if not isinstance(src, dict) or len({"hub", "local", "packaged"} & set(src)) != 1:
+        raise TaskSpecError(f"{where}: source must have exactly one of hub, local, packaged")
+    if "local" in src:
+        p = Path(src["local"])
+        if not p.is_absolute():
+            p = Path(spec["__path__"]).parent / p
+        return Source("local", str(p), src.get("name"))
+    if "hub" in src:
+        return Source("hub", src["hub"], src.get("name"))
+    return Source("packaged", src["packaged"], src.get("name"))
+
+
+def build_task(spec: Mapping[str, Any], data: str | None = None) -> Task:
+    path = spec["__path__"]
+    line = spec["__lines__"]
+
+    def where(key: str) -> str:
+        return f"{path}:{line.get(key, 1)}"
+
+    output_type = spec.get("output_type", "generate")
+    if output_type not in ("multiple_choice", "generate"):
+        raise TaskSpecError(f"{where('output_type')}: output_type must be multiple_choice or generate")
+    question_t = _template(spec["question"], where("question"))
+    target_t = _template(str(spec["target"]), where("target"))
+    id_t = _template(spec["id"], where("id")) if "id" in spec else None
+    rationale_t = _template(spec["rationale"], where("rationale")) if "rationale" in spec else None
+    answer_t = _template(spec["answer"], where("answer")) if "answer" in spec else None
+    meta_t = {k: _template(str(v), where("metadata")) for k, v in (spec.get("metadata") or {}).items()}
+    choices_spec = spec.get("choices")
+    choice_ts = [_template(str(c), where("choices")) for c in choices_spec] if isinstance(choices_spec, list) else None
+    if output_type == "multiple_choice" and choices_spec is None:
+        raise TaskSpecError(f"{where('output_type')}: multiple_choice needs a 'choices' key")
+
+    def row_to_sample(row: Mapping[str, Any], index: int, task: Task) -> Sample:
+        fields = dict(row)
+        choices: tuple[str, ...] | None = None
+        if choice_ts is not None:
+            choices = tuple(_render(t, fields) for t in choice_ts)
+        elif isinstance(choices_spec, str):
+            raw = fields[choices_spec]
+            if isinstance(raw, str):
+                raise ValueError(f"field '{choices_spec}' must hold a list of choices")
+            choices = tuple(str(c) for c in raw)
+        fields["choices"] = list(choices) if choices else fields.get("choices")
+        fields["question"] = _render(question_t, fields)
+        target_text = _render(target_t, fields).strip()
+        target: Any = target_text
+        if choices is not None:
+            target = _choice_index(target_text, choices)
+        if rationale_t is not None:
+            fields["rationale"] = _render(rationale_t, fields).strip()
+        sample_id = _render(id_t, fields) if id_t else str(index)
+        metadata = {k: _render(t, fields) for k, t in meta_t.items()}
+        return Sample(sample_id, task.name, fields, target, choices, metadata)
+
+    def answer_fn(sample: Sample, task: Task, cot: bool) -> str:
+        assert answer_t is not None
+        ans = _render(answer_t, dict(sample.fields)).strip()
+        rationale = sample.fields.get("rationale")
+        return f"{rationale} The answer is {ans}." if cot and rationale else ans
+
+    gen = spec.get("generation") or {}
+    unknown_gen = set(gen) - {"max_tokens", "temperature", "top_p", "stop", "seed"}
+    if unknown_gen:
+        raise TaskSpecError(f"{where('generation')}: unknown generation keys {sorted(unknown_gen)}")
+    scorer = None
+    if "scorer" in spec:
+        from capeval.scoring import SCORERS
+
+        if spec["scorer"] not in SCORERS:
+            raise TaskSpecError(f"{where('scorer')}: unknown scorer '{spec['scorer']}'", f"known: {', '.join(sorted(SCORERS))}")
+        scorer = SCORERS[spec["scorer"]]()
+    layout = PromptLayout(
+        description=str(spec.get("instruction", "")),
+        answer_prefix=str(spec.get("answer_prefix", "")),
+        target_delimiter=str(spec.get("target_delimiter", " ")),
+        fewshot_delimiter=str(spec.get("fewshot_delimiter", "\n\n")),
+    )
+    default_metrics = {"multiple_choice": ("acc", "acc_norm")}.get(output_type, ("exact_match",))
+    return Task(
+        name=str(spec["name"]),
+        source=_source(spec, data),
+        split=str(spec.get("split", "test")),
+        fewshot_split=spec.get("fewshot_split"),
+        shots=int(spec.get("shots", 0)),
+        output_type=output_type,
+        mc_mode=spec.get("mc_mode", "loglikelihood"),
+        choice_format=spec.get("choice_format", "letters"),
+        capabilities=tuple(spec.get("capabilities") or ()),
+        layout=layout,
+        generation=GenerationParams(
+            max_tokens=int(gen.get("max_tokens", 256)),
+            temperature=float(gen.get("temperature", 0.0)),
+            top_p=float(gen.get("top_p", 1.0)),
+            stop=tuple(gen.get("stop") or ()),
+            seed=gen.get("seed"),
+        ),
+        scorer=scorer,
+        metrics=tuple(spec.get("metrics") or default_metrics),
+        description=str(spec.get("description", "")),
+        repeats=int(spec.get("repeats", 1)),
+        row_to_sample_fn=row_to_sample,
+        answer_fn=answer_fn if answer_t is not None else None,
+        settings={"spec": str(path)},
+    )
+
+
+def _choice_index(target: str, choices: tuple[str, ...]) -> int:
+    """A target given as an index ("2"), a letter ("C") or the right choice's text."""
+    if target.lstrip("-").isdigit():
+        i = int(target)
+    elif len(target) == 1 and target.upper() in LETTERS[: len(choices)]:
+        i = LETTERS.index(target.upper())
+    elif target in choices:
+        i = choices.index(target)
+    else:
+        raise ValueError(f"target '{target}' is not an index, letter or choice text")
+    if not 0 <= i < len(choices):
+        raise ValueError(f"target index {i} out of range for {len(choices)} choices")
+    return i
+
+
+def load_yaml_tasks(folder: Path) -> dict[str, Callable[..., Task]]:
+    """Task factories for every *.yaml / *.yml spec in `folder` (recursively)."""
+    out: dict[str, Callable[..., Task]] = {}
+    if not folder.is_dir():
+        return out
+    for path in sorted([*folder.rglob("*.yaml"), *folder.rglob("*.yml")]):
+        spec = parse_spec(path)
+
+        def factory(data: str | None = None, _spec: Mapping[str, Any] = spec) -> Task:
+            return build_task(_spec, data)
+
+        build_task(spec)  # validate templates and keys now, with file and line in the error
+        out[str(spec["name"])] = factory
+    return out
