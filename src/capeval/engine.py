@@ -219,6 +219,7 @@ def evaluate_tasks(
                     "(e.g. need images or tools); left out of the metrics"
                 )
             metrics.extend(aggregate(p.task.name, supported))
+            metrics.extend(p.task.group_metrics(supported))
             if p.malformed:
                 warnings.append(f"{p.task.name}: {len(p.malformed)} malformed rows skipped (first: {p.malformed[0]})")
             if not p.samples:

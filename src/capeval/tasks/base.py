@@ -6,10 +6,10 @@ import string
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Literal, Mapping, Protocol, Sequence
 
-from capeval.errors import DatasetError
+from capeval.errors import DatasetError, TaskSpecError
 from capeval.prompting import PromptConfig, PromptLayout, RenderedPrompt, Turn, render, select_exemplars
 from capeval.tasks.sources import MALFORMED, Source, load_rows
-from capeval.types import GenerationParams, Request, Response, Sample, Score
+from capeval.types import GenerationParams, MetricResult, Request, Response, Sample, Score
 
 LETTERS = string.ascii_uppercase
 
@@ -76,6 +76,9 @@ class Task:
     question_fn: Callable[[Sample, "Task"], str] | None = None
     answer_fn: Callable[[Sample, "Task", bool], str] | None = None
     settings: dict[str, Any] = field(default_factory=dict)  # shown by `capeval tasks`
+    # Paraphrased prompt layouts for prompt-sensitivity runs: PromptConfig.variant i > 0 uses
+    # variants[i - 1] in place of `layout` (variant 0 is the default prompt).
+    variants: tuple[PromptLayout, ...] = ()
 
     # ---- data -------------------------------------------------------------------------------
     def row_to_sample(self, row: Mapping[str, Any], index: int) -> Sample:
@@ -140,7 +143,25 @@ class Task:
             return tuple(d + LETTERS[i] for i in range(len(sample.choices)))
         return tuple(d + c for c in sample.choices)
 
+    @property
+    def n_variants(self) -> int:
+        """How many prompt variants the task ships, the default one included."""
+        return 1 + len(self.variants)
+
+    def for_variant(self, variant: int) -> "Task":
+        """This task with prompt variant `variant` as its layout (0: the task itself)."""
+        if variant == 0:
+            return self
+        if not 0 < variant < self.n_variants:
+            raise TaskSpecError(
+                f"task {self.name} has no prompt variant {variant}",
+                f"it ships variants 0..{self.n_variants - 1}",
+            )
+        return replace(self, layout=self.variants[variant - 1], variants=())
+
     def render(self, sample: Sample, exemplars: Sequence[Sample], config: PromptConfig) -> RenderedPrompt:
+        if config.variant:
+            return self.for_variant(config.variant).render(sample, exemplars, replace(config, variant=0))
         turns = [Turn(self.question(e), self.answer(e, config.cot)) for e in exemplars]
         return render(turns, Turn(self.question(sample)), self.layout, config)
 
@@ -150,6 +171,8 @@ class Task:
 
     def requests(self, sample: Sample, rendered: RenderedPrompt, config: PromptConfig) -> list[Request]:
         """The model calls one sample needs (most tasks: one)."""
+        if config.variant:
+            return self.for_variant(config.variant).requests(sample, rendered, replace(config, variant=0))
         if self.output_type == "multiple_choice" and self.mc_mode == "loglikelihood":
             return [
                 Request(
@@ -190,6 +213,11 @@ class Task:
         A Score whose metadata has `unsupported: True` (e.g. needs images the model lacks) is left
         out of the metrics and counted separately."""
         return [self.score(s, r) for s, r in zip(samples, responses)]
+
+    def group_metrics(self, scores: Sequence[Score]) -> list[MetricResult]:
+        """Extra aggregates beside the task's overall metrics (e.g. per subject and macro average);
+        the engine appends them to the run's metrics. Default: none."""
+        return []
 
     def info(self) -> dict[str, Any]:
         """What `capeval tasks` shows."""
