@@ -1,0 +1,300 @@
+"""Core commands: `capeval run`, `capeval tasks`, `capeval models`, `capeval runs list|show|export`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.table import Table
+
+from capeval.errors import CapevalError
+from capeval.types import RunResult
+
+# `capeval run` with no arguments: a real offline evaluation of the bundled chat model on
+# packaged data (HumanEval's first problems for code generation, MT-Bench categories for
+# multiple choice), sized to finish in a few minutes on 2 CPU cores.
+DEFAULT_MODEL = "smollm2-135m-instruct"
+DEFAULT_TASKS = "humaneval,mtbench-category"
+DEFAULT_LIMIT = 40
+
+runs_app = typer.Typer(help="List, show and export stored runs.", no_args_is_help=True)
+
+
+def _console() -> Any:
+    from capeval.cli import console
+
+    return console
+
+
+def _fmt(v: float) -> str:
+    return "nan" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
+
+
+def results_table(result: RunResult) -> Table:
+    table = Table(title=f"run {result.run_id}  model {result.model}")
+    for col in ("task", "metric", "value", "95% CI", "n", "unparsed"):
+        table.add_column(col, justify="right" if col not in ("task", "metric") else "left")
+    for m in result.metrics:
+        table.add_row(
+            m.task, m.metric, _fmt(m.value), f"[{_fmt(m.ci_low)}, {_fmt(m.ci_high)}]", str(m.n), f"{m.unparsed_rate:.1%}"
+        )
+    return table
+
+
+def print_result(result: RunResult) -> None:
+    console = _console()
+    console.print(results_table(result))
+    console.print(f"model calls: {result.n_calls_cached} cached, {result.n_calls_new} new")
+    warned: set[str] = set()
+    for m in result.metrics:
+        if m.warning and m.task not in warned:
+            warned.add(m.task)
+            console.print(f"[yellow]warning[/] {m.task}: {m.warning}")
+    for w in result.warnings:
+        console.print(f"[yellow]warning[/] {w}")
+
+
+def _parse_data(items: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        task, sep, path = item.partition("=")
+        if not sep or not task or not path:
+            raise CapevalError(f"--data expects TASK=PATH, got '{item}'", "e.g. --data mmlu=./mmlu_local")
+        out[task] = path
+    return out
+
+
+def run(
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Model spec: bundled name, hf:PATH, openai:NAME, vllm:PATH."),
+    tasks: Optional[str] = typer.Option(None, "--tasks", "-t", help=f"Comma-separated tasks or suites [default: {DEFAULT_TASKS}]."),
+    shots: Optional[int] = typer.Option(None, "--shots", "-k", help="Few-shot exemplars (default: each task's own)."),
+    cot: bool = typer.Option(False, "--cot", help="Chain of thought: rationale exemplars or 'Let's think step by step'."),
+    system: Optional[str] = typer.Option(None, "--system", help="System / role prompt, the same for every model."),
+    chat: bool = typer.Option(False, "--chat", help="Send chat messages through the model's chat template."),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", help="At most N samples per task."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Backend batch size."),
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", "-c", help="Requests in flight (openai backend)."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible server URL (openai backend)."),
+    db: Optional[Path] = typer.Option(None, "--db", help="SQLite store [default: $CAPEVAL_DB or the user data dir]."),
+    include_path: list[Path] = typer.Option([], "--include-path", help="Folder of YAML task specs (repeatable)."),
+    data: list[str] = typer.Option([], "--data", help="TASK=PATH: read TASK from a local file/folder (repeatable)."),
+    strict: bool = typer.Option(False, "--strict", help="Fail on the first malformed dataset row."),
+    judge: Optional[str] = typer.Option(None, "--judge", help="Judge model spec for judged tasks (CrossEval, writing)."),
+    prompt_variants: int = typer.Option(1, "--prompt-variants", help="Run each task with N prompt templates and report the spread."),
+    seed: int = typer.Option(1234, "--seed", help="Seed for few-shot exemplar selection."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write results as JSON here."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
+) -> None:
+    """Evaluate a model on tasks. With no arguments: the bundled SmolLM2 on packaged HumanEval and
+    MT-Bench data, offline, in a few minutes."""
+    from capeval.engine import evaluate_tasks
+    from capeval.models import load_model
+    from capeval.models.base import model_options
+    from capeval.prompting import PromptConfig
+    from capeval.store import Store
+    from capeval.tasks import expand, get_task
+    from capeval.tasks.registry import add_include_path
+
+    console = _console()
+    if tasks is None:
+        tasks = DEFAULT_TASKS
+        if limit is None and model == DEFAULT_MODEL:
+            limit = DEFAULT_LIMIT
+            console.print(f"[dim]default job: {model} on {tasks}, --limit {limit} (see --help to change)[/]")
+    for p in include_path:
+        add_include_path(p)
+    local = _parse_data(data)
+    names = expand(tasks.split(","))
+    unknown_data = set(local) - set(names)
+    if unknown_data:
+        raise CapevalError(f"--data names tasks not being run: {', '.join(sorted(unknown_data))}")
+    task_objs = [get_task(n, data=local.get(n)) for n in names]
+    opts = model_options(batch_size=batch_size, concurrency=concurrency, base_url=base_url)
+    m = load_model(model, **opts)
+    judge_model = load_model(judge, **model_options(concurrency=concurrency)) if judge else None
+    config = PromptConfig(shots=shots, cot=cot, system=system, chat=chat, seed=seed)
+    extra = {"model_options": opts, "judge": judge}
+    with Store(db) as store:
+        if prompt_variants > 1:
+            from capeval.analysis.sensitivity import run_variants
+
+            results, summary = run_variants(
+                m, task_objs, config, prompt_variants, store=store, limit=limit, strict=strict,
+                model_spec=model, progress=not no_progress,
+            )
+            for r in results:
+                print_result(r)
+            _print_sensitivity(summary)
+            result = results[0]
+        else:
+            result = evaluate_tasks(
+                m, task_objs, config, store=store, limit=limit, strict=strict, model_spec=model,
+                progress=not no_progress, extra_config=extra, judge=judge_model,
+            )
+            print_result(result)
+        for t in task_objs:
+            breakdown = t.settings.get("breakdown")
+            if callable(breakdown):
+                breakdown(store, result.run_id, console)
+        out = json_out or store.path.parent / "results" / f"{result.run_id}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(asdict(result), indent=2, default=str))
+        console.print(f"results: {out}   samples: capeval runs show {result.run_id}" + (f" --db {db}" if db else ""))
+
+
+def _print_sensitivity(summary: Any) -> None:
+    console = _console()
+    rows = summary if isinstance(summary, list) else getattr(summary, "rows", [])
+    table = Table(title="prompt sensitivity (across templates)")
+    for col in ("task", "metric", "mean", "min", "max", "std", "templates"):
+        table.add_column(col)
+    for r in rows:
+        d = r if isinstance(r, dict) else asdict(r)
+        table.add_row(
+            str(d["task"]), str(d["metric"]), _fmt(d["mean"]), _fmt(d["min"]), _fmt(d["max"]), _fmt(d["std"]), str(d["n_variants"])
+        )
+    console.print(table)
+
+
+def tasks_cmd(
+    include_path: list[Path] = typer.Option([], "--include-path", help="Folder of YAML task specs (repeatable)."),
+    json_flag: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """List the tasks and suites with their settings."""
+    from capeval.tasks import get_task, task_names
+    from capeval.tasks.registry import SUITES, add_include_path
+
+    for p in include_path:
+        add_include_path(p)
+    infos = []
+    for name in task_names():
+        try:
+            infos.append(get_task(name).info())
+        except CapevalError as e:
+            infos.append({"name": name, "description": f"(cannot build: {e})"})
+    if json_flag:
+        print(json.dumps({"tasks": infos, "suites": SUITES}, indent=2, default=str))
+        return
+    table = Table(title=f"{len(infos)} tasks")
+    for col in ("name", "type", "shots", "metrics", "capabilities", "source", "description"):
+        table.add_column(col, overflow="fold")
+    for i in infos:
+        table.add_row(*(str(i.get(c, "")) for c in ("name", "type", "shots", "metrics", "capabilities", "source", "description")))
+    console = _console()
+    console.print(table)
+    for suite, members in sorted(SUITES.items()):
+        console.print(f"suite [bold]{suite}[/]: {', '.join(members)}")
+
+
+def models_cmd() -> None:
+    """List the bundled models and the backends' spec formats."""
+    from capeval.models import bundled
+
+    table = Table(title="models")
+    for col in ("spec", "what", "status"):
+        table.add_column(col)
+    status = getattr(bundled, "bundled_status", lambda name: "")
+    for name, entry in bundled.BUNDLED.items():
+        table.add_row(name, str(getattr(entry, "description", "")), status(name))
+    table.add_row("hf:PATH_OR_HUB_ID", "transformers: a local folder, hub id, or file.gguf", "")
+    table.add_row("openai:MODEL", "any OpenAI-compatible server (--base-url, OPENAI_API_KEY)", "")
+    table.add_row("vllm:PATH_OR_HUB_ID", "vLLM offline engine (GPU; pip install 'capeval[vllm]')", "")
+    _console().print(table)
+
+
+@runs_app.command("list")
+def runs_list(
+    db: Optional[Path] = typer.Option(None, "--db"),
+    limit: int = typer.Option(50, "--limit"),
+) -> None:
+    """Stored runs, newest first."""
+    from capeval.store import Store
+
+    with Store(db) as store:
+        table = Table(title=f"runs in {store.path}")
+        for col in ("run", "model", "tasks", "status", "headline"):
+            table.add_column(col)
+        for r in store.runs(limit):
+            res = json.loads(r["results"]) if r["results"] else None
+            head = ""
+            if res and res["metrics"]:
+                m = res["metrics"][0]
+                head = f"{m['task']}/{m['metric']} {_fmt(m['value'])}"
+            table.add_row(r["run_id"], r["model_spec"], ",".join(json.loads(r["tasks"])), r["status"], head)
+        _console().print(table)
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: str = typer.Argument(..., help="Run id (a unique prefix is enough)."),
+    db: Optional[Path] = typer.Option(None, "--db"),
+    samples: int = typer.Option(3, "--samples", help="Show this many samples per task."),
+) -> None:
+    """A run's results table and its first samples (prompt, output, extracted answer, scores)."""
+    from capeval.store import Store
+
+    with Store(db) as store:
+        row = store.run(run_id)
+        if row is None:
+            raise CapevalError(f"no run '{run_id}' in {store.path}", "capeval runs list")
+        result = store.run_result(row["run_id"])
+        if result is None:
+            _console().print(f"run {row['run_id']} is {row['status']} (no results yet)")
+        else:
+            print_result(result)
+        shown: dict[str, int] = {}
+        for s in store.iter_samples(row["run_id"]):
+            if shown.get(s["task"], 0) >= samples:
+                continue
+            shown[s["task"]] = shown.get(s["task"], 0) + 1
+            _console().rule(f"{s['task']} / {s['sample_id']}")
+            _console().print(s["prompt"][-1500:], markup=False)
+            _console().print(f"[bold]response[/] {json.dumps(s['response'], ensure_ascii=False)[:1500]}")
+            _console().print(f"[bold]extracted[/] {s['extracted']!r}  [bold]target[/] {s['target']!r}  [bold]scores[/] {s['scores']}")
+
+
+@runs_app.command("export")
+def runs_export(
+    run_id: str = typer.Argument(..., help="Run id (a unique prefix is enough)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output file: .jsonl or .csv."),
+    db: Optional[Path] = typer.Option(None, "--db"),
+) -> None:
+    """Every sample of a run (prompt, response, extracted answer, target, scores) as JSONL or CSV."""
+    from capeval.store import Store
+
+    with Store(db) as store:
+        row = store.run(run_id)
+        if row is None:
+            raise CapevalError(f"no run '{run_id}' in {store.path}", "capeval runs list")
+        rows = list(store.iter_samples(row["run_id"]))
+    if out.suffix == ".jsonl":
+        with out.open("w", encoding="utf-8") as fh:
+            for r in rows:
+                fh.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")
+    elif out.suffix == ".csv":
+        metric_names = sorted({m for r in rows for m in r["scores"]})
+        with out.open("w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(["run_id", "task", "sample_id", "prompt", "response", "extracted", "target", "parsed", *metric_names])
+            for r in rows:
+                w.writerow(
+                    [r["run_id"], r["task"], r["sample_id"], r["prompt"], json.dumps(r["response"], ensure_ascii=False),
+                     r["extracted"], json.dumps(r["target"], ensure_ascii=False), int(r["parsed"]),
+                     *[r["scores"].get(m, "") for m in metric_names]]
+                )
+    else:
+        raise CapevalError(f"unsupported export format '{out.suffix}'", "use a .jsonl or .csv file name")
+    print(f"wrote {len(rows)} samples to {out}", file=sys.stderr)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+    app.command("tasks")(tasks_cmd)
+    app.command("models")(models_cmd)
+    app.add_typer(runs_app, name="runs")
