@@ -62,6 +62,10 @@ def load_rows(source: Source, split: str) -> list[dict[str, Any]]:
         return read_local(Path(source.path), split, source.name)
     if source.kind == "packaged":
         if source.path not in PACKAGED:
+            from capeval.tasks.registry import task_names
+
+            task_names()  # task modules register their packaged loaders on import
+        if source.path not in PACKAGED:
             raise DatasetError(f"no packaged dataset named '{source.path}'")
         return PACKAGED[source.path](split)
     if source.kind == "hub":
