@@ -1,0 +1,335 @@
+"""CrossEval (Zhong et al. 2024): 14 individual and cross capabilities, judged against rated references.
+
+Each prompt comes with 3 reference responses, each rated 1-5 by two people with explanations. The
+model under test answers the prompt (one chat turn); an LLM judge then rates the answer 1-5 with
+CrossEval's multi-reference recipe, seeing all 3 references with their ratings and explanations.
+Ratings map to 1-100 by (r - 1) * 24.75 + 1; a capability's score is the mean over its rated prompts.
+
+What a text-only model cannot attempt is reported as unsupported, not scored (the authors leave such
+responses unrated too): prompts that need images (Image Recognition, or an attached image), tools
+(Tool Use: web browsing or a code interpreter; capeval's backends run no tool loop), or an attached
+file with no local copy. Long Context prompts put the attached text before the prompt, as the
+authors do; the hub rows hold a URL, so offline the file must be saved next to the data:
+`<data>/attachments/<file name from the URL>` (or the path in $CAPEVAL_CROSSEVAL_FILES).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+from urllib.parse import unquote, urlparse
+
+from capeval.errors import CapevalError, DatasetError
+from capeval.judge.crosseval_report import BreakdownRow, group_means, metadata_key
+from capeval.prompting import PromptConfig, RenderedPrompt
+from capeval.scoring.extract import strip_reasoning
+from capeval.tasks.base import ScoringContext, Task
+from capeval.tasks.registry import register_task
+from capeval.tasks.sources import Source
+from capeval.types import GenerationParams, Message, Request, Response, Sample, Score
+
+HUB_ID = "MingZhong/crosseval"
+INDIVIDUAL_CAPABILITIES = (
+    "English",
+    "Reasoning",
+    "Coding",
+    "Image Recognition",
+    "Tool Use",
+    "Long Context",
+    "Spanish",
+)
+CROSS_CAPABILITIES = (
+    "Coding & Reasoning",
+    "Image Recognition & Reasoning",
+    "Tool Use & Coding",
+    "Tool Use & Reasoning",
+    "Long Context & Coding",
+    "Spanish & Reasoning",
+    "Spanish & Image Recognition",
+)
+DIFFICULTIES = ("easy", "medium", "hard")
+N_REFERENCES = 3
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff")
+FILES_ENV = "CAPEVAL_CROSSEVAL_FILES"
+
+
+def is_cross(capability: str) -> bool:
+    """Cross capabilities are named "A & B" (the authors' convention)."""
+    return "&" in capability
+
+
+def to_100(rating: float) -> float:
+    """CrossEval's 1-5 to 1-100 scale."""
+    return (rating - 1) * 24.75 + 1
+
+
+@dataclass(frozen=True)
+class ReferenceRow:
+    """One reference response of a row with its human ratings (1-5) and explanations."""
+
+    response: str
+    ratings: tuple[float, ...]
+    explanations: tuple[str, ...]
+
+
+def _blank(v: Any) -> bool:
+    # CSV gives "", parquet/pandas gives NaN for missing cells
+    return v is None or (isinstance(v, float) and v != v) or (isinstance(v, str) and not v.strip())
+
+
+def read_references(row: Mapping[str, Any]) -> tuple[ReferenceRow, ...]:
+    """response_i with response_i_human_j_rating / _explanation (i = 1..3, j = 1, 2).
+
+    A reference without text is dropped; a rating cell that is blank is skipped; a rating that is
+    not a number in 1..5 makes the row malformed (ValueError)."""
+    refs = []
+    for i in range(1, N_REFERENCES + 1):
+        text = row.get(f"response_{i}")
+        if _blank(text):
+            continue
+        ratings: list[float] = []
+        explanations: list[str] = []
+        for j in (1, 2):
+            r = row.get(f"response_{i}_human_{j}_rating")
+            if _blank(r):
+                continue
+            value = float(r)
+            if not 1 <= value <= 5:
+                raise ValueError(f"response_{i}_human_{j}_rating={r!r} is outside 1..5")
+            ratings.append(value)
+            e = row.get(f"response_{i}_human_{j}_explanation")
+            explanations.append("" if _blank(e) else str(e))
+        refs.append(ReferenceRow(str(text), tuple(ratings), tuple(explanations)))
+    return tuple(refs)
+
+
+def resolve_attachment(value: str, data_root: Path | None) -> Path | None:
+    """The local copy of an attached file: a path (absolute, or relative to the data folder), or
+    for a URL its file name under $CAPEVAL_CROSSEVAL_FILES or `<data>/attachments/`."""
+    value = value.strip()
+    if not value:
+        return None
+    parsed = urlparse(value)
+    is_url = parsed.scheme in ("http", "https")
+    name = Path(unquote(parsed.path)).name if is_url else Path(value).name
+    candidates: list[Path] = []
+    if not is_url:
+        p = Path(value).expanduser()
+        candidates.append(p if p.is_absolute() or data_root is None else data_root / p)
+    if os.environ.get(FILES_ENV):
+        candidates.append(Path(os.environ[FILES_ENV]) / name)
+    if data_root is not None:
+        candidates.append(data_root / "attachments" / name)
+    for c in candidates:
+        if name and c.is_file():
+            return c
+    return None
+
+
+def is_image(value: str) -> bool:
+    return urlparse(value.strip()).path.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def read_text_attachment(path: Path) -> str | None:
+    """The file's text, or None when it is not UTF-8 text (a PDF, a spreadsheet...)."""
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except (UnicodeDecodeError, OSError):
+        return None
+
+
+def support(capability: str, attached_file: str, data_root: Path | None) -> tuple[str | None, str | None]:
+    """(reason it is unsupported or None, the attached text for the prompt or None)."""
+    cap = capability.lower()
+    if "image recognition" in cap or (attached_file and is_image(attached_file)):
+        return "needs image input; capeval's backends are text-only", None
+    if "tool use" in cap:
+        return "needs tools (web browsing or a code interpreter) that the model does not have", None
+    if not attached_file.strip():
+        return None, None
+    local = resolve_attachment(attached_file, data_root)
+    if local is None:
+        return (
+            f"attached file {attached_file} has no local copy "
+            f"(save it as <data>/attachments/{Path(urlparse(attached_file).path).name} or under ${FILES_ENV})",
+            None,
+        )
+    text = read_text_attachment(local)
+    if text is None:
+        return f"attached file {local.name} is not text", None
+    return None, text
+
+
+def user_prompt(prompt: str, attached_text: str | None) -> str:
+    """The model-under-test's turn: the attached text (long context) first, then the prompt."""
+    if attached_text:
+        return f"Attached:\n{attached_text}\n\nUser Prompt:\n{prompt}"
+    return prompt
+
+
+def _row_to_sample(data_root: Path | None):  # type: ignore[no-untyped-def]
+    def convert(row: Mapping[str, Any], index: int, task: Task) -> Sample:
+        for name in ("prompt_id", "capability", "prompt"):
+            if _blank(row.get(name)):
+                raise KeyError(name)
+        capability = str(row["capability"]).strip()
+        attached = "" if _blank(row.get("attached_file")) else str(row["attached_file"]).strip()
+        reason, attached_text = support(capability, attached, data_root)
+        difficulty = "" if _blank(row.get("difficulty")) else str(row["difficulty"]).strip().lower()
+        meta = {
+            "capability": capability,
+            "type": "cross" if is_cross(capability) else "individual",
+            "l1_category": "" if _blank(row.get("l1_category")) else str(row["l1_category"]).strip(),
+            "l2_category": "" if _blank(row.get("l2_category")) else str(row["l2_category"]).strip(),
+            "difficulty": difficulty,
+        }
+        return Sample(
+            id=str(row["prompt_id"]),
+            task=task.name,
+            fields={
+                "prompt": str(row["prompt"]),
+                "user_prompt": user_prompt(str(row["prompt"]), attached_text),
+                "attached_file": attached,
+                "references": read_references(row),
+                "unsupported": reason,
+            },
+            metadata=meta,
+        )
+
+    return convert
+
+
+@dataclass
+class CrossEvalTask(Task):
+    """CrossEval: chat generation, then a multi-reference judge pass in `score_all`.
+
+    Attributes:
+        recipe: the judge recipe ("crosseval": multi-reference point deduction, as the authors).
+        n_references: how many of the 3 references the judge sees (None: all, as the authors do
+            for new model responses).
+    """
+
+    recipe: str = "crosseval"
+    n_references: int | None = None
+    data_root: Path | None = field(default=None, repr=False)
+
+    def render(self, sample: Sample, exemplars: Sequence[Sample], config: PromptConfig) -> RenderedPrompt:
+        # CrossEval is a chat benchmark: one user turn, whatever --chat says
+        messages = []
+        if config.system:
+            messages.append(Message("system", config.system))
+        messages.append(Message("user", str(sample.fields["user_prompt"])))
+        return RenderedPrompt(prompt=tuple(messages))
+
+    def requests(self, sample: Sample, rendered: RenderedPrompt, config: PromptConfig) -> list[Request]:
+        if sample.fields.get("unsupported"):
+            return []  # never paid for: the sample is reported as unsupported
+        return super().requests(sample, rendered, config)
+
+    def score_all(
+        self, samples: Sequence[Sample], responses: Sequence[Sequence[Response]], ctx: ScoringContext
+    ) -> list[Score]:
+        return judge_samples(self, samples, responses, ctx)
+
+
+def judge_samples(
+    task: CrossEvalTask, samples: Sequence[Sample], responses: Sequence[Sequence[Response]], ctx: ScoringContext
+) -> list[Score]:
+    """Rate every supported sample's answer with the judge; failures are counted, never scored."""
+    scores: list[Score | None] = [None] * len(samples)
+    pending: list[tuple[int, Any]] = []
+    for i, (s, resps) in enumerate(zip(samples, responses)):
+        meta = dict(s.metadata)
+        if s.fields.get("unsupported"):
+            scores[i] = Score(s.id, s.task, {}, parsed=False, metadata={**meta, "unsupported": True, "reason": s.fields["unsupported"]})
+        elif not resps or resps[0].error:
+            err = resps[0].error if resps else "no response"
+            scores[i] = Score(s.id, s.task, {}, parsed=False, metadata={**meta, "unrated": True, "error": f"model call failed: {err}"})
+        else:
+            pending.append((i, strip_reasoning(resps[0].text or "")))
+    if pending:
+        if ctx.judge is None:
+            raise CapevalError(
+                f"{task.name} is scored by an LLM judge, and no judge model was given",
+                "pass --judge MODEL (e.g. --judge openai:gpt-4o with --judge-base-url, or a local model)",
+            )
+        from capeval.judge import JudgeItem, Reference, get_recipe, run_judge
+
+        items = []
+        for i, text in pending:
+            s = samples[i]
+            refs = tuple(
+                Reference(r.response, r.ratings, r.explanations) for r in s.fields["references"]
+            )
+            items.append(
+                JudgeItem(
+                    id=s.id,
+                    prompt=str(s.fields["prompt"]),
+                    response=text,
+                    references=refs,
+                    capability=str(s.metadata["capability"]),
+                    metadata=dict(s.metadata),
+                )
+            )
+        verdicts = run_judge(
+            ctx.judge,
+            get_recipe(task.recipe),
+            items,
+            store=ctx.store,
+            progress=ctx.progress,
+            n_references=task.n_references,
+        )
+        for (i, _), v in zip(pending, verdicts):
+            s = samples[i]
+            audit = {"verdict": v.text, "judge_attempts": v.attempts}
+            if v.score is None:
+                scores[i] = Score(
+                    s.id, s.task, {}, parsed=False,
+                    metadata={**s.metadata, **audit, "unrated": True, "error": v.error or "unparseable verdict"},
+                )
+            else:
+                r = float(v.score)
+                scores[i] = Score(
+                    s.id, s.task, {"score_100": to_100(r), "rating": r}, extracted=f"{r:g}/5",
+                    metadata={**s.metadata, **audit},
+                )
+    return [sc for sc in scores if sc is not None]
+
+
+def crosseval_breakdown(scores: Sequence[Score]) -> list[BreakdownRow]:
+    """CrossEval's report on the 1-100 scale: overall, individual vs cross, per capability, per
+    L1 and L2 category, per difficulty."""
+    metric = "score_100"
+    rows = group_means(scores, metric, "overall", lambda s: "all")
+    rows += group_means(scores, metric, "type", metadata_key("type"), order=("individual", "cross"))
+    rows += group_means(
+        scores, metric, "capability", metadata_key("capability"), order=INDIVIDUAL_CAPABILITIES + CROSS_CAPABILITIES
+    )
+    rows += group_means(scores, metric, "l1", metadata_key("l1_category"))
+    rows += group_means(scores, metric, "l2", metadata_key("l2_category"))
+    rows += group_means(scores, metric, "difficulty", metadata_key("difficulty"), order=DIFFICULTIES)
+    return rows
+
+
+@register_task("crosseval")
+def crosseval(data: str | None = None) -> Task:
+    """CrossEval from the hub (MingZhong/crosseval, split test) or a local copy in the same format."""
+    if data is not None and not Path(data).exists():
+        raise DatasetError(f"CrossEval data not found: {data}", "give the folder holding test.csv or the file itself")
+    root = None if data is None else (Path(data) if Path(data).is_dir() else Path(data).parent)
+    source = Source("hub", HUB_ID) if data is None else Source("local", data)
+    return CrossEvalTask(
+        name="crosseval",
+        source=source,
+        split="test",
+        output_type="generate",
+        capabilities=INDIVIDUAL_CAPABILITIES,
+        generation=GenerationParams(max_tokens=2048),
+        metrics=("score_100", "rating"),
+        description="CrossEval: 1,400 prompts over 7 individual + 7 cross capabilities, LLM-judged 1-100",
+        row_to_sample_fn=_row_to_sample(root),
+        settings={"judge": "crosseval (multi-reference, 3 refs)", "breakdown": "capeval.tasks.crosseval:crosseval_breakdown"},
+        data_root=root,
+    )
