@@ -90,6 +90,7 @@ def run(
     seed: int = typer.Option(1234, "--seed", help="Seed for few-shot exemplar selection."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write results as JSON here."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
+    save_every: int = typer.Option(64, "--save-every", min=1, help="Save finished model calls every N requests (a killed run loses at most N)."),
 ) -> None:
     """Evaluate a model on tasks. With no arguments: the bundled SmolLM2 on packaged HumanEval and
     MT-Bench data, offline, in a few minutes."""
@@ -135,7 +136,7 @@ def run(
         else:
             result = evaluate_tasks(
                 m, task_objs, config, store=store, limit=limit, strict=strict, model_spec=model,
-                progress=not no_progress, extra_config=extra, judge=judge_model,
+                progress=not no_progress, extra_config=extra, judge=judge_model, chunk_size=save_every,
             )
             print_result(result)
         for t in task_objs:
