@@ -20,6 +20,7 @@ _debug = False
 # Areas register their own sub-commands: each module has `register(app: typer.Typer) -> None`.
 COMMAND_MODULES = [
     "capeval.commands_core",
+    "capeval.models.commands",
 ]
 
 

@@ -1,0 +1,442 @@
+"""The `openai` backend: any OpenAI-compatible server, async with bounded concurrency and retries.
+
+Spec: `openai:<model>` or `openai:<model>@<base_url>`. Chat prompts (Message tuples) go to
+`/chat/completions`; plain-text prompts go to `/completions` (or, with `string_prompts="chat"`,
+to `/chat/completions` as one user message). Log-likelihood uses `/completions` with
+`echo=True, logprobs=1, max_tokens=0` on prompt + continuation and sums the log-probabilities of
+the tokens that lie in the continuation, located by their `text_offset`.
+
+Transient failures (429, 5xx, timeouts, connection errors, malformed JSON) are retried with
+exponential backoff and jitter, honouring Retry-After; a request that still fails is answered with
+`Response(error=...)` so that the engine keeps every finished answer and a re-run retries only it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import email.utils
+import json
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Coroutine, Literal, Sequence, TypeVar
+
+import httpx
+
+from capeval.errors import ModelError, UnsupportedRequestError
+from capeval.models.base import register_backend
+from capeval.types import Message, Request, Response
+
+log = logging.getLogger("capeval.models.openai")
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+T = TypeVar("T")
+
+# Statuses after which waiting and sending the same request again can succeed.
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+# Statuses that mean every request of the run would fail the same way: stop the run with the
+# server's message instead of answering each request with the same error.
+FATAL_STATUS = frozenset({401, 403, 404})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long to wait between attempts.
+
+    Attempt n (0-based) waits `min(backoff_max, backoff_base * 2**n)` scaled by a random factor
+    in [0.5, 1] ("equal jitter": spread out, never much shorter than planned), unless the server
+    sent Retry-After, which is honoured exactly (up to `max_retry_after`).
+    """
+
+    max_retries: int = 5
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+    max_retry_after: float = 300.0
+
+    def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
+        if retry_after is not None:
+            return min(max(0.0, retry_after), self.max_retry_after)
+        planned = min(self.backoff_max, self.backoff_base * (2**attempt))
+        return planned * (0.5 + 0.5 * rng.random())
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date (RFC 9110)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class _Transient(Exception):
+    """One failed attempt that may succeed if sent again."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class _Rejected(Exception):
+    """The server refused this request (4xx other than 429): sending it again cannot help."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+class _GaveUp(Exception):
+    """All attempts failed."""
+
+
+def _server_message(resp: httpx.Response) -> str:
+    """The error text an OpenAI-style server puts in its body ({"error": {"message": ...}})."""
+    try:
+        body = resp.json()
+    except ValueError:
+        return resp.text[:500] or resp.reason_phrase
+    if isinstance(body, dict):
+        err = body.get("error", body.get("detail", body))
+        if isinstance(err, dict):
+            return str(err.get("message") or err)
+        return str(err)
+    return str(body)[:500]
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from synchronous code, even inside a running event loop
+    (a notebook, an async web handler): then it runs on a fresh loop in a worker thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="capeval-openai") as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+class OpenAIModel:
+    """A model behind an OpenAI-compatible HTTP API (OpenAI, vLLM serve, llama.cpp server,
+    `capeval serve-model`, ...)."""
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        concurrency: int = 8,
+        max_retries: int = 5,
+        timeout: float = 120.0,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        string_prompts: Literal["completions", "chat"] = "completions",
+        seed: int | None = None,
+    ) -> None:
+        if not model:
+            raise ModelError("the openai backend needs a model name", "use --model openai:<model name>")
+        if concurrency < 1:
+            raise ModelError(f"concurrency must be at least 1, got {concurrency}")
+        if string_prompts not in ("completions", "chat"):
+            raise ModelError(
+                f"string_prompts must be 'completions' or 'chat', got {string_prompts!r}",
+                "'chat' sends each plain-text prompt as one user message",
+            )
+        self.model = model
+        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.policy = RetryPolicy(max_retries=max_retries, backoff_base=backoff_base, backoff_max=backoff_max)
+        self.string_prompts = string_prompts
+        # Jitter only; a seed makes the waits reproducible in tests.
+        self._rng = random.Random(seed)
+        # Counters a user (or a test) can read after a run.
+        self.n_attempts = 0
+        self.n_retries = 0
+        # Chat and plain-text prompts give different answers, so the id names the server too.
+        self.model_id = f"openai:{model}@{self.base_url}"
+
+    # ---- the Model protocol ----------------------------------------------------------------
+    def generate(self, requests: Sequence[Request]) -> list[Response]:
+        return self._answer_all([self._generate_one for _ in requests], requests)
+
+    def loglikelihood(self, requests: Sequence[Request]) -> list[Response]:
+        return self._answer_all([self._loglikelihood_one for _ in requests], requests)
+
+    # ---- running a chunk -------------------------------------------------------------------
+    def _answer_all(self, handlers: list[Any], requests: Sequence[Request]) -> list[Response]:
+        if not requests:
+            return []
+
+        async def main() -> list[Any]:
+            sem = asyncio.Semaphore(self.concurrency)
+            limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+            async with httpx.AsyncClient(timeout=self.timeout, limits=limits, headers=self._headers()) as client:
+                jobs: list[Awaitable[Response]] = [h(client, sem, r) for h, r in zip(handlers, requests)]
+                return await asyncio.gather(*jobs, return_exceptions=True)
+
+        results = run_sync(main())
+        # A capability or configuration error (no logprobs, wrong key, unknown model) would hit
+        # every request alike: stop with its message rather than store the same error n times.
+        for res in results:
+            if isinstance(res, BaseException):
+                raise res
+        return list(results)
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        return headers
+
+    async def _post(
+        self, client: httpx.AsyncClient, sem: asyncio.Semaphore, path: str, body: dict[str, Any]
+    ) -> tuple[dict[str, Any], float]:
+        """POST with retries; returns (JSON body, latency of the successful attempt)."""
+        url = self.base_url + path
+        last = ""
+        for attempt in range(self.policy.max_retries + 1):
+            retry_after: float | None = None
+            try:
+                async with sem:  # held only while a request is on the wire, not while backing off
+                    self.n_attempts += 1
+                    start = time.monotonic()
+                    resp = await client.post(url, json=body)
+                    latency = time.monotonic() - start
+                return self._parse(resp), latency
+            except _Transient as e:
+                last, retry_after = str(e), e.retry_after
+            except httpx.TimeoutException as e:
+                last = f"timed out after {self.timeout:g}s ({type(e).__name__})"
+            except httpx.TransportError as e:
+                last = f"connection error: {type(e).__name__}: {e}"
+            if attempt == self.policy.max_retries:
+                break
+            wait = self.policy.delay(attempt, retry_after, self._rng)
+            self.n_retries += 1
+            log.warning("POST %s failed (%s); retry %d/%d in %.2fs", url, last, attempt + 1, self.policy.max_retries, wait)
+            await asyncio.sleep(wait)
+        raise _GaveUp(f"POST {url} failed after {self.policy.max_retries + 1} attempts; last error: {last}")
+
+    def _parse(self, resp: httpx.Response) -> dict[str, Any]:
+        status = resp.status_code
+        if status in RETRYABLE_STATUS or status >= 500:
+            raise _Transient(f"HTTP {status}: {_server_message(resp)}", parse_retry_after(resp.headers.get("retry-after")))
+        if status >= 400:
+            raise _Rejected(status, _server_message(resp))
+        try:
+            data = json.loads(resp.content)
+        except ValueError as e:
+            raise _Transient(f"malformed JSON from server ({e})") from None
+        choices = data.get("choices") if isinstance(data, dict) else None
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise _Transient(f"malformed response from server: no choices in {resp.text[:200]!r}")
+        return data
+
+    def _fatal(self, path: str, e: _Rejected) -> ModelError:
+        url = self.base_url + path
+        if e.status in (401, 403):
+            return ModelError(f"{url} refused the credentials ({e})", "set OPENAI_API_KEY or pass api_key=")
+        if path == "/completions":
+            return UnsupportedRequestError(
+                f"{url} answered {e}",
+                "if the server is chat-only, use chat prompts (--chat) or string_prompts='chat'; "
+                f"if the model name is wrong, list the served models at {self.base_url}/models",
+            )
+        return ModelError(f"{url} answered {e}", f"list the served models at {self.base_url}/models")
+
+    # ---- generation ------------------------------------------------------------------------
+    async def _generate_one(self, client: httpx.AsyncClient, sem: asyncio.Semaphore, req: Request) -> Response:
+        p = req.params
+        body: dict[str, Any] = {"model": self.model, "max_tokens": p.max_tokens, "temperature": p.temperature, "top_p": p.top_p}
+        if p.stop:
+            body["stop"] = list(p.stop)
+        if p.seed is not None:
+            body["seed"] = p.seed
+        prompt = req.prompt
+        if isinstance(prompt, str) and self.string_prompts == "chat":
+            prompt = (Message("user", prompt),)
+        if isinstance(prompt, str):
+            path = "/completions"
+            body["prompt"] = prompt
+        else:
+            path = "/chat/completions"
+            body["messages"] = [{"role": m.role, "content": m.content} for m in prompt]
+        try:
+            data, latency = await self._post(client, sem, path, body)
+            choice = data["choices"][0]
+            if path == "/completions":
+                text = choice.get("text")
+            else:
+                text = (choice.get("message") or {}).get("content")
+            if text is not None and not isinstance(text, str):
+                raise _GaveUp(f"server answered a non-text completion: {text!r}")
+        except _Rejected as e:
+            if e.status in FATAL_STATUS:
+                raise self._fatal(path, e) from None
+            return Response(error=f"{self.base_url}{path} rejected the request: {e}")
+        except _GaveUp as e:
+            return Response(error=str(e))
+        usage = data.get("usage") or {}
+        return Response(
+            text=text or "",
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            latency_s=latency,
+            finish_reason=choice.get("finish_reason"),
+        )
+
+    # ---- log-likelihood --------------------------------------------------------------------
+    async def _loglikelihood_one(self, client: httpx.AsyncClient, sem: asyncio.Semaphore, req: Request) -> Response:
+        if not isinstance(req.prompt, str):
+            raise UnsupportedRequestError(
+                f"{self.model_id}: log-likelihood needs a plain-text prompt, got chat messages",
+                "an OpenAI-compatible server scores text only through /completions; "
+                "drop --chat or use a generative task mode (--mc-mode generate)",
+            )
+        context = req.prompt
+        scored = await asyncio.gather(
+            *(self._continuation_logprob(client, sem, context, c) for c in req.continuations), return_exceptions=True
+        )
+        logprobs, greedy, n_tokens = [], [], []
+        prompt_tokens = latency = 0.0
+        for res in scored:
+            if isinstance(res, _GaveUp):
+                return Response(error=str(res))
+            if isinstance(res, _Rejected):
+                if res.status in FATAL_STATUS:
+                    raise self._fatal("/completions", res)
+                return Response(error=f"{self.base_url}/completions rejected the request: {res}")
+            if isinstance(res, BaseException):
+                raise res
+            lp, is_greedy, n, ptoks, lat = res
+            logprobs.append(lp)
+            greedy.append(is_greedy)
+            n_tokens.append(n)
+            prompt_tokens += ptoks
+            latency = max(latency, lat)
+        return Response(
+            logprobs=tuple(logprobs),
+            is_greedy=tuple(greedy),
+            n_tokens=tuple(n_tokens),
+            prompt_tokens=int(prompt_tokens),
+            latency_s=latency,
+        )
+
+    async def _continuation_logprob(
+        self, client: httpx.AsyncClient, sem: asyncio.Semaphore, context: str, continuation: str
+    ) -> tuple[float, bool, int, int, float]:
+        """(summed logprob, greedy?, token count, prompt tokens, latency) of one continuation."""
+        body = {
+            "model": self.model,
+            "prompt": context + continuation,
+            "echo": True,
+            "logprobs": 1,
+            "max_tokens": 0,
+            "temperature": 0.0,
+        }
+        data, latency = await self._post(client, sem, "/completions", body)
+        lp = data["choices"][0].get("logprobs")
+        try:
+            tokens: list[str] = list(lp["tokens"])
+            token_logprobs: list[float | None] = list(lp["token_logprobs"])
+            offsets: list[int] = [int(o) for o in lp["text_offset"]]
+            tops: list[Any] = list(lp.get("top_logprobs") or [None] * len(tokens))
+        except (TypeError, KeyError, ValueError):
+            raise self._no_prompt_logprobs() from None
+        end = len(context) + len(continuation)
+        # The continuation's tokens are those ending after the context: a token that straddles the
+        # boundary (the tokenizer merged the context's last characters with the continuation's
+        # first) is counted, since it is the first token that says anything about the continuation.
+        picked = [
+            i
+            for i, (tok, off) in enumerate(zip(tokens, offsets))
+            if off + len(tok) > len(context) and off < end
+        ]
+        if not picked or not tokens or offsets[0] != 0 or len(token_logprobs) != len(tokens):
+            raise self._no_prompt_logprobs()
+        total = 0.0
+        greedy = True
+        for i in picked:
+            value = token_logprobs[i]
+            if value is None:
+                raise UnsupportedRequestError(
+                    f"{self.model_id}: the continuation {continuation!r} starts the text, so the server "
+                    "gives its first token no log-probability",
+                    "give every log-likelihood request a non-empty context",
+                )
+            total += float(value)
+            top = tops[i] if i < len(tops) else None
+            # Greedy iff each continuation token is the most likely one; a position whose top
+            # alternatives the server did not list cannot be shown greedy.
+            greedy = greedy and bool(top) and max(top, key=top.get) == tokens[i]
+        usage = data.get("usage") or {}
+        return total, greedy, len(picked), int(usage.get("prompt_tokens") or len(tokens)), latency
+
+    def _no_prompt_logprobs(self) -> UnsupportedRequestError:
+        return UnsupportedRequestError(
+            f"server {self.base_url} does not return prompt logprobs (echo=True, logprobs=1) for {self.model}, "
+            "so it cannot score multiple-choice answers by log-likelihood",
+            "use a generative task mode (--mc-mode generate), or a server that echoes prompt logprobs "
+            "(vLLM serve, capeval serve-model)",
+        )
+
+
+@register_backend("openai")
+def openai_backend(
+    spec: str,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    concurrency: int = 8,
+    max_retries: int = 5,
+    timeout: float = 120.0,
+    backoff_base: float = 0.5,
+    backoff_max: float = 30.0,
+    string_prompts: Literal["completions", "chat"] = "completions",
+    seed: int | None = None,
+    batch_size: int | None = None,
+) -> OpenAIModel:
+    """`openai:<model>` or `openai:<model>@<base_url>`.
+
+    Args:
+        base_url: the API root, e.g. http://127.0.0.1:8000/v1 (default: $OPENAI_BASE_URL, else OpenAI).
+        api_key: sent as a Bearer token (default: $OPENAI_API_KEY; local servers need none).
+        concurrency: the most requests in flight at once.
+        max_retries: retries after the first attempt for 429 / 5xx / timeouts / connection errors /
+            malformed JSON; then the request is answered with an error and a re-run retries it.
+        timeout: seconds per attempt.
+        backoff_base, backoff_max: exponential backoff between attempts, in seconds.
+        string_prompts: "completions" sends plain-text prompts to /completions; "chat" sends each
+            as one user message to /chat/completions (for chat-only servers).
+        seed: seeds the backoff jitter (not the model).
+        batch_size: accepted for command-line symmetry with local backends and ignored: over
+            HTTP, `concurrency` is what bounds the work in flight.
+    """
+    model, url = spec, ""
+    head, sep, tail = spec.rpartition("@")
+    if sep and tail.startswith(("http://", "https://")):
+        model, url = head, tail
+    if url and base_url and url.rstrip("/") != base_url.rstrip("/"):
+        raise ModelError(f"two base URLs given: {url} in the spec and {base_url} as an option", "give only one")
+    return OpenAIModel(
+        model,
+        base_url=url or base_url,
+        api_key=api_key,
+        concurrency=concurrency,
+        max_retries=max_retries,
+        timeout=timeout,
+        backoff_base=backoff_base,
+        backoff_max=backoff_max,
+        string_prompts=string_prompts,
+        seed=seed,
+    )

@@ -1,0 +1,518 @@
+"""`capeval serve-model`: any capeval Model behind an OpenAI-compatible HTTP API, with fault injection.
+
+Endpoints: `GET /v1/models`, `POST /v1/completions` (plain-text prompts; `echo` and `logprobs`
+for log-likelihood scoring) and `POST /v1/chat/completions` (messages, through the model's chat
+template). Model calls are serialized by one lock and run in a worker thread, so the event loop
+keeps answering (`/v1/models`, fault responses, other connections) while the model works.
+
+How prompt log-probabilities are computed. A capeval Model exposes `loglikelihood(context,
+continuation)`, not its tokenizer, so the server splits the text into pieces (a word or a
+punctuation mark with the whitespace before it; see `split_pieces`) and reports, for each piece
+after the first, `model.loglikelihood(text before the piece, piece)` as that "token"'s logprob. By
+the chain rule the sum over the pieces of a continuation is the continuation's log-likelihood
+whenever the continuation starts at a piece boundary (as answers such as " Paris" or " B" do). A
+piece's `top_logprobs` entry lists the piece itself when the model says greedy decoding would
+produce it, and is empty otherwise (the Model reports whether a piece is greedy, not which
+token would be). Pieces already scored for the same preceding text are cached, so the shared
+question of several answer choices is scored once.
+
+Fault injection (`FaultPlan`) makes chosen requests to the two POST endpoints fail the way real
+servers do: `429` (with Retry-After), `500`, `hang` (no answer until the client gives up),
+`malformed` (a 200 with truncated JSON) and `drop` (the connection closes after the headers).
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the endpoints' annotations at runtime,
+# and the request type is imported inside create_app (fastapi is an optional extra).
+import asyncio
+import hashlib
+import json
+import logging
+import random
+import re
+import threading
+import time
+import uuid
+from collections import Counter, OrderedDict, deque
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+from capeval.errors import CapevalError, MissingExtraError
+from capeval.models.base import Model
+from capeval.types import GenerationParams, Message, Request, Response
+
+log = logging.getLogger("capeval.serve")
+
+FAULT_KINDS = ("429", "500", "hang", "malformed", "drop")
+MODEL_PATHS = ("/v1/completions", "/v1/chat/completions")
+
+
+# ---- fault injection -----------------------------------------------------------------------
+@dataclass
+class FaultPlan:
+    """Which requests to the model endpoints fail, and how.
+
+    `queued` faults hit the next requests in order, one each; after them, each request fails
+    with probability `rate`, with a kind drawn from `kinds`. With `match` set, only requests whose
+    JSON body contains that text are eligible (to make one prompt fail while the rest succeed).
+    `retry_after` is the 429's Retry-After in seconds; `hang_s` bounds how long a hanging request
+    waits for the client to give up. Thread-safe: a test may queue faults while the server runs.
+    """
+
+    queued: deque[str] = field(default_factory=deque)
+    rate: float = 0.0
+    kinds: tuple[str, ...] = ("429", "500")
+    retry_after: float = 1.0
+    hang_s: float = 60.0
+    seed: int | None = None
+    match: str | None = None
+    injected: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        for kind in (*self.queued, *self.kinds):
+            _check_kind(kind)
+        if not 0.0 <= self.rate <= 1.0:
+            raise CapevalError(f"fault rate must be in [0, 1], got {self.rate}")
+        self._lock = threading.Lock()
+        self._rng = random.Random(self.seed)
+
+    def add(self, kind: str, n: int = 1) -> "FaultPlan":
+        """Queue `n` faults of `kind` for the next requests."""
+        _check_kind(kind)
+        with self._lock:
+            self.queued.extend([kind] * n)
+        return self
+
+    def next_fault(self, body: bytes = b"") -> str | None:
+        """The fault for a request with this body, or None to answer it normally."""
+        if self.match is not None and self.match.encode() not in body:
+            return None
+        with self._lock:
+            if self.queued:
+                kind: str | None = self.queued.popleft()
+            elif self.rate > 0 and self._rng.random() < self.rate:
+                kind = self._rng.choice(self.kinds)
+            else:
+                kind = None
+            if kind:
+                self.injected[kind] += 1
+            return kind
+
+    @classmethod
+    def parse(cls, text: str, **options: Any) -> "FaultPlan":
+        """`"429x2,500,hang,malformed,drop"`: the faults of the next requests, in order."""
+        plan = cls(**options)
+        for item in filter(None, (s.strip() for s in text.split(","))):
+            kind, _, count = item.partition("x")
+            try:
+                n = int(count) if count else 1
+            except ValueError:
+                raise CapevalError(f"bad fault {item!r}", "write KIND or KINDxN, e.g. 429x2,hang") from None
+            plan.add(kind, n)
+        return plan
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in FAULT_KINDS:
+        raise CapevalError(f"unknown fault {kind!r}", f"choose from {', '.join(FAULT_KINDS)}")
+
+
+@dataclass
+class ServerStats:
+    """Counts of model-endpoint requests; `max_in_flight` is the most handled at once."""
+
+    requests: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    model_calls: int = 0
+
+
+class _FaultsAndStats:
+    """ASGI middleware: counts requests in flight and answers injected faults before the app.
+
+    It is raw ASGI rather than a FastAPI dependency because a dropped connection and a hang that
+    ends when the client disconnects need the `send`/`receive` channels themselves."""
+
+    def __init__(self, app: Any, faults: FaultPlan | None = None, stats: ServerStats | None = None) -> None:
+        self.app, self.faults, self.stats = app, faults, stats or ServerStats()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in MODEL_PATHS:
+            await self.app(scope, receive, send)
+            return
+        stats = self.stats
+        stats.requests += 1
+        stats.in_flight += 1
+        stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
+        try:
+            fault = None
+            if self.faults is not None:
+                body, receive = await _buffer_body(receive)
+                fault = self.faults.next_fault(body)
+            if fault is None:
+                await self.app(scope, receive, send)
+            else:
+                log.info("injecting fault %s into %s", fault, scope["path"])
+                await self._inject(fault, receive, send)
+        finally:
+            stats.in_flight -= 1
+
+    async def _inject(self, fault: str, receive: Any, send: Any) -> None:
+        assert self.faults is not None
+        if fault == "429":
+            await _send_json(
+                send,
+                429,
+                _error_body("injected fault: rate limited", "rate_limit_exceeded"),
+                [(b"retry-after", f"{self.faults.retry_after:g}".encode())],
+            )
+        elif fault == "500":
+            await _send_json(send, 500, _error_body("injected fault: internal server error", "server_error"))
+        elif fault == "hang":
+            # Wait until the client gives up (it disconnects) or hang_s passes.
+            try:
+                await asyncio.wait_for(_wait_disconnect(receive), self.faults.hang_s)
+            except asyncio.TimeoutError:
+                await _send_json(send, 504, _error_body("injected fault: hung request", "timeout"))
+        elif fault == "malformed":
+            body = b'{"id": "cmpl-injected", "object": "text_completion", "choices": [{"text": "trunc'
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+        elif fault == "drop":
+            # Headers promise a body that never comes; returning here makes uvicorn close the
+            # transport, which the client sees as the peer dropping the connection.
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json"), (b"content-length", b"1000")]})
+            await send({"type": "http.response.body", "body": b'{"id": ', "more_body": True})
+
+
+async def _buffer_body(receive: Any) -> tuple[bytes, Any]:
+    """Read the whole request body; return it and a `receive` that replays it to the app."""
+    messages, chunks = [], []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    pending = deque(messages)
+
+    async def replay() -> Any:
+        return pending.popleft() if pending else await receive()
+
+    return b"".join(chunks), replay
+
+
+async def _wait_disconnect(receive: Any) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _send_json(send: Any, status: int, body: dict[str, Any], headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    data = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": data})
+
+
+def _error_body(message: str, code: str, kind: str = "server_error") -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+# ---- prompt log-probabilities ----------------------------------------------------------------
+# A word (letters, digits, underscore) or one other non-space character, with the whitespace
+# before it; trailing whitespace is a piece of its own.
+_PIECE = re.compile(r"\s*\w+|\s*[^\w\s]|\s+")
+
+
+def split_pieces(text: str) -> list[tuple[int, str]]:
+    """(offset, piece) pairs that cover `text` exactly, in order."""
+    return [(m.start(), m.group()) for m in _PIECE.finditer(text)]
+
+
+@dataclass(frozen=True)
+class PieceScore:
+    piece: str
+    offset: int
+    logprob: float | None  # None for the first piece: nothing precedes it
+    greedy: bool
+    n_tokens: int
+
+
+class PieceScorer:
+    """Scores text piece by piece through a Model's loglikelihood, caching (prefix, piece)."""
+
+    def __init__(self, model: Model, cache_size: int = 50_000) -> None:
+        self.model = model
+        self.cache_size = cache_size
+        self._cache: OrderedDict[tuple[str, str], tuple[float, bool, int]] = OrderedDict()
+
+    def score(self, text: str, start: int = 0) -> list[PieceScore]:
+        """Scores of the pieces of `text[start:]` (offsets into `text`), each given all text before it."""
+        pieces = [(start + o, p) for o, p in split_pieces(text[start:])]
+        keys = [(hashlib.sha256(text[:o].encode()).hexdigest(), p) for o, p in pieces]
+        todo = [i for i, ((o, _), k) in enumerate(zip(pieces, keys)) if o > 0 and k not in self._cache]
+        if todo:
+            reqs = [Request(kind="loglikelihood", prompt=text[: pieces[i][0]], continuations=(pieces[i][1],)) for i in todo]
+            for i, resp in zip(todo, self.model.loglikelihood(reqs)):
+                if resp.error:
+                    raise CapevalError(f"the model failed to score the prompt: {resp.error}")
+                self._cache[keys[i]] = (resp.logprobs[0], bool(resp.is_greedy[0]) if resp.is_greedy else False, resp.n_tokens[0] if resp.n_tokens else 0)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        out = []
+        for (o, p), k in zip(pieces, keys):
+            if o == 0:
+                out.append(PieceScore(p, o, None, False, 0))
+            else:
+                lp, greedy, n = self._cache[k]
+                self._cache.move_to_end(k)
+                out.append(PieceScore(p, o, lp, greedy, n))
+        return out
+
+
+# ---- the app --------------------------------------------------------------------------------
+class BadRequest(CapevalError):
+    """A request the server cannot answer (sent back as HTTP 400)."""
+
+
+class ModelNotFound(CapevalError):
+    """A request naming a model this server does not serve (sent back as HTTP 404)."""
+
+
+def _params(body: dict[str, Any]) -> GenerationParams:
+    stop = body.get("stop") or ()
+    if isinstance(stop, str):
+        stop = (stop,)
+    try:
+        return GenerationParams(
+            max_tokens=int(body.get("max_tokens") if body.get("max_tokens") is not None else body.get("max_completion_tokens") or 16),
+            temperature=float(body.get("temperature", 1.0)),
+            top_p=float(body.get("top_p", 1.0)),
+            stop=tuple(str(s) for s in stop),
+            seed=None if body.get("seed") is None else int(body["seed"]),
+        )
+    except (TypeError, ValueError) as e:
+        raise BadRequest(f"invalid generation parameter: {e}") from None
+
+
+def _check_common(body: dict[str, Any]) -> None:
+    if body.get("stream"):
+        raise BadRequest("stream=true is not supported by capeval serve-model")
+    if int(body.get("n") or 1) != 1:
+        raise BadRequest("n > 1 is not supported; send the request n times")
+
+
+def _message_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if not isinstance(part, dict) or part.get("type") != "text":
+                raise BadRequest("only text message parts are supported")
+            parts.append(str(part.get("text", "")))
+        return "".join(parts)
+    if content is None:
+        return ""
+    raise BadRequest(f"unsupported message content: {content!r}")
+
+
+def create_app(model: Model, faults: FaultPlan | None = None, served_name: str | None = None) -> Any:
+    """A FastAPI app serving `model` under `served_name` (default: its model_id).
+
+    `app.state.stats` counts requests; `app.state.faults` is the fault plan (may be None)."""
+    try:
+        from fastapi import FastAPI, Request as HTTPRequest
+        from fastapi.responses import JSONResponse
+    except ImportError:
+        raise MissingExtraError("fastapi", "serve") from None
+
+    name = served_name or model.model_id
+    stats = ServerStats()
+    scorer = PieceScorer(model)
+    model_lock = asyncio.Lock()
+    created = int(time.time())
+    app = FastAPI(title=f"capeval serve-model: {name}")
+    app.state.stats = stats
+    app.state.faults = faults
+    app.state.model = model
+
+    async def call_model(fn: Any, *args: Any) -> Any:
+        # One model call at a time (the model is not thread-safe and the CPU is the bottleneck),
+        # run off the event loop so the server keeps answering meanwhile.
+        async with model_lock:
+            stats.model_calls += 1
+            return await asyncio.to_thread(fn, *args)
+
+    def error(status: int, message: str, code: str, kind: str = "invalid_request_error") -> JSONResponse:
+        return JSONResponse(_error_body(message, code, kind), status_code=status)
+
+    async def read_body(req: HTTPRequest) -> dict[str, Any]:
+        try:
+            body = await req.json()
+        except ValueError:
+            raise BadRequest("the request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise BadRequest("the request body must be a JSON object")
+        asked = body.get("model")
+        if asked is not None and asked not in (name, model.model_id):
+            raise ModelNotFound(f"The model '{asked}' does not exist; this server serves '{name}'")
+        return body
+
+    @app.exception_handler(BadRequest)
+    async def _bad_request(_: HTTPRequest, e: BadRequest) -> JSONResponse:
+        return error(400, str(e), "invalid_request")
+
+    @app.exception_handler(ModelNotFound)
+    async def _not_found(_: HTTPRequest, e: ModelNotFound) -> JSONResponse:
+        return error(404, str(e), "model_not_found")
+
+    @app.exception_handler(CapevalError)
+    async def _model_error(_: HTTPRequest, e: CapevalError) -> JSONResponse:
+        return error(500, str(e), "model_error", "server_error")
+
+    @app.get("/v1/models")
+    async def list_models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": name, "object": "model", "created": created, "owned_by": "capeval"}]}
+
+    @app.post("/v1/completions")
+    async def completions(req: HTTPRequest) -> JSONResponse:
+        body = await read_body(req)
+        _check_common(body)
+        prompts = body.get("prompt", "")
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
+            raise BadRequest("prompt must be a string or a list of strings (token-id prompts are not supported)")
+        params = _params(body)
+        echo = bool(body.get("echo"))
+        want_logprobs = body.get("logprobs") is not None and body.get("logprobs") is not False
+        generated: list[Response] = [Response(text="", finish_reason="length") for _ in prompts]
+        if params.max_tokens > 0:
+            generated = await call_model(model.generate, [Request(kind="generate", prompt=p, params=params) for p in prompts])
+        choices, prompt_tokens, completion_tokens = [], 0, 0
+        for i, (prompt, gen) in enumerate(zip(prompts, generated)):
+            if gen.error:
+                raise CapevalError(f"generation failed: {gen.error}")
+            text = (prompt if echo else "") + (gen.text or "")
+            logprobs = None
+            if want_logprobs:
+                full = prompt + (gen.text or "")
+                scores = await call_model(scorer.score, full, 0 if echo else len(prompt))
+                logprobs = {
+                    "tokens": [s.piece for s in scores],
+                    "token_logprobs": [s.logprob for s in scores],
+                    "top_logprobs": [None if s.logprob is None else ({s.piece: s.logprob} if s.greedy else {}) for s in scores],
+                    "text_offset": [s.offset for s in scores],
+                }
+                if params.max_tokens == 0:
+                    prompt_tokens += sum(s.n_tokens for s in scores)
+            prompt_tokens += gen.prompt_tokens
+            completion_tokens += gen.completion_tokens
+            choices.append({"index": i, "text": text, "logprobs": logprobs, "finish_reason": gen.finish_reason or "stop"})
+        return JSONResponse(
+            {
+                "id": f"cmpl-{uuid.uuid4().hex[:24]}",
+                "object": "text_completion",
+                "created": int(time.time()),
+                "model": name,
+                "choices": choices,
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
+            }
+        )
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(req: HTTPRequest) -> JSONResponse:
+        body = await read_body(req)
+        _check_common(body)
+        if body.get("logprobs"):
+            raise BadRequest("logprobs on chat completions is not supported; use /v1/completions with echo")
+        raw = body.get("messages")
+        if not isinstance(raw, list) or not raw:
+            raise BadRequest("messages must be a non-empty list")
+        messages = tuple(Message(str(m.get("role", "user")), _message_text(m.get("content"))) for m in raw if isinstance(m, dict))
+        if len(messages) != len(raw):
+            raise BadRequest("every message must be an object with role and content")
+        params = _params(body)
+        (gen,) = await call_model(model.generate, [Request(kind="generate", prompt=messages, params=params)])
+        if gen.error:
+            raise CapevalError(f"generation failed: {gen.error}")
+        return JSONResponse(
+            {
+                "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": name,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": gen.text or ""}, "finish_reason": gen.finish_reason or "stop"}],
+                "usage": {"prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens, "total_tokens": gen.prompt_tokens + gen.completion_tokens},
+            }
+        )
+
+    app.add_middleware(_FaultsAndStats, faults=faults, stats=stats)
+    return app
+
+
+# ---- running it ------------------------------------------------------------------------------
+class ServerThread:
+    """A uvicorn server in a background thread, for tests and notebooks; `with` stops it."""
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning") -> None:
+        import uvicorn
+
+        self.config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=2, lifespan="off")
+        self.server = uvicorn.Server(self.config)
+        self.thread = threading.Thread(target=self.server.run, name="capeval-serve", daemon=True)
+        self.host = host
+
+    @property
+    def port(self) -> int:
+        return int(self.server.servers[0].sockets[0].getsockname()[1])
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    def start(self, wait_s: float = 30.0) -> "ServerThread":
+        self.thread.start()
+        deadline = time.monotonic() + wait_s
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise CapevalError(f"the model server did not start on {self.host}", "is the port free?")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+    def __enter__(self) -> "ServerThread":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextmanager
+def serving(model: Model, faults: FaultPlan | None = None, served_name: str | None = None) -> Iterator[ServerThread]:
+    """Serve `model` on a free port of 127.0.0.1 for the duration of a `with` block."""
+    server = ServerThread(create_app(model, faults, served_name)).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def serve(model: Model, host: str = "127.0.0.1", port: int = 8000, faults: FaultPlan | None = None, served_name: str | None = None) -> None:
+    """Serve `model` in the foreground until interrupted."""
+    try:
+        import uvicorn
+    except ImportError:
+        raise MissingExtraError("uvicorn", "serve") from None
+    uvicorn.run(create_app(model, faults, served_name), host=host, port=port, log_level="info")
