@@ -1,0 +1,628 @@
+"""Hugging Face transformers backend: local dirs, hub ids and GGUF files, with shared-context scoring."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import inspect
+import time
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from capeval.errors import ModelError
+from capeval.models.base import register_backend
+from capeval.types import GenerationParams, Request, Response
+
+DEFAULT_BATCH_SIZE = 16
+# KV caches of shared prefixes kept between calls: the engine sends requests in chunks, and every
+# chunk of a few-shot task starts with the same exemplars.
+PREFIX_CACHE_ENTRIES = 4
+# Reusing fewer tokens than this saves less than the bookkeeping costs.
+MIN_PREFIX_REUSE = 8
+
+
+def _torch() -> Any:
+    import torch
+
+    return torch
+
+
+@dataclass
+class _Target:
+    """One continuation scored on a row: its tokens are predicted by the row's last positions."""
+
+    request: int
+    choice: int
+    tokens: list[int]
+
+
+@dataclass
+class _Row:
+    """One sequence of a forward pass: `tokens` = context + continuation[:-1] (lm-eval's layout).
+
+    `reuse` is how many leading tokens come from a cached prefix instead of being recomputed."""
+
+    tokens: list[int]
+    targets: list[_Target]
+    reuse: int = 0
+
+    @property
+    def keep(self) -> int:
+        return max((len(t.tokens) for t in self.targets), default=1)
+
+
+@dataclass
+class ScoringStats:
+    """What the last loglikelihood call did; tests and the benchmark read it."""
+
+    rows: int = 0
+    forward_passes: int = 0
+    prefix_tokens_reused: int = 0
+    prefix_computations: int = 0
+    rows_with_reuse: int = 0
+    shared_prefix_fallbacks: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def _lcp(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class HFModel:
+    """A causal language model run with transformers on CPU or GPU.
+
+    Args:
+        spec: a local model folder, a hub id (`org/name`), or a `.gguf` file (or a folder plus
+            `gguf_file`). GGUF weights are de-quantised on load.
+        batch_size: sequences per forward pass (rows are length-sorted, so padding stays small).
+        dtype: "float32" (default on CPU), "bfloat16", "float16" or "auto".
+        device: "cpu", "cuda", "cuda:1", ...; default: cuda when available.
+        max_length: context window in tokens (default: the model's `max_position_embeddings`).
+        chat_template: None applies the tokenizer's chat template to chat-message prompts (an error
+            if it has none); True also wraps plain-text prompts as one user message; False refuses
+            chat prompts; a string is a Jinja chat template to use instead of the tokenizer's.
+        revision: hub revision (commit, tag or branch).
+        model_id: identity in the cache key, overriding the one derived from `spec` (the bundled
+            models use their package name and version).
+    """
+
+    def __init__(
+        self,
+        spec: str,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        dtype: str | None = None,
+        device: str | None = None,
+        max_length: int | None = None,
+        chat_template: bool | str | None = None,
+        revision: str | None = None,
+        gguf_file: str | None = None,
+        trust_remote_code: bool = False,
+        model_id: str | None = None,
+        **unused: Any,
+    ) -> None:
+        torch = _torch()
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.batch_size = max(1, int(batch_size))
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = dtype or ("float32" if self.device == "cpu" else "bfloat16")
+        if dtype != "auto" and not isinstance(getattr(torch, dtype, None), torch.dtype):
+            raise ModelError(f"unknown dtype '{dtype}'", "use float32, bfloat16, float16 or auto")
+        self.dtype = dtype
+        source, gguf_file = _resolve_source(spec, gguf_file)
+        self.source = source
+        self.gguf_file = gguf_file
+        load_kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
+        if gguf_file:
+            load_kwargs["gguf_file"] = gguf_file
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(source, **load_kwargs)
+            self.model = AutoModelForCausalLM.from_pretrained(
+                source, dtype=dtype if dtype == "auto" else getattr(torch, dtype), **load_kwargs
+            )
+        except (OSError, ValueError, KeyError, RuntimeError) as e:
+            raise ModelError(
+                f"cannot load model '{spec}': {str(e).splitlines()[0] if str(e) else type(e).__name__}",
+                _load_hint(spec),
+            ) from None
+        self.model.to(self.device)
+        self.model.eval()
+        self.chat_template = chat_template
+        if chat_template is True and not self.tokenizer.chat_template:
+            raise ModelError(
+                f"model '{spec}' has no chat template", "pass chat_template=None or a Jinja template string"
+            )
+        config = self.model.config
+        self.max_length = int(
+            max_length or getattr(config, "max_position_embeddings", None) or min(self.tokenizer.model_max_length, 4096)
+        )
+        tok = self.tokenizer
+        self.pad_id = next(i for i in (tok.pad_token_id, tok.eos_token_id, 0) if i is not None)
+        self.prefix_token_id = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+        self._bos_text = tok.bos_token or None
+        self.eos_ids = _eos_ids(self.model, tok)
+        params = inspect.signature(self.model.forward).parameters
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        self._has_logits_to_keep = "logits_to_keep" in params
+        self._prefix_lru: OrderedDict[tuple[int, ...], Any] = OrderedDict()
+        self.last_stats = ScoringStats()
+        self.model_id = model_id or _model_id(source, revision, gguf_file)
+        self.model_id += f"|{dtype}"
+        if chat_template is True:
+            self.model_id += "|chat=always"
+        elif chat_template is False:
+            self.model_id += "|chat=never"
+        elif isinstance(chat_template, str):
+            self.model_id += "|chat=" + hashlib.sha256(chat_template.encode()).hexdigest()[:12]
+        if max_length:
+            self.model_id += f"|ctx={max_length}"
+
+    # ---- text and tokens --------------------------------------------------------------------
+    def render(self, prompt: str | Sequence[Any]) -> str:
+        """The text the model sees: plain prompts as they are, chat messages through the template."""
+        if isinstance(prompt, str) and self.chat_template is not True:
+            return prompt
+        if self.chat_template is False:
+            raise ModelError(
+                f"{self.model_id} was loaded with chat_template=False, so it cannot take chat messages",
+                "send plain-text prompts (no --chat) or load the model with its chat template",
+            )
+        template = self.chat_template if isinstance(self.chat_template, str) else None
+        if template is None and not self.tokenizer.chat_template:
+            raise ModelError(
+                f"{self.model_id} has no chat template, so it cannot take chat messages",
+                "use a plain-text prompt (no --chat), or pass chat_template='<jinja template>'",
+            )
+        if isinstance(prompt, str):
+            messages = [{"role": "user", "content": prompt}]
+        else:
+            messages = [{"role": m.role, "content": m.content} for m in prompt]
+        text = self.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True, chat_template=template
+        )
+        return str(text)
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids as lm-evaluation-harness makes them: the tokenizer's default special tokens,
+        except that text which already starts with the BOS token (a rendered chat) gets none."""
+        add = not (self._bos_text and text.startswith(self._bos_text))
+        return list(self.tokenizer.encode(text, add_special_tokens=add))
+
+    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """(context tokens, continuation tokens), split as lm-eval does: trailing whitespace of the
+        context moves to the continuation, the joined text is encoded once and cut at the context's
+        length, so the continuation's tokens are those the model would see in the joined text."""
+        if not context:
+            cont = list(self.tokenizer.encode(continuation, add_special_tokens=False))
+            if cont and cont[0] == self.prefix_token_id:
+                return cont[:1], cont[1:]
+            return [self.prefix_token_id], cont
+        n_spaces = len(context) - len(context.rstrip())
+        if n_spaces:
+            continuation = context[-n_spaces:] + continuation
+            context = context[:-n_spaces]
+        whole = self.encode(context + continuation)
+        ctx = self.encode(context)
+        return ctx, whole[len(ctx) :]
+
+    # ---- log-likelihood ---------------------------------------------------------------------
+    def loglikelihood(self, requests: Sequence[Request]) -> list[Response]:
+        """Summed log-probability, greedy flag and token count of every continuation.
+
+        Fast paths, each exact (the tokens fed are always those of the whole prompt):
+        single-token continuations (letters) share one row and read the last position only;
+        a `shared_prefix` (few-shot exemplars) has its KV cache computed once and reused by every
+        request whose tokens start with it; multi-token continuations reuse their context's cache.
+        """
+        self.last_stats = ScoringStats()
+        responses: list[Response | None] = [None] * len(requests)
+        rows: list[_Row] = []
+        reuse_hint: list[tuple[int, ...] | None] = []
+        n_tokens: dict[int, list[int]] = {}
+        for i, req in enumerate(requests):
+            try:
+                req_rows, hint = self._plan_request(i, req)
+            except Exception as e:  # a request that cannot be tokenised fails alone
+                responses[i] = Response(error=_error_text(e))
+                continue
+            n_tokens[i] = [0] * len(req.continuations)
+            for r in req_rows:
+                for t in r.targets:
+                    n_tokens[i][t.choice] = len(t.tokens)
+                rows.append(r)
+                reuse_hint.append(hint)
+        scores: dict[tuple[int, int], tuple[float, bool]] = {}
+        failed: dict[int, str] = {}
+        started = time.perf_counter()
+        self._score_rows(rows, reuse_hint, scores, failed)
+        elapsed = time.perf_counter() - started
+        live = [i for i in range(len(requests)) if responses[i] is None]
+        for i in live:
+            req = requests[i]
+            if i in failed:
+                responses[i] = Response(error=failed[i])
+                continue
+            got = [scores.get((i, j), (0.0, True)) for j in range(len(req.continuations))]
+            responses[i] = Response(
+                logprobs=tuple(lp for lp, _ in got),
+                is_greedy=tuple(g for _, g in got),
+                n_tokens=tuple(n_tokens[i]),
+                latency_s=elapsed / max(1, len(live)),
+            )
+        return [r if r is not None else Response(error="not scored") for r in responses]
+
+    def _plan_request(self, index: int, req: Request) -> tuple[list[_Row], tuple[int, ...] | None]:
+        if not req.continuations:
+            return [], None
+        text = self.render(req.prompt)
+        pairs = [self.encode_pair(text, c) for c in req.continuations]
+        ctx = pairs[0][0]
+        if any(p[0] != ctx for p in pairs):  # cannot happen with one context; kept for safety
+            return [self._row(index, j, c, k) for j, (c, k) in enumerate(pairs)], None
+        hint: tuple[int, ...] | None = None
+        if req.shared_prefix and isinstance(req.prompt, str) and text.startswith(req.shared_prefix):
+            hint = tuple(self.encode(req.shared_prefix))
+        conts = [k for _, k in pairs]
+        if all(len(k) == 1 for k in conts) and len(ctx) < self.max_length:
+            row = _Row(list(ctx), [_Target(index, j, k) for j, k in enumerate(conts)])
+            return [row], hint
+        rows = [self._row(index, j, ctx, k) for j, k in enumerate(conts) if k]
+        if len(rows) > 1 and hint is None and len(ctx) > MIN_PREFIX_REUSE:
+            # several continuations of one context: compute the context once, extend it per choice
+            hint = tuple(ctx[:-1])
+        return rows, hint
+
+    def _row(self, index: int, choice: int, ctx: list[int], cont: list[int]) -> _Row:
+        tokens = (ctx + cont)[-(self.max_length + 1) :][:-1]
+        return _Row(tokens, [_Target(index, choice, cont)])
+
+    def _score_rows(
+        self,
+        rows: list[_Row],
+        hints: list[tuple[int, ...] | None],
+        scores: dict[tuple[int, int], tuple[float, bool]],
+        failed: dict[int, str],
+    ) -> None:
+        # group rows by the prefix whose KV cache they reuse (() = none)
+        groups: dict[tuple[int, ...], list[_Row]] = defaultdict(list)
+        stats = self.last_stats
+        stats.rows = len(rows)
+        for row, hint in zip(rows, hints):
+            key: tuple[int, ...] = ()
+            if hint:
+                m = min(_lcp(hint, row.tokens), len(row.tokens) - row.keep)
+                if m >= MIN_PREFIX_REUSE:
+                    key = tuple(row.tokens[:m])
+                else:
+                    stats.shared_prefix_fallbacks += 1
+            row.reuse = len(key)
+            groups[key].append(row)
+        for key, group in groups.items():
+            try:
+                base = self._prefix_cache(key) if key else None
+            except Exception as e:
+                for row in group:
+                    for t in row.targets:
+                        failed[t.request] = _error_text(e)
+                continue
+            if key:
+                stats.rows_with_reuse += len(group)
+                stats.prefix_tokens_reused += len(key) * len(group)
+            group.sort(key=lambda r: len(r.tokens) - r.reuse, reverse=True)
+            for b in range(0, len(group), self.batch_size):
+                self._score_batch(group[b : b + self.batch_size], key, base, scores, failed)
+
+    def _score_batch(
+        self,
+        batch: list[_Row],
+        key: tuple[int, ...],
+        base: Any,
+        scores: dict[tuple[int, int], tuple[float, bool]],
+        failed: dict[int, str],
+    ) -> None:
+        torch = _torch()
+        try:
+            suffixes = [r.tokens[len(key) :] for r in batch]
+            keep = max(r.keep for r in batch)
+            with torch.inference_mode():
+                logits = self._forward(suffixes, len(key), base, keep)
+                logprobs = torch.log_softmax(logits.float(), dim=-1)
+            self.last_stats.forward_passes += 1
+        except Exception as e:
+            if len(batch) > 1:  # isolate the row that fails
+                for r in batch:
+                    self._score_batch([r], key, base, scores, failed)
+                return
+            for t in batch[0].targets:
+                failed[t.request] = _error_text(e)
+            return
+        for i, row in enumerate(batch):
+            for t in row.targets:
+                n = len(t.tokens)
+                lp = logprobs[i, keep - n :, :]
+                ids = torch.tensor(t.tokens, device=lp.device)
+                total = lp.gather(-1, ids[:, None]).sum().item()
+                greedy = bool((lp.argmax(dim=-1) == ids).all().item())
+                scores[(t.request, t.choice)] = (float(total), greedy)
+
+    def _forward(self, suffixes: list[list[int]], past: int, base: Any, keep: int) -> Any:
+        """Logits of the last `keep` positions of each left-padded suffix, after `past` cached tokens."""
+        torch = _torch()
+        width = max(len(s) for s in suffixes)
+        n = len(suffixes)
+        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((n, past + width), dtype=torch.long)
+        mask[:, :past] = 1
+        for i, s in enumerate(suffixes):
+            ids[i, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+            mask[i, past + width - len(s) :] = 1
+        kwargs: dict[str, Any] = {"use_cache": base is not None}
+        if any(len(s) < width for s in suffixes):
+            kwargs["attention_mask"] = mask.to(self.device)
+            kwargs["position_ids"] = (mask[:, past:].cumsum(-1) - 1).clamp(min=0).add(past).to(self.device)
+        if base is not None:
+            kwargs[self._cache_kw] = _expand_cache(base, n)
+        if self._has_logits_to_keep:
+            kwargs["logits_to_keep"] = keep
+        out = self.model(ids.to(self.device), **kwargs)
+        return out.logits[:, -keep:, :]
+
+    def _prefix_cache(self, key: tuple[int, ...]) -> Any:
+        """The KV cache of `key`'s tokens, computed once (extending the longest cached prefix)."""
+        torch = _torch()
+        if key in self._prefix_lru:
+            self._prefix_lru.move_to_end(key)
+            return self._prefix_lru[key]
+        start, cache = 0, None
+        for k in self._prefix_lru:
+            if len(k) > start and len(k) <= len(key) and key[: len(k)] == k:
+                start, cache = len(k), self._prefix_lru[k]
+        if cache is None:
+            from transformers import DynamicCache
+
+            cache = DynamicCache(config=self.model.config)
+        else:
+            cache = _expand_cache(cache, 1)
+        with torch.inference_mode():
+            ids = torch.tensor([list(key[start:])], dtype=torch.long, device=self.device)
+            kwargs: dict[str, Any] = {"use_cache": True, self._cache_kw: cache}
+            if self._has_logits_to_keep:
+                kwargs["logits_to_keep"] = 1
+            self.model(ids, **kwargs)
+        self.last_stats.prefix_computations += 1
+        self._prefix_lru[key] = cache
+        while len(self._prefix_lru) > PREFIX_CACHE_ENTRIES:
+            self._prefix_lru.popitem(last=False)
+        return cache
+
+    # ---- generation -------------------------------------------------------------------------
+    def generate(self, requests: Sequence[Request]) -> list[Response]:
+        """Complete each prompt: length-sorted batches, greedy or seeded sampling, stop strings."""
+        responses: list[Response | None] = [None] * len(requests)
+        items: list[tuple[int, list[int]]] = []
+        for i, req in enumerate(requests):
+            try:
+                tokens = self.encode(self.render(req.prompt))
+                budget = max(1, self.max_length - max(1, req.params.max_tokens))
+                items.append((i, tokens[-budget:] or [self.prefix_token_id]))
+            except Exception as e:
+                responses[i] = Response(error=_error_text(e))
+        items.sort(key=lambda it: len(it[1]), reverse=True)
+        for b in range(0, len(items), self.batch_size):
+            batch = items[b : b + self.batch_size]
+            for (i, _), resp in zip(batch, self._generate_isolated(batch, requests)):
+                responses[i] = resp
+        return [r if r is not None else Response(error="not generated") for r in responses]
+
+    def _generate_isolated(self, batch: list[tuple[int, list[int]]], requests: Sequence[Request]) -> list[Response]:
+        try:
+            return self._generate_batch(batch, requests)
+        except Exception as e:
+            if len(batch) == 1:
+                return [Response(error=_error_text(e))]
+            return [r for item in batch for r in self._generate_isolated([item], requests)]
+
+    def _generate_batch(self, batch: list[tuple[int, list[int]]], requests: Sequence[Request]) -> list[Response]:
+        torch = _torch()
+        from transformers import DynamicCache
+
+        started = time.perf_counter()
+        reqs = [requests[i] for i, _ in batch]
+        params = [r.params for r in reqs]
+        generators = [_generator(r) for r in reqs]
+        n = len(batch)
+        width = max(len(t) for _, t in batch)
+        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((n, width), dtype=torch.long)
+        for row, (_, toks) in enumerate(batch):
+            ids[row, width - len(toks) :] = torch.tensor(toks, dtype=torch.long)
+            mask[row, width - len(toks) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache(config=self.model.config)
+        out_tokens: list[list[int]] = [[] for _ in range(n)]
+        texts: list[str | None] = [None] * n
+        reasons: list[str | None] = [None] * n
+        active = list(range(n))  # rows still generating, in the order of the cache's batch dim
+        kwargs: dict[str, Any] = {"use_cache": True, self._cache_kw: cache}
+        if self._has_logits_to_keep:
+            kwargs["logits_to_keep"] = 1
+        step_ids, step_mask, step_pos = ids, mask, positions
+        with torch.inference_mode():
+            while active:
+                out = self.model(
+                    step_ids.to(self.device),
+                    attention_mask=step_mask.to(self.device),
+                    position_ids=step_pos.to(self.device),
+                    **kwargs,
+                )
+                logits = out.logits[:, -1, :].float().cpu()
+                next_ids: list[int] = []
+                for slot, row in enumerate(active):
+                    next_ids.append(_pick(logits[slot], params[row], generators[row]))
+                still: list[int] = []
+                for slot, row in enumerate(active):
+                    tok = next_ids[slot]
+                    p = params[row]
+                    if tok in self.eos_ids:
+                        reasons[row] = "stop"
+                    else:
+                        out_tokens[row].append(tok)
+                        text, hit = self._check_stop(out_tokens[row], p.stop)
+                        if hit:
+                            texts[row], reasons[row] = text, "stop"
+                        elif len(out_tokens[row]) >= p.max_tokens:
+                            reasons[row] = "length"
+                    if reasons[row] is None:
+                        still.append(slot)
+                if not still:
+                    break
+                if len(still) < len(active):
+                    index = torch.tensor(still, dtype=torch.long)
+                    cache.batch_select_indices(index.to(self.device))
+                    step_mask, step_pos = step_mask[index], step_pos[index]
+                active = [active[s] for s in still]
+                step_ids = torch.tensor([[out_tokens[r][-1]] for r in active], dtype=torch.long)
+                step_mask = torch.cat([step_mask, torch.ones((len(active), 1), dtype=torch.long)], dim=1)
+                step_pos = step_pos[:, -1:] + 1
+        elapsed = time.perf_counter() - started
+        responses = []
+        for row, (_, toks) in enumerate(batch):
+            text = texts[row]
+            if text is None:
+                text = self.tokenizer.decode(out_tokens[row], skip_special_tokens=True)
+            responses.append(
+                Response(
+                    text=text,
+                    prompt_tokens=len(toks),
+                    completion_tokens=len(out_tokens[row]),
+                    latency_s=elapsed / n,
+                    finish_reason=reasons[row] or "length",
+                )
+            )
+        return responses
+
+    def _check_stop(self, tokens: list[int], stop: Sequence[str]) -> tuple[str, bool]:
+        if not stop:
+            return "", False
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)
+        return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def _pick(logits: Any, params: GenerationParams, generator: Any) -> int:
+    """The next token: argmax when greedy, else a draw from the temperature / top-p distribution."""
+    torch = _torch()
+    if params.greedy:
+        return int(logits.argmax().item())
+    probs = torch.softmax(logits / params.temperature, dim=-1)
+    if params.top_p < 1.0:
+        sorted_p, order = probs.sort(descending=True)
+        # keep the smallest set of tokens whose mass reaches top_p (always at least the top one)
+        drop = sorted_p.cumsum(-1) - sorted_p >= params.top_p
+        sorted_p[drop] = 0.0
+        probs = torch.zeros_like(probs).scatter_(0, order, sorted_p)
+    return int(torch.multinomial(probs, 1, generator=generator).item())
+
+
+def _generator(req: Request) -> Any:
+    """A random generator per request, so a draw depends on the request alone, not on its batch.
+    The seed mixes `params.seed` (or the prompt when there is none) with `repeat`, so the n draws of
+    pass@k differ from each other but every re-run repeats them."""
+    if req.params.greedy:
+        return None
+    material = f"{req.params.seed}:{req.repeat}" if req.params.seed is not None else req.key("seed")
+    seed = int(hashlib.sha256(material.encode()).hexdigest()[:15], 16)
+    g = _torch().Generator()
+    g.manual_seed(seed)
+    return g
+
+
+def _expand_cache(base: Any, n: int) -> Any:
+    """A cache holding `base`'s prefix for `n` rows, leaving `base` itself untouched."""
+    from transformers.cache_utils import DynamicLayer
+
+    cache = copy.copy(base)
+    layers = []
+    for layer in base.layers:
+        new = copy.copy(layer)
+        if isinstance(layer, DynamicLayer) and getattr(layer, "is_initialized", False):
+            # a view: the forward pass concatenates new keys onto it, which copies once
+            new.keys = layer.keys.expand(n, *layer.keys.shape[1:])
+            new.values = layer.values.expand(n, *layer.values.shape[1:])
+        else:
+            new = copy.deepcopy(layer)
+            if n > 1:
+                new.batch_repeat_interleave(n)
+        layers.append(new)
+    cache.layers = layers
+    return cache
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    ids: set[int] = set()
+    gen = getattr(model, "generation_config", None)
+    for value in (getattr(gen, "eos_token_id", None), tokenizer.eos_token_id):
+        if isinstance(value, int):
+            ids.add(value)
+        elif value:
+            ids.update(int(v) for v in value)
+    return ids
+
+
+def _resolve_source(spec: str, gguf_file: str | None) -> tuple[str, str | None]:
+    """(folder or hub id, GGUF file name) from a model spec."""
+    path = Path(spec).expanduser()
+    if spec.endswith(".gguf"):
+        if not path.is_file():
+            raise ModelError(f"GGUF file not found: {path}", "check the path; GGUF files end in .gguf")
+        return str(path.parent), path.name
+    if path.is_dir():
+        if gguf_file is None and not (path / "config.json").exists():
+            ggufs = sorted(p.name for p in path.glob("*.gguf"))
+            if len(ggufs) == 1:
+                return str(path), ggufs[0]
+            if not ggufs:
+                raise ModelError(
+                    f"{path} holds no model: no config.json and no .gguf file",
+                    "point at a folder saved with save_pretrained(), or at a .gguf file",
+                )
+            raise ModelError(f"{path} holds several GGUF files", f"name one: {path / ggufs[0]}")
+        return str(path), gguf_file
+    if spec.startswith(("/", ".", "~")) or spec.count("/") > 1 or path.exists():
+        raise ModelError(f"model path not found: {path}", "give a model folder, a .gguf file or a hub id org/name")
+    return spec, gguf_file
+
+
+def _load_hint(spec: str) -> str:
+    if Path(spec).expanduser().exists():
+        return "the folder or file exists but transformers cannot read it as a causal LM"
+    return (
+        f"offline? download it where you have internet (huggingface-cli download {spec}) and pass the "
+        "local folder, or use a bundled model (capeval models)"
+    )
+
+
+def _model_id(source: str, revision: str | None, gguf_file: str | None) -> str:
+    path = Path(source)
+    ident = f"hf:{path.resolve()}" if path.exists() else f"hf:{source}"
+    if revision:
+        ident += f"@{revision}"
+    if gguf_file:
+        ident += f"/{gguf_file}"
+    return ident
+
+
+def _error_text(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}"
+
+
+@register_backend("hf")
+def load_hf(spec: str, **options: Any) -> HFModel:
+    """`hf:<folder | hub id | file.gguf>`: a transformers causal LM."""
+    return HFModel(spec, **options)
