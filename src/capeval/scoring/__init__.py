@@ -1,10 +1,23 @@
-"""Scorers: turn a sample's responses into a Score (accuracy by log-likelihood, extraction + match)."""
+"""Scorers: turn a sample's responses into a Score (log-likelihood accuracy, extraction + match,
+numeric and MATH equivalence, DROP EM/F1, pass@k of code run in the sandbox)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Sequence
+import re
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from capeval.scoring.extract import extract_letter, extract_number, normalize_number, strip_reasoning
+from capeval.scoring.extract import (
+    extract_after_answer_is,
+    extract_boxed,
+    extract_code,
+    extract_letter,
+    extract_math_answer,
+    extract_number,
+    first_answer_segment,
+    normalize_number,
+    strip_reasoning,
+)
+from capeval.scoring.metrics import drop_em_f1, drop_max_em_f1, math_equivalent, pass_at_k
 from capeval.types import Response, Sample, Score
 
 if TYPE_CHECKING:
@@ -88,6 +101,128 @@ def numeric_match() -> "Scorer":
     return exact_match(extract=extract_number, normalize=lambda s: normalize_number(s) or s.strip())
 
 
+def _gold_number(target: Any) -> str | None:
+    text = str(target)
+    if "####" in text:
+        text = text.rsplit("####", 1)[1]
+    return normalize_number(text) or extract_number(text)
+
+
+def gsm8k_scorer() -> "Scorer":
+    """exact_match for GSM8K: the number the model gave for the question asked equals the gold one.
+
+    The output is first cut at an invented follow-up question (`first_answer_segment`), then read
+    by `extract_number` ("####", then "the answer is", then \\boxed{}, then the last number).
+    The target may be the bare number or the dataset's full answer ending in "#### N"."""
+
+    def score(sample: Sample, responses: Sequence[Response], task: "Task") -> Score:
+        err = _error_score(sample, responses)
+        if err:
+            return err
+        got = extract_number(first_answer_segment(responses[0].text or ""))
+        gold = _gold_number(sample.target)
+        ok = got is not None and got == gold
+        return Score(sample.id, sample.task, {"exact_match": float(ok)}, got, got is not None, gold)
+
+    return score
+
+
+def math_scorer() -> "Scorer":
+    """equiv for MATH: the final answer (\\boxed{} first, see `extract_math_answer`) is
+    mathematically equal to the gold answer (`math_equivalent`: math-verify, else sympy).
+    A target holding a full solution is reduced to its last \\boxed{} answer."""
+
+    def score(sample: Sample, responses: Sequence[Response], task: "Task") -> Score:
+        err = _error_score(sample, responses)
+        if err:
+            return err
+        got = extract_math_answer(first_answer_segment(responses[0].text or ""))
+        gold = str(sample.target)
+        gold = extract_boxed(gold) or gold
+        ok = math_equivalent(got, gold)
+        return Score(sample.id, sample.task, {"equiv": float(ok)}, got, got is not None, gold)
+
+    return score
+
+
+_BBH_WORDS = {"true", "false", "yes", "no", "valid", "invalid"}
+
+
+def _bbh_normalize(s: str) -> str:
+    return " ".join(s.strip().strip(".").lower().split())
+
+
+def bbh_answer(text: str, target: str) -> str | None:
+    """The BBH answer in the target's form: "(B)" for option targets, a number for numeric ones,
+    the first True/False/Yes/No/valid/invalid word for those, else the text after "the answer is"
+    (or the whole short answer when the model gave no marker)."""
+    seg = first_answer_segment(text)
+    after = extract_after_answer_is(seg)
+    body = after if after is not None else seg
+    t = target.strip()
+    if re.fullmatch(r"\([A-Z]\)", t):
+        letter = extract_letter(body, 26) if after is not None else extract_letter(seg, 26)
+        return f"({letter})" if letter else None
+    if normalize_number(t) is not None:
+        return extract_number(body)
+    if t.lower() in _BBH_WORDS:
+        m = re.search(r"\b(true|false|yes|no|valid|invalid)\b", body, re.IGNORECASE)
+        return m.group(1).capitalize() if m and t[:1].isupper() else (m.group(1).lower() if m else None)
+    if after is None and len(seg.split("\n")) > 1:
+        return None  # reasoning without a marked answer: nothing trustworthy to read
+    return body.strip() or None
+
+
+def bbh_scorer() -> "Scorer":
+    """exact_match for BIG-Bench Hard (chain of thought): the answer after "the answer is",
+    read in the target's form (`bbh_answer`), equals the target after trimming and lower-casing."""
+
+    def score(sample: Sample, responses: Sequence[Response], task: "Task") -> Score:
+        err = _error_score(sample, responses)
+        if err:
+            return err
+        target = str(sample.target)
+        got = bbh_answer(responses[0].text or "", target)
+        if got is not None and normalize_number(target) is not None:
+            ok = got == normalize_number(target)
+        else:
+            ok = got is not None and _bbh_normalize(got) == _bbh_normalize(target)
+        return Score(sample.id, sample.task, {"exact_match": float(ok)}, got, got is not None, target)
+
+    return score
+
+
+def _drop_golds(target: Any) -> list[list[str]]:
+    """DROP targets as alternative answers, each a list of spans: accepts "x", ["x", "y"]
+    (one answer's spans) or [["x"], ["y", "z"]] (alternatives)."""
+    if isinstance(target, str):
+        return [[target]]
+    items = list(target or [])
+    if items and all(isinstance(i, str) for i in items):
+        return [items]
+    return [[str(s) for s in i] if not isinstance(i, str) else [i] for i in items]
+
+
+def drop_scorer() -> "Scorer":
+    """em and f1 for DROP (official normalisation and span alignment, `drop_em_f1`), the max over
+    the alternative gold answers. The prediction is the text after the last "the answer is" /
+    "Answer:", else the first line of the output."""
+
+    def score(sample: Sample, responses: Sequence[Response], task: "Task") -> Score:
+        err = _error_score(sample, responses)
+        if err:
+            return err
+        seg = first_answer_segment(responses[0].text or "")
+        got = extract_after_answer_is(seg)
+        if got is None:
+            got = seg.split("\n", 1)[0].strip() or None
+        golds = _drop_golds(sample.target)
+        em, f1 = drop_max_em_f1(got, golds) if got is not None else (0.0, 0.0)
+        return Score(sample.id, sample.task, {"em": em, "f1": f1}, got, got is not None, golds)
+
+    return score
+
+
 def default_scorer(task: "Task") -> "Scorer":
     if task.output_type == "multiple_choice":
         return mc_loglikelihood() if task.mc_mode == "loglikelihood" else mc_generate()
@@ -99,14 +234,32 @@ SCORERS: dict[str, Callable[[], "Scorer"]] = {
     "mc_generate": mc_generate,
     "exact_match": exact_match,
     "numeric_match": numeric_match,
+    "gsm8k": gsm8k_scorer,
+    "math": math_scorer,
+    "bbh": bbh_scorer,
+    "drop": drop_scorer,
 }
 
 __all__ = [
     "SCORERS",
+    "bbh_answer",
+    "bbh_scorer",
     "default_scorer",
+    "drop_em_f1",
+    "drop_max_em_f1",
+    "drop_scorer",
     "exact_match",
+    "extract_after_answer_is",
+    "extract_boxed",
+    "extract_code",
     "extract_letter",
+    "extract_math_answer",
     "extract_number",
+    "first_answer_segment",
+    "gsm8k_scorer",
+    "math_equivalent",
+    "math_scorer",
+    "pass_at_k",
     "mc_generate",
     "mc_loglikelihood",
     "numeric_match",

@@ -1,58 +1,307 @@
 """Answer extraction: read the answer a model gave out of its raw output.
 
-Every function returns None when no answer can be read, so the run can report an unparsed rate
-apart from wrong answers.
+Every reader returns None when no answer can be read, so a run can report an unparsed rate apart
+from wrong answers. The order of preference in each reader follows what the benchmark's own
+graders accept: an explicit answer marker ("####", "the answer is", \\boxed{}) beats a number or
+letter that merely appears last.
 """
 
 from __future__ import annotations
 
 import re
 
-_THINK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL | re.IGNORECASE)
+# ---- reasoning blocks and run-on continuations ---------------------------------------------------
+
+_THINK_BLOCK = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL | re.IGNORECASE)
+_THINK_CLOSE = re.compile(r"</think>", re.IGNORECASE)
 
 
 def strip_reasoning(text: str) -> str:
-    """Drop <think>...</think> blocks (an unclosed block runs to the end) of reasoning models."""
-    return _THINK.sub("", text).strip()
+    """Drop the <think>...</think> blocks of reasoning models before reading an answer.
+
+    An unclosed block runs to the end (the model ran out of tokens while thinking, so there is no
+    answer). A lone closing tag (templates that put "<think>" in the prompt) drops everything
+    before it."""
+    text = _THINK_BLOCK.sub("", text)
+    close = list(_THINK_CLOSE.finditer(text))
+    if close:
+        text = text[close[-1].end() :]
+    return text.strip()
 
 
-_LETTER_PATTERNS = [
-    re.compile(r"answer\s*(?:is|:)?\s*[:\-]?\s*\(?\**([A-Z])\**\)?(?![A-Za-z])", re.IGNORECASE),
-    re.compile(r"^\s*\(?\**([A-Z])\**\)?(?:[.):\s]|$)"),
-    re.compile(r"(?<![A-Za-z])\(([A-Z])\)(?![A-Za-z])"),
-]
+# A new exemplar-style question the model invented after answering (lm-eval issue 2707, lighteval
+# issues 202 and 686): everything from it on is not an answer to the question that was asked.
+_RUN_ON = re.compile(
+    r"\n[ \t]*(?:#+\s*|\*\*)?(?:Question|Q|Problem|Query|Exercise)\s*(?:\d+\s*)?[:.：]"
+    r"|<\|im_end\|>|<\|endoftext\|>|<\|eot_id\|>|</s>|<end_of_turn>",
+    re.IGNORECASE,
+)
 
 
-def extract_letter(text: str, n_choices: int) -> str | None:
-    """The choice letter a model picked: "The answer is (B)", "B.", "**C**", "(D)"."""
+def first_answer_segment(text: str) -> str:
+    """The part of an output that answers the question asked: cut where the model starts a new
+    "Question:" / "Q:" / "Problem:" of its own, or emits an end-of-turn token as text."""
     text = strip_reasoning(text)
-    valid = {chr(ord("A") + i) for i in range(n_choices)}
-    for pat in _LETTER_PATTERNS:
-        for m in pat.finditer(text):
-            letter = m.group(1).upper()
-            if letter in valid:
-                return letter
+    m = _RUN_ON.search(text)
+    return text[: m.start()].strip() if m else text
+
+
+# ---- \boxed{} -------------------------------------------------------------------------------------
+
+_BOXED = re.compile(r"\\(?:boxed|fbox)\s*")
+
+
+def _braced(text: str, open_at: int) -> str | None:
+    """The content of the brace group opening at text[open_at] == "{", nested braces included."""
+    depth = 0
+    for i in range(open_at, len(text)):
+        c = text[i]
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return text[open_at + 1 : i]
     return None
 
 
-_NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?|-?\.\d+")
+def extract_boxed(text: str) -> str | None:
+    """The content of the last \\boxed{...} (or \\fbox{...}), nested braces kept:
+    "\\boxed{\\frac{1}{2}}" -> "\\frac{1}{2}". The brace-less "\\boxed 5" form is read too."""
+    for m in reversed(list(_BOXED.finditer(text))):
+        end = m.end()
+        if end < len(text) and text[end] == "{":
+            inner = _braced(text, end)
+            if inner is not None:
+                return inner.strip()
+        else:
+            bare = re.match(r"([^\s$]+)", text[end:])
+            if bare:
+                return bare.group(1).strip()
+    return None
+
+
+# ---- "the answer is" -----------------------------------------------------------------------------
+
+_ANSWER_IS = re.compile(
+    r"(?:final\s+answer|answer)\s*(?:is|:|=|would\s+be|should\s+be)\s*[:\-]?[ \t]*",
+    re.IGNORECASE,
+)
+
+
+def _trim_answer(s: str) -> str:
+    s = s.strip()
+    if s.startswith("$"):
+        close = s.find("$", 1)
+        if close > 1 and not re.match(r"\s*\d", s[close + 1 :]):
+            return s[: close + 1]
+    # a sentence end ("3.5. I hope") is a period followed by a space; "3.5" keeps its point
+    s = re.split(r"\.\s|\.$", s, maxsplit=1)[0]
+    s = s.strip().strip("*_`").strip()
+    return s.rstrip(".,;:!").strip().strip("*_").strip()
+
+
+def extract_after_answer_is(text: str) -> str | None:
+    """What follows the last "the answer is" / "Answer:" / "final answer is" on its line, up to
+    the end of the sentence: "So the answer is (B)." -> "(B)".
+
+    The last marker with something after it wins, so an early "Answer:" that opens the reasoning
+    ("Answer: Let's think...") does not hide the conclusion."""
+    text = strip_reasoning(text)
+    found: str | None = None
+    for m in _ANSWER_IS.finditer(text):
+        line = text[m.end() :].split("\n", 1)[0]
+        got = _trim_answer(line)
+        if got:
+            found = got
+    return found
+
+
+# ---- letters -------------------------------------------------------------------------------------
+
+_LETTER_ONLY = re.compile(r"^\s*[\(\[]?\s*\**\s*([A-Za-z])\s*\**\s*[\)\]]?\s*(?:[.):]|$|\s)")
+_LETTER_LEAD = re.compile(r"^\s*(?:\*\*)?\(?([A-Z])(?:\*\*)?(?:[.):]|\*\*|\s*$|\s+[-–:])")
+_LETTER_OPTION = re.compile(r"\b(?:option|choice)\s*\(?([A-Z])\)?(?![A-Za-z])", re.IGNORECASE)
+_LETTER_PAREN = re.compile(r"(?<![A-Za-z])\(([A-Z])\)(?![A-Za-z])")
+
+
+def extract_letter(text: str, n_choices: int) -> str | None:
+    """The choice letter a model picked, one of the first `n_choices` letters.
+
+    Read, in order: \\boxed{B}; the last "the answer is (B)" / "Answer: B"; a leading "B." /
+    "(B)" / "**B**"; "option B"; a parenthesised "(B)" (the last one)."""
+    text = first_answer_segment(text)
+    valid = {chr(ord("A") + i) for i in range(n_choices)}
+
+    def letter_of(s: str | None) -> str | None:
+        if not s:
+            return None
+        m = _LETTER_ONLY.match(s)
+        if m and m.group(1).upper() in valid:
+            return m.group(1).upper()
+        return None
+
+    got = letter_of(extract_boxed(text)) or letter_of(extract_after_answer_is(text))
+    if got:
+        return got
+    m = _LETTER_LEAD.match(text)
+    if m and m.group(1) in valid:
+        return m.group(1)
+    for pat in (_LETTER_OPTION, _LETTER_PAREN):
+        hits = [h.group(1).upper() for h in pat.finditer(text) if h.group(1).upper() in valid]
+        if hits:
+            return hits[-1]
+    return None
+
+
+# ---- numbers -------------------------------------------------------------------------------------
+
+# A number as written in answers: "-1,234.5", "$12", "3/4", ".5". The lookbehind keeps "5-6" from
+# reading "-6" and "v2" from reading "2".
+_NUMBER = re.compile(r"(?<![\w.])-?\$?\s?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?|(?<![\w.])-?\.\d+")
+_MINUS = str.maketrans({"−": "-", "–": "-", "\u2009": "", "\u202f": ""})
 
 
 def normalize_number(s: str) -> str | None:
-    s = s.replace("$", "").replace(",", "").strip().rstrip(".")
+    """A canonical string for a number: "$1,000.00" -> "1000", "3/4" -> "0.75", "-.5" -> "-0.5";
+    None when `s` is not a number."""
+    s = s.translate(_MINUS).replace("$", "").replace(",", "").replace(" ", "").strip().rstrip(".")
+    s = s.rstrip("%")
     try:
-        v = float(s)
-    except ValueError:
+        if "/" in s:
+            num, den = s.split("/", 1)
+            v = float(num) / float(den)
+        else:
+            v = float(s)
+    except (ValueError, ZeroDivisionError):
+        return None
+    if v != v or v in (float("inf"), float("-inf")):
         return None
     return str(int(v)) if v == int(v) else repr(v)
 
 
+def _numbers(text: str) -> list[str]:
+    return [m.group(0) for m in _NUMBER.finditer(text.translate(_MINUS))]
+
+
+def _latex_number(s: str) -> str | None:
+    """A number inside simple LaTeX: "\\frac{3}{4}", "\\$18", "18\\%", "1{,}000"."""
+    s = s.replace("{,}", ",").replace("\\$", "$").replace("\\%", "%").replace("\\!", "")
+    s = re.sub(r"\\text\{[^}]*\}", "", s)
+    frac = re.fullmatch(r"\s*(-?)\\[dt]?frac\{(-?\d+)\}\{(\d+)\}\s*", s)
+    if frac:
+        return normalize_number(f"{frac.group(1)}{frac.group(2)}/{frac.group(3)}")
+    nums = _numbers(s)
+    return normalize_number(nums[0]) if nums else None
+
+
 def extract_number(text: str) -> str | None:
-    """The numeric answer: after '####' or 'the answer is' when present, else the last number."""
+    """The numeric answer, normalised (see `normalize_number`).
+
+    Read, in order: the first number after the last "####"; after the last "the answer is";
+    inside the last \\boxed{}; else the last number in the text."""
     text = strip_reasoning(text)
-    for marker in (r"####\s*", r"answer is\s*:?\s*"):
-        m = re.search(marker + r"(" + _NUMBER.pattern + r")", text, re.IGNORECASE)
-        if m:
-            return normalize_number(m.group(1))
-    nums = _NUMBER.findall(text)
+    marks = list(re.finditer(r"####\s*", text))
+    if marks:
+        nums = _numbers(text[marks[-1].end() :].split("\n", 1)[0])
+        if nums:
+            return normalize_number(nums[0])
+    after = extract_after_answer_is(text)
+    if after:
+        boxed = extract_boxed(after)
+        got = _latex_number(boxed if boxed is not None else after)
+        if got is not None:
+            return got
+    boxed = extract_boxed(text)
+    if boxed is not None:
+        got = _latex_number(boxed)
+        if got is not None:
+            return got
+    nums = _numbers(text)
     return normalize_number(nums[-1]) if nums else None
+
+
+# ---- MATH answers ---------------------------------------------------------------------------------
+
+_INLINE_MATH = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
+
+
+def extract_math_answer(text: str) -> str | None:
+    """A MATH-style final answer as LaTeX: the last \\boxed{}; else what follows "the (final)
+    answer is" (dollar signs removed); else the last inline $...$ expression."""
+    text = strip_reasoning(text)
+    boxed = extract_boxed(text)
+    if boxed is not None:
+        return boxed
+    after = extract_after_answer_is(text)
+    if after:
+        m = _INLINE_MATH.search(after)
+        inner = next((g for g in m.groups() if g), None) if m else None
+        return (inner if inner is not None else after).strip()
+    spans = list(_INLINE_MATH.finditer(text))
+    if spans:
+        last = spans[-1]
+        return next(g for g in last.groups() if g is not None).strip()
+    return None
+
+
+# ---- code ----------------------------------------------------------------------------------------
+
+_FENCE = re.compile(r"```[ \t]*([\w+.-]*)[^\n]*\n(.*?)(?:```|$)", re.DOTALL)
+_CODE_START = re.compile(r"^(?:def |async def |class |import |from \S+ import |@)")
+_CODE_LINE = re.compile(
+    r"^(?:def |async def |class |import |from |@|#|if |elif |else|for |while |try|except|finally|with |"
+    r"return\b|print\(|assert |raise |[A-Za-z_][\w.]*\s*(?:\[.*\])?\s*[+\-*/]?=|[A-Za-z_][\w.]*\(.*\)\s*$|[\])}])"
+)
+_NOT_PYTHON = {"bash", "sh", "shell", "console", "text", "txt", "json", "output", "plaintext", "javascript", "js", "java", "cpp", "c"}
+
+
+def _defines(code: str, entry_point: str) -> bool:
+    return re.search(rf"^\s*(?:async\s+)?def\s+{re.escape(entry_point)}\s*\(", code, re.MULTILINE) is not None
+
+
+def _unfenced_code(text: str, entry_point: str | None) -> str | None:
+    """Code written without fences, with prose before and after: from the first line that starts
+    a definition or import (the entry point's `def` preferred) to the first unindented prose line."""
+    lines = text.split("\n")
+    start = None
+    if entry_point:
+        for i, line in enumerate(lines):
+            if re.match(rf"(?:async\s+)?def\s+{re.escape(entry_point)}\s*\(", line):
+                start = i
+                break
+        # imports written just above the function belong to it
+        while start is not None and start > 0 and re.match(r"(?:import |from \S+ import |@)", lines[start - 1]):
+            start -= 1
+    if start is None:
+        start = next((i for i, line in enumerate(lines) if _CODE_START.match(line)), None)
+    if start is None:
+        return None
+    kept: list[str] = []
+    for line in lines[start:]:
+        if line.strip() and not line[0].isspace() and not _CODE_LINE.match(line):
+            break
+        kept.append(line)
+    return "\n".join(kept).rstrip() + "\n"
+
+
+def extract_code(text: str, entry_point: str | None = None) -> str:
+    """The program a model wrote, ready to run.
+
+    Fenced blocks win: among the Python blocks, the last one that defines `entry_point` (a later
+    block usually fixes an earlier draft, while usage examples do not redefine it), else the first
+    Python block. Without fences, code with prose around it is cut out (`_unfenced_code`). Anything
+    else is returned as it is: a plain completion that continues the prompt's function body."""
+    text = strip_reasoning(text) if "<think>" in text.lower() or "</think>" in text.lower() else text
+    blocks = [(m.group(1).lower(), m.group(2)) for m in _FENCE.finditer(text)]
+    python = [code for lang, code in blocks if lang not in _NOT_PYTHON]
+    if python:
+        if entry_point:
+            defining = [c for c in python if _defines(c, entry_point)]
+            if defining:
+                return defining[-1].rstrip() + "\n"
+        return python[0].rstrip() + "\n"
+    if text.lstrip("\n")[:1] in (" ", "\t"):
+        return text  # a completion that continues the prompt's function body
+    code = _unfenced_code(text, entry_point)
+    return code if code is not None else text

@@ -1,0 +1,231 @@
+"""Per-sample metrics: pass@k, DROP exact match and F1, MATH answer equivalence."""
+
+from __future__ import annotations
+
+import re
+import string
+import threading
+from typing import Sequence
+
+import numpy as np
+
+# ---- pass@k -------------------------------------------------------------------------------------
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """The unbiased pass@k estimator of Chen et al. 2021 (Codex paper): the probability that at
+    least one of k samples drawn without replacement from n generations, c of them correct, passes.
+
+    1 - C(n-c, k) / C(n, k), computed as a product so large n does not overflow."""
+    if n <= 0 or k <= 0:
+        raise ValueError(f"pass@k needs n >= 1 and k >= 1 (got n={n}, k={k})")
+    if not 0 <= c <= n:
+        raise ValueError(f"c must lie in [0, n] (got c={c}, n={n})")
+    if k > n:
+        raise ValueError(f"pass@{k} needs at least {k} samples per problem, got n={n}")
+    if n - c < k:
+        return 1.0
+    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
+# ---- DROP ---------------------------------------------------------------------------------------
+# The official DROP evaluation (Dua et al. 2019, allennlp drop_eval.py): answers are bags of spans;
+# each span is tokenised on spaces and hyphens, lower-cased, stripped of punctuation (numbers keep
+# theirs), numbers rewritten as floats ("3" == "3.0"), articles removed. EM compares the bags of
+# normalised spans; F1 aligns predicted and gold spans one-to-one (Hungarian matching) and a pair
+# whose gold span holds numbers scores 0 unless the prediction shares one of them.
+
+_PUNCT = set(string.punctuation)
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
+
+
+def _normalize_drop_token(token: str) -> str:
+    token = token.lower()
+    if not _is_number(token):
+        token = "".join(ch for ch in token if ch not in _PUNCT)
+    if _is_number(token):
+        token = str(float(token))
+    token = re.sub(r"\b(a|an|the)\b", " ", token)
+    return " ".join(token.split())
+
+
+def normalize_drop_answer(text: str) -> str:
+    """One span normalised as the official DROP evaluation does."""
+    parts = [_normalize_drop_token(t) for t in re.split(r" |-", text)]
+    return " ".join(p for p in parts if p.strip()).strip()
+
+
+def _bags(spans: Sequence[str]) -> tuple[list[str], list[set[str]]]:
+    normalized = [normalize_drop_answer(s) for s in spans]
+    return normalized, [set(n.split()) for n in normalized]
+
+
+def _bag_f1(pred: set[str], gold: set[str]) -> float:
+    common = len(gold & pred)
+    precision = common / len(pred) if pred else 1.0
+    recall = common / len(gold) if gold else 1.0
+    if precision == 0.0 and recall == 0.0:
+        return 0.0
+    return 2 * precision * recall / (precision + recall)
+
+
+def _numbers_agree(gold: set[str], pred: set[str]) -> bool:
+    gold_numbers = {w for w in gold if _is_number(w)}
+    return not gold_numbers or bool(gold_numbers & {w for w in pred if _is_number(w)})
+
+
+def drop_em_f1(prediction: str | Sequence[str], gold_spans: Sequence[str]) -> tuple[float, float]:
+    """DROP exact match and F1 of a prediction against ONE gold answer given as its spans.
+
+    `prediction` is a string (one span) or a list of spans. F1 is rounded to 2 decimals as in the
+    official script. Take the max over a question's alternative gold answers with
+    `drop_max_em_f1`."""
+    from scipy.optimize import linear_sum_assignment
+
+    pred_spans = [prediction] if isinstance(prediction, str) else list(prediction)
+    gold_list = list(gold_spans)
+    pred_norm, pred_bags = _bags(pred_spans)
+    gold_norm, gold_bags = _bags(gold_list)
+    em = float(set(pred_norm) == set(gold_norm) and len(pred_norm) == len(gold_norm))
+    scores = np.zeros((len(gold_bags), len(pred_bags)))
+    for gi, g in enumerate(gold_bags):
+        for pi, p in enumerate(pred_bags):
+            if _numbers_agree(g, p):
+                scores[gi, pi] = _bag_f1(p, g)
+    best = np.zeros(max(len(gold_bags), len(pred_bags)))
+    if scores.size:
+        rows, cols = linear_sum_assignment(-scores)
+        for r, c in zip(rows, cols):
+            best[r] = max(best[r], scores[r, c])
+    f1 = round(float(np.mean(best)) if best.size else 0.0, 2)
+    return em, f1
+
+
+def drop_max_em_f1(prediction: str | Sequence[str], golds: Sequence[Sequence[str]]) -> tuple[float, float]:
+    """The best EM and the best F1 over a question's alternative gold answers (each a span list)."""
+    pairs = [drop_em_f1(prediction, g) for g in golds if g]
+    if not pairs:
+        return 0.0, 0.0
+    return max(p[0] for p in pairs), max(p[1] for p in pairs)
+
+
+# ---- MATH ---------------------------------------------------------------------------------------
+
+
+def _fix_fracs(s: str) -> str:
+    """"\\frac12" -> "\\frac{1}{2}", "\\frac1{72}" -> "\\frac{1}{72}"."""
+    out = ""
+    parts = s.split("\\frac")
+    out = parts[0]
+    for part in parts[1:]:
+        out += "\\frac"
+        if part.startswith("{") or len(part) < 2:
+            out += part
+            continue
+        a, rest = part[0], part[1:]
+        if rest.startswith("{"):
+            out += "{" + a + "}" + rest
+        else:
+            out += "{" + a + "}{" + rest[0] + "}" + rest[1:]
+    return out
+
+
+def _fix_sqrt(s: str) -> str:
+    return re.sub(r"\\sqrt(\w)", r"\\sqrt{\1}", s)
+
+
+def normalize_math_string(s: str) -> str:
+    """A canonical form of a LaTeX answer for string comparison, in the spirit of the MATH
+    paper's `is_equiv`: spacing, \\left/\\right, degree signs, dollar and percent signs, units in
+    \\text{}, "x = " prefixes, \\dfrac/\\tfrac, "0.5" vs "\\frac{1}{2}", "a/b" vs "\\frac{a}{b}"."""
+    s = s.strip().replace("\n", "").replace("\\!", "").replace("\\\\", "\\")
+    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    s = s.replace("\\left", "").replace("\\right", "")
+    s = s.replace("^{\\circ}", "").replace("^\\circ", "").replace("°", "")
+    s = s.replace("\\$", "").replace("$", "").replace("\\%", "").replace("%", "")
+    s = re.sub(r"\\text\{\s*[a-zA-Z ]*\}$", "", s) if re.search(r"\d", s) else s
+    s = re.sub(r"\\(?:text|mathrm|textbf|mbox)\{([^{}]*)\}", r"\1", s)
+    s = s.replace(" .", " 0.").replace("{.", "{0.")
+    if s.startswith("."):
+        s = "0" + s
+    # "x = 5" and "k=5" mean 5 when the left side is a lone variable
+    m = re.fullmatch(r"\s*[a-zA-Z]\w*\s*=\s*(.+)", s)
+    if m:
+        s = m.group(1)
+    s = _fix_sqrt(s)
+    s = s.replace(" ", "")
+    s = _fix_fracs(s)
+    if s == "0.5":
+        s = "\\frac{1}{2}"
+    m = re.fullmatch(r"(-?\d+)/(\d+)", s)
+    if m:
+        s = f"\\frac{{{m.group(1)}}}{{{m.group(2)}}}"
+    s = s.rstrip(".")
+    return s
+
+
+def _sympy_value(s: str) -> object | None:
+    """A sympy value of a simple normalised answer (numbers, fractions, roots, pi), or None."""
+    import sympy
+
+    expr = s
+    for _ in range(3):  # nested \frac
+        expr = re.sub(r"\\frac\{([^{}]*)\}\{([^{}]*)\}", r"((\1)/(\2))", expr)
+    expr = re.sub(r"\\sqrt\{([^{}]*)\}", r"sqrt(\1)", expr)
+    expr = expr.replace("\\pi", "pi").replace("\\cdot", "*").replace("\\times", "*").replace("^", "**")
+    expr = expr.replace("{", "(").replace("}", ")").replace(",", "")
+    if not re.fullmatch(r"[\d\s.+\-*/()a-z]*", expr) or not expr.strip():
+        return None
+    try:
+        return sympy.nsimplify(sympy.sympify(expr, rational=True))
+    except (sympy.SympifyError, TypeError, ValueError, SyntaxError, ZeroDivisionError, AttributeError):
+        return None
+
+
+def _math_verify(pred: str, gold: str) -> bool | None:
+    try:
+        from math_verify import parse, verify
+    except ImportError:
+        return None
+    # math-verify times out through SIGALRM, which only the main thread may set
+    main = threading.current_thread() is threading.main_thread()
+    timeout = 5 if main else None
+    try:
+        g = parse(f"${gold}$", parsing_timeout=timeout)
+        p = parse(f"${pred}$", parsing_timeout=timeout)
+        if not g or not p:
+            return None
+        return bool(verify(g, p, timeout_seconds=timeout))
+    except Exception:  # math-verify raises many sympy errors on odd LaTeX; fall back to strings
+        return None
+
+
+def math_equivalent(pred: str | None, gold: str) -> bool:
+    """Whether a predicted MATH answer equals the gold answer.
+
+    Equal normalised strings (`normalize_math_string`) are equivalent; otherwise math-verify
+    decides when it is installed, else sympy compares the values of simple expressions."""
+    if pred is None:
+        return False
+    a, b = normalize_math_string(pred), normalize_math_string(gold)
+    if a == b:
+        return True
+    verdict = _math_verify(pred, gold)
+    if verdict is not None:
+        return verdict
+    va, vb = _sympy_value(a), _sympy_value(b)
+    if va is None or vb is None:
+        return False
+    try:
+        import sympy
+
+        return bool(sympy.simplify(va - vb) == 0)  # type: ignore[operator]
+    except Exception:
+        return False
