@@ -77,7 +77,7 @@ def extract_boxed(text: str) -> str | None:
         else:
             bare = re.match(r"([^\s$]+)", text[end:])
             if bare:
-                return bare.group(1).strip()
+                return bare.group(1).rstrip(".,;")
     return None
 
 

@@ -1,0 +1,204 @@
+"""Answer extraction on awkward, real-looking model outputs: each case pins the exact value read."""
+
+from __future__ import annotations
+
+import pytest
+
+from capeval.scoring.extract import (
+    extract_after_answer_is,
+    extract_boxed,
+    extract_code,
+    extract_letter,
+    extract_math_answer,
+    extract_number,
+    first_answer_segment,
+    normalize_number,
+    strip_reasoning,
+)
+
+LETTER_CASES = [
+    ("B", 4, "B"),
+    ("(C)", 4, "C"),
+    ("D. Paris is the capital of France.", 4, "D"),
+    ("**B**", 4, "B"),
+    ("The answer is (B).", 4, "B"),
+    ("The correct answer is: **C) 42**", 4, "C"),
+    ("Answer: A", 4, "A"),
+    ("A good first step is to rule out (A). The answer is D.", 4, "D"),
+    ("Looking at option B and option C, I would pick option C.", 4, "C"),
+    ("<think>Maybe (A)? No, (B) fits better.</think>\nThe answer is (C)", 4, "C"),
+    ("The answer is E.", 4, None),  # out of range for 4 choices
+    ("I am not sure which one is right.", 4, None),
+    ("Final answer: \\boxed{B}", 4, "B"),
+    ("The answer is (A).\n\nQuestion: Which planet is largest?\nThe answer is (D).", 4, "A"),
+    ("answer: b", 4, "B"),
+]
+
+
+@pytest.mark.parametrize("text,n,expected", LETTER_CASES)
+def test_extract_letter(text: str, n: int, expected: str | None) -> None:
+    assert extract_letter(text, n) == expected
+
+
+NUMBER_CASES = [
+    ("Natalia sold 48/2 = 24 clips in May.\nAltogether she sold 48+24 = 72 clips.\n#### 72", "72"),
+    ("The total is $1,234.50.", "1234.5"),
+    ("She pays $18 every day at the market.", "18"),
+    ("The temperature dropped to -5 degrees.", "-5"),
+    ("The answer is −12.", "-12"),
+    ("He ran 3.5 km, so the answer is 3.5 km.", "3.5"),
+    ("About 75% of the class passed, so the answer is 75%.", "75"),
+    ("The answer is 3/4 of the pie.", "0.75"),
+    ("The answer is: **1,000**", "1000"),
+    ("First 5 apples, then 7 apples, so 12 in all.", "12"),
+    ("She has 2 dogs and 3 cats.\n#### 5\n\nQuestion: Tom has 4 pens and buys 6 more.\nAnswer: 4 + 6 = 10\n#### 10", "5"),
+    ("So the total is \\boxed{42} dollars.", "42"),
+    ("The final answer is $\\boxed{1{,}200}$.", "1200"),
+    ("Adding up: 3 + 4 = 7. Then \\boxed{7}. Check: 7 - 2 = 5.", "7"),
+    ("<think>Maybe it is 10? No: 4 * 3 = 12.</think>The answer is 12.", "12"),
+    ("<think>Let me compute 4 * 3 = 12 and then", None),
+    ("The answer is 0.50 dollars.", "0.5"),
+    ("Pages 5-6 were torn out, so 6 pages remain... no, the answer is 94.", "94"),
+    ("There are no numbers here.", None),
+    ("Answer: Let's think step by step. 6 * 7 = 42 and 42 - 2 = 40. The answer is 40.", "40"),
+    ("The answer is \\frac{3}{4}", "0.75"),
+    ("He earns $ 2,500 per month.\n#### $2,500", "2500"),
+]
+
+
+@pytest.mark.parametrize("text,expected", NUMBER_CASES)
+def test_extract_number(text: str, expected: str | None) -> None:
+    # GSM8K-style reading: the run-on continuation is cut first, as the scorer does
+    assert extract_number(first_answer_segment(text)) == expected
+
+
+BOXED_CASES = [
+    ("so x = \\boxed{5}", "5"),
+    ("\\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),
+    ("first \\boxed{2}, corrected: \\boxed{\\sqrt{3}}", "\\sqrt{3}"),
+    ("$\\boxed{(1, \\{2\\})}$", "(1, \\{2\\})"),
+    ("The answer is \\boxed 7.", "7"),
+    ("\\fbox{x^{2}}", "x^{2}"),
+    ("no box here", None),
+    ("\\boxed{unclosed", None),
+]
+
+
+@pytest.mark.parametrize("text,expected", BOXED_CASES)
+def test_extract_boxed(text: str, expected: str | None) -> None:
+    assert extract_boxed(text) == expected
+
+
+MATH_CASES = [
+    ("Final Answer: The final answer is $\\frac{3}{5}$. I hope it is correct.", "\\frac{3}{5}"),
+    ("Thus the area is $\\boxed{12\\pi}$.", "12\\pi"),
+    ("So we get $x = 2$ and then $y = 3$.", "y = 3"),
+    ("<think>guess \\boxed{1}</think> The answer is $4$.", "4"),
+    ("I could not solve it.", None),
+]
+
+
+@pytest.mark.parametrize("text,expected", MATH_CASES)
+def test_extract_math_answer(text: str, expected: str | None) -> None:
+    assert extract_math_answer(text) == expected
+
+
+ANSWER_IS_CASES = [
+    ("So the answer is True.", "True"),
+    ("Let's think step by step... So the answer is (B). That settles it.", "(B)"),
+    ("Answer: Let me think.\nThe dog is brown.\nThe answer is valid.", "valid"),
+    ("The final answer is **No**", "No"),
+    ("Answer:", None),
+]
+
+
+@pytest.mark.parametrize("text,expected", ANSWER_IS_CASES)
+def test_extract_after_answer_is(text: str, expected: str | None) -> None:
+    assert extract_after_answer_is(text) == expected
+
+
+SEGMENT_CASES = [
+    ("18\n\nQuestion: What is 2+2?\nAnswer: 4", "18"),
+    ("The answer is 7.\nQ: next one\nA: 9", "The answer is 7."),
+    ("Done: 3<|im_end|>garbage", "Done: 3"),
+    ("Question: restated question here\nSo the answer is 5.", "Question: restated question here\nSo the answer is 5."),
+    ("x is 4.\n\n**Problem 2:** find y", "x is 4."),
+]
+
+
+@pytest.mark.parametrize("text,expected", SEGMENT_CASES)
+def test_first_answer_segment(text: str, expected: str) -> None:
+    assert first_answer_segment(text) == expected
+
+
+def test_strip_reasoning_forms() -> None:
+    assert strip_reasoning("<think>a</think>B<think>c</think>D") == "BD"
+    assert strip_reasoning("reasoning that began in the prompt</think>\nFinal: 3") == "Final: 3"
+    assert strip_reasoning("<THINK>never closed") == ""
+
+
+CODE_CASES = [
+    # fenced with language, prose around
+    (
+        "Here is the solution:\n```python\ndef add(a, b):\n    return a + b\n```\nThis adds two numbers.",
+        "add",
+        "def add(a, b):\n    return a + b\n",
+    ),
+    # fenced without a language tag
+    ("```\ndef add(a, b):\n    return a+b\n```", "add", "def add(a, b):\n    return a+b\n"),
+    # several blocks: the solution, then a usage example that does not redefine it
+    (
+        "```python\ndef add(a, b):\n    return a + b\n```\nUsage:\n```python\nprint(add(1, 2))\n```",
+        "add",
+        "def add(a, b):\n    return a + b\n",
+    ),
+    # a draft and a corrected version: the last block defining the entry point wins
+    (
+        "First try:\n```py\ndef add(a, b):\n    return a - b\n```\nOops, fixed:\n```py\ndef add(a, b):\n    return a + b\n```",
+        "add",
+        "def add(a, b):\n    return a + b\n",
+    ),
+    # a shell block is not the program
+    (
+        "```bash\npip install nothing\n```\n```python\nimport math\ndef root(x):\n    return math.sqrt(x)\n```",
+        "root",
+        "import math\ndef root(x):\n    return math.sqrt(x)\n",
+    ),
+    # unfenced code with prose before and after
+    (
+        "Sure! Here's how:\n\nfrom typing import List\ndef total(xs: List[int]) -> int:\n    s = 0\n    for x in xs:\n        s += x\n    return s\n\nThis loops over the list and sums it.",
+        "total",
+        "from typing import List\ndef total(xs: List[int]) -> int:\n    s = 0\n    for x in xs:\n        s += x\n    return s\n",
+    ),
+    # a plain completion continuing the prompt's body is kept whole
+    ("    return a + b\n", "add", "    return a + b\n"),
+    # an unclosed fence (the model hit its token limit)
+    ("```python\ndef add(a, b):\n    return a + b\n", "add", "def add(a, b):\n    return a + b\n"),
+    # reasoning first, then the code
+    (
+        "<think>maybe a loop? no, built-in sum</think>\n```python\ndef total(xs):\n    return sum(xs)\n```",
+        "total",
+        "def total(xs):\n    return sum(xs)\n",
+    ),
+]
+
+
+@pytest.mark.parametrize("text,entry_point,expected", CODE_CASES)
+def test_extract_code(text: str, entry_point: str, expected: str) -> None:
+    assert extract_code(text, entry_point) == expected
+
+
+@pytest.mark.parametrize(
+    "raw,expected",
+    [("$1,000.00", "1000"), ("3/4", "0.75"), ("-.5", "-0.5"), ("12%", "12"), ("abc", None), ("1/0", None)],
+)
+def test_normalize_number(raw: str, expected: str | None) -> None:
+    assert normalize_number(raw) == expected
+
+
+def test_table_is_large_enough() -> None:
+    total = (
+        len(LETTER_CASES) + len(NUMBER_CASES) + len(BOXED_CASES) + len(MATH_CASES)
+        + len(ANSWER_IS_CASES) + len(SEGMENT_CASES) + len(CODE_CASES)
+    )
+    assert total >= 60
