@@ -21,6 +21,7 @@ _debug = False
 COMMAND_MODULES = [
     "capeval.commands_core",
     "capeval.models.commands",
+    "capeval.analysis.commands",
 ]
 
 

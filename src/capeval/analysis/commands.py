@@ -1,0 +1,378 @@
+"""CLI commands of the analyses: compare, headline, weakest-link, arena, contamination."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from capeval.analysis import tables
+from capeval.errors import CapevalError
+
+console = Console()
+
+DB_HELP = "SQLite store (default: $CAPEVAL_DB or the user data dir)."
+JSON_HELP = "Also write the full result as JSON to this file."
+
+
+def _jsonable(obj: Any) -> Any:
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return _jsonable(asdict(obj))
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float) and (math.isnan(obj) or math.isinf(obj)):
+        return None
+    return obj
+
+
+def _write_json(path: Optional[Path], payload: Any) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(_jsonable(payload), indent=2, ensure_ascii=False))
+        console.print(f"[dim]wrote {path}[/]")
+
+
+def _ci(lo: float, hi: float, digits: int = 3) -> str:
+    return f"[{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def _store(db: Optional[Path]) -> Any:
+    from capeval.store.db import default_db_path
+
+    path = db if db is not None else default_db_path()
+    return tables.open_store(path)
+
+
+def _runs_or_models(names: Sequence[str], db: Optional[Path], csv: Optional[Path]) -> list[tables.RunScores]:
+    if csv is not None:
+        by_model = tables.read_scores_csv(csv)
+        missing = [n for n in names if n not in by_model]
+        if missing:
+            raise tables.TableError(f"{csv} has no model {', '.join(missing)}", f"its models: {', '.join(by_model)}")
+        return [by_model[n] for n in names]
+    with _store(db) as store:
+        return [tables.load_run_scores(store, n) for n in names]
+
+
+def compare(
+    run_a: str = typer.Argument(..., help="Run id (prefix ok), or a model name with --csv."),
+    run_b: str = typer.Argument(..., help="Run id (prefix ok), or a model name with --csv."),
+    task: Optional[list[str]] = typer.Option(None, "--task", "-t", help="Task(s) to compare (default: all shared)."),
+    metric: Optional[str] = typer.Option(None, help="Metric (default: each task's primary, its first metric)."),
+    test: str = typer.Option("permutation", help="permutation (sign flips) or bootstrap."),
+    resamples: int = typer.Option(10000, help="Resamples for the test and the CI."),
+    seed: int = typer.Option(0),
+    db: Optional[Path] = typer.Option(None, help=DB_HELP),
+    csv: Optional[Path] = typer.Option(None, help="Per-item scores CSV instead of the store: " + tables.SCORES_CSV_HELP),
+    json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
+) -> None:
+    """Is A better than B? Paired test per task on the items both runs scored.
+
+    Prints the mean difference with its 95% CI, the p-value, and the minimum detectable
+    difference (MDD) for that many items at 80% power and alpha 0.05."""
+    from capeval.analysis.stats import compare_paired
+
+    if test not in ("permutation", "bootstrap"):
+        raise CapevalError(f"unknown test '{test}'", "use --test permutation or --test bootstrap")
+    a, b = _runs_or_models([run_a, run_b], db, csv)
+    shared = [t for t in a.metrics if t in b.metrics]
+    tasks_ = list(task) if task else shared
+    for t in tasks_:
+        if t not in shared:
+            raise CapevalError(f"task '{t}' is not in both runs", f"shared tasks: {', '.join(shared) or 'none'}")
+    results = []
+    for t in tasks_:
+        m = a.primary(t, metric)
+        results.append(
+            compare_paired(a.per_item(t, m), b.per_item(t, m), test=test, n_resamples=resamples, seed=seed, task=t, metric=m)  # type: ignore[arg-type]
+        )
+    tbl = Table(title=f"{a.model} ({a.name}) vs {b.model} ({b.name})")
+    for col in ("task", "metric", "A", "B", "A - B", "95% CI", "p", "MDD", "n"):
+        tbl.add_column(col, justify="left" if col in ("task", "metric") else "right")
+    for r in results:
+        tbl.add_row(
+            r.task, r.metric, f"{r.mean_a:.3f}", f"{r.mean_b:.3f}", f"{r.diff:+.3f}", _ci(r.ci_low, r.ci_high),
+            f"{r.p_value:.4f}", f"{r.mdd:.3f}", str(r.n),
+        )
+    console.print(tbl)
+    for r in results:
+        verdict = "significant" if r.significant else "not significant"
+        console.print(f"{r.task}: difference {r.diff:+.3f} is {verdict} at 0.05 ({r.test} test); "
+                      f"with n={r.n}, differences below {r.mdd:.3f} are not reliably detectable")
+        if r.n_only_a or r.n_only_b:
+            console.print(f"[yellow]{r.task}: {r.n_only_a} items only in A, {r.n_only_b} only in B were left out[/]")
+    _write_json(json_path, {"a": a.name, "b": b.name, "comparisons": results})
+
+
+def headline(
+    runs: list[str] = typer.Argument(..., help="Run ids (or model names with --csv)."),
+    db: Optional[Path] = typer.Option(None, help=DB_HELP),
+    csv: Optional[Path] = typer.Option(None, help="Per-item scores CSV: " + tables.SCORES_CSV_HELP),
+    resamples: int = typer.Option(1000),
+    seed: int = typer.Option(0),
+    json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
+) -> None:
+    """One number per run: the mean over tasks of each task's primary metric, with a 95% CI.
+
+    The CI resamples items within each task; a task's primary metric is its first metric."""
+    from capeval.analysis.stats import headline_score
+
+    out = {}
+    tbl = Table(title="Headline (macro mean of primary metrics)")
+    for col in ("run", "model", "value", "95% CI", "tasks", "n"):
+        tbl.add_column(col)
+    for rs in _runs_or_models(runs, db, csv):
+        per_task = {t: list(rs.per_item(t).values()) for t in rs.metrics}
+        h = headline_score(per_task, n_resamples=resamples, seed=seed, metrics={t: rs.primary(t) for t in rs.metrics})
+        out[rs.name] = h
+        tbl.add_row(rs.name, rs.model, f"{h.value:.3f}", _ci(h.ci_low, h.ci_high), str(h.n_tasks), str(h.n_items))
+    console.print(tbl)
+    _write_json(json_path, out)
+
+
+def weakest_link_cmd(
+    run: Optional[list[str]] = typer.Option(None, "--run", help="Run id(s) in the store; repeat for several models."),
+    csv: Optional[Path] = typer.Option(None, help=tables.SCORES_CSV_HELP),
+    threshold: float = typer.Option(3.0, help="Points (1-100 scale) by which the two parts must differ."),
+    scale: str = typer.Option("auto", help="Scale of stored scores: auto, 0-1, 1-5 or 1-100."),
+    metric: Optional[str] = typer.Option(None, help="Metric to use (default: each task's primary)."),
+    db: Optional[Path] = typer.Option(None, help=DB_HELP),
+    json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
+) -> None:
+    """Law of the Weakest Link (CrossEval): cross capability scores vs their two parts.
+
+    For each model and cross capability ("A & B") whose parts differ by more than --threshold,
+    the cross score is counted as below both, closer to the weaker, closer to the stronger or
+    above both (closer = on that side of the midpoint)."""
+    from capeval.analysis.weakest_link import CATEGORIES, CATEGORY_LABELS, weakest_link
+
+    if scale not in ("auto", "0-1", "1-5", "1-100"):
+        raise CapevalError(f"unknown scale '{scale}'", "use auto, 0-1, 1-5 or 1-100")
+    if bool(run) == bool(csv):
+        raise CapevalError("give either --run RUN (one or more) or --csv FILE", tables.SCORES_CSV_HELP)
+    if csv is not None:
+        scores = tables.read_capability_csv(csv, scale)  # type: ignore[arg-type]
+    else:
+        with _store(db) as store:
+            scores = tables.capability_scores([tables.load_run_scores(store, r) for r in run or []], metric, scale)  # type: ignore[arg-type]
+    res = weakest_link(scores, threshold=threshold)
+    if res.n_cases == 0:
+        console.print("[yellow]no cross capability has individual parts differing by more than "
+                      f"{threshold:g} points; nothing to classify[/]")
+    tbl = Table(title=f"Weakest link: {res.n_cases} cases (parts differ by > {threshold:g} points)")
+    tbl.add_column("model")
+    for c in CATEGORIES:
+        tbl.add_column(CATEGORY_LABELS[c], justify="right")
+    tbl.add_column("mean individual", justify="right")
+    tbl.add_column("mean cross", justify="right")
+    avg = {a.model: a for a in res.averages}
+    for m, counts in res.per_model.items():
+        tbl.add_row(m, *[str(counts[c]) for c in CATEGORIES], f"{avg[m].mean_individual:.2f}", f"{avg[m].mean_cross:.2f}")
+    tbl.add_row("[bold]all[/]", *[f"[bold]{res.counts[c]}[/]" for c in CATEGORIES],
+                f"[bold]{res.mean_individual:.2f}[/]", f"[bold]{res.mean_cross:.2f}[/]")
+    console.print(tbl)
+    if res.missing:
+        console.print(f"[yellow]skipped {len(res.missing)}: {'; '.join(res.missing[:5])}[/]")
+    _write_json(json_path, res)
+
+
+def arena_cmd(
+    db: Optional[Path] = typer.Option(None, help=DB_HELP + " Battles come from its pairwise_votes table."),
+    csv: Optional[Path] = typer.Option(None, help=tables.BATTLES_CSV_HELP),
+    source: Optional[str] = typer.Option(None, help="Only votes from this source (e.g. human, or a judge)."),
+    bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the 95% CIs."),
+    seed: int = typer.Option(0),
+    anchor: Optional[str] = typer.Option(None, help="Model pinned at --anchor-rating (default: mean at 1000)."),
+    anchor_rating: float = typer.Option(1000.0),
+    json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
+) -> None:
+    """Arena leaderboard: Bradley-Terry ratings as Chatbot Arena computes them, with 95% CIs.
+
+    Also online Elo (K=4), battles and W-L-T per model, and a stability check that flags
+    adjacent models whose bootstrap CIs overlap."""
+    from capeval.analysis.arena import arena_leaderboard
+
+    if db is not None and csv is not None:
+        raise CapevalError("give --db or --csv, not both")
+    if csv is not None:
+        battles = tables.read_battles_csv(csv)
+    else:
+        with _store(db) as store:
+            battles = tables.battles_from_store(store, source)
+    if not battles:
+        raise CapevalError("no battles found", "collect votes in the web app or with a pairwise judge, or pass --csv")
+    lb = arena_leaderboard(battles, n_bootstrap=bootstrap, seed=seed, anchor=anchor, anchor_rating=anchor_rating)
+    tbl = Table(title=f"Arena: {lb.n_battles} battles, {bootstrap} bootstrap resamples (seed {seed})")
+    for col in ("rank", "model", "rating (BT)", "95% CI", "online Elo", "battles", "W-L-T"):
+        tbl.add_column(col, justify="left" if col == "model" else "right")
+    for r in lb.ratings:
+        tbl.add_row(str(r.rank), r.model, f"{r.rating:.1f}", _ci(r.ci_low, r.ci_high, 1), f"{r.elo:.1f}",
+                    str(r.n_battles), f"{r.wins}-{r.losses}-{r.ties}")
+    console.print(tbl)
+    if lb.unstable_pairs:
+        pairs = ", ".join(f"{a} / {b}" for a, b in lb.unstable_pairs)
+        console.print(f"[yellow]ranking not stable: overlapping 95% CIs for {pairs}[/]")
+    else:
+        console.print("ranking stable: no adjacent models have overlapping 95% CIs")
+    _write_json(json_path, lb)
+
+
+contamination_app = typer.Typer(help="Contamination checks: split gap, perturbed variants, memorisation, n-gram overlap.")
+
+
+@contamination_app.command("gap")
+def contamination_gap(
+    public: str = typer.Option(..., help="Run on the public split (or model name with --csv)."),
+    private: str = typer.Option(..., help="Run on the private split (or model name with --csv)."),
+    task: Optional[str] = typer.Option(None, help="Task in the public run (default: its only task)."),
+    private_task: Optional[str] = typer.Option(None, help="Task in the private run (default: same as --task)."),
+    metric: Optional[str] = typer.Option(None),
+    db: Optional[Path] = typer.Option(None, help=DB_HELP),
+    csv: Optional[Path] = typer.Option(None, help=tables.SCORES_CSV_HELP),
+    resamples: int = typer.Option(10000),
+    seed: int = typer.Option(0),
+    json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
+) -> None:
+    """Public vs private split: is the score on public items higher than CIs allow?"""
+    from capeval.analysis.contamination import split_gap
+
+    pub, priv = _runs_or_models([public, private], db, csv)
+
+    def pick(rs: tables.RunScores, t: Optional[str]) -> str:
+        if t:
+            return t
+        if len(rs.metrics) != 1:
+            raise CapevalError(f"{rs.name} has several tasks", f"pick one with --task: {', '.join(rs.metrics)}")
+        return next(iter(rs.metrics))
+
+    t_pub = pick(pub, task)
+    t_priv = pick(priv, private_task or task)
+    m = pub.primary(t_pub, metric)
+    g = split_gap(list(pub.per_item(t_pub, m).values()), list(priv.per_item(t_priv, m).values()), resamples, seed)
+    tbl = Table(title=f"Split gap on {t_pub} ({m})")
+    for col in ("metric", "value", "95% CI", "n"):
+        tbl.add_column(col)
+    tbl.add_row("public", f"{g.mean_public:.3f}", "", str(g.n_public))
+    tbl.add_row("private", f"{g.mean_private:.3f}", "", str(g.n_private))
+    tbl.add_row("gap (public - private)", f"{g.gap:+.3f}", _ci(g.ci_low, g.ci_high), "")
+    tbl.add_row("p-value (permutation)", f"{g.p_value:.4f}", "", "")
+    tbl.add_row("minimum detectable gap", f"{g.mdd:.3f}", "", "")
+    console.print(tbl)
+    console.print("[bold red]FLAGGED[/]: public score is significantly higher than private" if g.flagged
+                  else "not flagged: the gap is within what the CIs allow")
+    _write_json(json_path, g)
+
+
+@contamination_app.command("perturb")
+def contamination_perturb(
+    data: Path = typer.Option(..., help="GSM8K-style JSONL: question, answer ('... <<a*b=c>>c ... #### N'), optional id."),
+    out: Path = typer.Option(..., help="Where to write the variants (JSONL with question, answer, original fields)."),
+    variants: int = typer.Option(1, help="Variants per item."),
+    seed: int = typer.Option(0),
+    json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP + " (the summary)"),
+) -> None:
+    """GSM-Symbolic style variants: new names and numbers, answers recomputed.
+
+    The answer is recomputed from each item's <<expr=result>> arithmetic; items whose solution
+    cannot be followed are skipped and counted by reason."""
+    from capeval.analysis.contamination import perturb_gsm8k
+
+    rep = perturb_gsm8k(tables.iter_jsonl(data), n_variants=variants, seed=seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", encoding="utf-8") as f:
+        for v in rep.variants:
+            f.write(json.dumps(_jsonable(v), ensure_ascii=False) + "\n")
+    console.print(f"perturbed {rep.n_perturbed} of {rep.n_items} items ({rep.fraction_perturbed:.1%}); "
+                  f"wrote {len(rep.variants)} variants to {out}")
+    for reason, n in sorted(rep.rejected.items(), key=lambda kv: -kv[1]):
+        console.print(f"  skipped {n}: {reason}")
+    _write_json(json_path, {"n_items": rep.n_items, "n_perturbed": rep.n_perturbed,
+                            "fraction_perturbed": rep.fraction_perturbed, "n_variants": len(rep.variants), "rejected": rep.rejected})
+
+
+def _task_items(task: str, data: Optional[Path], limit: Optional[int]) -> list[tuple[str, str]]:
+    from capeval.tasks import get_task
+
+    t = get_task(task, data=str(data) if data else None)
+    items = []
+    for s in t.load(limit=limit).samples:
+        text = t.question(s)
+        if isinstance(s.target, str) and s.target:
+            text += "\n" + s.target
+        items.append((s.id, text))
+    return items
+
+
+@contamination_app.command("ngram")
+def contamination_ngram(
+    task: str = typer.Option(..., help="Benchmark whose items are checked."),
+    corpus: Path = typer.Option(..., help="Plain-text corpus, streamed line by line."),
+    n: int = typer.Option(13, help="n-gram size in words."),
+    flag_ratio: float = typer.Option(0.5, help="Flag items with at least this share of n-grams in the corpus."),
+    data: Optional[Path] = typer.Option(None, help="Local copy of the task's data."),
+    limit: Optional[int] = typer.Option(None),
+    json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
+) -> None:
+    """n-gram overlap between a task's items and a corpus (lowercased words, punctuation removed)."""
+    from capeval.analysis.contamination import ngram_overlap
+
+    res = ngram_overlap(_task_items(task, data, limit), corpus, n=n, flag_ratio=flag_ratio)
+    scored = [i for i in res.items if i.ratio is not None]
+    mean = sum(i.ratio or 0 for i in scored) / len(scored) if scored else float("nan")
+    tbl = Table(title=f"{n}-gram overlap of {task} with {corpus.name} ({res.corpus_tokens} corpus words)")
+    for col in ("metric", "value", "n"):
+        tbl.add_column(col)
+    tbl.add_row("items with any overlap", str(res.n_any_overlap), str(len(res.items)))
+    tbl.add_row(f"items flagged (ratio >= {flag_ratio:g})", str(len(res.flagged)), str(len(res.items)))
+    tbl.add_row("mean overlap ratio", f"{mean:.4f}", str(len(scored)))
+    tbl.add_row(f"items shorter than {n} words", str(len(res.items) - len(scored)), "")
+    console.print(tbl)
+    for i in res.flagged[:10]:
+        console.print(f"  flagged {i.id}: {i.n_matched}/{i.n_ngrams} n-grams found")
+    _write_json(json_path, res)
+
+
+@contamination_app.command("memorisation")
+def contamination_memorisation(
+    model: str = typer.Option(..., help="Model spec, e.g. smollm2-135m-instruct."),
+    task: str = typer.Option(..., help="Benchmark whose items are given half-way."),
+    prefix_fraction: float = typer.Option(0.5, help="Share of each item's words given as the prompt."),
+    data: Optional[Path] = typer.Option(None, help="Local copy of the task's data."),
+    limit: Optional[int] = typer.Option(100),
+    db: Optional[Path] = typer.Option(None, help=DB_HELP + " Model calls are cached there."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
+) -> None:
+    """Verbatim memorisation: does the model continue an item's first part with its true rest?"""
+    from capeval.analysis.contamination import verbatim_memorisation
+    from capeval.models import load_model
+    from capeval.store import Store
+
+    items = _task_items(task, data, limit)
+    with Store(db) as store:
+        res = verbatim_memorisation(load_model(model), items, store, prefix_fraction)
+    tbl = Table(title=f"Verbatim memorisation of {task} by {model} (prefix {prefix_fraction:.0%})")
+    for col in ("metric", "value", "n"):
+        tbl.add_column(col)
+    n = str(len(res.items))
+    tbl.add_row("exact continuation rate", f"{res.exact_rate:.3f}", n)
+    tbl.add_row(f"near-exact rate (ROUGE-L >= {res.near_threshold:g})", f"{res.near_exact_rate:.3f}", n)
+    tbl.add_row("mean ROUGE-L", f"{res.mean_rouge_l:.3f}", n)
+    tbl.add_row("mean edit similarity", f"{res.mean_edit_similarity:.3f}", n)
+    console.print(tbl)
+    _write_json(json_path, res)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("compare")(compare)
+    app.command("headline")(headline)
+    app.command("weakest-link")(weakest_link_cmd)
+    app.command("arena")(arena_cmd)
+    app.add_typer(contamination_app, name="contamination")

@@ -1,0 +1,596 @@
+"""Contamination checks: public/private split gap, GSM-Symbolic variants, verbatim memorisation, n-gram overlap."""
+
+from __future__ import annotations
+
+import ast
+import math
+import operator
+import re
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from capeval.analysis.stats import minimum_detectable_difference
+from capeval.errors import CapevalError
+from capeval.types import GenerationParams, Request, Response
+
+
+class ContaminationError(CapevalError):
+    """Inputs a contamination check cannot use."""
+
+
+# ---- (a) public vs private split gap ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SplitGap:
+    """gap = mean(public) - mean(private), a two-sample bootstrap 95% CI and a permutation p-value.
+
+    `flagged` when public is better and the gap's CI excludes 0: the public items are easier for
+    this model than items it cannot have seen, which is what contamination looks like (a harder
+    private split also produces it: the splits must be drawn from the same distribution)."""
+
+    mean_public: float
+    mean_private: float
+    gap: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    n_public: int
+    n_private: int
+    mdd: float
+    flagged: bool
+
+
+def split_gap(
+    public: Sequence[float], private: Sequence[float], n_resamples: int = 10000, seed: int = 0, alpha: float = 0.05
+) -> SplitGap:
+    """Compare per-item scores on a public and a private split (different items: unpaired)."""
+    x, y = np.asarray(public, dtype=float), np.asarray(private, dtype=float)
+    if x.size == 0 or y.size == 0:
+        raise ContaminationError(
+            f"need scores on both splits (public: {x.size}, private: {y.size})", "run the task on both splits first"
+        )
+    gap = float(x.mean() - y.mean())
+    rng = np.random.default_rng(seed)
+    boot = np.empty(n_resamples)
+    for start in range(0, n_resamples, 1000):
+        k = min(1000, n_resamples - start)
+        bx = x[rng.integers(0, x.size, size=(k, x.size))].mean(axis=1)
+        by = y[rng.integers(0, y.size, size=(k, y.size))].mean(axis=1)
+        boot[start : start + k] = bx - by
+    lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
+    # permutation test: under the null the split labels are exchangeable
+    pooled = np.concatenate([x, y])
+    hits = 0
+    for start in range(0, n_resamples, 1000):
+        k = min(1000, n_resamples - start)
+        perm = np.argsort(rng.random((k, pooled.size)), axis=1)
+        shuffled = pooled[perm]
+        d = shuffled[:, : x.size].mean(axis=1) - shuffled[:, x.size :].mean(axis=1)
+        hits += int(np.sum(np.abs(d) >= abs(gap) - 1e-12))
+    p = (1 + hits) / (1 + n_resamples)
+    n = min(x.size, y.size)
+    p_pool = float(np.clip(pooled.mean(), 0.0, 1.0))
+    return SplitGap(
+        mean_public=float(x.mean()),
+        mean_private=float(y.mean()),
+        gap=gap,
+        ci_low=float(lo),
+        ci_high=float(hi),
+        p_value=float(p),
+        n_public=int(x.size),
+        n_private=int(y.size),
+        mdd=minimum_detectable_difference(n, paired=False, p=p_pool if 0 < p_pool < 1 else 0.5),
+        flagged=bool(gap > 0 and lo > 0),
+    )
+
+
+# ---- (b) GSM-Symbolic style perturbation ------------------------------------------------------
+
+# Quantities that also serve as unit constants ("half" -> /2, minutes per hour -> 60): a question
+# number with one of these values is never changed, so a coincidence between the question's "2
+# dogs" and a solution's "/2" for "half" cannot corrupt the recomputed answer.
+FIXED_VALUES = frozenset({0.5, 1, 2, 3, 4, 5, 6, 7, 10, 12, 24, 30, 52, 60, 100, 365, 1000})
+
+FEMALE_NAMES = (
+    "Amara", "Beatriz", "Chloe", "Dalia", "Elena", "Fatima", "Grace", "Hana", "Ingrid", "Jasmine",
+    "Keiko", "Leila", "Maya", "Nadia", "Olivia", "Priya", "Rosa", "Sofia", "Tamara", "Yara",
+    "Natalia", "Weng", "Betty", "Julie", "Mary", "Emily", "Sarah", "Anna", "Lisa", "Karen",
+)
+MALE_NAMES = (
+    "Arjun", "Bruno", "Carlos", "Diego", "Emeka", "Felix", "Gabriel", "Hiro", "Ivan", "Jamal",
+    "Kofi", "Liam", "Mateo", "Nikolai", "Omar", "Pavel", "Rafael", "Samir", "Tomas", "Yusuf",
+    "James", "John", "Mark", "Tom", "Jack", "David", "Michael", "Paul", "Peter", "Robert",
+)
+
+_NUMBER = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+\.\d+|\d+|\.\d+)(?![\d])")
+_ANNOTATION = re.compile(r"<<([^<>=]+)=([^<>]+)>>")
+_FINAL = re.compile(r"####\s*(-?[\d,]*\.?\d+)")
+_BINOPS: dict[type, Callable[[float, float], float]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.Pow: operator.pow,
+    ast.Mod: operator.mod,
+}
+
+
+class _ChainError(ValueError):
+    """Why an item's worked solution cannot be followed or a variant is invalid."""
+
+
+def safe_eval(expr: str) -> float:
+    """Evaluate an arithmetic expression (+ - * / ** %, parentheses) without eval()."""
+
+    def ev(node: ast.AST) -> float:
+        if isinstance(node, ast.Expression):
+            return ev(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            return float(node.value)
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+            left, right = ev(node.left), ev(node.right)
+            if isinstance(node.op, ast.Pow) and abs(right) > 10:
+                raise _ChainError("exponent too large")
+            try:
+                return _BINOPS[type(node.op)](left, right)
+            except ZeroDivisionError:
+                raise _ChainError("division by zero") from None
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            v = ev(node.operand)
+            return -v if isinstance(node.op, ast.USub) else v
+        raise _ChainError(f"unsupported expression '{expr}'")
+
+    try:
+        tree = ast.parse(expr.strip(), mode="eval")
+    except SyntaxError:
+        raise _ChainError(f"cannot parse '{expr}'") from None
+    return ev(tree)
+
+
+def _num(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def _fmt(v: float) -> str:
+    r = round(v)
+    return str(int(r)) if abs(v - r) < 1e-9 else f"{v:.10g}"
+
+
+def _is_int(v: float) -> bool:
+    return abs(v - round(v)) < 1e-9
+
+
+@dataclass(frozen=True)
+class _Step:
+    # each operand: ("q", question-number index) | ("s", earlier step index) | ("c", constant value)
+    template: tuple[str, ...]  # expression text split around operands; operands between pieces
+    operands: tuple[tuple[str, Any], ...]
+    result: float
+
+
+@dataclass(frozen=True)
+class GsmChain:
+    """A GSM8K item's question numbers and its annotated solution steps, linked symbolically."""
+
+    question_numbers: tuple[tuple[int, int, float], ...]  # (start, end, value) of each number in the question
+    steps: tuple[_Step, ...]
+    final_step: int  # the step whose result is the "#### N" answer
+
+
+def parse_gsm_chain(question: str, answer: str) -> GsmChain:
+    """Link every number in the solution's <<expr=result>> annotations to a question number, an
+    earlier step's result or a constant; raise _ChainError when that cannot be done unambiguously."""
+    qnums = tuple((m.start(), m.end(), _num(m.group(1))) for m in _NUMBER.finditer(question))
+    final = _FINAL.search(answer)
+    if not final:
+        raise _ChainError("no '#### N' final answer")
+    final_value = _num(final.group(1))
+    annotations = _ANNOTATION.findall(answer)
+    if not annotations:
+        raise _ChainError("no <<expr=result>> calculator annotations")
+    qvalues: dict[float, list[int]] = {}
+    for i, (_, _, v) in enumerate(qnums):
+        qvalues.setdefault(v, []).append(i)
+    steps: list[_Step] = []
+    for expr, res in annotations:
+        expr = expr.replace("x", "*").replace("×", "*").replace("÷", "/")
+        try:
+            result = _num(res.strip().rstrip("."))
+        except ValueError:
+            raise _ChainError(f"non-numeric step result '{res}'") from None
+        if abs(safe_eval(expr.replace(",", "")) - result) > 1e-6 * max(1.0, abs(result)):
+            raise _ChainError(f"annotation '{expr}={res}' does not hold")
+        pieces: list[str] = []
+        operands: list[tuple[str, Any]] = []
+        pos = 0
+        for m in _NUMBER.finditer(expr):
+            pieces.append(expr[pos : m.start()])
+            v = _num(m.group(1))
+            from_steps = [k for k, s in enumerate(steps) if abs(s.result - v) < 1e-9]
+            from_question = qvalues.get(v, []) if v not in FIXED_VALUES else []
+            if from_steps and from_question:
+                raise _ChainError(f"{_fmt(v)} is both a question number and an earlier result")
+            if from_steps:
+                operands.append(("s", from_steps[-1]))
+            elif from_question:
+                operands.append(("q", v))
+            else:
+                operands.append(("c", v))
+            pos = m.end()
+        pieces.append(expr[pos:])
+        steps.append(_Step(tuple(pieces), tuple(operands), result))
+    finals = [k for k, s in enumerate(steps) if abs(s.result - final_value) < 1e-9]
+    if not finals:
+        raise _ChainError("the final answer is not the result of any annotated step")
+    if not any(kind == "q" for s in steps for kind, _ in s.operands):
+        raise _ChainError("no question number is used in the solution")
+    return GsmChain(qnums, tuple(steps), finals[-1])
+
+
+def _recompute(chain: GsmChain, new_values: Mapping[float, float]) -> list[tuple[str, float]]:
+    """New (expression, result) per step; raise _ChainError if a step breaks GSM8K's habits."""
+    results: list[float] = []
+    out: list[tuple[str, float]] = []
+    for step in chain.steps:
+        vals = []
+        for kind, ref in step.operands:
+            vals.append(new_values[ref] if kind == "q" else results[ref] if kind == "s" else ref)
+        expr = step.template[0] + "".join(_fmt(v) + piece for v, piece in zip(vals, step.template[1:]))
+        value = safe_eval(expr)
+        if _is_int(step.result) and not _is_int(value):
+            raise _ChainError("a whole-number step became fractional")
+        if not _is_int(step.result) and abs(value * 100 - round(value * 100)) > 1e-6:
+            raise _ChainError("a step needs more than 2 decimals")
+        if step.result >= 0 and value < 0:
+            raise _ChainError("a step became negative")
+        if step.result != 0 and value == 0:
+            raise _ChainError("a step became zero")
+        results.append(value)
+        out.append((expr, value))
+    return out
+
+
+@dataclass(frozen=True)
+class PerturbedItem:
+    """A GSM-Symbolic style variant: new names and numbers, answer recomputed from the solution."""
+
+    id: str
+    question: str
+    answer: str  # canonical worked solution "expr = <<expr=result>>result" lines + "#### N"
+    final_answer: str
+    original_id: str
+    original_question: str
+    original_final_answer: str
+    numbers: Mapping[str, str]  # original -> new
+    names: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class PerturbReport:
+    variants: tuple[PerturbedItem, ...]
+    n_items: int
+    n_perturbed: int  # items that yielded at least one variant
+    rejected: Mapping[str, int]  # reason -> number of items
+
+    @property
+    def fraction_perturbed(self) -> float:
+        return self.n_perturbed / self.n_items if self.n_items else 0.0
+
+
+def _new_value(v: float, rng: np.random.Generator) -> float:
+    """A nearby different value of the same kind (whole numbers stay whole, decimals keep places)."""
+    if _is_int(v):
+        lo, hi = max(1, int(round(v * 0.5))), max(int(round(v * 1.5)), int(v) + 3)
+        choices = [x for x in range(lo, hi + 1) if x != int(v) and x not in FIXED_VALUES]
+        return float(rng.choice(choices)) if choices else v
+    places = len(_fmt(v).split(".")[1])
+    step = 10.0**-places
+    while True:
+        x = round(float(rng.uniform(v * 0.5, v * 1.5)) / step) * step
+        if abs(x - v) > step / 2 and x > 0:
+            return round(x, places)
+
+
+def _format_like(original: str, value: float) -> str:
+    if "," in original and value >= 1000:
+        return f"{int(round(value)):,}"
+    if "." in original:
+        return f"{value:.{len(original.split('.')[1])}f}"
+    return _fmt(value)
+
+
+def _rename(question: str, rng: np.random.Generator) -> tuple[str, dict[str, str]]:
+    """Swap every known first name for another of the same gender, so pronouns stay right."""
+    mapping: dict[str, str] = {}
+    for pool in (FEMALE_NAMES, MALE_NAMES):
+        present = [n for n in pool if re.search(rf"\b{n}\b", question)]
+        spare = [n for n in pool if n not in present and not re.search(rf"\b{n}\b", question)]
+        picks = rng.permutation(len(spare))[: len(present)]
+        for name, k in zip(present, picks):
+            mapping[name] = spare[int(k)]
+    if mapping:
+        question = re.sub(r"\b(" + "|".join(map(re.escape, mapping)) + r")\b", lambda m: mapping[m.group(1)], question)
+    return question, mapping
+
+
+def perturb_item(
+    item_id: str, question: str, answer: str, rng: np.random.Generator, n_variants: int = 1, max_tries: int = 50
+) -> list[PerturbedItem]:
+    """Variants of one GSM8K item (question + answer with <<expr=result>> steps and '#### N').
+
+    Raises _ChainError (with the reason) when the worked solution cannot be followed or no
+    valid numbers were found within `max_tries`."""
+    chain = parse_gsm_chain(question, answer)
+    used = sorted({ref for s in chain.steps for kind, ref in s.operands if kind == "q"})
+    out: list[PerturbedItem] = []
+    seen: set[tuple[float, ...]] = set()
+    last_error = "no valid numbers found"
+    for _ in range(max_tries * n_variants):
+        if len(out) >= n_variants:
+            break
+        new = {v: _new_value(v, rng) for v in used}
+        key = tuple(new[v] for v in used)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            steps = _recompute(chain, new)
+        except _ChainError as e:
+            last_error = str(e)
+            continue
+        text, pos = [], 0
+        for start, end, v in chain.question_numbers:
+            text.append(question[pos:start])
+            original = question[start:end]
+            text.append(_format_like(original, new[v]) if v in new else original)
+            pos = end
+        text.append(question[pos:])
+        new_q, names = _rename("".join(text), rng)
+        final = _fmt(steps[chain.final_step][1])
+        solution = "\n".join(f"{e} = <<{e}={_fmt(r)}>>{_fmt(r)}" for e, r in steps) + f"\n#### {final}"
+        out.append(
+            PerturbedItem(
+                id=f"{item_id}-v{len(out)}",
+                question=new_q,
+                answer=solution,
+                final_answer=final,
+                original_id=item_id,
+                original_question=question,
+                original_final_answer=_fmt(chain.steps[chain.final_step].result),
+                numbers={_fmt(v): _fmt(new[v]) for v in used},
+                names=names,
+            )
+        )
+    if not out:
+        raise _ChainError(last_error)
+    return out
+
+
+def perturb_gsm8k(
+    items: Iterable[Mapping[str, Any]], n_variants: int = 1, seed: int = 0, max_tries: int = 50
+) -> PerturbReport:
+    """GSM-Symbolic style variants of GSM8K rows (keys question, answer; optional id)."""
+    rng = np.random.default_rng(seed)
+    variants: list[PerturbedItem] = []
+    rejected: Counter[str] = Counter()
+    n = ok = 0
+    for i, row in enumerate(items):
+        n += 1
+        if "question" not in row or "answer" not in row:
+            raise ContaminationError(f"item {i + 1} has no question/answer", "GSM8K rows have 'question' and 'answer'")
+        try:
+            vs = perturb_item(str(row.get("id", i)), str(row["question"]), str(row["answer"]), rng, n_variants, max_tries)
+        except _ChainError as e:
+            rejected[str(e) if "'" not in str(e) else str(e).split("'")[0].strip()] += 1
+            continue
+        ok += 1
+        variants.extend(vs)
+    return PerturbReport(tuple(variants), n, ok, dict(rejected))
+
+
+# ---- (c) verbatim memorisation ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MemorisationItem:
+    id: str
+    prefix: str
+    truth: str  # the rest of the item the model should not be able to produce verbatim
+    continuation: str
+    exact: bool  # the continuation's first len(truth) words equal the truth's (normalised)
+    rouge_l: float  # LCS-based F1 over normalised words
+    edit_similarity: float  # 1 - word-level edit distance / max length
+
+
+@dataclass(frozen=True)
+class MemorisationResult:
+    items: tuple[MemorisationItem, ...]
+    exact_rate: float
+    near_exact_rate: float  # share with rouge_l >= near_threshold
+    mean_rouge_l: float
+    mean_edit_similarity: float
+    near_threshold: float
+    prefix_fraction: float
+
+
+def normalise_words(text: str) -> list[str]:
+    """Lowercased word tokens with punctuation removed: the unit of every text comparison here."""
+    return re.sub(r"[^\w\s]", " ", text.lower()).split()
+
+
+def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        cur = [0]
+        for j, y in enumerate(b):
+            cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
+        prev = cur
+    return prev[-1]
+
+
+def rouge_l(candidate: Sequence[str], reference: Sequence[str]) -> float:
+    if not candidate or not reference:
+        return 0.0
+    lcs = lcs_length(candidate, reference)
+    if lcs == 0:
+        return 0.0
+    p, r = lcs / len(candidate), lcs / len(reference)
+    return 2 * p * r / (p + r)
+
+
+def edit_similarity(a: Sequence[str], b: Sequence[str]) -> float:
+    if not a and not b:
+        return 1.0
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        cur = [i]
+        for j, y in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
+        prev = cur
+    return 1 - prev[-1] / max(len(a), len(b))
+
+
+def split_item(text: str, prefix_fraction: float = 0.5) -> tuple[str, str]:
+    """(prefix, rest) at a word boundary after `prefix_fraction` of the words."""
+    if not 0 < prefix_fraction < 1:
+        raise ContaminationError(f"prefix fraction {prefix_fraction} must be between 0 and 1")
+    spans = [m.span() for m in re.finditer(r"\S+", text)]
+    if len(spans) < 2:
+        return text, ""
+    k = min(len(spans) - 1, max(1, int(len(spans) * prefix_fraction)))
+    cut = spans[k - 1][1]
+    return text[:cut], text[cut:].strip()
+
+
+def memorisation_requests(
+    items: Sequence[tuple[str, str]], prefix_fraction: float = 0.5, task: str = "memorisation", max_tokens: int | None = None
+) -> tuple[list[Request], list[tuple[str, str, str]]]:
+    """Greedy completion requests of each item's first part; also (id, prefix, truth) per item."""
+    reqs: list[Request] = []
+    parts: list[tuple[str, str, str]] = []
+    for item_id, text in items:
+        prefix, rest = split_item(text, prefix_fraction)
+        if not rest:
+            continue
+        # about 1.5 tokens per word, plus slack, so a verbatim continuation is never cut short
+        budget = max_tokens or min(512, int(len(rest.split()) * 1.5) + 16)
+        reqs.append(Request("generate", prefix, params=GenerationParams(max_tokens=budget, temperature=0.0), task=task, sample_id=item_id))
+        parts.append((item_id, prefix, rest))
+    return reqs, parts
+
+
+def score_memorisation(
+    parts: Sequence[tuple[str, str, str]], responses: Sequence[Response], near_threshold: float = 0.9, prefix_fraction: float = 0.5
+) -> MemorisationResult:
+    items = []
+    for (item_id, prefix, truth), resp in zip(parts, responses):
+        cont = resp.text or ""
+        t = normalise_words(truth)
+        c = normalise_words(cont)[: len(t)]  # only the span that should reproduce the truth
+        items.append(MemorisationItem(item_id, prefix, truth, cont, bool(t) and c == t, rouge_l(c, t), edit_similarity(c, t)))
+    n = len(items)
+
+    def mean(xs: Iterable[float]) -> float:
+        xs = list(xs)
+        return sum(xs) / len(xs) if xs else math.nan
+
+    return MemorisationResult(
+        items=tuple(items),
+        exact_rate=mean(float(i.exact) for i in items) if n else math.nan,
+        near_exact_rate=mean(float(i.rouge_l >= near_threshold) for i in items) if n else math.nan,
+        mean_rouge_l=mean(i.rouge_l for i in items),
+        mean_edit_similarity=mean(i.edit_similarity for i in items),
+        near_threshold=near_threshold,
+        prefix_fraction=prefix_fraction,
+    )
+
+
+def verbatim_memorisation(
+    model: Any,
+    items: Sequence[tuple[str, str]],
+    store: Any = None,
+    prefix_fraction: float = 0.5,
+    near_threshold: float = 0.9,
+) -> MemorisationResult:
+    """Give `model` the first part of each (id, text) item and compare its greedy continuation
+    with the true rest. Calls go through the engine, so they are cached in `store`."""
+    from capeval.engine import execute
+
+    reqs, parts = memorisation_requests(items, prefix_fraction)
+    responses, _ = execute(model, reqs, store)
+    return score_memorisation(parts, responses, near_threshold, prefix_fraction)
+
+
+# ---- (d) n-gram overlap with a corpus ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ItemOverlap:
+    id: str
+    n_ngrams: int  # 0 when the item is shorter than n words
+    n_matched: int
+    ratio: float | None
+    flagged: bool
+
+
+@dataclass(frozen=True)
+class NgramOverlapResult:
+    items: tuple[ItemOverlap, ...]
+    n: int
+    flag_ratio: float
+    corpus_tokens: int
+
+    @property
+    def flagged(self) -> list[ItemOverlap]:
+        return [i for i in self.items if i.flagged]
+
+    @property
+    def n_any_overlap(self) -> int:
+        return sum(1 for i in self.items if i.n_matched > 0)
+
+
+def _ngram_hashes(tokens: Sequence[str], n: int) -> set[int]:
+    return {hash(tuple(tokens[i : i + n])) for i in range(len(tokens) - n + 1)}
+
+
+def _corpus_tokens(path: Path) -> Iterator[str]:
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for line in f:
+            yield from normalise_words(line)
+
+
+def ngram_overlap(
+    items: Sequence[tuple[str, str]], corpus: str | Path, n: int = 13, flag_ratio: float = 0.5
+) -> NgramOverlapResult:
+    """Share of each item's word n-grams that occur in `corpus`, streamed line by line.
+
+    Only the items' n-gram hashes are held in memory, so the corpus may be far larger than RAM;
+    n-grams run across line breaks. An item is flagged when its ratio reaches `flag_ratio`."""
+    path = Path(corpus)
+    if not path.is_file():
+        raise ContaminationError(f"corpus file not found: {path}", "pass a plain-text file with --corpus")
+    if n < 1:
+        raise ContaminationError(f"n-gram size must be positive, got {n}")
+    item_grams = [(item_id, _ngram_hashes(normalise_words(text), n)) for item_id, text in items]
+    wanted: set[int] = set().union(*(g for _, g in item_grams)) if item_grams else set()
+    found: set[int] = set()
+    window: deque[str] = deque(maxlen=n)
+    count = 0
+    for tok in _corpus_tokens(path):
+        count += 1
+        window.append(tok)
+        if len(window) == n:
+            h = hash(tuple(window))
+            if h in wanted:
+                found.add(h)
+    out = []
+    for item_id, grams in item_grams:
+        matched = len(grams & found)
+        ratio = matched / len(grams) if grams else None
+        out.append(ItemOverlap(item_id, len(grams), matched, ratio, ratio is not None and ratio >= flag_ratio and matched > 0))
+    return NgramOverlapResult(tuple(out), n, flag_ratio, count)

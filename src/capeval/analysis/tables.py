@@ -1,0 +1,212 @@
+"""Plain score tables for the analyses, read from the store or from a user's CSV file."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Literal, Mapping, Sequence
+
+from capeval.analysis.arena import Battle, battles_from_rows
+from capeval.errors import CapevalError
+
+Scale = Literal["auto", "1-100", "0-1", "1-5"]
+
+SCORES_CSV_HELP = (
+    "scores CSV: either columns model,capability,score (score on the 1-100 scale) or per-item "
+    "columns model,task,sample_id,metric,value (an optional capability column; otherwise the "
+    "task name is the capability)"
+)
+BATTLES_CSV_HELP = "battles CSV: columns model_a,model_b,winner with winner one of model_a, model_b, tie, tie (bothbad)"
+
+
+class TableError(CapevalError):
+    """A run, CSV file or column that an analysis needs but cannot find."""
+
+
+@dataclass
+class RunScores:
+    """Per-item scores of one run (or one model of a CSV): task -> metric -> sample id -> value."""
+
+    name: str  # run id, or model name for CSV input
+    model: str
+    metrics: dict[str, list[str]] = field(default_factory=dict)  # task -> metric names, primary first
+    values: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    capability: dict[tuple[str, str], str] = field(default_factory=dict)  # (task, sample id) -> capability
+
+    def add(self, task: str, sample_id: str, metric: str, value: float) -> None:
+        names = self.metrics.setdefault(task, [])
+        if metric not in names:
+            names.append(metric)
+        self.values.setdefault(task, {}).setdefault(metric, {})[sample_id] = value
+
+    def primary(self, task: str, metric: str | None = None) -> str:
+        from capeval.analysis.stats import primary_metric
+
+        if task not in self.metrics:
+            raise TableError(f"{self.name} has no scores for task '{task}'", f"its tasks: {', '.join(self.metrics)}")
+        return primary_metric(self.metrics[task], metric)
+
+    def per_item(self, task: str, metric: str | None = None) -> dict[str, float]:
+        return self.values[task][self.primary(task, metric)]
+
+
+def open_store(db: str | Path | None) -> Any:
+    from capeval.store import Store
+
+    if db is not None and str(db) != ":memory:" and not Path(db).exists():
+        raise TableError(f"database not found: {db}", "pass --db PATH of a capeval store, or set CAPEVAL_DB")
+    return Store(db)
+
+
+def load_run_scores(store: Any, run_id: str) -> RunScores:
+    """A run's per-item scores; metric order follows the run's results (the task's own order)."""
+    row = store.run(run_id)
+    if row is None:
+        known = ", ".join(r["run_id"] for r in store.runs(5))
+        raise TableError(f"no run '{run_id}' in {store.path}", f"recent runs: {known}" if known else "the store has no runs")
+    rid = row["run_id"]
+    result = store.run_result(rid)
+    rs = RunScores(name=rid, model=result.model if result else row["model_spec"] or row["model_id"])
+    if result:
+        for m in result.metrics:
+            names = rs.metrics.setdefault(m.task, [])
+            if m.metric not in names:
+                names.append(m.metric)
+    # rowid order is insertion order, i.e. the order the scorer listed its metrics
+    for r in store.query("SELECT task, sample_id, metric, value FROM scores WHERE run_id = ? ORDER BY rowid", (rid,)):
+        rs.add(r["task"], r["sample_id"], r["metric"], float(r["value"]))
+    for r in store.query("SELECT task, sample_id, metadata FROM samples WHERE run_id = ?", (rid,)):
+        meta = json.loads(r["metadata"]) if r["metadata"] else {}
+        if isinstance(meta, dict) and meta.get("capability"):
+            rs.capability[(r["task"], r["sample_id"])] = str(meta["capability"])
+    if not rs.values:
+        raise TableError(f"run {rid} has no scores", "was it interrupted? re-run it to finish scoring")
+    return rs
+
+
+def _read_csv(path: str | Path) -> list[dict[str, str]]:
+    p = Path(path)
+    if not p.is_file():
+        raise TableError(f"CSV file not found: {p}")
+    with p.open(newline="", encoding="utf-8-sig") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise TableError(f"{p} has no rows", "the first line must be the column names")
+    return rows
+
+
+def _columns(rows: Sequence[Mapping[str, str]]) -> set[str]:
+    return {c.strip() for c in rows[0].keys() if c}
+
+
+def read_scores_csv(path: str | Path) -> dict[str, RunScores]:
+    """Per-item scores per model from a CSV with columns model,task,sample_id,metric,value."""
+    rows = _read_csv(path)
+    need = {"model", "task", "sample_id", "metric", "value"}
+    if not need <= _columns(rows):
+        raise TableError(f"{path} lacks columns {', '.join(sorted(need - _columns(rows)))}", SCORES_CSV_HELP)
+    out: dict[str, RunScores] = {}
+    for i, r in enumerate(rows, 2):
+        try:
+            value = float(r["value"])
+        except ValueError:
+            raise TableError(f"{path} line {i}: value '{r['value']}' is not a number") from None
+        rs = out.setdefault(r["model"], RunScores(name=r["model"], model=r["model"]))
+        rs.add(r["task"], r["sample_id"], r["metric"], value)
+        if r.get("capability"):
+            rs.capability[(r["task"], r["sample_id"])] = r["capability"]
+    return out
+
+
+def to_100(values: Sequence[float], scale: Scale = "auto") -> list[float]:
+    """Map scores onto CrossEval's 1-100 scale.
+
+    "0-1" (accuracy) -> x 100; "1-5" (Likert judge ratings) -> (r - 1) * 24.75 + 1, CrossEval's
+    mapping; "1-100" unchanged. "auto" picks 0-1 when every value is in [0, 1], else 1-5 when
+    every value is in [1, 5], else 1-100."""
+    if scale == "auto":
+        if all(0 <= v <= 1 for v in values):
+            scale = "0-1"
+        elif all(1 <= v <= 5 for v in values):
+            scale = "1-5"
+        else:
+            scale = "1-100"
+    if scale == "0-1":
+        return [v * 100 for v in values]
+    if scale == "1-5":
+        return [(v - 1) * 24.75 + 1 for v in values]
+    return list(values)
+
+
+def _task_capabilities(task: str) -> tuple[str, ...]:
+    try:
+        from capeval.tasks import get_task
+
+        return tuple(get_task(task).capabilities)
+    except Exception:  # a user's task name unknown to this install: fall back to the task name
+        return ()
+
+
+def capability_scores(
+    runs: Sequence[RunScores], metric: str | None = None, scale: Scale = "auto"
+) -> dict[str, dict[str, float]]:
+    """model -> capability -> mean score on 1-100 over the items of that capability.
+
+    An item's capability is its sample metadata's "capability" (CrossEval), else the task's single
+    capability tag, else the task name. Each task is summarised by its primary metric."""
+    pooled: dict[str, dict[str, list[float]]] = {}
+    for rs in runs:
+        for task in rs.metrics:
+            tags = _task_capabilities(task)
+            default = tags[0] if len(tags) == 1 else task
+            items = rs.per_item(task, metric if metric in rs.metrics[task] else None)
+            per_cap: dict[str, list[float]] = {}
+            for sid, v in items.items():
+                per_cap.setdefault(rs.capability.get((task, sid), default), []).append(v)
+            for cap, vals in per_cap.items():
+                pooled.setdefault(rs.model, {}).setdefault(cap, []).extend(to_100(vals, scale))
+    return {m: {c: sum(v) / len(v) for c, v in caps.items()} for m, caps in pooled.items()}
+
+
+def read_capability_csv(path: str | Path, scale: Scale = "auto") -> dict[str, dict[str, float]]:
+    """model -> capability -> score from either scores CSV format (see SCORES_CSV_HELP)."""
+    rows = _read_csv(path)
+    cols = _columns(rows)
+    if {"model", "capability", "score"} <= cols and "sample_id" not in cols:
+        from capeval.analysis.weakest_link import WeakestLinkError, scores_from_rows
+
+        try:
+            return scores_from_rows(rows)
+        except WeakestLinkError as e:
+            raise TableError(f"{path}: {e.args[0]}", SCORES_CSV_HELP) from None
+    return capability_scores(list(read_scores_csv(path).values()), scale=scale)
+
+
+def read_battles_csv(path: str | Path) -> list[Battle]:
+    rows = _read_csv(path)
+    need = {"model_a", "model_b", "winner"}
+    if not need <= _columns(rows):
+        raise TableError(f"{path} lacks columns {', '.join(sorted(need - _columns(rows)))}", BATTLES_CSV_HELP)
+    return battles_from_rows(rows)
+
+
+def battles_from_store(store: Any, source: str | None = None) -> list[Battle]:
+    """Pairwise votes in the order they were cast (online Elo depends on the order)."""
+    sql = "SELECT model_a, model_b, winner FROM pairwise_votes" + (" WHERE source = ?" if source else "")
+    rows = store.query(sql + " ORDER BY created_at, vote_id", (source,) if source else ())
+    return battles_from_rows(dict(r) for r in rows)
+
+
+def iter_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
+    p = Path(path)
+    if not p.is_file():
+        raise TableError(f"file not found: {p}")
+    with p.open(encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise TableError(f"{p} line {i} is not JSON: {e.msg}", "one JSON object per line") from None
