@@ -148,7 +148,8 @@ def aggregate(task: str, scores: Sequence[Score], seed: int = 0) -> list[MetricR
     """Mean of each metric over the task's samples, with a bootstrap 95% CI, n and unparsed rate.
 
     A sample whose answer could not be parsed counts as wrong (0) in the metric and is also
-    reported in `unparsed_rate`; a sample whose model call failed counts as unparsed."""
+    reported in `unparsed_rate`; a sample whose model call failed counts as unparsed. Judge-scored
+    samples marked `metadata["unrated"]` are left out of the means of the metrics they lack."""
     names: list[str] = []
     for s in scores:
         for m in s.values:
@@ -158,9 +159,12 @@ def aggregate(task: str, scores: Sequence[Score], seed: int = 0) -> list[MetricR
     unparsed = sum(1 for s in scores if not s.parsed) / n if n else 0.0
     out = []
     for m in names:
-        vals = [float(s.values.get(m, 0.0)) for s in scores]
+        # A judge's failed verdict is marked "unrated": counted in unparsed_rate, but not averaged
+        # in as a 0, which on a judge's scale (1-5, 1-100) would be a rating nobody gave.
+        rated = [s for s in scores if m in s.values or not s.metadata.get("unrated")]
+        vals = [float(s.values.get(m, 0.0)) for s in rated]
         mean, lo, hi = bootstrap_ci(vals, seed=seed)
-        out.append(MetricResult(task, m, mean, lo, hi, n, unparsed, small_sample_warning(n, lo, hi)))
+        out.append(MetricResult(task, m, mean, lo, hi, len(rated), unparsed, small_sample_warning(len(rated), lo, hi)))
     return out
 
 

@@ -1,20 +1,19 @@
 """Breakdowns of judge-scored runs: mean score per capability, category or difficulty, with CIs.
 
-A judge-scored task (CrossEval, IMPACT) names its breakdown function in `Task.settings["breakdown"]`
-as "module:function"; the function takes the task's Scores and returns BreakdownRows.
-`run_breakdowns(store, run_id)` rebuilds the Scores of a finished run from the store and applies
-each task's breakdown, so `capeval run` (and the report) can print them after the headline metrics.
+A judge-scored task (CrossEval, IMPACT, MT-Bench) has a breakdown function (Scores -> BreakdownRows);
+its `Task.settings["breakdown"]` is a BreakdownPrinter, which `capeval run` calls with
+(store, run_id, console) to print the breakdown after the headline metrics, and its
+`group_metrics` turns the main groups into run metrics so they land in the results JSON too.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from capeval.analysis.stats import bootstrap_ci
-from capeval.types import Score
+from capeval.analysis.stats import bootstrap_ci, small_sample_warning
+from capeval.types import MetricResult, Score
 
 BreakdownFn = Callable[[Sequence[Score]], list["BreakdownRow"]]
 
@@ -109,33 +108,51 @@ def scores_from_rows(rows: Iterable[Mapping[str, Any]]) -> list[Score]:
     return out
 
 
-def load_breakdown_fn(spec: str) -> BreakdownFn:
-    module, _, name = spec.partition(":")
-    fn: BreakdownFn = getattr(importlib.import_module(module), name)
-    return fn
+class BreakdownPrinter:
+    """The `Task.settings["breakdown"]` hook `capeval run` calls after the headline metrics:
+    rebuilds the task's Scores of the run from the store, breaks them down and prints the table."""
+
+    def __init__(self, task: str, fn: BreakdownFn) -> None:
+        self.task = task
+        self.fn = fn
+
+    def rows(self, store: Any, run_id: str) -> list[BreakdownRow]:
+        return self.fn(scores_from_rows(store.iter_samples(run_id, self.task)))
+
+    def __call__(self, store: Any, run_id: str, console: Any = None) -> list[BreakdownRow]:
+        from rich.console import Console
+
+        rows = self.rows(store, run_id)
+        if rows:
+            (console or Console()).print(breakdown_table(rows, title=f"{self.task}: breakdown"))
+        return rows
+
+    def __repr__(self) -> str:  # shown by `capeval tasks`
+        return f"{self.fn.__module__}:{self.fn.__name__}"
 
 
-def run_breakdowns(store: Any, run_id: str, tasks: Sequence[str] | None = None) -> dict[str, list[BreakdownRow]]:
-    """task name -> breakdown rows, for each task of the run that declares `settings["breakdown"]`."""
-    from capeval.tasks import get_task
-
-    run = store.run(run_id)
-    if run is None:
-        return {}
-    import json
-
-    names = list(tasks) if tasks is not None else list(json.loads(run["tasks"]))
-    out: dict[str, list[BreakdownRow]] = {}
-    for name in names:
-        try:
-            spec = get_task(name).settings.get("breakdown")
-        except Exception:  # a task from a YAML folder that is no longer on the path: no breakdown
-            continue
-        if not spec:
-            continue
-        scores = scores_from_rows(store.iter_samples(run["run_id"], name))
-        out[name] = load_breakdown_fn(str(spec))(scores)
+def breakdown_metrics(task: str, rows: Sequence[BreakdownRow], groups: Sequence[str]) -> list[MetricResult]:
+    """Rows of the given groups as run metrics, task "<task>/<group>:<name>" (for `group_metrics`);
+    rows with no rated sample are left out (they have no mean)."""
+    out = []
+    for r in rows:
+        if r.group in groups and r.n > 0:
+            unrated = r.n_unrated / (r.n + r.n_unrated)
+            out.append(
+                MetricResult(
+                    f"{task}/{r.group}:{r.name}", r.metric, r.value, r.ci_low, r.ci_high, r.n, unrated,
+                    small_sample_warning(r.n, r.ci_low, r.ci_high, scale=metric_scale(r.metric)),
+                )
+            )
     return out
+
+
+# Widths of judge scales, so the small-sample warning reads CI widths in points of the scale.
+_SCALES = {"score_100": 100.0, "rating": 5.0, "relevance": 5.0, "coherence": 5.0, "score": 10.0}
+
+
+def metric_scale(metric: str) -> float:
+    return _SCALES.get(metric, 1.0)
 
 
 def breakdown_table(rows: Sequence[BreakdownRow], title: str = "") -> Any:
@@ -150,14 +167,3 @@ def breakdown_table(rows: Sequence[BreakdownRow], title: str = "") -> Any:
         ci = "-" if math.isnan(r.ci_low) else f"[{r.ci_low:.2f}, {r.ci_high:.2f}]"
         table.add_row(r.group, r.name, r.metric, value, ci, str(r.n), str(r.n_unrated), str(r.n_unsupported))
     return table
-
-
-def print_run_breakdowns(store: Any, run_id: str, console: Any = None) -> dict[str, list[BreakdownRow]]:
-    """Print every breakdown of a finished run (the hook `capeval run` calls after its metrics)."""
-    from rich.console import Console
-
-    console = console or Console()
-    found = run_breakdowns(store, run_id)
-    for task, rows in found.items():
-        console.print(breakdown_table(rows, title=f"{task}: breakdown"))
-    return found

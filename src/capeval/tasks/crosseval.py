@@ -16,19 +16,20 @@ authors do; the hub rows hold a URL, so offline the file must be saved next to t
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 from urllib.parse import unquote, urlparse
 
 from capeval.errors import CapevalError, DatasetError
-from capeval.judge.crosseval_report import BreakdownRow, group_means, metadata_key
+from capeval.judge.core import to_100
+from capeval.judge.crosseval_report import BreakdownPrinter, BreakdownRow, breakdown_metrics, group_means, metadata_key
 from capeval.prompting import PromptConfig, RenderedPrompt
 from capeval.scoring.extract import strip_reasoning
 from capeval.tasks.base import ScoringContext, Task
 from capeval.tasks.registry import register_task
 from capeval.tasks.sources import Source
-from capeval.types import GenerationParams, Message, Request, Response, Sample, Score
+from capeval.types import GenerationParams, Message, MetricResult, Request, Response, Sample, Score
 
 HUB_ID = "MingZhong/crosseval"
 INDIVIDUAL_CAPABILITIES = (
@@ -58,11 +59,6 @@ FILES_ENV = "CAPEVAL_CROSSEVAL_FILES"
 def is_cross(capability: str) -> bool:
     """Cross capabilities are named "A & B" (the authors' convention)."""
     return "&" in capability
-
-
-def to_100(rating: float) -> float:
-    """CrossEval's 1-5 to 1-100 scale."""
-    return (rating - 1) * 24.75 + 1
 
 
 @dataclass(frozen=True)
@@ -192,6 +188,7 @@ def _row_to_sample(data_root: Path | None):  # type: ignore[no-untyped-def]
                 "prompt": str(row["prompt"]),
                 "user_prompt": user_prompt(str(row["prompt"]), attached_text),
                 "attached_file": attached,
+                "attached_text": attached_text,
                 "references": read_references(row),
                 "unsupported": reason,
             },
@@ -209,10 +206,12 @@ class CrossEvalTask(Task):
         recipe: the judge recipe ("crosseval": multi-reference point deduction, as the authors).
         n_references: how many of the 3 references the judge sees (None: all, as the authors do
             for new model responses).
+        judge_max_tokens: the judge's output budget (None: the recipe's own).
     """
 
     recipe: str = "crosseval"
     n_references: int | None = None
+    judge_max_tokens: int | None = None
     data_root: Path | None = field(default=None, repr=False)
 
     def render(self, sample: Sample, exemplars: Sequence[Sample], config: PromptConfig) -> RenderedPrompt:
@@ -232,6 +231,11 @@ class CrossEvalTask(Task):
         self, samples: Sequence[Sample], responses: Sequence[Sequence[Response]], ctx: ScoringContext
     ) -> list[Score]:
         return judge_samples(self, samples, responses, ctx)
+
+    def group_metrics(self, scores: Sequence[Score]) -> list[MetricResult]:
+        """Individual vs cross, per capability and per difficulty, on the 1-100 scale (the L1/L2
+        categories, which are many, are in the printed breakdown)."""
+        return breakdown_metrics(self.name, crosseval_breakdown(scores), ("type", "capability", "difficulty"))
 
 
 def judge_samples(
@@ -270,12 +274,16 @@ def judge_samples(
                     response=text,
                     references=refs,
                     capability=str(s.metadata["capability"]),
+                    attached=s.fields.get("attached_text"),
                     metadata=dict(s.metadata),
                 )
             )
+        recipe = get_recipe(task.recipe)
+        if task.judge_max_tokens is not None:
+            recipe = replace(recipe, max_tokens=task.judge_max_tokens)
         verdicts = run_judge(
             ctx.judge,
-            get_recipe(task.recipe),
+            recipe,
             items,
             store=ctx.store,
             progress=ctx.progress,
@@ -330,6 +338,6 @@ def crosseval(data: str | None = None) -> Task:
         metrics=("score_100", "rating"),
         description="CrossEval: 1,400 prompts over 7 individual + 7 cross capabilities, LLM-judged 1-100",
         row_to_sample_fn=_row_to_sample(root),
-        settings={"judge": "crosseval (multi-reference, 3 refs)", "breakdown": "capeval.tasks.crosseval:crosseval_breakdown"},
+        settings={"judge": "crosseval (multi-reference, 3 refs)", "breakdown": BreakdownPrinter("crosseval", crosseval_breakdown)},
         data_root=root,
     )

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from capeval.errors import CapevalError, DatasetError
-from capeval.judge.crosseval_report import BreakdownRow, group_means, metadata_key
+from capeval.judge.crosseval_report import BreakdownPrinter, BreakdownRow, breakdown_metrics, group_means, metadata_key
 from capeval.prompting import PromptConfig, RenderedPrompt
 from capeval.scoring.extract import strip_reasoning
 from capeval.tasks.base import ScoringContext, Task
 from capeval.tasks.registry import register_task
 from capeval.tasks.sources import Source
-from capeval.types import GenerationParams, Message, Response, Sample, Score
+from capeval.types import GenerationParams, Message, MetricResult, Response, Sample, Score
 
 HUB_ID = "declare-lab/InstructEvalImpact"
 CATEGORIES = ("informative", "professional", "argumentative", "creative")
@@ -73,6 +73,10 @@ class ImpactTask(Task):
         self, samples: Sequence[Sample], responses: Sequence[Sequence[Response]], ctx: ScoringContext
     ) -> list[Score]:
         return judge_writing(self, samples, responses, ctx)
+
+    def group_metrics(self, scores: Sequence[Score]) -> list[MetricResult]:
+        """Relevance and coherence per writing category."""
+        return breakdown_metrics(self.name, impact_breakdown(scores), ("category",))
 
 
 def judge_writing(
@@ -152,5 +156,5 @@ def impact(data: str | None = None) -> Task:
         metrics=tuple(WRITING_RECIPES),
         description="INSTRUCTEVAL IMPACT writing: 200 prompts, judge rates relevance and coherence 1-5",
         row_to_sample_fn=row_to_sample,
-        settings={"judge": "writing_relevance + writing_coherence (1-5)", "breakdown": "capeval.tasks.impact:impact_breakdown"},
+        settings={"judge": "writing_relevance + writing_coherence (1-5)", "breakdown": BreakdownPrinter("impact", impact_breakdown)},
     )

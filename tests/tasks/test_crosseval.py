@@ -1,0 +1,220 @@
+"""CrossEval: loading the project's fixture, unsupported prompts, and exact 1-100 aggregation with a
+scripted judge served over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from scripted_chat import ScriptedChatServer
+
+from capeval.engine import evaluate_tasks
+from capeval.errors import CapevalError
+from capeval.models import load_model
+from capeval.tasks import get_task
+from capeval.tasks.crosseval import CrossEvalTask, crosseval_breakdown, read_references
+from capeval.types import GenerationParams
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "crosseval"
+CASE = re.compile(r"\(case: (\w+)\)")
+ANSWER = re.compile(r"Answer for case (\w+)")
+
+
+def to_100(r: float) -> float:
+    return (r - 1) * 24.75 + 1
+
+
+def mut_rule(model: str, messages: list[dict[str, str]]) -> str:
+    """The model under test: names the case of its prompt, so the judge can script its verdict."""
+    m = CASE.search(messages[-1]["content"])
+    return f"Answer for case {m.group(1) if m else 'none'}."
+
+
+class JudgeScript:
+    """Verdicts by the case named in the response under review: qN -> N/5, bad -> never a score,
+    retryN -> an unreadable verdict first, then N/5 (checks the one parse retry)."""
+
+    def __init__(self) -> None:
+        self.seen: Counter[str] = Counter()
+
+    def __call__(self, model: str, messages: list[dict[str, str]]) -> str:
+        text = "\n".join(m["content"] for m in messages)
+        case = ANSWER.search(text)
+        assert case, "the judge prompt must contain the response under review"
+        name = case.group(1)
+        self.seen[name] += 1
+        if name == "bad":
+            return "This response is fine, I think."
+        if name.startswith("retry"):
+            if self.seen[name] == 1:
+                return "Hard to say."
+            name = "q" + name[len("retry"):]
+        return f"Pros: clear.\nCons: none (-0).\n\nEvaluation Score\nScore: {name[1:]}/5"
+
+
+@pytest.fixture
+def servers():
+    script = JudgeScript()
+    with ScriptedChatServer(mut_rule) as mut, ScriptedChatServer(script) as judge:
+        yield mut, judge, script
+
+
+def test_fixture_loads_with_references_and_support_decisions():
+    task = get_task("crosseval", data=str(FIXTURE))
+    loaded = task.load()
+    assert loaded.malformed == []
+    by_id = {s.id: s for s in loaded.samples}
+    assert len(by_id) == 10
+    assert by_id["ce-en-1"].metadata == {
+        "capability": "English", "type": "individual", "l1_category": "Writing", "l2_category": "Email", "difficulty": "easy"
+    }
+    assert by_id["ce-cr-1"].metadata["type"] == "cross"
+    refs = by_id["ce-en-1"].fields["references"]
+    assert [r.ratings for r in refs] == [(4.0, 5.0), (2.0, 3.0), (1.0,)]  # a blank rating cell is skipped
+    assert refs[1].explanations == ("The main step is wrong.", "Half right.")
+    unsupported = {i: s.fields["unsupported"] for i, s in by_id.items() if s.fields["unsupported"]}
+    assert set(unsupported) == {"ce-im-1", "ce-tu-1", "ce-lc-2"}
+    assert "image" in unsupported["ce-im-1"]
+    assert "tools" in unsupported["ce-tu-1"]
+    assert "missing_novel.txt" in unsupported["ce-lc-2"] and "attachments" in unsupported["ce-lc-2"]
+    # the URL's local copy under attachments/ is put before the prompt, as the authors do
+    lc = by_id["ce-lc-1"].fields["user_prompt"]
+    assert lc.startswith("Attached:\nQuarterly report, Q3.") and lc.endswith("User Prompt:\n" + by_id["ce-lc-1"].fields["prompt"])
+
+
+def test_out_of_range_human_rating_makes_the_row_malformed(tmp_path):
+    rows = (FIXTURE / "test.csv").read_text(encoding="utf-8").splitlines()
+    rows[1] = rows[1].replace(",4,\"Correct, misses a detail.\"", ",7,\"Correct, misses a detail.\"", 1)
+    (tmp_path / "test.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    loaded = get_task("crosseval", data=str(tmp_path)).load()
+    assert len(loaded.samples) == 9
+    assert "outside 1..5" in loaded.malformed[0] and "row 0" in loaded.malformed[0]
+    with pytest.raises(ValueError):
+        read_references({"response_1": "x", "response_1_human_1_rating": "0"})
+
+
+def test_scripted_judge_gives_exact_capability_means(tmp_path, servers, store):
+    mut_srv, judge_srv, script = servers
+    task = get_task("crosseval", data=str(FIXTURE))
+    mut = load_model("openai:mut", base_url=mut_srv.base_url)
+    judge = load_model("openai:judge", base_url=judge_srv.base_url)
+    result = evaluate_tasks(mut, [task], store=store, progress=False, judge=judge)
+
+    # unsupported prompts are never sent to the model under test
+    assert len(mut_srv.requests) == 7
+    sent = " ".join(r["messages"][-1]["content"] for r in mut_srv.requests)
+    assert "apples" not in sent and "monthly sales" not in sent and "betrays" not in sent
+    assert any("3 samples unsupported" in w for w in result.warnings)
+
+    # the judge saw all three references with both human explanations, and the attached text
+    first = judge_srv.requests[0]["messages"][-1]["content"]
+    for text in ("Reference answer A", "Reference answer B", "Reference answer C", "Half right.", "Unhelpful refusal."):
+        assert text in first
+    lc_call = next(r for r in judge_srv.requests if "case q4" in r["messages"][-1]["content"] and "Quarterly" in r["messages"][-1]["content"])
+    assert "Revenue grew 12%" in lc_call["messages"][-1]["content"]
+    assert script.seen["retry2"] == 2 and script.seen["bad"] == 2  # one retry each, then counted
+
+    overall = result.metric("crosseval", "score_100")
+    rated = [4, 2, 5, 3, 4, 2]  # ce-en-1, ce-en-2, ce-rs-1, ce-cr-1, ce-lc-1, ce-sr-1 (ce-cr-2 unrated)
+    assert overall.n == 6
+    assert overall.value == pytest.approx(sum(map(to_100, rated)) / 6)
+    assert overall.unparsed_rate == pytest.approx(1 / 7)
+    cap = {m.task.split(":", 1)[1]: m for m in result.metrics if m.task.startswith("crosseval/capability:") and m.metric == "score_100"}
+    assert cap["English"].value == pytest.approx((to_100(4) + to_100(2)) / 2) == pytest.approx(50.5)
+    assert cap["Reasoning"].value == pytest.approx(100.0)
+    assert cap["Coding & Reasoning"].value == pytest.approx(50.5) and cap["Coding & Reasoning"].n == 1
+    assert cap["Long Context"].value == pytest.approx(75.25)
+    assert cap["Spanish & Reasoning"].value == pytest.approx(25.75)
+    assert "Image Recognition" not in cap and "Tool Use & Coding" not in cap
+    kinds = {m.task: m.value for m in result.metrics if m.task.startswith("crosseval/type:") and m.metric == "score_100"}
+    assert kinds["crosseval/type:individual"] == pytest.approx((75.25 + 25.75 + 100 + 75.25) / 4)
+    assert kinds["crosseval/type:cross"] == pytest.approx((50.5 + 25.75) / 2)
+    diff = {m.task: m.value for m in result.metrics if m.task.startswith("crosseval/difficulty:")}
+    assert diff == pytest.approx(
+        {"crosseval/difficulty:easy": 75.25, "crosseval/difficulty:medium": (100 + 75.25 + 25.75) / 3, "crosseval/difficulty:hard": 38.125}
+    )
+
+    # the printed breakdown, rebuilt from the store, has the L1/L2 categories and the counts
+    rows = task.settings["breakdown"](store, result.run_id)
+    by = {(r.group, r.name): r for r in rows}
+    assert by[("capability", "Coding & Reasoning")].n_unrated == 1
+    assert by[("capability", "Image Recognition")].n_unsupported == 1 and by[("capability", "Image Recognition")].n == 0
+    assert by[("l1", "Writing")].value == pytest.approx(50.5)
+    assert by[("l2", "Reports")].value == pytest.approx(75.25)
+    assert by[("overall", "all")].n_unsupported == 3
+    # rows come out individual capabilities first, in the paper's order
+    caps = [r.name for r in rows if r.group == "capability"]
+    assert caps[:3] == ["English", "Reasoning", "Image Recognition"]
+
+    # every verdict is kept for audit in the stored sample
+    stored = {r["sample_id"]: r for r in store.iter_samples(result.run_id, "crosseval")}
+    assert stored["ce-cr-2"]["metadata"]["unrated"] is True and stored["ce-cr-2"]["parsed"] is False
+    assert "Score: 5/5" in stored["ce-rs-1"]["metadata"]["verdict"]
+    assert stored["ce-im-1"]["metadata"]["unsupported"] is True
+
+    # a re-run pays for nothing: model and judge calls come from the store
+    n_mut, n_judge = len(mut_srv.requests), len(judge_srv.requests)
+    again = evaluate_tasks(mut, [task], store=store, progress=False, judge=judge)
+    assert (len(mut_srv.requests), len(judge_srv.requests)) == (n_mut, n_judge)
+    assert again.metric("crosseval", "score_100").value == pytest.approx(overall.value)
+
+
+def test_breakdown_of_scores_without_store():
+    from capeval.types import Score
+
+    def s(i: str, cap: str, r: float | None, **meta: object) -> Score:
+        values = {} if r is None else {"score_100": to_100(r)}
+        return Score(i, "crosseval", values, metadata={"capability": cap, "type": "cross" if "&" in cap else "individual", **meta})
+
+    rows = crosseval_breakdown([s("1", "Coding", 5), s("2", "Coding", 1), s("3", "Coding & Reasoning", None, unrated=True)])
+    by = {(r.group, r.name): r for r in rows}
+    assert by[("capability", "Coding")].value == pytest.approx(50.5)
+    assert by[("capability", "Coding & Reasoning")].n == 0 and by[("capability", "Coding & Reasoning")].n_unrated == 1
+
+
+def test_without_a_judge_the_error_says_to_pass_one(servers, store):
+    mut_srv, _, _ = servers
+    task = get_task("crosseval", data=str(FIXTURE))
+    mut = load_model("openai:mut", base_url=mut_srv.base_url)
+    with pytest.raises(CapevalError) as e:
+        evaluate_tasks(mut, [task], store=store, progress=False, limit=2)
+    assert "--judge" in (e.value.hint or "")
+
+
+def test_missing_local_copy_is_a_dataset_error(tmp_path):
+    with pytest.raises(CapevalError, match="not found"):
+        get_task("crosseval", data=str(tmp_path / "nope"))
+
+
+def test_attachment_folder_from_environment(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    shutil.copytree(FIXTURE, data)
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "missing_novel.txt").write_text("Chapter 1. Tom betrays the narrator.", encoding="utf-8")
+    monkeypatch.setenv("CAPEVAL_CROSSEVAL_FILES", str(files))
+    by_id = {s.id: s for s in get_task("crosseval", data=str(data)).load().samples}
+    assert by_id["ce-lc-2"].fields["unsupported"] is None
+    assert "Tom betrays" in by_id["ce-lc-2"].fields["user_prompt"]
+
+
+@pytest.mark.slow
+def test_smollm2_as_model_and_judge_counts_parse_failures(smollm2, store):
+    """The bundled 135M model answers and judges 3 CrossEval prompts: whatever it writes, every
+    supported sample ends rated or counted as unrated, and nothing crashes."""
+    task = get_task("crosseval", data=str(FIXTURE))
+    assert isinstance(task, CrossEvalTask)
+    task = replace(task, generation=GenerationParams(max_tokens=32), judge_max_tokens=48)
+    result = evaluate_tasks(smollm2, [task], store=store, progress=False, judge=smollm2, limit=3)
+    rows = list(store.iter_samples(result.run_id, "crosseval"))
+    assert len(rows) == 3
+    for r in rows:
+        assert r["parsed"] == ("score_100" in r["scores"])
+        assert r["metadata"].get("unrated", False) == (not r["parsed"])
+    m = result.metric("crosseval", "score_100") if any(r["parsed"] for r in rows) else None
+    if m is not None:
+        assert 1.0 <= m.value <= 100.0
