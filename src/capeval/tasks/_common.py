@@ -1,0 +1,285 @@
+"""Shared pieces of the benchmark task files: multi-subject loading, exemplar samplers, breakdowns."""
+
+from __future__ import annotations
+
+import importlib
+import random
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
+
+import numpy as np
+
+from capeval.analysis.stats import bootstrap_ci, small_sample_warning
+from capeval.errors import DatasetError
+from capeval.prompting import PromptConfig, RenderedPrompt
+from capeval.tasks.base import LoadedSamples, Scorer, Task
+from capeval.tasks.sources import LOCAL_EXTENSIONS, MALFORMED, Source, load_rows
+from capeval.types import MetricResult, Response, Sample, Score
+
+SUBJECT_KEY = "__subject"  # added to every row of a multi-subject task: the config it came from
+
+
+def lazy_scorer(factory: str, module: str = "capeval.scoring", **options: Any) -> Scorer:
+    """A scorer built on first use from `module.factory(**options)`.
+
+    Task files are imported when the registry lists tasks; deferring the scoring import keeps
+    `capeval tasks` fast and free of the scorers' optional dependencies (math-verify, sympy)."""
+    built: list[Scorer] = []
+
+    def score(sample: Sample, responses: Sequence[Response], task: Task) -> Score:
+        if not built:
+            built.append(getattr(importlib.import_module(module), factory)(**options))
+        return built[0](sample, responses, task)
+
+    score.__name__ = factory
+    return score
+
+
+def seeded_order(n: int, seed: int) -> list[int]:
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    return order
+
+
+@dataclass
+class FewShotTask(Task):
+    """A Task whose exemplars skip the evaluated item only when the pool is the evaluated split
+    (ids are row positions, so "test/3" and "train/3" share an id but are different items), and
+    skip pool items that `conflicts` with the item (e.g. the same DROP passage)."""
+
+    conflicts: Callable[[Sample, Sample], bool] | None = None
+
+    @property
+    def pool_is_eval_split(self) -> bool:
+        return self.fewshot_split in (None, self.split)
+
+    def exemplars_for(self, sample: Sample, pool: Sequence[Sample], config: PromptConfig) -> list[Sample]:
+        k = self.shots if config.shots is None else config.shots
+        return self.draw(sample, pool, k, config.seed)
+
+    def draw(self, sample: Sample, pool: Sequence[Sample], k: int, seed: int, first_n: bool = False) -> list[Sample]:
+        if k <= 0:
+            return []
+        same_split = self.pool_is_eval_split
+
+        def allowed(e: Sample) -> bool:
+            if same_split and e.id == sample.id:
+                return False
+            return self.conflicts is None or not self.conflicts(e, sample)
+
+        if first_n:
+            return [e for e in pool if allowed(e)][:k]
+        chosen: list[Sample] = []
+        for i in seeded_order(len(pool), seed):
+            if allowed(pool[i]):
+                chosen.append(pool[i])
+                if len(chosen) == k:
+                    break
+        return chosen
+
+
+@dataclass
+class SubjectTask(FewShotTask):
+    """A benchmark split into subjects (MMLU's 57, CMMLU's 67, C-Eval's 52, BBH's 27, MATH's 7).
+
+    Each subject is a hub config (or a row field, or a subfolder of a local copy). Samples carry
+    their subject in metadata; exemplars come from the same subject; `group_metrics` reports each
+    subject's accuracy and the macro average (mean over subjects) beside the micro average.
+
+    Attributes:
+        subjects: config names evaluated, in order.
+        all_config: a hub config holding every subject at once (MMLU's "all"): one download.
+        subject_field: row field naming the subject when one file holds many subjects.
+        subject_names: display names for `{subject}` in the description (default: config name
+            with spaces).
+        sampler: "first_n" takes the first k exemplars of the subject in dataset order (as the
+            MMLU, CMMLU and C-Eval papers); "seeded" draws them in a seeded order.
+        holdout_first: the first N items of each subject are exemplars and are not evaluated
+            (BBH as INSTRUCTEVAL ran it: it has no separate few-shot split).
+    """
+
+    subjects: tuple[str, ...] = ()
+    all_config: str | None = None
+    subject_field: str | None = None
+    subject_names: Mapping[str, str] = field(default_factory=dict)
+    sampler: Literal["first_n", "seeded"] = "seeded"
+    holdout_first: int = 0
+    _heldout: dict[str, list[Sample]] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    # ---- data -------------------------------------------------------------------------------
+    def subject_rows(self, split: str) -> list[tuple[str, list[dict[str, Any]]]]:
+        """(subject, rows) for every subject of this task that the source holds."""
+        src = self.source
+        if src.kind == "hub":
+            if len(self.subjects) > 1 and self.all_config and self.subject_field:
+                return self._split_by_field(load_rows(replace(src, name=self.all_config), split))
+            return [(s, load_rows(replace(src, name=s), split)) for s in self.subjects]
+        if src.kind != "local":
+            return self._split_by_field(load_rows(src, split))
+        path = Path(src.path)
+        if path.is_dir():
+            present = [s for s in self.subjects if (path / s).is_dir()]
+            if present:
+                return [(s, load_rows(Source("local", str(path), s), split)) for s in present]
+            if self.all_config and (path / self.all_config).is_dir():
+                return self._split_by_field(load_rows(Source("local", str(path), self.all_config), split))
+        return self._split_by_field(load_rows(Source("local", str(path)), split))
+
+    def _split_by_field(self, rows: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+        if len(self.subjects) == 1 and (self.subject_field is None or not any(self.subject_field in r for r in rows)):
+            return [(self.subjects[0], rows)]
+        if self.subject_field is None:
+            raise DatasetError(
+                f"{self.name}: cannot tell the subjects apart in one file",
+                "give a folder with one subfolder per subject (e.g. <folder>/<subject>/test.jsonl)",
+            )
+        wanted = set(self.subjects)
+        by_subject: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            # a malformed line has no subject: keep it (counted as malformed) under the first subject
+            s = str(r.get(self.subject_field, self.subjects[0] if MALFORMED in r else ""))
+            if s in wanted:
+                by_subject.setdefault(s, []).append(r)
+        return [(s, by_subject[s]) for s in self.subjects if s in by_subject]
+
+    def load(self, split: str | None = None, limit: int | None = None, strict: bool = False) -> LoadedSamples:
+        split = split or self.split
+        samples: list[Sample] = []
+        malformed: list[str] = []
+        for subject, rows in self.subject_rows(split):
+            part = _load_rows_as_samples(self, [{**r, SUBJECT_KEY: subject} for r in rows], split, strict)
+            malformed += part.malformed
+            subject_samples = part.samples
+            if self.holdout_first and split == self.split:
+                self._heldout[subject] = subject_samples[: self.holdout_first]
+                subject_samples = subject_samples[self.holdout_first :]
+            samples += subject_samples
+        if limit is not None:
+            samples = samples[:limit]
+        return LoadedSamples(samples, malformed)
+
+    # ---- prompts ----------------------------------------------------------------------------
+    def subject_display(self, subject: str) -> str:
+        return self.subject_names.get(subject, subject.replace("_", " "))
+
+    def exemplars_for(self, sample: Sample, pool: Sequence[Sample], config: PromptConfig) -> list[Sample]:
+        k = self.shots if config.shots is None else config.shots
+        if k <= 0:
+            return []
+        subject = sample.metadata.get("subject")
+        if self.holdout_first:  # held-out items are never evaluated: no overlap to skip
+            return self._heldout.get(str(subject), [])[:k]
+        else:
+            same = [e for e in pool if e.metadata.get("subject") == subject]
+        return self.draw(sample, same, k, config.seed, first_n=self.sampler == "first_n")
+
+    def render(self, sample: Sample, exemplars: Sequence[Sample], config: PromptConfig) -> RenderedPrompt:
+        if config.variant or "{subject}" not in self.layout.description:
+            return super().render(sample, exemplars, config)
+        subject = self.subject_display(str(sample.metadata.get("subject", "")))
+        layout = replace(self.layout, description=self.layout.description.replace("{subject}", subject))
+        return Task.render(replace(self, layout=layout), sample, exemplars, config)
+
+    # ---- scoring ----------------------------------------------------------------------------
+    def score(self, sample: Sample, responses: Sequence[Response]) -> Score:
+        s = super().score(sample, responses)
+        return replace(s, metadata={**dict(s.metadata), "subject": sample.metadata.get("subject")})
+
+    def group_metrics(self, scores: Sequence[Score]) -> list[MetricResult]:
+        if len(self.subjects) < 2:
+            return []
+        return group_breakdown(self.name, scores, key=lambda s: s.metadata.get("subject"))
+
+
+def _load_rows_as_samples(task: Task, rows: list[dict[str, Any]], split: str, strict: bool) -> LoadedSamples:
+    """Task.load's row loop over rows already read (a subject's rows)."""
+    samples: list[Sample] = []
+    malformed: list[str] = []
+    seen: set[str] = set()
+    for i, row in enumerate(rows):
+        try:
+            if MALFORMED in row:
+                raise ValueError(row[MALFORMED])
+            s = task.row_to_sample(row, i)
+            if task.output_type == "multiple_choice" and not s.choices:
+                raise ValueError("no choices")
+            if s.id in seen:
+                s = replace(s, id=f"{s.id}#{i}")
+            seen.add(s.id)
+            samples.append(s)
+        except (KeyError, ValueError, TypeError, IndexError) as e:
+            msg = f"{task.name} {split} {row.get(SUBJECT_KEY, '')} row {i}: {type(e).__name__}: {e}"
+            if strict:
+                raise DatasetError(f"malformed row: {msg}", "fix the row or run without --strict") from None
+            malformed.append(msg)
+    return LoadedSamples(samples, malformed)
+
+
+def group_breakdown(
+    task: str, scores: Sequence[Score], key: Callable[[Score], Any], seed: int = 0
+) -> list[MetricResult]:
+    """Per-group metrics (task "<task>/<group>") and the macro average over groups
+    (metric "<metric>_macro"), whose 95% CI comes from a bootstrap stratified by group."""
+    groups: dict[str, list[Score]] = {}
+    for s in scores:
+        groups.setdefault(str(key(s)), []).append(s)
+    names: list[str] = []
+    for s in scores:
+        names += [m for m in s.values if m not in names]
+    out: list[MetricResult] = []
+    for g, members in groups.items():
+        unparsed = sum(1 for s in members if not s.parsed) / len(members)
+        for m in names:
+            mean, lo, hi = bootstrap_ci([float(s.values.get(m, 0.0)) for s in members], seed=seed)
+            out.append(MetricResult(f"{task}/{g}", m, mean, lo, hi, len(members), unparsed, None))
+    if len(groups) > 1:
+        rng = np.random.default_rng(seed)
+        unparsed_all = sum(1 for s in scores if not s.parsed) / len(scores)
+        for m in names:
+            per_group = [np.array([float(s.values.get(m, 0.0)) for s in members]) for members in groups.values()]
+            macro = float(np.mean([x.mean() for x in per_group]))
+            boots = np.mean([x[rng.integers(0, x.size, size=(1000, x.size))].mean(axis=1) for x in per_group], axis=0)
+            lo, hi = (float(v) for v in np.quantile(boots, [0.025, 0.975]))
+            out.append(
+                MetricResult(task, f"{m}_macro", macro, lo, hi, len(scores), unparsed_all, small_sample_warning(len(scores), lo, hi))
+            )
+    return out
+
+
+def choice_rows(values: Iterable[Any]) -> tuple[str, ...]:
+    """Choices as stripped strings; an empty or missing choice makes the row malformed."""
+    out = tuple(str(v).strip() if v is not None else "" for v in values)
+    if not out or any(not c for c in out):
+        raise ValueError(f"empty choice in {out!r}")
+    return out
+
+
+def letter_index(letter: Any, n: int) -> int:
+    """Index of an answer letter ("A".."D"); anything else makes the row malformed."""
+    s = str(letter).strip().upper()
+    if len(s) != 1 or not "A" <= s < chr(ord("A") + n):
+        raise ValueError(f"answer {letter!r} is not one of A..{chr(ord('A') + n - 1)}")
+    return ord(s) - ord("A")
+
+
+def local_or(source: Source, data: str | None) -> Source:
+    """The hub source, or a local file/folder with the hub dataset's field names."""
+    if data is None:
+        return source
+    if not Path(data).expanduser().exists():
+        raise DatasetError(f"local dataset path does not exist: {data}", f"expected a file ({', '.join(LOCAL_EXTENSIONS)}) or a folder")
+    return Source("local", str(Path(data).expanduser()), source.name)
+
+
+__all__ = [
+    "SUBJECT_KEY",
+    "SubjectTask",
+    "choice_rows",
+    "group_breakdown",
+    "lazy_scorer",
+    "letter_index",
+    "local_or",
+    "FewShotTask",
+    "seeded_order",
+]
