@@ -302,7 +302,8 @@ class OpenAIModel:
             raise UnsupportedRequestError(
                 f"{self.model_id}: log-likelihood needs a plain-text prompt, got chat messages",
                 "an OpenAI-compatible server scores text only through /completions; "
-                "drop --chat or use a generative task mode (--mc-mode generate)",
+                "drop --chat, or use a generative task mode (a *_gen task such as mmlu_gen, "
+                "or mc_mode: generate in a YAML spec)",
             )
         context = req.prompt
         scored = await asyncio.gather(
@@ -387,8 +388,8 @@ class OpenAIModel:
         return UnsupportedRequestError(
             f"server {self.base_url} does not return prompt logprobs (echo=True, logprobs=1) for {self.model}, "
             "so it cannot score multiple-choice answers by log-likelihood",
-            "use a generative task mode (--mc-mode generate), or a server that echoes prompt logprobs "
-            "(vLLM serve, capeval serve-model)",
+            "use a generative task mode (a *_gen task such as mmlu_gen, or mc_mode: generate in a "
+            "YAML spec), or a server that echoes prompt logprobs (vLLM serve, capeval serve-model)",
         )
 
 

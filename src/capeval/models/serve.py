@@ -18,7 +18,8 @@ question of several answer choices is scored once.
 
 Fault injection (`FaultPlan`) makes chosen requests to the two POST endpoints fail the way real
 servers do: `429` (with Retry-After), `500`, `hang` (no answer until the client gives up),
-`malformed` (a 200 with truncated JSON) and `drop` (the connection closes after the headers).
+`malformed` (a 200 with truncated JSON), `drop` (the connection closes after the headers) and
+`400` (a bad-request answer, which a client must not retry).
 """
 
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations at runtime,
@@ -43,7 +44,7 @@ from capeval.types import GenerationParams, Message, Request, Response
 
 log = logging.getLogger("capeval.serve")
 
-FAULT_KINDS = ("429", "500", "hang", "malformed", "drop")
+FAULT_KINDS = ("429", "500", "hang", "malformed", "drop", "400")
 MODEL_PATHS = ("/v1/completions", "/v1/chat/completions")
 
 
@@ -82,6 +83,14 @@ class FaultPlan:
         with self._lock:
             self.queued.extend([kind] * n)
         return self
+
+    def clear(self) -> None:
+        """No more faults: empty the queue, stop random faults, forget the counts."""
+        with self._lock:
+            self.queued.clear()
+            self.rate = 0.0
+            self.match = None
+            self.injected.clear()
 
     def next_fault(self, body: bytes = b"") -> str | None:
         """The fault for a request with this body, or None to answer it normally."""
@@ -126,6 +135,9 @@ class ServerStats:
     max_in_flight: int = 0
     model_calls: int = 0
 
+    def reset(self) -> None:
+        self.requests = self.max_in_flight = self.model_calls = 0
+
 
 class _FaultsAndStats:
     """ASGI middleware: counts requests in flight and answers injected faults before the app.
@@ -166,6 +178,8 @@ class _FaultsAndStats:
                 _error_body("injected fault: rate limited", "rate_limit_exceeded"),
                 [(b"retry-after", f"{self.faults.retry_after:g}".encode())],
             )
+        elif fault == "400":
+            await _send_json(send, 400, _error_body("injected fault: bad request", "invalid_request", "invalid_request_error"))
         elif fault == "500":
             await _send_json(send, 500, _error_body("injected fault: internal server error", "server_error"))
         elif fault == "hang":
@@ -467,6 +481,7 @@ class ServerThread:
         import uvicorn
 
         self.config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=2, lifespan="off")
+        self.app = app
         self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(target=self.server.run, name="capeval-serve", daemon=True)
         self.host = host

@@ -1,0 +1,191 @@
+"""The `openai` backend against real HTTP servers on 127.0.0.1: `capeval serve-model`'s app serving
+the bundled SmolLM2 (with injected faults), and a scripted server without prompt logprobs."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+
+import pytest
+
+from capeval.engine import execute
+from capeval.errors import ModelError, UnsupportedRequestError
+from capeval.models import load_model
+from capeval.models.openai_api import OpenAIModel, parse_retry_after
+from capeval.models.serve import FaultPlan, serving
+from capeval.types import GenerationParams, Message, Request
+
+SERVED = "smollm2-135m-instruct"
+
+
+def gen(prompt, max_tokens=8, stop=()):
+    return Request("generate", prompt, params=GenerationParams(max_tokens=max_tokens, stop=tuple(stop)))
+
+
+PROMPTS = [
+    gen((Message("user", "What is the capital of France?"),), 12),
+    gen((Message("system", "Answer in one word."), Message("user", "Name a primary colour.")), 6),
+    gen("The capital of France is", 8),
+    gen("1, 2, 3, 4,", 12, stop=(" 7",)),
+]
+
+
+@pytest.fixture(scope="module")
+def server(smollm2):
+    """One server for the module; each test starts with no faults and zeroed counters."""
+    plan = FaultPlan(retry_after=1.0, hang_s=30.0)
+    with serving(smollm2, plan, served_name=SERVED) as srv:
+        yield srv
+
+
+@pytest.fixture
+def srv(server):
+    server.app.state.faults.clear()
+    server.app.state.stats.reset()
+    yield server
+    server.app.state.faults.clear()
+
+
+def client(srv, **options) -> OpenAIModel:
+    opts = {"backoff_base": 0.02, "backoff_max": 0.1, "timeout": 60.0, "seed": 0, **options}
+    m = load_model(f"openai:{SERVED}@{srv.base_url}", **opts)
+    assert isinstance(m, OpenAIModel)
+    return m
+
+
+# ---- no server needed -------------------------------------------------------------------------
+def test_retry_after_seconds_and_http_date():
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after("0.5") == 0.5
+    now = time.time()
+    date = email.utils.formatdate(now + 7, usegmt=True)
+    assert parse_retry_after(date, now=now) == pytest.approx(7, abs=1.0)
+    assert parse_retry_after(email.utils.formatdate(now - 60, usegmt=True), now=now) == 0.0
+    assert parse_retry_after("soon") is None and parse_retry_after(None) is None
+
+
+def test_spec_names_model_and_server():
+    m = load_model("openai:my-model@http://10.0.0.1:8000/v1/")
+    assert (m.model, m.base_url) == ("my-model", "http://10.0.0.1:8000/v1")
+    assert m.model_id == "openai:my-model@http://10.0.0.1:8000/v1"
+    assert load_model("openai:gpt-x", base_url="http://h/v1").model_id == "openai:gpt-x@http://h/v1"
+    with pytest.raises(ModelError, match="two base URLs"):
+        load_model("openai:m@http://a/v1", base_url="http://b/v1")
+
+
+def test_server_without_prompt_logprobs_is_a_clear_error():
+    from scripted_chat import ScriptedChatServer
+
+    with ScriptedChatServer(lambda model, messages: "B") as chat_only:
+        m = load_model("openai:judge", base_url=chat_only.base_url, max_retries=0)
+        assert m.generate([gen("Q: 2+2?\nA:")])[0].text == "B"
+        with pytest.raises(UnsupportedRequestError) as e:
+            m.loglikelihood([Request("loglikelihood", "Answer:", continuations=(" A", " B"))])
+    assert "does not return prompt logprobs" in str(e.value)
+    assert "mmlu_gen" in (e.value.hint or "")
+
+
+# ---- against the bundled model ----------------------------------------------------------------
+@pytest.mark.slow
+def test_greedy_generation_equals_direct(srv, smollm2):
+    direct = [smollm2.generate([r])[0] for r in PROMPTS]
+    remote = client(srv).generate(PROMPTS)
+    assert [r.text for r in remote] == [d.text for d in direct]
+    assert all(r.error is None for r in remote)
+    assert [r.finish_reason for r in remote] == [d.finish_reason for d in direct]
+    # usage and latency are recorded for the store
+    assert [r.completion_tokens for r in remote] == [d.completion_tokens for d in direct]
+    assert all(r.prompt_tokens > 0 and r.latency_s > 0 for r in remote)
+    assert "Paris" in remote[0].text
+    assert " 7" not in remote[3].text  # the stop sequence was honoured
+
+
+@pytest.mark.slow
+def test_loglikelihood_through_server_equals_direct(srv, smollm2):
+    reqs = [
+        Request("loglikelihood", "The capital of France is", continuations=(" Paris", " Rome", " a city in Europe")),
+        Request("loglikelihood", "Question: What colour is the sky?\nAnswer:", continuations=(" blue", " green")),
+        Request("loglikelihood", "2 + 2 =", continuations=(" 4", " 5")),
+    ]
+    direct = smollm2.loglikelihood(reqs)
+    remote = client(srv).loglikelihood(reqs)
+    for d, r in zip(direct, remote):
+        assert r.error is None
+        assert r.logprobs == pytest.approx(d.logprobs, abs=2e-3)
+        assert r.is_greedy == d.is_greedy
+    assert remote[0].logprobs[0] > remote[0].logprobs[1]  # Paris beats Rome
+    assert remote[0].is_greedy[0] and not remote[0].is_greedy[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["429", "500", "hang", "malformed", "drop"])
+def test_each_fault_is_retried_and_answers_stay_right(srv, smollm2, fault):
+    expected = [smollm2.generate([r])[0].text for r in PROMPTS[:2]]
+    srv.app.state.faults.add(fault)
+    m = client(srv, concurrency=1, timeout=2.0 if fault == "hang" else 60.0)
+    start = time.monotonic()
+    got = m.generate(PROMPTS[:2])
+    elapsed = time.monotonic() - start
+    assert [r.text for r in got] == expected
+    assert all(r.error is None for r in got)
+    assert srv.app.state.faults.injected[fault] == 1
+    assert m.n_retries == 1 and m.n_attempts == 3
+    if fault == "429":
+        assert elapsed >= 1.0  # the server's Retry-After: 1, not the 0.02 s backoff
+    if fault == "hang":
+        assert elapsed >= 2.0  # waited for the client timeout, then retried
+
+
+@pytest.mark.slow
+def test_4xx_fails_at_once_with_the_servers_message(srv):
+    srv.app.state.faults.add("400")
+    m = client(srv, concurrency=1)
+    got = m.generate(PROMPTS[2:4])
+    assert "injected fault: bad request" in (got[0].error or "")
+    assert "HTTP 400" in got[0].error
+    assert got[1].error is None and got[1].text
+    assert m.n_attempts == 2 and m.n_retries == 0
+
+
+@pytest.mark.slow
+def test_unknown_model_name_stops_with_a_hint(srv):
+    m = load_model(f"openai:no-such-model@{srv.base_url}", max_retries=0)
+    with pytest.raises(ModelError) as e:
+        m.generate([PROMPTS[0]])
+    assert "no-such-model" in str(e.value) and "/models" in (e.value.hint or "")
+
+
+@pytest.mark.slow
+def test_failing_request_is_stored_as_error_and_rerun_sends_only_it(srv, store):
+    reqs = [gen(f"Count from {i}: {i},", 6) for i in range(1, 5)]
+    plan = srv.app.state.faults
+    plan.match, plan.rate, plan.kinds = "Count from 3:", 1.0, ("500",)
+    m = client(srv, max_retries=2, concurrency=2)
+    responses, stats = execute(m, reqs, store)
+    assert (stats.new, stats.failed, stats.cached) == (3, 1, 0)
+    assert responses[2].error is not None and "failed after 3 attempts" in responses[2].error
+    assert "HTTP 500" in responses[2].error
+    assert [r.text for i, r in enumerate(responses) if i != 2] and all(
+        r.error is None for i, r in enumerate(responses) if i != 2
+    )
+    assert store.query("SELECT COUNT(*) AS n FROM model_calls")[0]["n"] == 3
+    assert srv.app.state.stats.requests == 3 + 3  # three answers, one request tried three times
+
+    plan.clear()
+    srv.app.state.stats.reset()
+    again, stats2 = execute(client(srv), reqs, store)
+    assert (stats2.cached, stats2.new, stats2.failed) == (3, 1, 0)
+    assert srv.app.state.stats.requests == 1
+    assert [r.text for r in again[:2]] == [r.text for r in responses[:2]]
+    assert again[2].error is None and again[2].text
+
+
+@pytest.mark.slow
+def test_concurrency_bounds_requests_in_flight(srv):
+    reqs = [gen(f"Write the number {i} in words:", 4) for i in range(12)]
+    got = client(srv, concurrency=3).generate(reqs)
+    assert all(r.error is None for r in got)
+    stats = srv.app.state.stats
+    assert stats.requests == 12
+    # The model answers one request at a time, so with 3 allowed the client keeps exactly 3 waiting.
+    assert stats.max_in_flight == 3
