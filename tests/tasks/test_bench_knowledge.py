@@ -1,0 +1,171 @@
+"""MMLU, CMMLU, C-Eval, GPQA and HellaSwag on small fixtures in each hub dataset's schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from capeval.engine import plan_task
+from capeval.errors import DatasetError
+from capeval.prompting import PromptConfig
+from capeval.tasks import get_task
+from capeval.types import Response
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tasks"
+
+
+def ll_response(n: int, best: int) -> Response:
+    """A log-likelihood answer that prefers choice `best`."""
+    return Response(logprobs=tuple(-1.0 if i == best else -5.0 for i in range(n)))
+
+
+# ---- MMLU ------------------------------------------------------------------------------------------
+
+
+def test_mmlu_rows_map_to_samples_and_malformed_rows_are_counted():
+    task = get_task("mmlu", data=str(FIXTURES / "mmlu"))
+    loaded = task.load()
+    assert [s.id for s in loaded.samples] == ["anatomy/0", "anatomy/2", "elementary_mathematics/0", "elementary_mathematics/1"]
+    first = loaded.samples[0]
+    assert first.choices == ("Liver", "Lung", "Kidney", "Heart") and first.target == 3
+    assert first.metadata["subject"] == "anatomy"
+    assert loaded.malformed == ["mmlu test anatomy row 1: KeyError: 'choices'"]
+
+
+def test_mmlu_prompt_zero_and_five_shot_exactly():
+    task = get_task("mmlu", data=str(FIXTURES / "mmlu"))
+    zero = plan_task(task, PromptConfig(shots=0))
+    assert zero.prompts[0] == (
+        "The following are multiple choice questions (with answers) about anatomy.\n\n"
+        "Which organ pumps blood?\nA. Liver\nB. Lung\nC. Kidney\nD. Heart\nAnswer:"
+    )
+    assert zero.requests[0][0].continuations == (" A", " B", " C", " D")
+    five = plan_task(task, PromptConfig())
+    # the first 5 dev items of the item's own subject, in dataset order (the fixture's dev has 5)
+    assert five.prompts[2] == (
+        "The following are multiple choice questions (with answers) about elementary mathematics.\n\n"
+        "What is 2 + 3?\nA. 4\nB. 5\nC. 6\nD. 7\nAnswer: B\n\n"
+        "What is 10 / 2?\nA. 2\nB. 20\nC. 5\nD. 8\nAnswer: C\n\n"
+        "Which number is prime?\nA. 4\nB. 6\nC. 9\nD. 7\nAnswer: D\n\n"
+        "What is 3 squared?\nA. 9\nB. 6\nC. 12\nD. 3\nAnswer: A\n\n"
+        "What is 15 - 7?\nA. 7\nB. 9\nC. 8\nD. 6\nAnswer: C\n\n"
+        "What is 6 times 7?\nA. 42\nB. 36\nC. 48\nD. 49\nAnswer:"
+    )
+    # anatomy has only 2 dev items: exemplars never cross subjects
+    assert five.prompts[0].count("Answer:") == 3 and "What is 2 + 3?" not in five.prompts[0]
+
+
+def test_mmlu_scoring_and_per_subject_macro_breakdown():
+    task = get_task("mmlu", data=str(FIXTURES / "mmlu"))
+    samples = task.load().samples
+    right = [task.score(s, [ll_response(4, int(s.target))]) for s in samples]
+    assert [sc.values["acc"] for sc in right] == [1.0, 1.0, 1.0, 1.0]
+    wrong = task.score(samples[0], [ll_response(4, 0)])
+    assert wrong.values["acc"] == 0.0 and wrong.extracted == "A" and wrong.target == "D"
+    mixed = [right[0], right[1], right[2], task.score(samples[3], [ll_response(4, 0)])]
+    groups = {(m.task, m.metric): m for m in task.group_metrics(mixed)}
+    assert groups[("mmlu/anatomy", "acc")].value == 1.0 and groups[("mmlu/anatomy", "acc")].n == 2
+    assert groups[("mmlu/elementary_mathematics", "acc")].value == 0.5
+    assert groups[("mmlu", "acc_macro")].value == pytest.approx(0.75)
+
+
+def test_mmlu_single_subject_task_and_generative_mode():
+    one = get_task("mmlu_anatomy", data=str(FIXTURES / "mmlu"))
+    assert [s.id for s in one.load().samples] == ["anatomy/0", "anatomy/2"]
+    assert one.group_metrics([]) == []
+    gen = get_task("mmlu_gen", data=str(FIXTURES / "mmlu"))
+    plan = plan_task(gen, PromptConfig(shots=0))
+    req = plan.requests[0][0]
+    assert req.kind == "generate" and req.params.max_tokens == 8
+    sample = plan.samples[0]
+    assert gen.score(sample, [Response(text=" D. Heart")]).values["acc"] == 1.0
+    assert gen.score(sample, [Response(text=" B")]).values["acc"] == 0.0
+
+
+# ---- CMMLU / C-Eval -----------------------------------------------------------------------------
+
+
+def test_cmmlu_chinese_prompt_first_n_dev_exemplars_and_malformed_answer():
+    task = get_task("cmmlu", data=str(FIXTURES / "cmmlu"))
+    loaded = task.load()
+    assert [s.id for s in loaded.samples] == ["agronomy/0", "agronomy/2", "arts/0"]
+    assert loaded.malformed == ["cmmlu test agronomy row 1: ValueError: answer 'E' is not one of A..D"]
+    plan = plan_task(task, PromptConfig())
+    assert plan.prompts[2] == (
+        "以下是关于艺术学的单项选择题，请直接给出正确答案的选项。\n\n"
+        "《蒙娜丽莎》的作者是谁？\nA. 梵高\nB. 达·芬奇\nC. 毕加索\nD. 莫奈\n答案： B\n\n"
+        "京剧起源于哪个城市？\nA. 上海\nB. 北京\nC. 广州\nD. 成都\n答案："
+    )
+    s = plan.samples[2]
+    assert task.score(s, [ll_response(4, 1)]).values["acc"] == 1.0
+    assert task.score(s, [ll_response(4, 2)]).values["acc"] == 0.0
+
+
+def test_ceval_val_split_zero_shot_prompt_and_cot_exemplars_use_explanations():
+    task = get_task("ceval", data=str(FIXTURES / "ceval"))
+    loaded = task.load()
+    assert task.split == "val" and [s.target for s in loaded.samples] == [3, 0]
+    assert "empty choice" in loaded.malformed[0]
+    zero = plan_task(task, PromptConfig(shots=0))
+    assert zero.prompts[0] == (
+        "以下是中国关于计算机网络考试的单项选择题，请选出其中的正确答案。\n\n"
+        "TCP 属于哪一层协议？\nA. 物理层\nB. 数据链路层\nC. 网络层\nD. 传输层\n答案："
+    )
+    cot = plan_task(task, PromptConfig(shots=1, cot=True))
+    assert "HTTP 默认使用哪个端口？\nA. 21\nB. 25\nC. 80\nD. 110\n答案： HTTP 的默认端口是 80。 The answer is C.\n\n" in cot.prompts[0]
+
+
+# ---- GPQA ----------------------------------------------------------------------------------------------
+
+
+def test_gpqa_choices_shuffled_by_fixed_seed_per_item():
+    task = get_task("gpqa_diamond", data=str(FIXTURES / "gpqa"))
+    loaded = task.load()
+    assert [s.id for s in loaded.samples] == ["rec1", "rec2", "rec3"]
+    assert loaded.malformed == ["gpqa_diamond train row 3: KeyError: 'Incorrect Answer 3'"]
+    again = get_task("gpqa_diamond", data=str(FIXTURES / "gpqa")).load().samples
+    assert [s.choices for s in again] == [s.choices for s in loaded.samples]
+    # the raw rows list the correct answer first; after the shuffle it is not always first
+    assert {s.target for s in loaded.samples} != {0}
+    first = loaded.samples[0]
+    assert first.choices is not None and first.choices[first.target] == "Weber"
+    assert sorted(first.choices) == ["Gauss", "Henry", "Tesla", "Weber"]
+    plan = plan_task(task, PromptConfig())
+    assert plan.prompts[0] == (
+        "Answer the following graduate-level science question by choosing one option.\n\n"
+        "What is the SI unit of magnetic flux?\n"
+        + "\n".join(f"{'ABCD'[i]}. {c}" for i, c in enumerate(first.choices))
+        + "\nAnswer:"
+    )
+    assert task.score(first, [ll_response(4, first.target)]).values["acc"] == 1.0
+    assert task.score(first, [ll_response(4, (first.target + 1) % 4)]).values["acc"] == 0.0
+
+
+def test_gpqa_hub_error_says_gated(monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    task = get_task("gpqa_main")
+    with pytest.raises(DatasetError) as e:
+        task.load()
+    assert "gated" in str(e.value) and "huggingface.co/datasets/Idavidrein/gpqa" in (e.value.hint or "")
+
+
+# ---- HellaSwag -------------------------------------------------------------------------------------
+
+
+def test_hellaswag_preprocessing_prompt_and_acc_norm():
+    task = get_task("hellaswag", data=str(FIXTURES / "hellaswag"))
+    loaded = task.load()
+    assert len(loaded.samples) == 2 and "no label" in loaded.malformed[0]
+    wiki = loaded.samples[1]
+    # " [title]" becomes ". ", other [tags] are dropped, ctx_b is capitalised
+    assert wiki.fields["question"] == "Making a sandwich: How to make a sandwich. Take two slices of bread. Spread"
+    assert wiki.choices == ("butter on one slice.", "the bread on the floor.", "water over the toaster.", "the slices into the sky.")
+    plan = plan_task(task, PromptConfig())
+    assert plan.prompts[0] == "Roof shingle removal: A man is sitting on a roof. He"
+    assert plan.requests[0][0].continuations[3] == " starts pulling up roofing on a roof."
+    s = loaded.samples[0]
+    # raw log-likelihood favours the short ending 1; per character the right ending 3 wins
+    resp = Response(logprobs=(-30.0, -20.0, -30.0, -24.0))
+    sc = task.score(s, [resp])
+    assert sc.values == {"acc": 0.0, "acc_norm": 1.0}
