@@ -1,0 +1,72 @@
+"""`capeval mtbench`: two-turn MT-Bench answers, judged by single grading or pairwise vs a baseline."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from capeval.errors import CapevalError
+
+
+def mtbench(
+    model: str = typer.Option(..., "--model", "-m", help="Model under test: bundled name, hf:PATH, openai:NAME[@URL], vllm:PATH."),
+    judge: str = typer.Option(..., "--judge", "-j", help="Judge model spec (openai:NAME@URL for a served judge)."),
+    mode: str = typer.Option("single", "--mode", help="single: rate each turn 1-10; pairwise: compare with --baseline."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", help="Baseline model spec for --mode pairwise."),
+    categories: Optional[str] = typer.Option(None, "--categories", help="Comma-separated MT-Bench categories (default: all 8)."),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", help="At most N questions."),
+    max_tokens: int = typer.Option(1024, "--max-tokens", help="New tokens per answer (FastChat: 1024)."),
+    judge_max_tokens: Optional[int] = typer.Option(None, "--judge-max-tokens", help="The judge's output budget (default: the recipe's)."),
+    system: Optional[str] = typer.Option(None, "--system", help="System prompt for the model under test (and the baseline)."),
+    fastchat_temperatures: bool = typer.Option(
+        False, "--fastchat-temperatures", help="Sample with FastChat's per-category temperatures (writing 0.7, ..., math 0) instead of greedy."
+    ),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible server URL for --model."),
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", "-c", help="Requests in flight (openai backend)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Backend batch size for local models."),
+    db: Optional[Path] = typer.Option(None, "--db", help="SQLite store [default: $CAPEVAL_DB or the user data dir]."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write results as JSON here."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
+) -> None:
+    """MT-Bench on the 80 packaged questions: generate two-turn answers (cached, resumable), judge
+    them (reference-guided for math, reasoning and coding) and report overall, per-turn and
+    per-category scores."""
+    from capeval.cli import console
+    from capeval.commands_core import print_result
+    from capeval.engine import Progress
+    from capeval.judge.mtbench import load_questions, run_mtbench
+    from capeval.models import load_model
+    from capeval.models.base import model_options
+    from capeval.store import Store
+
+    if mode not in ("single", "pairwise"):
+        raise CapevalError(f"--mode must be 'single' or 'pairwise', not '{mode}'")
+    if mode == "pairwise" and not baseline:
+        raise CapevalError("--mode pairwise needs a baseline model", "add --baseline MODEL")
+    if mode == "single" and baseline:
+        raise CapevalError("--baseline is only used with --mode pairwise", "add --mode pairwise, or drop --baseline")
+    cats = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
+    questions = load_questions(categories=cats, limit=limit)
+    m = load_model(model, **model_options(batch_size=batch_size, concurrency=concurrency, base_url=base_url))
+    j = load_model(judge, **model_options(batch_size=batch_size, concurrency=concurrency))
+    b = load_model(baseline, **model_options(batch_size=batch_size, concurrency=concurrency)) if baseline else None
+    with Store(db) as store, Progress(not no_progress) as bar:
+        result = run_mtbench(
+            m, j, store, mode=mode, baseline_model=b, questions=questions,  # type: ignore[arg-type]
+            max_tokens=max_tokens, system=system, category_temperatures=fastchat_temperatures,
+            judge_max_tokens=judge_max_tokens, model_spec=model, judge_spec=judge, baseline_spec=baseline, progress=bar,
+        )
+        path = store.path
+    print_result(result.run)
+    out = json_out or path.parent / "results" / f"{result.run.run_id}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(asdict(result.run), indent=2, default=str))
+    console.print(f"results: {out}   samples: capeval runs show {result.run.run_id}" + (f" --db {db}" if db else ""))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("mtbench")(mtbench)
