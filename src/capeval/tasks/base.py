@@ -230,5 +230,6 @@ class Task:
             "metrics": ", ".join(self.metrics),
             "capabilities": ", ".join(self.capabilities),
             "description": self.description,
+            **({"prompt variants": self.n_variants} if self.variants else {}),
             **self.settings,
         }

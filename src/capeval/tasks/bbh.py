@@ -68,7 +68,7 @@ def _bbh(name: str, subjects: tuple[str, ...], data: str | None) -> SubjectTask:
         variants=BBH_VARIANTS,
         generation=GenerationParams(max_tokens=32, stop=("\n\n", "Question:")),
         scorer=lazy_scorer("bbh_scorer"),
-        metrics=("exact_match", "exact_match_macro"),
+        metrics=("exact_match", "exact_match_macro") if len(subjects) > 1 else ("exact_match",),
         capabilities=("Reasoning",),
         description=f"BBH {subjects[0]}" if len(subjects) == 1 else "BBH, 27 subtasks, 3-shot (first 3 items held out); macro mean over subtasks",
         row_to_sample_fn=bbh_row,

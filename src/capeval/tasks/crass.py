@@ -170,5 +170,5 @@ def crass(data: str | None = None) -> CrassTask:
         capabilities=("Reasoning", "Counterfactual"),
         description="CRASS counterfactual reasoning, 3 fixed exemplars, letter generated (as INSTRUCTEVAL)",
         row_to_sample_fn=crass_row,
-        settings={"source": CRASS_URL, "choice order": f"shuffled, seed {SHUFFLE_SEED} + PCTID"},
+        settings={"original": CRASS_URL, "choice order": f"shuffled, seed {SHUFFLE_SEED} + PCTID"},
     )

@@ -73,7 +73,7 @@ def _math(name: str, subjects: tuple[str, ...], data: str | None) -> SubjectTask
         variants=MATH_VARIANTS,
         generation=GenerationParams(max_tokens=512, stop=("Problem:", "Question:", "Exercise:", "\n\n\n")),
         scorer=lazy_scorer("math_scorer"),
-        metrics=("equiv", "equiv_macro"),
+        metrics=("equiv", "equiv_macro") if len(subjects) > 1 else ("equiv",),
         capabilities=("Math", "Reasoning"),
         description=f"MATH {subjects[0]}" if len(subjects) == 1 else "MATH, 7 subjects, 4-shot worked solutions; \\boxed{} answer, equivalence",
         row_to_sample_fn=math_row,
