@@ -1,0 +1,251 @@
+"""The code sandbox against hostile programs: each is contained, scored as a failure, and the
+evaluation goes on; a genuine pass needs the harness's nonce, which no program can forge."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import threading
+import time
+
+import pytest
+
+from capeval.scoring.sandbox import Job, available_levels, run_program, run_programs, sandbox_isolation
+
+LEVELS = list(available_levels())
+GOOD = "def add(a, b):\n    return a + b\n"
+TEST = "def check(candidate):\n    assert candidate(2, 3) == 5\n\ncheck(add)\n"
+
+
+def _stray_sandbox_processes() -> list[int]:
+    """Processes still running under the sandbox's private user ids (root runs only)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/status") as fh:
+                    uid = next(int(line.split()[1]) for line in fh if line.startswith("Uid:"))
+            except (OSError, StopIteration):
+                continue
+            if uid >= 200_000:
+                found.append(int(entry))
+    return found
+
+
+def test_isolation_level_is_reported() -> None:
+    assert sandbox_isolation() == LEVELS[0]
+    assert LEVELS[-1] == "rlimits"
+    if os.path.exists("/usr/bin/bwrap"):
+        assert "bwrap" in LEVELS  # this machine has bubblewrap: it must be the level used
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_correct_program_passes_and_wrong_one_fails(level: str) -> None:
+    ok = run_program(GOOD, TEST, timeout_s=10, isolation=level)  # type: ignore[arg-type]
+    assert (ok.status, ok.passed, ok.isolation) == ("passed", True, level)
+    bad = run_program("def add(a, b):\n    return a - b\n", TEST, timeout_s=10, isolation=level)  # type: ignore[arg-type]
+    assert (bad.status, bad.passed) == ("failed", False)
+    assert "AssertionError" in bad.stderr_tail
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize(
+    "name,code",
+    [
+        ("sys.exit(0) before the asserts", "import sys\nsys.exit(0)\n"),
+        ("os._exit(0) before the asserts", "import os\nos._exit(0)\n"),
+        ("print a success marker and leave", "import os\nprint('passed')\nprint('ALL TESTS PASSED')\nos._exit(0)\n"),
+        ("raise the harness's own event", "import sys, os\nsys.audit('capeval.finish')\nos._exit(0)\n"),
+        (
+            "replace builtins and AssertionError",
+            "import builtins\nbuiltins.AssertionError = type('Fake', (Exception,), {})\n"
+            "builtins.abs = lambda x: 0\nbuiltins.len = lambda x: 3\n__builtins__['abs'] = lambda x: 0\n"
+            "def add(a, b):\n    return 0\n",
+        ),
+        (
+            "swallow the failing assert with an exit hook",
+            "import atexit, os, sys\natexit.register(lambda: os._exit(0))\nsys.excepthook = lambda *a: os._exit(0)\n"
+            "def add(a, b):\n    return 0\n",
+        ),
+        ("walk the heap for the nonce", "import gc, os\nfor o in gc.get_objects():\n    pass\nos._exit(0)\n"),
+        ("trace the test to skip asserts", "import sys\nsys.settrace(lambda *a: None)\ndef add(a, b):\n    return 0\n"),
+        ("install its own audit hook", "import sys, os\nsys.addaudithook(lambda e, a: None)\nos._exit(0)\n"),
+        ("load ctypes", "import ctypes\nctypes.CDLL(None)\nimport os\nos._exit(0)\n"),
+    ],
+)
+def test_forged_passes_fail(level: str, name: str, code: str) -> None:
+    # the tests below use abs/len, which the program tries to bend
+    test = "def check(candidate):\n    assert abs(candidate(2, 3) - 5) < 1e-9\n    assert len([1]) == 1\n\ncheck(add)\n"
+    r = run_program(code, test, timeout_s=10, isolation=level)  # type: ignore[arg-type]
+    assert not r.passed, name
+    assert r.status == "failed", (name, r)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_frame_walk_finds_no_nonce(level: str) -> None:
+    code = (
+        "import sys, os\nf = sys._getframe()\nwhile f is not None:\n"
+        "    print(repr(f.f_locals)[:2000])\n    f = f.f_back\nsys.stdout.flush()\nos._exit(0)\n"
+    )
+    r = run_program(code, TEST, timeout_s=10, isolation=level)  # type: ignore[arg-type]
+    assert r.status == "failed"
+    assert "result_fd" in r.stdout_tail  # it did see the harness's frame...
+    assert not re.search(r"[0-9a-f]{32}", r.stdout_tail)  # ...but no nonce in it
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_infinite_loop_times_out(level: str) -> None:
+    t0 = time.monotonic()
+    r = run_program("while True:\n    pass\n", TEST, timeout_s=1.5, isolation=level)  # type: ignore[arg-type]
+    assert (r.status, r.passed) == ("timeout", False)
+    assert time.monotonic() - t0 < 6
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_memory_bomb_is_contained(level: str) -> None:
+    code = "blocks = []\nwhile True:\n    blocks.append(bytearray(64 * 1024 * 1024))\n"
+    r = run_program(code, TEST, timeout_s=10, memory_mb=512, isolation=level)  # type: ignore[arg-type]
+    assert not r.passed
+    assert r.status in ("failed", "killed")
+    assert "MemoryError" in r.stderr_tail or r.status == "killed"
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_fork_bomb_is_contained(level: str) -> None:
+    code = "import os\nwhile True:\n    try:\n        os.fork()\n    except Exception:\n        pass\n"
+    t0 = time.monotonic()
+    r = run_program(code, TEST, timeout_s=2, max_processes=16, isolation=level)  # type: ignore[arg-type]
+    assert not r.passed
+    assert r.status in ("timeout", "failed", "killed")
+    assert time.monotonic() - t0 < 15
+    time.sleep(0.3)
+    assert _stray_sandbox_processes() == []
+    # the machine can still start programs
+    assert run_program(GOOD, TEST, isolation=level).passed  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_printing_gigabytes_is_cut_off(level: str) -> None:
+    code = "import sys\nchunk = 'x' * 65536\nwhile True:\n    sys.stdout.write(chunk)\n"
+    t0 = time.monotonic()
+    r = run_program(code, TEST, timeout_s=20, max_output_bytes=4 * 1024 * 1024, isolation=level)  # type: ignore[arg-type]
+    assert (r.status, r.passed) == ("killed", False)
+    assert "output limit" in r.reason
+    assert len(r.stdout_tail) <= 8192
+    assert time.monotonic() - t0 < 10
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("policy", [True, False])
+def test_writing_outside_the_work_dir_does_not_land(level: str, policy: bool, tmp_path) -> None:
+    if not policy and level != "bwrap":
+        pytest.skip("without the in-process guard only bubblewrap hides the host file system")
+    target = tmp_path / "capeval_pwned"
+    tmp_target = f"/tmp/capeval_pwned_{os.getpid()}"
+    code = (
+        f"for p in [{str(target)!r}, {tmp_target!r}, '/work/main/capeval_pwned', 'ok_inside.txt']:\n"
+        "    try:\n        open(p, 'w').write('pwned')\n    except Exception as e:\n        print('blocked', p, e)\n"
+        + GOOD
+    )
+    r = run_program(code, TEST, timeout_s=10, isolation=level, policy=policy)  # type: ignore[arg-type]
+    assert r.passed  # the program itself is harmless once contained; its writes just do not land
+    assert not target.exists()
+    assert not os.path.exists(tmp_target)
+    assert not os.path.exists("/work/main/capeval_pwned")
+    assert "blocked ok_inside.txt" not in r.stdout_tail  # its own work directory stays writable
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_secrets_in_the_environment_do_not_leak(level: str, monkeypatch) -> None:
+    secret = "capeval-secret-7f3a9c"
+    monkeypatch.setenv("CAPEVAL_TEST_API_KEY", secret)
+    code = (
+        "import os\nprint(dict(os.environ))\n"
+        "for p in ['/proc/self/environ', '/proc/1/environ', f'/proc/{os.getppid()}/environ']:\n"
+        "    try:\n        print(open(p, 'rb').read())\n    except Exception as e:\n        print('no', p, e)\n"
+        + GOOD
+    )
+    r = run_program(code, TEST, timeout_s=10, isolation=level)  # type: ignore[arg-type]
+    assert secret not in r.stdout_tail and secret not in r.stderr_tail
+    assert "CAPEVAL_TEST_API_KEY" not in r.stdout_tail
+
+
+class _Server:
+    """A TCP server on 127.0.0.1 that records whether anything connected."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(5)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self._stop = False
+        self._t = threading.Thread(target=self._serve, daemon=True)
+        self._t.start()
+
+    def _serve(self) -> None:
+        while not self._stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            conn.close()
+
+    def close(self) -> None:
+        self._stop = True
+        self._t.join(timeout=2)
+        self.sock.close()
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("policy", [True, False])
+def test_network_is_unreachable(level: str, policy: bool) -> None:
+    server = _Server()
+    try:
+        code = (
+            "import socket\ntry:\n"
+            f"    socket.create_connection(('127.0.0.1', {server.port}), timeout=2).close()\n"
+            "    print('CONNECTED')\nexcept Exception as e:\n    print('refused', type(e).__name__)\n" + GOOD
+        )
+        r = run_program(code, TEST, timeout_s=10, isolation=level, policy=policy)  # type: ignore[arg-type]
+        time.sleep(0.3)
+        if policy or level in ("bwrap", "unshare"):
+            # the guard refuses sockets; a network namespace has no route to the host's loopback
+            assert "CONNECTED" not in r.stdout_tail
+            assert server.connections == 0
+        else:
+            # the documented weaker level: with the guard off nothing stops the connection
+            assert "CONNECTED" in r.stdout_tail and server.connections == 1
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("policy", [True, False])
+def test_killing_the_parent_fails_alone(level: str, policy: bool) -> None:
+    if not policy and level != "bwrap":
+        pytest.skip("without the guard only a pid namespace hides the parent")
+    code = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nos.killpg(os.getpgid(0), signal.SIGTERM)\n" + GOOD
+    r = run_program(code, TEST, timeout_s=10, isolation=level, policy=policy)  # type: ignore[arg-type]
+    assert not r.passed
+    assert r.status in ("failed", "killed")
+    assert os.getpid() > 0  # this process (the harness) is still here to assert
+
+
+def test_evaluation_goes_on_in_parallel() -> None:
+    hostile = [
+        Job("while True:\n    pass\n", TEST, timeout_s=1.5),
+        Job("import os\nos._exit(0)\n", TEST),
+        Job("x = bytearray(8 * 1024 ** 3)\n", TEST),
+        Job(GOOD, TEST),
+        Job("def add(a, b):\n    return a * b\n", TEST),
+        Job(GOOD, TEST),
+    ]
+    t0 = time.monotonic()
+    results = run_programs(hostile, workers=3)
+    assert [r.passed for r in results] == [False, False, False, True, False, True]
+    assert results[0].status == "timeout"
+    assert time.monotonic() - t0 < 15
