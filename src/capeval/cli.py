@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "capeval.commands_core",
     "capeval.models.commands",
     "capeval.analysis.commands",
+    "capeval.report.commands",
     "capeval.judge.bench_commands",
     "capeval.judge.commands",
 ]

@@ -1,0 +1,54 @@
+"""`capeval report RUN... --out report.html`: the self-contained HTML report of stored runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from capeval.report.builder import DEFAULT_MAX_SAMPLES, ReportOptions
+
+
+def report(
+    runs: list[str] = typer.Argument(..., help="Run ids (or unique prefixes) to report; see `capeval runs list`."),
+    out: Path = typer.Option(Path("report.html"), "--out", "-o", help="Where to write the HTML file."),
+    db: Optional[Path] = typer.Option(None, "--db", help="SQLite store (default: $CAPEVAL_DB or the user data dir)."),
+    title: str = typer.Option("capeval report", "--title", help="Page title."),
+    max_samples: int = typer.Option(
+        DEFAULT_MAX_SAMPLES, "--max-samples", help="Samples per run and task included for audit (0: all of them)."
+    ),
+    arena_bootstrap: int = typer.Option(1000, "--arena-bootstrap", help="Bootstrap resamples for arena rating CIs."),
+    threshold: Optional[float] = typer.Option(
+        None, "--threshold", help="Weakest link: points two capabilities must differ by (default 3)."
+    ),
+    gap: Optional[list[str]] = typer.Option(
+        None, "--gap", help="PUBLIC_RUN:PRIVATE_RUN: contamination split gap between two stored runs; repeatable."
+    ),
+    contamination: Optional[list[Path]] = typer.Option(
+        None, "--contamination", help="JSON written by `capeval contamination gap|ngram|memorisation --json`; repeatable."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of every bootstrap in the report."),
+) -> None:
+    """Write one HTML file (opens offline) with headline numbers, tables, charts and every sample."""
+    from capeval.analysis.tables import open_store
+    from capeval.cli import console
+    from capeval.report.builder import build_report
+    from capeval.store import default_db_path
+
+    options = ReportOptions(
+        title=title,
+        max_samples_per_task=max_samples or None,
+        arena_bootstrap=arena_bootstrap,
+        seed=seed,
+        weakest_link_threshold=threshold,
+        gap_pairs=tuple(gap or ()),
+        contamination_files=tuple(contamination or ()),
+    )
+    with open_store(db if db is not None else default_db_path()) as store:
+        path = build_report(store, runs, out, options)
+    console.print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB); open it in any browser, no network needed")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report)
