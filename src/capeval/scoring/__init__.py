@@ -17,6 +17,7 @@ from capeval.scoring.extract import (
     normalize_number,
     strip_reasoning,
 )
+from capeval.scoring.code import humaneval_scorer, score_code_samples
 from capeval.scoring.metrics import drop_em_f1, drop_max_em_f1, math_equivalent, pass_at_k
 from capeval.types import Response, Sample, Score
 
@@ -238,6 +239,7 @@ SCORERS: dict[str, Callable[[], "Scorer"]] = {
     "math": math_scorer,
     "bbh": bbh_scorer,
     "drop": drop_scorer,
+    "humaneval": humaneval_scorer,
 }
 
 __all__ = [
@@ -257,9 +259,11 @@ __all__ = [
     "extract_number",
     "first_answer_segment",
     "gsm8k_scorer",
+    "humaneval_scorer",
     "math_equivalent",
     "math_scorer",
     "pass_at_k",
+    "score_code_samples",
     "mc_generate",
     "mc_loglikelihood",
     "numeric_match",
