@@ -85,6 +85,26 @@ def test_server_without_prompt_logprobs_is_a_clear_error():
     assert "mmlu_gen" in (e.value.hint or "")
 
 
+def test_callable_from_inside_a_running_event_loop():
+    import asyncio
+
+    from scripted_chat import ScriptedChatServer
+
+    with ScriptedChatServer(lambda model, messages: messages[-1]["content"].upper()) as srv:
+        m = load_model("openai:echo", base_url=srv.base_url)
+
+        async def notebook_cell():
+            return m.generate([gen((Message("user", "hi there"),))])  # sync call, loop running
+
+        assert asyncio.run(notebook_cell())[0].text == "HI THERE"
+
+
+def test_chat_prompts_cannot_be_scored_by_loglikelihood():
+    m = load_model("openai:m@http://127.0.0.1:9/v1")
+    with pytest.raises(UnsupportedRequestError, match="plain-text prompt"):
+        m.loglikelihood([Request("loglikelihood", (Message("user", "Q?"),), continuations=(" A",))])
+
+
 # ---- against the bundled model ----------------------------------------------------------------
 @pytest.mark.slow
 def test_greedy_generation_equals_direct(srv, smollm2):
@@ -122,7 +142,8 @@ def test_loglikelihood_through_server_equals_direct(srv, smollm2):
 def test_each_fault_is_retried_and_answers_stay_right(srv, smollm2, fault):
     expected = [smollm2.generate([r])[0].text for r in PROMPTS[:2]]
     srv.app.state.faults.add(fault)
-    m = client(srv, concurrency=1, timeout=2.0 if fault == "hang" else 60.0)
+    hang_timeout = 4.0  # long enough for a normal answer on a busy CPU, so only the hang times out
+    m = client(srv, concurrency=1, timeout=hang_timeout if fault == "hang" else 60.0)
     start = time.monotonic()
     got = m.generate(PROMPTS[:2])
     elapsed = time.monotonic() - start
@@ -133,7 +154,7 @@ def test_each_fault_is_retried_and_answers_stay_right(srv, smollm2, fault):
     if fault == "429":
         assert elapsed >= 1.0  # the server's Retry-After: 1, not the 0.02 s backoff
     if fault == "hang":
-        assert elapsed >= 2.0  # waited for the client timeout, then retried
+        assert elapsed >= hang_timeout  # waited for the client timeout, then retried
 
 
 @pytest.mark.slow

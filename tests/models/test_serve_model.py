@@ -156,13 +156,14 @@ def test_serve_model_command(tmp_path):
     port = _free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "capeval", "serve-model", "--model", SERVED, "--port", str(port), "--served-name", "tiny"]
-    log = open(tmp_path / "serve.log", "w+")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         base = f"http://127.0.0.1:{port}/v1"
         deadline = time.monotonic() + 120
         while True:
-            assert proc.poll() is None, open(tmp_path / "serve.log").read()
+            assert proc.poll() is None, log_path.read_text()
             try:
                 models = httpx.get(f"{base}/models", timeout=1).json()
                 break
@@ -176,4 +177,3 @@ def test_serve_model_command(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
-        log.close()

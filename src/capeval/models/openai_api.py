@@ -127,7 +127,12 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
 
 class OpenAIModel:
     """A model behind an OpenAI-compatible HTTP API (OpenAI, vLLM serve, llama.cpp server,
-    `capeval serve-model`, ...)."""
+    `capeval serve-model`, ...).
+
+    Log-likelihood responses count `n_tokens` in the server's tokens (for `capeval serve-model`,
+    its text pieces); `latency_s` is the time of the attempt that succeeded, not of the retries.
+    `n_attempts` and `n_retries` count HTTP attempts and retries since the model was made.
+    """
 
     def __init__(
         self,
@@ -224,7 +229,8 @@ class OpenAIModel:
                 break
             wait = self.policy.delay(attempt, retry_after, self._rng)
             self.n_retries += 1
-            log.warning("POST %s failed (%s); retry %d/%d in %.2fs", url, last, attempt + 1, self.policy.max_retries, wait)
+            # INFO, not WARNING: a rate-limited run retries often, and the engine reports what failed.
+            log.info("POST %s failed (%s); retry %d/%d in %.2fs", url, last, attempt + 1, self.policy.max_retries, wait)
             await asyncio.sleep(wait)
         raise _GaveUp(f"POST {url} failed after {self.policy.max_retries + 1} attempts; last error: {last}")
 
@@ -380,7 +386,7 @@ class OpenAIModel:
             top = tops[i] if i < len(tops) else None
             # Greedy iff each continuation token is the most likely one; a position whose top
             # alternatives the server did not list cannot be shown greedy.
-            greedy = greedy and bool(top) and max(top, key=top.get) == tokens[i]
+            greedy = greedy and isinstance(top, dict) and bool(top) and max(top, key=top.__getitem__) == tokens[i]
         usage = data.get("usage") or {}
         return total, greedy, len(picked), int(usage.get("prompt_tokens") or len(tokens)), latency
 

@@ -304,9 +304,12 @@ def _params(body: dict[str, Any]) -> GenerationParams:
     stop = body.get("stop") or ()
     if isinstance(stop, str):
         stop = (stop,)
+    max_tokens = body.get("max_tokens")
+    if max_tokens is None:
+        max_tokens = body.get("max_completion_tokens")
     try:
         return GenerationParams(
-            max_tokens=int(body.get("max_tokens") if body.get("max_tokens") is not None else body.get("max_completion_tokens") or 16),
+            max_tokens=16 if max_tokens is None else int(max_tokens),  # 16: the OpenAI default
             temperature=float(body.get("temperature", 1.0)),
             top_p=float(body.get("top_p", 1.0)),
             stop=tuple(str(s) for s in stop),
@@ -319,7 +322,7 @@ def _params(body: dict[str, Any]) -> GenerationParams:
 def _check_common(body: dict[str, Any]) -> None:
     if body.get("stream"):
         raise BadRequest("stream=true is not supported by capeval serve-model")
-    if int(body.get("n") or 1) != 1:
+    if body.get("n", 1) not in (1, None):
         raise BadRequest("n > 1 is not supported; send the request n times")
 
 
@@ -343,7 +346,8 @@ def create_app(model: Model, faults: FaultPlan | None = None, served_name: str |
 
     `app.state.stats` counts requests; `app.state.faults` is the fault plan (may be None)."""
     try:
-        from fastapi import FastAPI, Request as HTTPRequest
+        from fastapi import FastAPI
+        from fastapi import Request as HTTPRequest
         from fastapi.responses import JSONResponse
     except ImportError:
         raise MissingExtraError("fastapi", "serve") from None
