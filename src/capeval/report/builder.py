@@ -20,6 +20,7 @@ from capeval.report.sections import (
     contamination_section,
     correlation_section,
     headline_section,
+    paired_votes,
     rating_pairs,
     sample_groups,
     sensitivity_section,
@@ -72,7 +73,11 @@ def build_sections(inputs: ReportInputs, options: ReportOptions) -> list[Section
         _safe("Capabilities", lambda: capabilities_section(cap_scores), notes),
         _safe("Law of the weakest link", lambda: weakest_link_section(cap_scores, options.weakest_link_threshold), notes),
         _safe("Arena leaderboard", lambda: arena_section(votes, options.arena_bootstrap, options.seed), notes),
-        _safe("Judge vs human", lambda: correlation_section(rating_pairs(inputs.runs, inputs.human_ratings)), notes),
+        _safe(
+            "Judge vs human",
+            lambda: correlation_section(rating_pairs(inputs.runs, inputs.human_ratings), paired_votes(inputs.votes), seed=options.seed),
+            notes,
+        ),
         _safe("Prompt sensitivity", lambda: sensitivity_section(inputs.runs), notes),
         _safe("Contamination flags", lambda: contamination_section(inputs.contamination, inputs.gaps), notes),
     ]

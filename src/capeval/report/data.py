@@ -62,6 +62,7 @@ class RunRecord:
 @dataclass(frozen=True)
 class Vote:
     source: str
+    prompt_id: str | None
     model_a: str
     model_b: str
     winner: str
@@ -217,8 +218,9 @@ def load_inputs(store: Store, run_ids: Sequence[str]) -> ReportInputs:
         runs.append(RunRecord(res.run_id, res.model, label, res, row["created_at"], samples, primary_metrics(res)))
     _dedupe_labels(runs)
     votes = [
-        Vote(r["source"], r["model_a"], r["model_b"], r["winner"])
-        for r in store.query("SELECT source, model_a, model_b, winner FROM pairwise_votes ORDER BY vote_id")
+        Vote(r["source"], r["prompt_id"], r["model_a"], r["model_b"], r["winner"])
+        # cast order: online Elo depends on it
+        for r in store.query("SELECT source, prompt_id, model_a, model_b, winner FROM pairwise_votes ORDER BY created_at, vote_id")
     ]
     ratings = [
         HumanRating(r["run_id"], r["task"], r["sample_id"], r["model_id"], float(r["rating"]))

@@ -418,66 +418,56 @@ def sample_groups(runs: Sequence[RunRecord], max_per_task: int | None) -> list[S
 
 
 def sensitivity_section(runs: Sequence[RunRecord]) -> Section:
-    """Runs of one model on one task under different prompt setups (variant, shots, CoT, system)."""
+    """Runs of one model that differ only in the prompt variant (`capeval run --prompt-variants N`)."""
+    from capeval.analysis.sensitivity import summarize, variant_of
+
     sec = Section(
         "sensitivity",
         "Prompt sensitivity",
-        "The same model and task under different prompt setups: the spread (highest minus lowest primary "
-        "metric) is how much of a score is the prompt's doing. Compare it with the CI widths above.",
+        "The same model and tasks under paraphrased prompts: the spread (highest minus lowest) is how much of "
+        "a score is the prompt's doing. Flagged where it exceeds the mean 95% CI half-width.",
     )
-    groups: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
+    sweeps: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
     for r in runs:
-        for t in r.result.tasks:
-            if t in r.primary:
-                groups[(r.model, t)].append(r)
+        rest = {k: v for k, v in r.prompt_config.items() if k != "variant"}
+        sweeps[(r.model, repr(sorted(rest.items())))].append(r)
     spreads: list[svg.Spread] = []
     table = Table(
-        "Primary metric per prompt setup",
-        ["model", "task", "metric", "setups", "lowest", "highest", "spread", "widest CI half-width"],
+        "Primary metric per prompt variant",
+        ["model", "task", "metric", "per variant", "mean", "std", "spread", "mean CI half-width", "flag"],
         [],
     )
-    for (model, task), members in groups.items():
-        setups = {_setup_name(r): r for r in members}
-        if len(setups) < 2:
+    for (model, _), members in sweeps.items():
+        if len({variant_of(r.result) for r in members}) < 2:
             continue
-        metric = members[0].primary[task]
-        scale = _task_scale(runs, task, metric)
-        values: list[tuple[str, float]] = []
-        half_widths = []
-        for name, r in setups.items():
-            m = next(m for m in r.result.metrics if m.task == task and m.metric == metric)
-            values.append((name, _shown(m.value, scale)))
-            half_widths.append((_shown(m.ci_high, scale) - _shown(m.ci_low, scale)) / 2)
-        vals = [v for _, v in values]
-        spreads.append(svg.Spread(f"{model} · {task}", values))
-        table.rows.append(
-            [
-                Cell(model),
-                Cell(task),
-                Cell(metric),
-                Cell("; ".join(f"{n}: {v:.1f}" for n, v in values)),
-                num(min(vals)),
-                num(max(vals)),
-                num(max(vals) - min(vals)),
-                num(max(half_widths)),
-            ]
-        )
+        for row in summarize([r.result for r in members]):
+            if not any(row.metric == r.primary.get(row.task) for r in members):
+                continue
+            scale = _task_scale(runs, row.task, row.metric)
+            vals = [(f"v{v}", _shown(x, scale)) for v, x in zip(row.variants, row.values)]
+            spreads.append(svg.Spread(f"{model} · {row.task}", vals))
+            table.rows.append(
+                [
+                    Cell(model),
+                    Cell(row.task),
+                    Cell(row.metric),
+                    Cell("; ".join(f"{n}: {v:.1f}" for n, v in vals)),
+                    num(_shown(row.mean, scale)),
+                    num(_shown(row.std, scale)),
+                    num(_shown(row.spread, scale)),
+                    num(_shown(row.ci_half_width, scale)),
+                    Cell("spread > CI" if row.exceeds_ci else "within CI", cls="warn" if row.exceeds_ci else ""),
+                ]
+            )
     if not spreads:
         sec.missing = (
-            "needs two or more runs of the same model and task under different prompts; run "
-            "`capeval run --model M --tasks T --prompt-variants 3` (or runs with different --shots / --cot / "
-            "--system) and pass all the runs to `capeval report`"
+            "needs runs of one model under two or more prompt variants; run "
+            "`capeval run --model M --tasks T --prompt-variants 3` and pass all its runs to `capeval report`"
         )
         return sec
-    sec.charts.append(Markup(svg.range_chart(spreads, "Primary metric across prompt setups")))
+    sec.charts.append(Markup(svg.range_chart(spreads, "Primary metric across prompt variants")))
     sec.tables.append(table)
     return sec
-
-
-def _setup_name(r: RunRecord) -> str:
-    from capeval.report.data import config_label
-
-    return config_label(r.result)
 
 
 # ---- judge vs human --------------------------------------------------------------------------
@@ -493,38 +483,43 @@ class RatingPair:
     anchor: str  # the sample's element id in the report
 
 
-def correlation_section(pairs: Sequence[RatingPair]) -> Section:
+def correlation_section(pairs: Sequence[RatingPair], votes: Sequence[tuple[str, str]] = (), n_resamples: int = 1000, seed: int = 0) -> Section:
+    """`votes`: (judge winner, human winner) of the same battle, for pairwise agreement."""
+    from capeval.analysis.correlation import CROSSEVAL_PEARSON_ANCHOR, correlations, correlations_by_group, pairwise_agreement
+
     sec = Section(
         "judge-human",
         "Judge vs human",
-        "How well the judge's score of a response tracks people's ratings of the same response (response "
-        "level; human ratings of one response are averaged). Pearson over all pairs and per capability, "
-        "Spearman and Kendall over all pairs.",
+        "How well the judge's score of a response tracks people's ratings of it (response level; a response's "
+        f"human ratings are averaged), with bootstrap 95% CIs. CrossEval's best judge reached Pearson about "
+        f"{CROSSEVAL_PEARSON_ANCHOR}.",
     )
-    if len(pairs) < 3:
+    if len(pairs) < 3 and not votes:
         sec.missing = (
-            f"needs at least 3 responses rated by both the judge and people (have {len(pairs)}); collect human "
-            "ratings of judged runs with `capeval serve` (annotators rate 1-5 with an explanation)"
+            f"needs at least 3 responses scored by the judge and rated by people (have {len(pairs)}), or battles "
+            "voted on by both; collect ratings and votes with `capeval serve`, judge with `capeval judge`"
         )
         return sec
-    from scipy import stats as st
-
-    js = [p.judge for p in pairs]
-    hs = [p.human for p in pairs]
-    rows = []
-    if len(set(js)) > 1 and len(set(hs)) > 1:
-        rows.append([Cell("all"), num(float(st.pearsonr(js, hs)[0]), 3), num(float(st.spearmanr(js, hs)[0]), 3), num(float(st.kendalltau(js, hs)[0]), 3), Cell(str(len(pairs)), cls="num")])
-    else:
-        sec.notes.append("judge or human scores are constant over all pairs: correlation is undefined")
-    by_cap: dict[str, list[RatingPair]] = defaultdict(list)
-    for p in pairs:
-        by_cap[p.capability].append(p)
-    for cap, ps in by_cap.items():
-        a, b = [p.judge for p in ps], [p.human for p in ps]
-        if len(ps) >= 3 and len(set(a)) > 1 and len(set(b)) > 1:
-            rows.append([Cell(cap), num(float(st.pearsonr(a, b)[0]), 3), Cell(""), Cell(""), Cell(str(len(ps)), cls="num")])
-    sec.tables.append(Table("Correlation of judge scores with mean human ratings", ["scope", "Pearson", "Spearman", "Kendall", "responses"], rows))
-    sec.charts.append(Markup(svg.scatter_chart(hs, js, "Judge score vs mean human rating", "mean human rating", "judge score")))
+    if len(pairs) >= 3:
+        js = [p.judge for p in pairs]
+        hs = [p.human for p in pairs]
+        header = ["scope", "method", "coefficient", "95% CI", "p", "responses"]
+        rows = []
+        for scope, cs in [("all", correlations(js, hs, n_resamples=n_resamples, seed=seed))] + list(
+            correlations_by_group(js, hs, [p.capability for p in pairs], n_resamples=n_resamples, seed=seed).items()
+        ):
+            for c in cs:
+                if scope != "all" and c.method != "pearson":
+                    continue  # per capability, Pearson only, as CrossEval reports it
+                rows.append([Cell(str(scope)), Cell(c.method), num(c.value, 3), ci(c.ci_low, c.ci_high, 3), num(c.p_value, 4), Cell(str(c.n), cls="num")])
+        sec.tables.append(Table("Correlation of judge scores with mean human ratings", header, rows))
+        sec.charts.append(Markup(svg.scatter_chart(hs, js, "Judge score vs mean human rating", "mean human rating", "judge score")))
+    if votes:
+        rows = []
+        for with_ties in (True, False):
+            a = pairwise_agreement([j for j, _ in votes], [h for _, h in votes], with_ties=with_ties, n_resamples=n_resamples, seed=seed)
+            rows.append([Cell("with ties" if with_ties else "ties dropped"), num(a.value * 100), ci(a.ci_low * 100, a.ci_high * 100), Cell(str(a.n), cls="num")])
+        sec.tables.append(Table("Pairwise agreement of judge and human votes on the same battles (%)", ["votes", "agreement", "95% CI", "battles"], rows))
     return sec
 
 
@@ -613,3 +608,29 @@ def rating_pairs(runs: Sequence[RunRecord], human: Sequence[Any]) -> list[Rating
                     cap = s.capabilities[0] if s.capabilities else t
                     out.append(RatingPair(float(s.scores[metric]), sum(ratings) / len(ratings), cap, s.anchor))
     return out
+
+
+def paired_votes(votes: Sequence[Any]) -> list[tuple[str, str]]:
+    """(judge winner, human winner) per battle both judged: same prompt and same two models.
+
+    Winners are named by model ("tie" for either kind of tie), so a battle shown to the judge
+    with the models swapped still pairs up; where several votes exist, the first of each is used."""
+    first: dict[tuple[str, str, frozenset[str]], str] = {}
+    for v in votes:
+        if not v.prompt_id or v.source not in ("judge", "human"):
+            continue
+        key = (v.source, v.prompt_id, frozenset((v.model_a, v.model_b)))
+        winner = v.model_a if v.winner == "model_a" else v.model_b if v.winner == "model_b" else "tie"
+        first.setdefault(key, winner)
+    out = []
+    for (source, prompt, models), judge_winner in first.items():
+        if source == "judge" and ("human", prompt, models) in first:
+            out.append((_relative(judge_winner, models), _relative(first[("human", prompt, models)], models)))
+    return out
+
+
+def _relative(winner: str, models: frozenset[str]) -> str:
+    """"A"/"B"/"tie" against a fixed (sorted) order of the two models."""
+    if winner == "tie":
+        return "tie"
+    return "A" if winner == sorted(models)[0] else "B"

@@ -275,8 +275,9 @@ def scatter_chart(
     pts = [(a, b) for a, b in zip(xs, ys) if math.isfinite(a) and math.isfinite(b)]
     x0, x1 = (min(a for a, _ in pts), max(a for a, _ in pts)) if pts else (0.0, 1.0)
     y0, y1 = (min(b for _, b in pts), max(b for _, b in pts)) if pts else (0.0, 1.0)
-    x0, x1 = (x0 - 0.5, x1 + 0.5) if x1 == x0 else (x0, x1)
-    y0, y1 = (y0 - 0.5, y1 + 0.5) if y1 == y0 else (y0, y1)
+    # a margin so points on the extremes (ratings of 1 and 5) are not cut by the frame
+    mx_, my_ = max((x1 - x0) * 0.05, 0.25), max((y1 - y0) * 0.05, 0.05)
+    x0, x1, y0, y1 = x0 - mx_, x1 + mx_, y0 - my_, y1 + my_
 
     def px(v: float) -> float:
         return left + (v - x0) / (x1 - x0) * (width - left - right)
@@ -296,8 +297,9 @@ def scatter_chart(
         body.append(f'<text x="{left - 4}" y="{py(t) + 3:.1f}" text-anchor="end" font-size="10">{_fmt(t)}</text>')
     for i, (a, b) in enumerate(pts):
         # Ratings are integers: a small deterministic jitter separates stacked points.
-        jx = (((i * 0.618034) % 1.0) - 0.5) * 0.15 * (x1 - x0) / 4
-        body.append(f'<circle class="point" cx="{px(a + jx):.1f}" cy="{py(b):.1f}" r="3.5" fill="{PALETTE[0]}" fill-opacity="0.6"/>')
+        jx = (((i * 0.618034) % 1.0) - 0.5) * 0.04 * (x1 - x0)
+        jy = (((i * 0.754878) % 1.0) - 0.5) * 0.04 * (y1 - y0)
+        body.append(f'<circle class="point" cx="{px(a + jx):.1f}" cy="{py(b + jy):.1f}" r="3.5" fill="{PALETTE[0]}" fill-opacity="0.6"/>')
     if len(pts) >= 2:
         mx = sum(a for a, _ in pts) / len(pts)
         my = sum(b for _, b in pts) / len(pts)

@@ -1,0 +1,244 @@
+"""The report's HTML without a browser: sections, numbers, charts, links and offline-ness."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from dataclasses import asdict
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from capeval.analysis.contamination import split_gap
+from capeval.analysis.weakest_link import weakest_link
+from capeval.engine import evaluate_tasks
+from capeval.prompting import PromptConfig
+from capeval.report.builder import ReportOptions, build_report
+from capeval.store import Store
+
+from report_fixtures import ArithmeticModel, ReportFixture, arithmetic_task, write_dataset
+
+# Fewer arena resamples than the default 1000 keep the test quick; the CIs stay well defined.
+OPTIONS = ReportOptions(arena_bootstrap=200)
+
+
+class Page(HTMLParser):
+    """Elements by id, links, SVG charts with their drawn elements, and sections' texts."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.ids: dict[str, str] = {}
+        self.hrefs: list[str] = []
+        self.srcs: list[str] = []
+        self.charts: list[dict] = []
+        self.articles: list[str] = []
+        self.scripts = 0
+        self.stylesheets = 0
+        self._svg: dict | None = None
+        self._section: list[str] = []
+        self.text: dict[str, list[str]] = defaultdict(list)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if "id" in a:
+            assert a["id"] not in self.ids, f"duplicate id {a['id']}"
+            self.ids[a["id"]] = tag
+        if tag == "section":
+            self._section.append(a.get("id", ""))
+        if tag == "a" and "href" in a:
+            self.hrefs.append(a["href"])
+        if "src" in a:
+            self.srcs.append(a["src"])
+        if tag == "script":
+            self.scripts += 1
+        if tag == "link" and "stylesheet" in a.get("rel", ""):
+            self.stylesheets += 1
+        if tag == "article" and "sample" in a.get("class", ""):
+            self.articles.append(a["id"])
+        if tag == "svg":
+            self._svg = {"class": a.get("class", ""), "label": a.get("aria-label", ""), "shapes": 0, "series": []}
+            self.charts.append(self._svg)
+        elif self._svg is not None and tag in ("rect", "circle", "polygon", "path", "line"):
+            self._svg["shapes"] += 1
+            if "radar-series" in a.get("class", ""):
+                self._svg["series"].append(a.get("data-series"))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "svg":
+            self._svg = None
+        if tag == "section" and self._section:
+            self._section.pop()
+
+    def handle_data(self, data: str) -> None:
+        if self._section and data.strip():
+            self.text[self._section[-1]].append(data.strip())
+
+    def section_text(self, section_id: str) -> str:
+        return " ".join(self.text[section_id])
+
+
+def parse(html: str) -> Page:
+    p = Page()
+    p.feed(html)
+    return p
+
+
+@pytest.fixture(scope="module")
+def rendered(report_fixture: ReportFixture, tmp_path_factory: pytest.TempPathFactory) -> tuple[Page, str]:
+    out = tmp_path_factory.mktemp("html") / "report.html"
+    build_report(report_fixture.store, report_fixture.run_ids, out, OPTIONS)
+    html = out.read_text(encoding="utf-8")
+    return parse(html), html
+
+
+def test_every_section_renders_with_its_chart(rendered: tuple[Page, str]) -> None:
+    page, _ = rendered
+    for sid in ("headline", "tasks", "capabilities", "weakest-link", "arena", "judge-human", "sensitivity", "runs", "samples"):
+        assert page.ids.get(sid) == "section", sid
+        assert "Not shown:" not in page.section_text(sid), page.section_text(sid)[:300]
+    kinds = [c["class"].split("chart-")[1] for c in page.charts]
+    # headline + task bars, radar, weakest-link strip, per vote source an interval chart and a heat map,
+    # judge-vs-human scatter, prompt-sensitivity ranges
+    for kind in ("interval", "radar", "strip", "heatmap", "scatter", "range"):
+        assert kind in kinds, kinds
+    assert kinds.count("heatmap") == 2  # human and judge votes
+    for c in page.charts:
+        assert c["shapes"] > 0, f"empty chart {c['label']}"
+
+
+def test_radar_draws_one_polygon_per_run(rendered: tuple[Page, str], report_fixture: ReportFixture) -> None:
+    page, _ = rendered
+    (radar,) = [c for c in page.charts if "chart-radar" in c["class"]]
+    assert len(radar["series"]) == len(report_fixture.run_ids)
+    # two runs of tiny-strong under different prompts get distinct labels
+    assert "tiny-strong [default prompt]" in radar["series"] and "tiny-strong [prompt v1]" in radar["series"]
+
+
+def test_headline_and_task_numbers_match_the_stored_results(rendered: tuple[Page, str], report_fixture: ReportFixture) -> None:
+    page, _ = rendered
+    headline = page.section_text("headline")
+    tasks = page.section_text("tasks")
+    for rid in report_fixture.run_ids:
+        m = report_fixture.store.run_result(rid).metric("arith", "exact_match")
+        # one task: the headline is that task's accuracy, in points
+        assert f"{m.value * 100:.1f}" in headline
+        assert f"[{m.ci_low * 100:.1f}, {m.ci_high * 100:.1f}]" in tasks
+        assert rid in headline
+
+
+def test_weakest_link_counts_equal_the_analysis_on_stored_scores(rendered: tuple[Page, str], report_fixture: ReportFixture) -> None:
+    """Recompute capability means straight from the store's rows and compare the report's totals."""
+    page, _ = rendered
+    store = report_fixture.store
+    per_run: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in store.query(
+        "SELECT s.run_id, json_extract(s.metadata, '$.capability') AS cap, c.value FROM samples s "
+        "JOIN scores c USING (run_id, task, sample_id) WHERE c.metric = 'exact_match'"
+    ):
+        per_run[r["run_id"]][r["cap"]].append(r["value"] * 100)
+    table = {rid: {cap: sum(v) / len(v) for cap, v in caps.items()} for rid, caps in per_run.items()}
+    result = weakest_link(table)
+    text = page.section_text("weakest-link")
+    totals = re.search(r"all models ((?:\d+ ){3}\d+)", text)
+    assert totals, text[:500]
+    assert [int(x) for x in totals.group(1).split()] == [result.counts[c] for c in ("below_both", "closer_to_weaker", "closer_to_stronger", "above_both")]
+    assert f"{result.n_cases} cases" in text
+
+
+def test_every_internal_link_resolves_and_every_sample_is_linked(rendered: tuple[Page, str], report_fixture: ReportFixture) -> None:
+    page, _ = rendered
+    internal = [h[1:] for h in page.hrefs if h.startswith("#")]
+    missing = [h for h in internal if h not in page.ids]
+    assert not missing, missing[:5]
+    assert len(page.articles) == report_fixture.n_samples * len(report_fixture.run_ids)
+    assert set(page.articles) <= set(internal), "a sample without a link to it"
+
+
+def test_the_file_is_self_contained(rendered: tuple[Page, str]) -> None:
+    page, html = rendered
+    assert page.scripts == 0 and page.stylesheets == 0 and page.srcs == []
+    external = [h for h in page.hrefs if not h.startswith("#")]
+    assert external == []
+    # the only URL in the file is the SVG namespace, which browsers never fetch
+    assert set(re.findall(r"https?://[^\s\"'<>]+", html)) == {"http://www.w3.org/2000/svg"}
+
+
+def test_samples_show_prompt_output_answer_and_rationale(rendered: tuple[Page, str], report_fixture: ReportFixture) -> None:
+    page, html = rendered
+    rid = report_fixture.run_ids[0]
+    sample = next(report_fixture.store.iter_samples(rid))
+    text = page.section_text("samples")
+    assert sample["prompt"].strip().splitlines()[-1] in text
+    assert sample["response"][0]["text"] in text
+    assert sample["metadata"]["judge_rationale"] in text
+    assert "judge rationale" in text and "extracted answer" in text
+
+
+def test_arena_and_agreement_tables(rendered: tuple[Page, str]) -> None:
+    page, _ = rendered
+    arena = page.section_text("arena")
+    # 3 models, 30 battles per pair: 90 human votes; the judge voted on every third battle
+    assert "human votes: 90 battles" in arena and "judge votes: 30 battles" in arena
+    judge = page.section_text("judge-human")
+    # the judge agrees with the person on half of the 30 doubly-judged battles (see add_votes)
+    assert re.search(r"with ties 50\.0 \[[\d.]+, [\d.]+\] 30", judge), judge
+
+
+def test_missing_inputs_are_named_not_faked(tmp_path: Path) -> None:
+    """One run, no votes, ratings, variants or contamination checks: those sections say which
+    command makes their data, and draw nothing."""
+    store = Store(tmp_path / "one.db")
+    task = arithmetic_task(write_dataset(tmp_path))
+    # a prompt with markup checks that sample text is escaped, never interpreted
+    res = evaluate_tasks(
+        ArithmeticModel("solo", 0.2), [task], PromptConfig(system="<script>alert(1)</script> Add."), store=store, progress=False
+    )
+    out = build_report(store, [res.run_id], tmp_path / "r.html", OPTIONS)
+    html = out.read_text(encoding="utf-8")
+    page = parse(html)
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "capeval serve" in page.section_text("arena")
+    assert "--prompt-variants" in page.section_text("sensitivity")
+    assert "--gap" in page.section_text("contamination")
+    assert "Not shown:" in page.section_text("judge-human")
+    kinds = {c["class"].split("chart-")[1] for c in page.charts}
+    assert kinds == {"interval", "radar", "strip"}  # headline/task bars, capabilities, weakest link
+    store.close()
+
+
+def test_contamination_flags_from_runs_and_json(report_fixture: ReportFixture, tmp_path: Path) -> None:
+    store = report_fixture.store
+    strong, _, weak = report_fixture.run_ids[:3]
+    # a JSON file as `capeval contamination gap --json` writes it: no gap between equal scores
+    json_path = tmp_path / "even-split.json"
+    json_path.write_text(json.dumps(asdict(split_gap([1, 0] * 20, [0, 1] * 20, n_resamples=500))))
+    out = build_report(
+        store, [strong], tmp_path / "c.html", ReportOptions(arena_bootstrap=50, gap_pairs=(f"{strong}:{weak}",), contamination_files=(json_path,))
+    )
+    text = parse(out.read_text(encoding="utf-8")).section_text("contamination")
+    # strong (public) vs weak (private) differ far beyond the CI: flagged; the even split is not
+    assert "FLAGGED: public items scored higher than the CI allows" in text
+    assert "even-split" in text and "ok: the gap is within what the CIs allow" in text
+
+
+def test_cli_writes_the_report_and_reports_unknown_runs(report_fixture: ReportFixture, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from capeval.cli import main
+
+    out = tmp_path / "cli.html"
+    rid = report_fixture.run_ids[1]
+    assert _exit_code(main, ["report", rid[:-1], "--out", str(out), "--db", str(report_fixture.db_path), "--arena-bootstrap", "50", "--max-samples", "3"]) == 0
+    page = parse(out.read_text(encoding="utf-8"))
+    assert len(page.articles) == 3  # --max-samples caps the audit rows, not the numbers
+    assert "3 of 40 samples" in page.section_text("samples")
+    assert _exit_code(main, ["report", "no-such-run", "--out", str(tmp_path / "x.html"), "--db", str(report_fixture.db_path)]) == 2
+    assert "no run 'no-such-run'" in capsys.readouterr().err
+
+
+def _exit_code(main, argv: list[str]) -> int:
+    try:
+        main(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
+    return 0
