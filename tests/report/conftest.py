@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
-from capeval.engine import evaluate_tasks
-from capeval.prompting import PromptConfig
-from capeval.store import Store
-
 from report_fixtures import (
     CAPABILITIES,
     MODELS,
@@ -19,6 +14,10 @@ from report_fixtures import (
     arithmetic_task,
     write_dataset,
 )
+
+from capeval.engine import evaluate_tasks
+from capeval.prompting import PromptConfig
+from capeval.store import Store
 
 
 @pytest.fixture(scope="session")

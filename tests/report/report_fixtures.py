@@ -6,9 +6,9 @@ import hashlib
 import json
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from capeval.prompting import PromptLayout
 from capeval.scoring import numeric_match

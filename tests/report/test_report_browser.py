@@ -7,10 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from report_fixtures import ReportFixture
 
 from capeval.report.builder import ReportOptions, build_report
-
-from report_fixtures import ReportFixture
 
 CHROMIUM = os.environ.get("CAPEVAL_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 # Offline and quiet: no GPU, no sandbox (containers), and none of the browser's own network calls.

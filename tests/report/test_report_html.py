@@ -10,6 +10,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from report_fixtures import ArithmeticModel, ReportFixture, arithmetic_task, write_dataset
 
 from capeval.analysis.contamination import split_gap
 from capeval.analysis.weakest_link import weakest_link
@@ -17,8 +18,6 @@ from capeval.engine import evaluate_tasks
 from capeval.prompting import PromptConfig
 from capeval.report.builder import ReportOptions, build_report
 from capeval.store import Store
-
-from report_fixtures import ArithmeticModel, ReportFixture, arithmetic_task, write_dataset
 
 # Fewer arena resamples than the default 1000 keep the test quick; the CIs stay well defined.
 OPTIONS = ReportOptions(arena_bootstrap=200)
@@ -166,7 +165,7 @@ def test_the_file_is_self_contained(rendered: tuple[Page, str]) -> None:
 
 
 def test_samples_show_prompt_output_answer_and_rationale(rendered: tuple[Page, str], report_fixture: ReportFixture) -> None:
-    page, html = rendered
+    page, _ = rendered
     rid = report_fixture.run_ids[0]
     sample = next(report_fixture.store.iter_samples(rid))
     text = page.section_text("samples")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -13,19 +12,19 @@ from capeval.report.builder import DEFAULT_MAX_SAMPLES, ReportOptions
 def report(
     runs: list[str] = typer.Argument(..., help="Run ids (or unique prefixes) to report; see `capeval runs list`."),
     out: Path = typer.Option(Path("report.html"), "--out", "-o", help="Where to write the HTML file."),
-    db: Optional[Path] = typer.Option(None, "--db", help="SQLite store (default: $CAPEVAL_DB or the user data dir)."),
+    db: Path | None = typer.Option(None, "--db", help="SQLite store (default: $CAPEVAL_DB or the user data dir)."),
     title: str = typer.Option("capeval report", "--title", help="Page title."),
     max_samples: int = typer.Option(
         DEFAULT_MAX_SAMPLES, "--max-samples", help="Samples per run and task included for audit (0: all of them)."
     ),
     arena_bootstrap: int = typer.Option(1000, "--arena-bootstrap", help="Bootstrap resamples for arena rating CIs."),
-    threshold: Optional[float] = typer.Option(
+    threshold: float | None = typer.Option(
         None, "--threshold", help="Weakest link: points two capabilities must differ by (default 3)."
     ),
-    gap: Optional[list[str]] = typer.Option(
+    gap: list[str] | None = typer.Option(
         None, "--gap", help="PUBLIC_RUN:PRIVATE_RUN: contamination split gap between two stored runs; repeatable."
     ),
-    contamination: Optional[list[Path]] = typer.Option(
+    contamination: list[Path] | None = typer.Option(
         None, "--contamination", help="JSON written by `capeval contamination gap|ngram|memorisation --json`; repeatable."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of every bootstrap in the report."),

@@ -6,8 +6,10 @@ import hashlib
 import json
 import math
 import re
+import sqlite3
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from capeval.analysis.tables import Scale, to_100
 from capeval.errors import CapevalError
@@ -168,7 +170,7 @@ def load_inputs(store: Store, run_ids: Sequence[str]) -> ReportInputs:
     if not run_ids:
         raise ReportError("no runs given", "list runs with `capeval runs` and pass their ids")
     notes: list[str] = []
-    rows = []
+    rows: list[sqlite3.Row] = []
     for rid in run_ids:
         matches = store.query("SELECT * FROM runs WHERE run_id = ? OR run_id LIKE ?", (rid, rid + "%"))
         if not matches:

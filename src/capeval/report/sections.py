@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from markupsafe import Markup
 
@@ -485,7 +486,12 @@ class RatingPair:
 
 def correlation_section(pairs: Sequence[RatingPair], votes: Sequence[tuple[str, str]] = (), n_resamples: int = 1000, seed: int = 0) -> Section:
     """`votes`: (judge winner, human winner) of the same battle, for pairwise agreement."""
-    from capeval.analysis.correlation import CROSSEVAL_PEARSON_ANCHOR, correlations, correlations_by_group, pairwise_agreement
+    from capeval.analysis.correlation import (
+        CROSSEVAL_PEARSON_ANCHOR,
+        correlations,
+        correlations_by_group,
+        pairwise_agreement,
+    )
 
     sec = Section(
         "judge-human",
@@ -633,4 +639,4 @@ def _relative(winner: str, models: frozenset[str]) -> str:
     """"A"/"B"/"tie" against a fixed (sorted) order of the two models."""
     if winner == "tie":
         return "tie"
-    return "A" if winner == sorted(models)[0] else "B"
+    return "A" if winner == min(models) else "B"

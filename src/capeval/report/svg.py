@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 from xml.sax.saxutils import escape
 
 # Colour-blind-safe palette (Okabe-Ito); series past its length cycle.
