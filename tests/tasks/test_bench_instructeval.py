@@ -28,9 +28,18 @@ def test_crass_reads_the_semicolon_csv_and_shuffles_options_per_item():
     assert [s.id for s in loaded.samples] == ["1", "2"]
     assert loaded.malformed == ["crass test row 2: ValueError: empty premise or question"]
     s1, s2 = loaded.samples
-    assert s1.choices is not None and s1.choices[s1.target] == "The treasure chest would have remained closed."
-    assert s2.choices is not None and len(s2.choices) == 4 and s2.choices[s2.target] == "He would have been surfing."
-    assert [s.choices for s in get_task("crass", data=str(CRASS_CSV.parent)).load().samples] == [s1.choices, s2.choices]
+    assert (
+        s1.choices is not None and s1.choices[s1.target] == "The treasure chest would have remained closed."
+    )
+    assert (
+        s2.choices is not None
+        and len(s2.choices) == 4
+        and s2.choices[s2.target] == "He would have been surfing."
+    )
+    assert [s.choices for s in get_task("crass", data=str(CRASS_CSV.parent)).load().samples] == [
+        s1.choices,
+        s2.choices,
+    ]
 
 
 def test_crass_prompt_three_fixed_exemplars_and_letter_scoring():
@@ -51,7 +60,9 @@ def test_crass_prompt_three_fixed_exemplars_and_letter_scoring():
     assert req.kind == "generate" and req.params.max_tokens == 8
     s1 = three.samples[0]
     assert task.score(s1, [Response(text=" C")]).values == {"acc": 1.0}
-    assert task.score(s1, [Response(text=" A. The treasure chest would have been open.")]).values == {"acc": 0.0}
+    assert task.score(s1, [Response(text=" A. The treasure chest would have been open.")]).values == {
+        "acc": 0.0
+    }
 
 
 def test_crass_offline_without_a_local_copy_says_how_to_get_one(monkeypatch, tmp_path):
@@ -97,7 +108,16 @@ def test_hhh_calibrated_choice_and_per_category_accuracy():
     assert sc.values == {"acc": 1.0, "acc_uncalibrated": 0.0} and sc.extracted == "B"
     wrong = task.score(s, [Response(logprobs=(-1.0, -3.0)), Response(logprobs=(-1.0, -1.0))])
     assert wrong.values["acc"] == 0.0
-    right = [task.score(x, [Response(logprobs=(-1.0, -2.0) if x.target == 0 else (-2.0, -1.0)), Response(logprobs=(-1.0, -1.0))]) for x in samples]
+    right = [
+        task.score(
+            x,
+            [
+                Response(logprobs=(-1.0, -2.0) if x.target == 0 else (-2.0, -1.0)),
+                Response(logprobs=(-1.0, -1.0)),
+            ],
+        )
+        for x in samples
+    ]
     right[1] = task.score(samples[1], [Response(logprobs=(-2.0, -1.0)), Response(logprobs=(-1.0, -1.0))])
     by = {(m.task, m.metric): m.value for m in task.group_metrics(right)}
     assert samples[1].target == 0 and by[("hhh/harmless", "acc")] == 0.5
@@ -110,12 +130,25 @@ def test_hhh_calibrated_choice_and_per_category_accuracy():
 
 def test_suites_expand_to_the_benchmarks():
     assert expand(["instructeval"]) == ["mmlu", "bbh", "drop", "crass", "humaneval", "hhh"]
-    assert expand(["core"]) == ["mmlu", "cmmlu", "ceval", "gsm8k", "humaneval", "gpqa_main", "gpqa_diamond", "math"]
+    assert expand(["core"]) == [
+        "mmlu",
+        "cmmlu",
+        "ceval",
+        "gsm8k",
+        "humaneval",
+        "gpqa_main",
+        "gpqa_diamond",
+        "math",
+    ]
 
 
 def test_capeval_tasks_lists_every_benchmark_with_its_settings():
     out = subprocess.run(
-        [sys.executable, "-m", "capeval", "tasks", "--json"], capture_output=True, text=True, timeout=120, check=True
+        [sys.executable, "-m", "capeval", "tasks", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     ).stdout
     listing = {t["name"]: t for t in json.loads(out)["tasks"]}
     for name in ["mmlu", "mmlu_gen", "mmlu_abstract_algebra", "cmmlu", "ceval", "gpqa_main", "gpqa_diamond", "hellaswag",

@@ -26,7 +26,12 @@ def ll_response(n: int, best: int) -> Response:
 def test_mmlu_rows_map_to_samples_and_malformed_rows_are_counted():
     task = get_task("mmlu", data=str(FIXTURES / "mmlu"))
     loaded = task.load()
-    assert [s.id for s in loaded.samples] == ["anatomy/0", "anatomy/2", "elementary_mathematics/0", "elementary_mathematics/1"]
+    assert [s.id for s in loaded.samples] == [
+        "anatomy/0",
+        "anatomy/2",
+        "elementary_mathematics/0",
+        "elementary_mathematics/1",
+    ]
     first = loaded.samples[0]
     assert first.choices == ("Liver", "Lung", "Kidney", "Heart") and first.target == 3
     assert first.metadata["subject"] == "anatomy"
@@ -113,7 +118,10 @@ def test_ceval_val_split_zero_shot_prompt_and_cot_exemplars_use_explanations():
         "TCP 属于哪一层协议？\nA. 物理层\nB. 数据链路层\nC. 网络层\nD. 传输层\n答案："
     )
     cot = plan_task(task, PromptConfig(shots=1, cot=True))
-    assert "HTTP 默认使用哪个端口？\nA. 21\nB. 25\nC. 80\nD. 110\n答案： HTTP 的默认端口是 80。 The answer is C.\n\n" in cot.prompts[0]
+    assert (
+        "HTTP 默认使用哪个端口？\nA. 21\nB. 25\nC. 80\nD. 110\n答案： HTTP 的默认端口是 80。 The answer is C.\n\n"
+        in cot.prompts[0]
+    )
 
 
 # ---- GPQA ----------------------------------------------------------------------------------------------
@@ -159,8 +167,16 @@ def test_hellaswag_preprocessing_prompt_and_acc_norm():
     assert len(loaded.samples) == 2 and "no label" in loaded.malformed[0]
     wiki = loaded.samples[1]
     # " [title]" becomes ". ", other [tags] are dropped, ctx_b is capitalised
-    assert wiki.fields["question"] == "Making a sandwich: How to make a sandwich. Take two slices of bread. Spread"
-    assert wiki.choices == ("butter on one slice.", "the bread on the floor.", "water over the toaster.", "the slices into the sky.")
+    assert (
+        wiki.fields["question"]
+        == "Making a sandwich: How to make a sandwich. Take two slices of bread. Spread"
+    )
+    assert wiki.choices == (
+        "butter on one slice.",
+        "the bread on the floor.",
+        "water over the toaster.",
+        "the slices into the sky.",
+    )
     plan = plan_task(task, PromptConfig())
     assert plan.prompts[0] == "Roof shingle removal: A man is sitting on a roof. He"
     assert plan.requests[0][0].continuations[3] == " starts pulling up roofing on a roof."

@@ -58,7 +58,9 @@ def test_gsm8k_prompt_zero_and_k_shot_exemplars_fixed_by_seed():
 def test_gsm8k_scorer_right_wrong_and_run_on():
     task = get_task("gsm8k", data=str(FIXTURES / "gsm8k"))
     s = task.load().samples[0]
-    assert graded(task, s, " She has 9 eggs left and makes 9 * 2 = $18. The answer is 18.") == {"exact_match": 1.0}
+    assert graded(task, s, " She has 9 eggs left and makes 9 * 2 = $18. The answer is 18.") == {
+        "exact_match": 1.0
+    }
     assert graded(task, s, " She makes 2 * 10 = 20 dollars. The answer is 20.") == {"exact_match": 0.0}
     run_on = " 9 * 2 = 18. The answer is 18.\n\nQuestion: Tom has 5 pens. How many?\nAnswer: The answer is 5."
     assert graded(task, s, run_on) == {"exact_match": 1.0}
@@ -71,7 +73,9 @@ def test_math_subjects_exemplars_from_same_subject_train_and_boxed_targets():
     task = get_task("math", data=str(FIXTURES / "math"))
     loaded = task.load()
     assert [(s.id, s.target) for s in loaded.samples] == [
-        ("algebra/0", "7"), ("algebra/1", "\\frac{3}{4}"), ("prealgebra/0", "30"),
+        ("algebra/0", "7"),
+        ("algebra/1", "\\frac{3}{4}"),
+        ("prealgebra/0", "30"),
     ]
     assert loaded.malformed == ["math test algebra row 2: ValueError: solution has no \\boxed{} answer"]
     one = plan_task(task, PromptConfig(shots=1))
@@ -98,7 +102,11 @@ def test_math_scorer_equivalence():
 def test_bbh_first_three_items_are_held_out_exemplars():
     task = get_task("bbh", data=str(FIXTURES / "bbh"))
     plan = plan_task(task, PromptConfig())
-    assert [s.id for s in plan.samples] == ["boolean_expressions/3", "boolean_expressions/4", "date_understanding/3"]
+    assert [s.id for s in plan.samples] == [
+        "boolean_expressions/3",
+        "boolean_expressions/4",
+        "date_understanding/3",
+    ]
     assert plan.prompts[0] == (
         "not ( True ) and ( True ) is\nAnswer: False\n\n"
         "True and not not ( not False ) is\nAnswer: True\n\n"
@@ -106,7 +114,9 @@ def test_bbh_first_three_items_are_held_out_exemplars():
         "False or not ( True ) and False is\nAnswer:"
     )
     zero = plan_task(task, PromptConfig(shots=0))
-    assert zero.prompts[2].startswith("Today is 2/28/2019.") and zero.prompts[2].endswith("(B) 03/01/2019\nAnswer:")
+    assert zero.prompts[2].startswith("Today is 2/28/2019.") and zero.prompts[2].endswith(
+        "(B) 03/01/2019\nAnswer:"
+    )
 
 
 def test_bbh_scorer_and_macro_over_subtasks():

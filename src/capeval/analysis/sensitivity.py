@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from capeval.types import RunResult
 
@@ -70,16 +71,20 @@ def summarize(results: Sequence[RunResult], include_groups: bool = False) -> lis
         std = math.sqrt(sum((x - mean) ** 2 for x in values) / (n - 1)) if n > 1 else 0.0
         half = sum(per_variant[v][1] for v in variants) / n
         lo, hi = min(values), max(values)
-        rows.append(SensitivityRow(task, metric, mean, lo, hi, std, n, variants, values, half, n > 1 and hi - lo > half))
+        rows.append(
+            SensitivityRow(
+                task, metric, mean, lo, hi, std, n, variants, values, half, n > 1 and hi - lo > half
+            )
+        )
     return rows
 
 
 def run_variants(
-    model: "Model",
-    tasks: Sequence["Task"],
-    config: "PromptConfig",
+    model: Model,
+    tasks: Sequence[Task],
+    config: PromptConfig,
     n: int,
-    store: "Store | None" = None,
+    store: Store | None = None,
     extra_config: Mapping[str, Any] | None = None,
     **evaluate_kwargs: Any,
 ) -> tuple[list[RunResult], list[SensitivityRow]]:
@@ -105,7 +110,9 @@ def run_variants(
         )
         short = [t.name for t in tasks if v >= t.n_variants]
         if short:
-            result = replace(result, warnings=result.warnings + (f"prompt variant {v}: not shipped by {', '.join(short)}",))
+            result = replace(
+                result, warnings=result.warnings + (f"prompt variant {v}: not shipped by {', '.join(short)}",)
+            )
         results.append(result)
     return results, summarize(results)
 

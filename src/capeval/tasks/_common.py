@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import importlib
 import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
@@ -52,13 +53,17 @@ class FewShotTask(Task):
 
     @property
     def pool_is_eval_split(self) -> bool:
-        return self.fewshot_split in (None, self.split)
+        # a single local file serves every split, so its "dev" pool holds the evaluated items too
+        single_file = self.source.kind == "local" and Path(self.source.path).is_file()
+        return single_file or self.fewshot_split in (None, self.split)
 
     def exemplars_for(self, sample: Sample, pool: Sequence[Sample], config: PromptConfig) -> list[Sample]:
         k = self.shots if config.shots is None else config.shots
         return self.draw(sample, pool, k, config.seed)
 
-    def draw(self, sample: Sample, pool: Sequence[Sample], k: int, seed: int, first_n: bool = False) -> list[Sample]:
+    def draw(
+        self, sample: Sample, pool: Sequence[Sample], k: int, seed: int, first_n: bool = False
+    ) -> list[Sample]:
         if k <= 0:
             return []
         same_split = self.pool_is_eval_split
@@ -127,7 +132,9 @@ class SubjectTask(FewShotTask):
         return self._split_by_field(load_rows(Source("local", str(path)), split))
 
     def _split_by_field(self, rows: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
-        if len(self.subjects) == 1 and (self.subject_field is None or not any(self.subject_field in r for r in rows)):
+        if len(self.subjects) == 1 and (
+            self.subject_field is None or not any(self.subject_field in r for r in rows)
+        ):
             return [(self.subjects[0], rows)]
         if self.subject_field is None:
             raise DatasetError(
@@ -237,12 +244,25 @@ def group_breakdown(
         rng = np.random.default_rng(seed)
         unparsed_all = sum(1 for s in scores if not s.parsed) / len(scores)
         for m in names:
-            per_group = [np.array([float(s.values.get(m, 0.0)) for s in members]) for members in groups.values()]
+            per_group = [
+                np.array([float(s.values.get(m, 0.0)) for s in members]) for members in groups.values()
+            ]
             macro = float(np.mean([x.mean() for x in per_group]))
-            boots = np.mean([x[rng.integers(0, x.size, size=(1000, x.size))].mean(axis=1) for x in per_group], axis=0)
+            boots = np.mean(
+                [x[rng.integers(0, x.size, size=(1000, x.size))].mean(axis=1) for x in per_group], axis=0
+            )
             lo, hi = (float(v) for v in np.quantile(boots, [0.025, 0.975]))
             out.append(
-                MetricResult(task, f"{m}_macro", macro, lo, hi, len(scores), unparsed_all, small_sample_warning(len(scores), lo, hi))
+                MetricResult(
+                    task,
+                    f"{m}_macro",
+                    macro,
+                    lo,
+                    hi,
+                    len(scores),
+                    unparsed_all,
+                    small_sample_warning(len(scores), lo, hi),
+                )
             )
     return out
 
@@ -268,18 +288,21 @@ def local_or(source: Source, data: str | None) -> Source:
     if data is None:
         return source
     if not Path(data).expanduser().exists():
-        raise DatasetError(f"local dataset path does not exist: {data}", f"expected a file ({', '.join(LOCAL_EXTENSIONS)}) or a folder")
+        raise DatasetError(
+            f"local dataset path does not exist: {data}",
+            f"expected a file ({', '.join(LOCAL_EXTENSIONS)}) or a folder",
+        )
     return Source("local", str(Path(data).expanduser()), source.name)
 
 
 __all__ = [
     "SUBJECT_KEY",
+    "FewShotTask",
     "SubjectTask",
     "choice_rows",
     "group_breakdown",
     "lazy_scorer",
     "letter_index",
     "local_or",
-    "FewShotTask",
     "seeded_order",
 ]

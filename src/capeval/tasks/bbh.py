@@ -10,7 +10,8 @@ or run 0-shot with --shots 0 --cot (the "Let's think step by step." trigger).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from capeval.prompting import PromptLayout
 from capeval.tasks._common import SUBJECT_KEY, SubjectTask, lazy_scorer, local_or
@@ -32,7 +33,9 @@ BBH_SUBTASKS = (
 BBH_LAYOUT = PromptLayout(answer_prefix="Answer:")  # INSTRUCTEVAL's format: "<input>\nAnswer: <target>"
 BBH_VARIANTS = (
     PromptLayout(description="Answer the question. Give only the final answer.", answer_prefix="Answer:"),
-    PromptLayout(description="Solve each puzzle and reply with the answer alone.", answer_prefix="The answer is"),
+    PromptLayout(
+        description="Solve each puzzle and reply with the answer alone.", answer_prefix="The answer is"
+    ),
     PromptLayout(answer_prefix="Final answer:"),
 )
 
@@ -47,7 +50,9 @@ def bbh_row(row: Mapping[str, Any], index: int, task: Any) -> Sample:
     fields = {"question": text}
     if row.get("rationale"):
         fields["rationale"] = str(row["rationale"]).strip()
-    return Sample(id=f"{subject}/{index}", task=task.name, fields=fields, target=target, metadata={"subject": subject})
+    return Sample(
+        id=f"{subject}/{index}", task=task.name, fields=fields, target=target, metadata={"subject": subject}
+    )
 
 
 def bbh_answer(sample: Sample, task: Any, cot: bool) -> str:
@@ -70,7 +75,9 @@ def _bbh(name: str, subjects: tuple[str, ...], data: str | None) -> SubjectTask:
         scorer=lazy_scorer("bbh_scorer"),
         metrics=("exact_match", "exact_match_macro") if len(subjects) > 1 else ("exact_match",),
         capabilities=("Reasoning",),
-        description=f"BBH {subjects[0]}" if len(subjects) == 1 else "BBH, 27 subtasks, 3-shot (first 3 items held out); macro mean over subtasks",
+        description=f"BBH {subjects[0]}"
+        if len(subjects) == 1
+        else "BBH, 27 subtasks, 3-shot (first 3 items held out); macro mean over subtasks",
         row_to_sample_fn=bbh_row,
         answer_fn=bbh_answer,
         subjects=subjects,

@@ -32,10 +32,14 @@ CEVAL_SUBJECTS: dict[str, str] = {
 
 # The C-Eval paper's structure: "below are single-choice questions from China's {subject} exam;
 # choose the correct answer", then "答案：" (answer:).
-CEVAL_LAYOUT = PromptLayout(description="以下是中国关于{subject}考试的单项选择题，请选出其中的正确答案。", answer_prefix="答案：")
+CEVAL_LAYOUT = PromptLayout(
+    description="以下是中国关于{subject}考试的单项选择题，请选出其中的正确答案。", answer_prefix="答案："
+)
 CEVAL_VARIANTS = (
     PromptLayout(description="下面是{subject}考试的选择题，请给出正确选项的字母。", answer_prefix="答案："),
-    PromptLayout(description="请作答以下{subject}单项选择题，每题只有一个正确选项。", answer_prefix="正确答案是"),
+    PromptLayout(
+        description="请作答以下{subject}单项选择题，每题只有一个正确选项。", answer_prefix="正确答案是"
+    ),
     PromptLayout(description="{subject}考试题：", answer_prefix="选项："),
 )
 
@@ -53,12 +57,17 @@ def _ceval(name: str, subjects: tuple[str, ...], data: str | None) -> SubjectTas
         generation=GenerationParams(max_tokens=8, stop=("\n",)),
         metrics=("acc", "acc_norm"),
         capabilities=("Knowledge", "Chinese"),
-        description=f"C-Eval {subjects[0]}" if len(subjects) == 1 else "C-Eval, 52 subjects (val split): micro, macro and per subject acc",
+        description=f"C-Eval {subjects[0]}"
+        if len(subjects) == 1
+        else "C-Eval, 52 subjects (val split): micro, macro and per subject acc",
         row_to_sample_fn=chinese_mc_row("question", "answer"),
         subjects=subjects,
         subject_names=CEVAL_SUBJECTS,
         sampler="first_n",
-        settings={"exemplars": "first 5 dev items of the subject; --cot uses the dev explanations", "prompt": "Chinese"},
+        settings={
+            "exemplars": "first 5 dev items of the subject; --cot uses the dev explanations",
+            "prompt": "Chinese",
+        },
     )
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from capeval.prompting import PromptLayout
 from capeval.tasks._common import SUBJECT_KEY, SubjectTask, choice_rows, letter_index, local_or
@@ -37,10 +38,14 @@ CMMLU_SUBJECTS: dict[str, str] = {
 
 # Same structure as the CMMLU paper's prompt: "below are single-choice questions about {subject};
 # give the letter of the correct option directly", then "答案：" (answer:).
-CMMLU_LAYOUT = PromptLayout(description="以下是关于{subject}的单项选择题，请直接给出正确答案的选项。", answer_prefix="答案：")
+CMMLU_LAYOUT = PromptLayout(
+    description="以下是关于{subject}的单项选择题，请直接给出正确答案的选项。", answer_prefix="答案："
+)
 CMMLU_VARIANTS = (
     PromptLayout(description="请回答下列{subject}选择题，只写出正确选项的字母。", answer_prefix="答案："),
-    PromptLayout(description="下面的题目考查{subject}知识，每题只有一个正确答案。", answer_prefix="正确答案是"),
+    PromptLayout(
+        description="下面的题目考查{subject}知识，每题只有一个正确答案。", answer_prefix="正确答案是"
+    ),
     PromptLayout(description="这是一组{subject}单选题。", answer_prefix="选项："),
 )
 
@@ -82,7 +87,9 @@ def _cmmlu(name: str, subjects: tuple[str, ...], data: str | None) -> SubjectTas
         generation=GenerationParams(max_tokens=8, stop=("\n",)),
         metrics=("acc", "acc_norm"),
         capabilities=("Knowledge", "Chinese"),
-        description=f"CMMLU {subjects[0]}" if len(subjects) == 1 else "CMMLU, 67 Chinese subjects: micro, macro and per subject acc",
+        description=f"CMMLU {subjects[0]}"
+        if len(subjects) == 1
+        else "CMMLU, 67 Chinese subjects: micro, macro and per subject acc",
         row_to_sample_fn=chinese_mc_row("Question", "Answer"),
         subjects=subjects,
         subject_names=CMMLU_SUBJECTS,

@@ -13,9 +13,10 @@ import io
 import os
 import random
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from capeval.errors import DatasetError
 from capeval.prompting import PromptConfig, PromptLayout
@@ -53,8 +54,14 @@ EXEMPLARS: tuple[dict[str, str], ...] = (
 
 CRASS_LAYOUT = PromptLayout(answer_prefix="Answer:")
 CRASS_VARIANTS = (
-    PromptLayout(description="Answer each what-if question by choosing the most plausible outcome.", answer_prefix="Answer:"),
-    PromptLayout(description="Imagine the situation had been different. Which option follows?", answer_prefix="The answer is"),
+    PromptLayout(
+        description="Answer each what-if question by choosing the most plausible outcome.",
+        answer_prefix="Answer:",
+    ),
+    PromptLayout(
+        description="Imagine the situation had been different. Which option follows?",
+        answer_prefix="The answer is",
+    ),
     PromptLayout(answer_prefix="Choice:"),
 )
 
@@ -83,7 +90,9 @@ def crass_row(row: Mapping[str, Any], index: int, task: Any) -> Sample:
 def read_crass_csv(text: str) -> list[dict[str, Any]]:
     rows = list(csv.DictReader(io.StringIO(text.lstrip("\ufeff")), delimiter=";"))
     if rows and "QCC" not in rows[0]:
-        raise DatasetError("not the CRASS CSV: no 'QCC' column", "expected the ';'-separated CRASS_FTM_main_data_set.csv")
+        raise DatasetError(
+            "not the CRASS CSV: no 'QCC' column", "expected the ';'-separated CRASS_FTM_main_data_set.csv"
+        )
     return rows
 
 
@@ -94,7 +103,10 @@ def fetch_crass_csv(cache_dir: Path) -> str:
         return path.read_text(encoding="utf-8")
     hint = f"download {CRASS_URL} where you have internet and pass it: --data crass=/path/to/CRASS_FTM_main_data_set.csv"
     if os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1":
-        raise DatasetError("cannot download the CRASS data set: offline mode is on (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE)", hint)
+        raise DatasetError(
+            "cannot download the CRASS data set: offline mode is on (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE)",
+            hint,
+        )
     try:
         with urllib.request.urlopen(CRASS_URL, timeout=30) as resp:
             text = resp.read().decode("utf-8")
@@ -142,7 +154,9 @@ class CrassTask(FewShotTask):
                 samples.append(crass_row(row, i, self))
             except (KeyError, ValueError, TypeError) as e:
                 if strict:
-                    raise DatasetError(f"malformed row: crass row {i}: {e}", "fix the row or run without --strict") from None
+                    raise DatasetError(
+                        f"malformed row: crass row {i}: {e}", "fix the row or run without --strict"
+                    ) from None
                 malformed.append(f"crass test row {i}: {type(e).__name__}: {e}")
         return LoadedSamples(samples, malformed)
 

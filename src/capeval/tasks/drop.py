@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from capeval.prompting import PromptLayout
 from capeval.tasks._common import FewShotTask, lazy_scorer, local_or
@@ -14,8 +15,14 @@ from capeval.types import GenerationParams, Sample
 
 DROP_LAYOUT = PromptLayout(answer_prefix="Answer:")  # INSTRUCTEVAL: "<passage> <question>\nAnswer: <answer>"
 DROP_VARIANTS = (
-    PromptLayout(description="Read the passage and answer the question with a short span or number.", answer_prefix="Answer:"),
-    PromptLayout(description="Answer each question about the paragraph as briefly as possible.", answer_prefix="Short answer:"),
+    PromptLayout(
+        description="Read the passage and answer the question with a short span or number.",
+        answer_prefix="Answer:",
+    ),
+    PromptLayout(
+        description="Answer each question about the paragraph as briefly as possible.",
+        answer_prefix="Short answer:",
+    ),
     PromptLayout(answer_prefix="A:"),
 )
 

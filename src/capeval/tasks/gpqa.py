@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from capeval.errors import DatasetError
 from capeval.prompting import PromptLayout
@@ -29,8 +30,14 @@ GPQA_LAYOUT = PromptLayout(
     answer_prefix="Answer:",
 )
 GPQA_VARIANTS = (
-    PromptLayout(description="Here is a hard question written by domain experts. Pick the correct choice.", answer_prefix="Answer:"),
-    PromptLayout(description="Choose the single correct answer to this science question.", answer_prefix="The correct answer is"),
+    PromptLayout(
+        description="Here is a hard question written by domain experts. Pick the correct choice.",
+        answer_prefix="Answer:",
+    ),
+    PromptLayout(
+        description="Choose the single correct answer to this science question.",
+        answer_prefix="The correct answer is",
+    ),
     PromptLayout(description="", answer_prefix="Correct choice:"),
 )
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from capeval.prompting import PromptLayout
 from capeval.tasks._common import FewShotTask, lazy_scorer, local_or
@@ -47,7 +48,9 @@ def gsm8k_row(row: Mapping[str, Any], index: int, task: Any) -> Sample:
     question = str(row["question"]).strip()
     if not question:
         raise ValueError("empty question")
-    return Sample(id=str(index), task=task.name, fields={"question": question, "rationale": rationale}, target=number)
+    return Sample(
+        id=str(index), task=task.name, fields={"question": question, "rationale": rationale}, target=number
+    )
 
 
 def gsm8k_question(sample: Sample, task: Any) -> str:

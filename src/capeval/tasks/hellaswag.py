@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from capeval.prompting import PromptLayout
 from capeval.tasks._common import FewShotTask, choice_rows, local_or

@@ -9,8 +9,9 @@ Accuracy is reported per category (harmless, helpful, honest, other) and as thei
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from capeval.prompting import PromptConfig, PromptLayout, RenderedPrompt
 from capeval.tasks._common import SUBJECT_KEY, SubjectTask, local_or
@@ -124,7 +125,13 @@ class HhhTask(SubjectTask):
         base = self.render(base_sample, [], config)
         conts = self.continuations(sample)
         return [
-            Request(kind="loglikelihood", prompt=p.prompt, continuations=conts, task=self.name, sample_id=sample.id)
+            Request(
+                kind="loglikelihood",
+                prompt=p.prompt,
+                continuations=conts,
+                task=self.name,
+                sample_id=sample.id,
+            )
             for p in (rendered, base)
         ]
 

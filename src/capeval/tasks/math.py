@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from capeval.prompting import PromptLayout
 from capeval.tasks._common import SUBJECT_KEY, SubjectTask, lazy_scorer, local_or
@@ -65,7 +66,9 @@ def math_answer(sample: Sample, task: Any, cot: bool) -> str:
 def _math(name: str, subjects: tuple[str, ...], data: str | None) -> SubjectTask:
     return SubjectTask(
         name=name,
-        source=local_or(Source("hub", "EleutherAI/hendrycks_math", subjects[0] if len(subjects) == 1 else None), data),
+        source=local_or(
+            Source("hub", "EleutherAI/hendrycks_math", subjects[0] if len(subjects) == 1 else None), data
+        ),
         split="test",
         fewshot_split="train",
         shots=4,
@@ -75,7 +78,9 @@ def _math(name: str, subjects: tuple[str, ...], data: str | None) -> SubjectTask
         scorer=lazy_scorer("math_scorer"),
         metrics=("equiv", "equiv_macro") if len(subjects) > 1 else ("equiv",),
         capabilities=("Math", "Reasoning"),
-        description=f"MATH {subjects[0]}" if len(subjects) == 1 else "MATH, 7 subjects, 4-shot worked solutions; \\boxed{} answer, equivalence",
+        description=f"MATH {subjects[0]}"
+        if len(subjects) == 1
+        else "MATH, 7 subjects, 4-shot worked solutions; \\boxed{} answer, equivalence",
         row_to_sample_fn=math_row,
         question_fn=math_question,
         answer_fn=math_answer,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from capeval.prompting import PromptLayout
 from capeval.tasks._common import SUBJECT_KEY, SubjectTask, choice_rows, local_or
@@ -39,7 +40,9 @@ MMLU_VARIANTS = (
         description="Below are exam questions about {subject}. Exactly one option is correct.",
         answer_prefix="The correct option is",
     ),
-    PromptLayout(description="Test your knowledge of {subject}: pick the best choice.", answer_prefix="Choice:"),
+    PromptLayout(
+        description="Test your knowledge of {subject}: pick the best choice.", answer_prefix="Choice:"
+    ),
 )
 
 
@@ -79,7 +82,9 @@ def _mmlu(name: str, subjects: tuple[str, ...], data: str | None, generative: bo
         metrics=("acc",) if generative else ("acc", "acc_norm"),
         capabilities=("Knowledge", "Reasoning"),
         description=(
-            f"MMLU {subjects[0].replace('_', ' ')}" if len(subjects) == 1 else "MMLU, 57 subjects: micro acc, macro acc and per subject"
+            f"MMLU {subjects[0].replace('_', ' ')}"
+            if len(subjects) == 1
+            else "MMLU, 57 subjects: micro acc, macro acc and per subject"
         )
         + (" (letter generated and extracted)" if generative else ""),
         row_to_sample_fn=mmlu_row,
