@@ -88,6 +88,15 @@ def test_mmlu_single_subject_task_and_generative_mode():
     assert gen.score(sample, [Response(text=" B")]).values["acc"] == 0.0
 
 
+def test_mmlu_from_one_local_file_never_uses_the_item_as_its_own_exemplar():
+    # a single file serves every split: the dev pool is the evaluated rows themselves
+    task = get_task("mmlu_elementary_mathematics", data=str(FIXTURES / "mmlu" / "test.jsonl"))
+    plan = plan_task(task, PromptConfig())
+    assert [s.id for s in plan.samples] == ["elementary_mathematics/0", "elementary_mathematics/1"]
+    assert plan.prompts[0].count("What is 6 times 7?") == 1
+    assert plan.prompts[0].count("Answer:") == 2  # the other item only
+
+
 # ---- CMMLU / C-Eval -----------------------------------------------------------------------------
 
 
