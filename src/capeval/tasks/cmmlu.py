@@ -77,7 +77,13 @@ def chinese_mc_row(question_key: str, answer_key: str):
 def _cmmlu(name: str, subjects: tuple[str, ...], data: str | None) -> SubjectTask:
     return SubjectTask(
         name=name,
-        source=local_or(Source("hub", "haonan-li/cmmlu", subjects[0] if len(subjects) == 1 else None), data),
+        # the main branch holds a loading script; the hub's parquet conversion has the same rows
+        source=local_or(
+            Source(
+                "hub", "haonan-li/cmmlu", subjects[0] if len(subjects) == 1 else None, "refs/convert/parquet"
+            ),
+            data,
+        ),
         split="test",
         fewshot_split="dev",
         shots=5,

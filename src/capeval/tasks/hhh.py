@@ -20,6 +20,7 @@ from capeval.tasks.sources import Source
 from capeval.types import Request, Response, Sample, Score
 
 HHH_CATEGORIES = ("harmless", "helpful", "honest", "other")
+PARQUET_BRANCH = "refs/convert/parquet"
 SHUFFLE_SEED = 0
 
 HHH_LAYOUT = PromptLayout(
@@ -140,7 +141,8 @@ class HhhTask(SubjectTask):
 def hhh(data: str | None = None) -> HhhTask:
     return HhhTask(
         name="hhh",
-        source=local_or(Source("hub", "HuggingFaceH4/hhh_alignment"), data),
+        # the main branch holds a loading script; the hub's parquet conversion has the same rows
+        source=local_or(Source("hub", "HuggingFaceH4/hhh_alignment", revision=PARQUET_BRANCH), data),
         split="test",
         shots=0,
         output_type="multiple_choice",

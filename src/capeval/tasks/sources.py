@@ -32,6 +32,9 @@ class Source:
     kind: str
     path: str
     name: str | None = None
+    # hub only: a branch or commit, e.g. "refs/convert/parquet" for datasets whose main branch holds
+    # a loading script (no longer run by `datasets`) while the hub keeps a parquet copy
+    revision: str | None = None
 
     def describe(self) -> str:
         return f"{self.kind}:{self.path}" + (f" ({self.name})" if self.name else "")
@@ -69,11 +72,11 @@ def load_rows(source: Source, split: str) -> list[dict[str, Any]]:
             raise DatasetError(f"no packaged dataset named '{source.path}'")
         return PACKAGED[source.path](split)
     if source.kind == "hub":
-        return read_hub(source.path, source.name, split)
+        return read_hub(source.path, source.name, split, source.revision)
     raise DatasetError(f"unknown source kind '{source.kind}' (use hub, local or packaged)")
 
 
-def read_hub(path: str, name: str | None, split: str) -> list[dict[str, Any]]:
+def read_hub(path: str, name: str | None, split: str, revision: str | None = None) -> list[dict[str, Any]]:
     try:
         import datasets
     except ImportError as e:  # pragma: no cover - datasets is a core dependency
@@ -85,7 +88,7 @@ def read_hub(path: str, name: str | None, split: str) -> list[dict[str, Any]]:
         + ").to_json(...)) and point capeval at the copy: --data TASK=/path/to/folder_or_file"
     )
     try:
-        ds = datasets.load_dataset(path, name, split=split)
+        ds = datasets.load_dataset(path, name, split=split, **({'revision': revision} if revision else {}))
     except Exception as e:  # the hub raises many types: connection, offline, gated, not found
         reason = "offline mode is on (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE)" if offline else _first_line(e)
         raise DatasetError(
