@@ -21,7 +21,7 @@ from .test_weakest_link import paper_shaped_table
 
 def capeval(*args):
     env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "capeval", *args], capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.run([sys.executable, "-m", "capeval", *args], capture_output=True, text=True, timeout=300, env=env, check=False)
 
 
 def add_run(store: Store, model: str, task: str, correct: list[int], extra: dict | None = None) -> str:

@@ -118,7 +118,7 @@ def test_chain_links_results_and_rejects_false_arithmetic():
 def test_memorisation_scoring():
     prefix, rest = split_item("one two three four five six seven eight", 0.5)
     assert (prefix, rest) == ("one two three four", "five six seven eight")
-    reqs, parts = memorisation_requests([("x", "one two three four five six seven eight"), ("y", "single")])
+    reqs, _parts = memorisation_requests([("x", "one two three four five six seven eight"), ("y", "single")])
     assert len(reqs) == 1 and reqs[0].prompt == "one two three four" and reqs[0].params.temperature == 0
     res = score_memorisation(
         [("a", "p", "Five six, seven eight."), ("b", "p", "five six seven eight"), ("c", "p", "five six seven eight")],

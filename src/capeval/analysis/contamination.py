@@ -7,9 +7,10 @@ import math
 import operator
 import re
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -285,20 +286,22 @@ class PerturbReport:
 def _new_value(v: float, rng: np.random.Generator) -> float:
     """A nearby different value of the same kind (whole numbers stay whole, decimals keep places)."""
     if _is_int(v):
-        lo, hi = max(1, int(round(v * 0.5))), max(int(round(v * 1.5)), int(v) + 3)
+        lo, hi = max(1, round(v * 0.5)), max(round(v * 1.5), int(v) + 3)
         choices = [x for x in range(lo, hi + 1) if x != int(v) and x not in FIXED_VALUES]
         return float(rng.choice(choices)) if choices else v
     places = len(_fmt(v).split(".")[1])
     step = 10.0**-places
-    while True:
-        x = round(float(rng.uniform(v * 0.5, v * 1.5)) / step) * step
+    for _ in range(100):
+        # the + 2 steps keeps a range to draw from when v is only a step or two above 0
+        x = round(float(rng.uniform(v * 0.5, v * 1.5 + 2 * step)) / step) * step
         if abs(x - v) > step / 2 and x > 0:
             return round(x, places)
+    return v
 
 
 def _format_like(original: str, value: float) -> str:
     if "," in original and value >= 1000:
-        return f"{int(round(value)):,}"
+        return f"{round(value):,}"
     if "." in original:
         return f"{value:.{len(original.split('.')[1])}f}"
     return _fmt(value)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 from capeval.analysis.arena import Battle, battles_from_rows
 from capeval.errors import CapevalError
@@ -98,7 +99,7 @@ def _read_csv(path: str | Path) -> list[dict[str, str]]:
 
 
 def _columns(rows: Sequence[Mapping[str, str]]) -> set[str]:
-    return {c.strip() for c in rows[0].keys() if c}
+    return {c.strip() for c in rows[0] if c}
 
 
 def read_scores_csv(path: str | Path) -> dict[str, RunScores]:
@@ -161,12 +162,17 @@ def capability_scores(
         for task in rs.metrics:
             tags = _task_capabilities(task)
             default = tags[0] if len(tags) == 1 else task
-            items = rs.per_item(task, metric if metric in rs.metrics[task] else None)
+            name = rs.primary(task, metric if metric in rs.metrics[task] else None)
+            items = rs.values[task][name]
+            # a metric named for its scale (CrossEval's score_100) is never re-guessed: all-1.0
+            # scores on 1-100 would otherwise look like perfect accuracy
+            task_scale: Scale = "1-100" if scale == "auto" and "100" in name else scale
+            values = dict(zip(items, to_100(list(items.values()), task_scale)))
             per_cap: dict[str, list[float]] = {}
-            for sid, v in items.items():
+            for sid, v in values.items():
                 per_cap.setdefault(rs.capability.get((task, sid), default), []).append(v)
             for cap, vals in per_cap.items():
-                pooled.setdefault(rs.model, {}).setdefault(cap, []).extend(to_100(vals, scale))
+                pooled.setdefault(rs.model, {}).setdefault(cap, []).extend(vals)
     return {m: {c: sum(v) / len(v) for c, v in caps.items()} for m, caps in pooled.items()}
 
 
