@@ -218,3 +218,26 @@ def test_smollm2_as_model_and_judge_counts_parse_failures(smollm2, store):
     m = result.metric("crosseval", "score_100") if any(r["parsed"] for r in rows) else None
     if m is not None:
         assert 1.0 <= m.value <= 100.0
+
+
+def test_capeval_run_prints_the_breakdown(tmp_path, servers, capsys):
+    """`capeval run --tasks crosseval --judge M --data crosseval=PATH` end to end on the fixture."""
+    from capeval.cli import main
+
+    mut_srv, judge_srv, _ = servers
+    out = tmp_path / "run.json"
+    main([
+        "run", "--model", f"openai:mut@{mut_srv.base_url}", "--judge", f"openai:judge@{judge_srv.base_url}",
+        "--tasks", "crosseval", "--data", f"crosseval={FIXTURE}", "--db", str(tmp_path / "c.db"),
+        "--json", str(out), "--no-progress",
+    ])
+    printed = capsys.readouterr().out
+    for group in ("type", "capability", "l1", "l2", "difficulty"):
+        assert f"crosseval by {group} (score_100)" in printed
+    for name in ("Spanish & Reasoning", "Dynamic programming", "Summarization", "medium"):
+        assert name in printed
+    import json
+
+    metrics = {(m["task"], m["metric"]): m for m in json.loads(out.read_text())["metrics"]}
+    assert metrics[("crosseval/capability:English", "score_100")]["value"] == pytest.approx(50.5)
+    assert metrics[("crosseval", "score_100")]["n"] == 6

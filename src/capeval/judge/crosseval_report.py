@@ -123,8 +123,14 @@ class BreakdownPrinter:
         from rich.console import Console
 
         rows = self.rows(store, run_id)
-        if rows:
-            (console or Console()).print(breakdown_table(rows, title=f"{self.task}: breakdown"))
+        console = console or Console()
+        for table in breakdown_tables(rows, self.task):
+            console.print(table)
+        if any(r.n_unrated or r.n_unsupported for r in rows):
+            console.print(
+                "[dim]n: rated samples; unrated: failed judge verdicts or model calls (counted, not averaged); "
+                "unsupported: needs images or tools the model lacks (left out)[/]"
+            )
         return rows
 
     def __repr__(self) -> str:  # shown by `capeval tasks`
@@ -155,15 +161,20 @@ def metric_scale(metric: str) -> float:
     return _SCALES.get(metric, 1.0)
 
 
-def breakdown_table(rows: Sequence[BreakdownRow], title: str = "") -> Any:
-    """A rich Table: group, name, metric, value, 95% CI, n, unrated, unsupported."""
+def breakdown_tables(rows: Sequence[BreakdownRow], task: str) -> list[Any]:
+    """One rich Table per (group, metric): name, value, 95% CI, n, unrated, unsupported."""
     from rich.table import Table
 
-    table = Table(title=title or None)
-    for col in ("group", "name", "metric", "value", "95% CI", "n", "unrated", "unsupported"):
-        table.add_column(col, justify="right" if col in {"value", "n", "unrated", "unsupported"} else "left")
-    for r in rows:
-        value = "-" if math.isnan(r.value) else f"{r.value:.2f}"
-        ci = "-" if math.isnan(r.ci_low) else f"[{r.ci_low:.2f}, {r.ci_high:.2f}]"
-        table.add_row(r.group, r.name, r.metric, value, ci, str(r.n), str(r.n_unrated), str(r.n_unsupported))
-    return table
+    tables = []
+    for group, metric in dict.fromkeys((r.group, r.metric) for r in rows):
+        table = Table(title=f"{task} by {group} ({metric})")
+        for col in ("name", "value", "95% CI", "n", "unrated", "unsupported"):
+            table.add_column(col, justify="left" if col == "name" else "right", overflow="fold")
+        for r in rows:
+            if (r.group, r.metric) != (group, metric):
+                continue
+            value = "-" if math.isnan(r.value) else f"{r.value:.2f}"
+            ci = "-" if math.isnan(r.ci_low) else f"[{r.ci_low:.2f}, {r.ci_high:.2f}]"
+            table.add_row(r.name, value, ci, str(r.n), str(r.n_unrated), str(r.n_unsupported))
+        tables.append(table)
+    return tables
