@@ -21,6 +21,11 @@ WIDE_CI = 0.05
 EXACT_PERMUTATION_MAX_N = 12
 
 
+def _chunk(n_items: int) -> int:
+    """Resamples per batch so one batch holds at most ~4M values (MMLU: 14k items x 10k resamples)."""
+    return max(1, min(2000, 4_000_000 // max(1, n_items)))
+
+
 class StatsError(CapevalError):
     """Data that a statistical test cannot use (no overlapping samples, empty tables)."""
 
@@ -121,8 +126,9 @@ def paired_permutation_test(
         return float(np.mean(means >= observed - tol))
     rng = np.random.default_rng(seed)
     hits = 0
-    for start in range(0, n_resamples, 2000):
-        k = min(2000, n_resamples - start)
+    chunk = _chunk(d.size)
+    for start in range(0, n_resamples, chunk):
+        k = min(chunk, n_resamples - start)
         signs = rng.choice((-1.0, 1.0), size=(k, d.size))
         hits += int(np.sum(np.abs(signs @ d / d.size) >= observed - tol))
     return (1 + hits) / (1 + n_resamples)
@@ -141,8 +147,9 @@ def paired_bootstrap(
     mean = float(d.mean())
     rng = np.random.default_rng(seed)
     means = np.empty(n_resamples)
-    for start in range(0, n_resamples, 2000):
-        k = min(2000, n_resamples - start)
+    chunk = _chunk(d.size)
+    for start in range(0, n_resamples, chunk):
+        k = min(chunk, n_resamples - start)
         means[start : start + k] = d[rng.integers(0, d.size, size=(k, d.size))].mean(axis=1)
     alpha = (1 - confidence) / 2
     lo, hi = np.quantile(means, [alpha, 1 - alpha])
@@ -271,9 +278,9 @@ def headline_score(
     for t in tasks:
         x = np.asarray(per_task[t], dtype=float)
         means[t] = float(x.mean())
-        # chunks keep memory bounded for big tasks (MMLU: 14k items x 1000 resamples)
-        for start in range(0, n_resamples, 200):
-            k = min(200, n_resamples - start)
+        chunk = _chunk(x.size)
+        for start in range(0, n_resamples, chunk):
+            k = min(chunk, n_resamples - start)
             boot[start : start + k] += x[rng.integers(0, x.size, size=(k, x.size))].mean(axis=1)
     boot /= len(tasks)
     alpha = (1 - confidence) / 2
