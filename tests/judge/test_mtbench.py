@@ -5,17 +5,12 @@ from __future__ import annotations
 
 import json
 import re
-import sys
-from pathlib import Path
-
 import pytest
+from scripted_chat import ScriptedChatServer  # tests/ is on sys.path (rootdir conftest)
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from scripted_chat import ScriptedChatServer  # noqa: E402
-
-from capeval.errors import CapevalError  # noqa: E402
-from capeval.judge.mtbench import generate_answers, load_questions, run_mtbench  # noqa: E402
-from capeval.models import load_model  # noqa: E402
+from capeval.errors import CapevalError
+from capeval.judge.mtbench import generate_answers, load_questions, run_mtbench
+from capeval.models import load_model
 
 IDS = (81, 82, 101, 121)  # writing, writing, reasoning, coding
 TAG = re.compile(r"(Answer|Baseline) (\d+)\.(\d)")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -16,20 +15,20 @@ def mtbench(
     model: str = typer.Option(..., "--model", "-m", help="Model under test: bundled name, hf:PATH, openai:NAME[@URL], vllm:PATH."),
     judge: str = typer.Option(..., "--judge", "-j", help="Judge model spec (openai:NAME@URL for a served judge)."),
     mode: str = typer.Option("single", "--mode", help="single: rate each turn 1-10; pairwise: compare with --baseline."),
-    baseline: Optional[str] = typer.Option(None, "--baseline", help="Baseline model spec for --mode pairwise."),
-    categories: Optional[str] = typer.Option(None, "--categories", help="Comma-separated MT-Bench categories (default: all 8)."),
-    limit: Optional[int] = typer.Option(None, "--limit", "-n", help="At most N questions."),
+    baseline: str | None = typer.Option(None, "--baseline", help="Baseline model spec for --mode pairwise."),
+    categories: str | None = typer.Option(None, "--categories", help="Comma-separated MT-Bench categories (default: all 8)."),
+    limit: int | None = typer.Option(None, "--limit", "-n", help="At most N questions."),
     max_tokens: int = typer.Option(1024, "--max-tokens", help="New tokens per answer (FastChat: 1024)."),
-    judge_max_tokens: Optional[int] = typer.Option(None, "--judge-max-tokens", help="The judge's output budget (default: the recipe's)."),
-    system: Optional[str] = typer.Option(None, "--system", help="System prompt for the model under test (and the baseline)."),
+    judge_max_tokens: int | None = typer.Option(None, "--judge-max-tokens", help="The judge's output budget (default: the recipe's)."),
+    system: str | None = typer.Option(None, "--system", help="System prompt for the model under test (and the baseline)."),
     fastchat_temperatures: bool = typer.Option(
         False, "--fastchat-temperatures", help="Sample with FastChat's per-category temperatures (writing 0.7, ..., math 0) instead of greedy."
     ),
-    base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible server URL for --model."),
-    concurrency: Optional[int] = typer.Option(None, "--concurrency", "-c", help="Requests in flight (openai backend)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Backend batch size for local models."),
-    db: Optional[Path] = typer.Option(None, "--db", help="SQLite store [default: $CAPEVAL_DB or the user data dir]."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write results as JSON here."),
+    base_url: str | None = typer.Option(None, "--base-url", help="OpenAI-compatible server URL for --model."),
+    concurrency: int | None = typer.Option(None, "--concurrency", "-c", help="Requests in flight (openai backend)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", "-b", help="Backend batch size for local models."),
+    db: Path | None = typer.Option(None, "--db", help="SQLite store [default: $CAPEVAL_DB or the user data dir]."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write results as JSON here."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
 ) -> None:
     """MT-Bench on the 80 packaged questions: generate two-turn answers (cached, resumable), judge

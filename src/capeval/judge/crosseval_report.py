@@ -9,8 +9,9 @@ its `Task.settings["breakdown"]` is a BreakdownPrinter, which `capeval run` call
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from capeval.analysis.stats import bootstrap_ci, small_sample_warning
 from capeval.types import MetricResult, Score

@@ -15,13 +15,14 @@ overall, per turn and per category; a failed verdict is counted, never turned in
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 from capeval.analysis.stats import bootstrap_ci, small_sample_warning
 from capeval.errors import CapevalError
 from capeval.scoring.extract import strip_reasoning
-from capeval.types import GenerationParams, Message, MetricResult, Request, Response, RunResult, Score
+from capeval.types import GenerationParams, Message, MetricResult, Request, RunResult, Score
 
 if TYPE_CHECKING:
     from capeval.engine import CallStats
@@ -114,7 +115,7 @@ def load_questions(
     ids = set(question_ids) if question_ids is not None else None
     refs = reference_answers()
     out = []
-    for row in mtbench_questions():
+    for row in mtbench_questions("test"):
         qid = int(row["question_id"])
         if (cats is not None and row["category"] not in cats) or (ids is not None and qid not in ids):
             continue
@@ -133,14 +134,14 @@ def _params(q: Question, max_tokens: int, category_temperatures: bool) -> Genera
 
 
 def generate_answers(
-    model: "Model",
+    model: Model,
     questions: Sequence[Question],
-    store: "Store | None" = None,
+    store: Store | None = None,
     max_tokens: int = DEFAULT_MAX_TOKENS,
     system: str | None = None,
     category_temperatures: bool = False,
     progress: Any = None,
-    stats: "CallStats | None" = None,
+    stats: CallStats | None = None,
 ) -> list[Conversation]:
     """Answer every question's turns in order; turn k's prompt holds the model's own answers to
     the earlier turns. A failed turn ends that conversation (later turns are not asked)."""
@@ -207,7 +208,7 @@ def _history(q: Question, c: Conversation, turn: int) -> tuple[Message, ...]:
 
 def judge_items(
     conversations: Sequence[Conversation], baseline: Sequence[Conversation] | None = None
-) -> tuple[list["JudgeItem"], list["JudgeItem"], list[tuple[int, int, str | None]]]:
+) -> tuple[list[JudgeItem], list[JudgeItem], list[tuple[int, int, str | None]]]:
     """(plain items, reference-guided items, skipped (qid, turn, why)) for every answered turn."""
     from capeval.judge.core import JudgeItem
 
@@ -244,11 +245,11 @@ def judge_items(
 
 
 def judge_conversations(
-    judge: "Model",
+    judge: Model,
     conversations: Sequence[Conversation],
     mode: Mode = "single",
     baseline: Sequence[Conversation] | None = None,
-    store: "Store | None" = None,
+    store: Store | None = None,
     progress: Any = None,
     max_parse_retries: int = 1,
     judge_max_tokens: int | None = None,
@@ -282,7 +283,7 @@ def judge_conversations(
 _OUTCOME = {"A": 1.0, "tie": 0.5, "B": 0.0}
 
 
-def _turn_verdict(item: "JudgeItem", v: "Verdict", recipe: str, mode: Mode) -> TurnVerdict:
+def _turn_verdict(item: JudgeItem, v: Verdict, recipe: str, mode: Mode) -> TurnVerdict:
     meta = item.metadata
     outcome = _OUTCOME.get(v.winner or "") if mode == "pairwise" and v.parsed else None
     return TurnVerdict(
@@ -359,11 +360,11 @@ def _sample_rows(
 
 
 def run_mtbench(
-    model: "Model",
-    judge: "Model",
-    store: "Store",
+    model: Model,
+    judge: Model,
+    store: Store,
     mode: Mode = "single",
-    baseline_model: "Model | None" = None,
+    baseline_model: Model | None = None,
     questions: Sequence[Question] | None = None,
     max_tokens: int = DEFAULT_MAX_TOKENS,
     system: str | None = None,

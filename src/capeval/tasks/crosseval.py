@@ -15,15 +15,23 @@ authors do; the hub rows hold a URL, so offline the file must be saved next to t
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from capeval.errors import CapevalError, DatasetError
 from capeval.judge.core import to_100
-from capeval.judge.crosseval_report import BreakdownPrinter, BreakdownRow, breakdown_metrics, group_means, metadata_key
+from capeval.judge.crosseval_report import (
+    BreakdownPrinter,
+    BreakdownRow,
+    breakdown_metrics,
+    group_means,
+    metadata_key,
+)
 from capeval.prompting import PromptConfig, RenderedPrompt
 from capeval.scoring.extract import strip_reasoning
 from capeval.tasks.base import ScoringContext, Task
@@ -72,7 +80,7 @@ class ReferenceRow:
 
 def _blank(v: Any) -> bool:
     # CSV gives "", parquet/pandas gives NaN for missing cells
-    return v is None or (isinstance(v, float) and v != v) or (isinstance(v, str) and not v.strip())
+    return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v.strip())
 
 
 def read_references(row: Mapping[str, Any]) -> tuple[ReferenceRow, ...]:
@@ -91,7 +99,7 @@ def read_references(row: Mapping[str, Any]) -> tuple[ReferenceRow, ...]:
             r = row.get(f"response_{i}_human_{j}_rating")
             if _blank(r):
                 continue
-            value = float(r)
+            value = float(str(r))
             if not 1 <= value <= 5:
                 raise ValueError(f"response_{i}_human_{j}_rating={r!r} is outside 1..5")
             ratings.append(value)
@@ -147,11 +155,9 @@ def support(capability: str, attached_file: str, data_root: Path | None) -> tupl
         return None, None
     local = resolve_attachment(attached_file, data_root)
     if local is None:
-        return (
-            f"attached file {attached_file} has no local copy "
-            f"(save it as <data>/attachments/{Path(urlparse(attached_file).path).name} or under ${FILES_ENV})",
-            None,
-        )
+        name = Path(urlparse(attached_file).path).name
+        why = f"attached file {attached_file} has no local copy (save it as <data>/attachments/{name} or under ${FILES_ENV})"
+        return why, None
     text = read_text_attachment(local)
     if text is None:
         return f"attached file {local.name} is not text", None
@@ -165,7 +171,7 @@ def user_prompt(prompt: str, attached_text: str | None) -> str:
     return prompt
 
 
-def _row_to_sample(data_root: Path | None):  # type: ignore[no-untyped-def]
+def _row_to_sample(data_root: Path | None) -> Callable[[Mapping[str, Any], int, Task], Sample]:
     def convert(row: Mapping[str, Any], index: int, task: Task) -> Sample:
         for name in ("prompt_id", "capability", "prompt"):
             if _blank(row.get(name)):

@@ -11,12 +11,19 @@ turned it into a 1).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from capeval.errors import CapevalError, DatasetError
-from capeval.judge.crosseval_report import BreakdownPrinter, BreakdownRow, breakdown_metrics, group_means, metadata_key
+from capeval.judge.crosseval_report import (
+    BreakdownPrinter,
+    BreakdownRow,
+    breakdown_metrics,
+    group_means,
+    metadata_key,
+)
 from capeval.prompting import PromptConfig, RenderedPrompt
 from capeval.scoring.extract import strip_reasoning
 from capeval.tasks.base import ScoringContext, Task
