@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -37,10 +38,12 @@ def lazy_scorer(factory: str, module: str = "capeval.scoring", **options: Any) -
     return score
 
 
-def seeded_order(n: int, seed: int) -> list[int]:
+@functools.lru_cache(maxsize=32)
+def seeded_order(n: int, seed: int) -> tuple[int, ...]:
+    """A fixed permutation of range(n); cached because every item of a task walks the same one."""
     order = list(range(n))
     random.Random(seed).shuffle(order)
-    return order
+    return tuple(order)
 
 
 @dataclass
@@ -111,6 +114,9 @@ class SubjectTask(FewShotTask):
     sampler: Literal["first_n", "seeded"] = "seeded"
     holdout_first: int = 0
     _heldout: dict[str, list[Sample]] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _by_subject: tuple[tuple[int, int], dict[Any, list[Sample]]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     # ---- data -------------------------------------------------------------------------------
     def subject_rows(self, split: str) -> list[tuple[str, list[dict[str, Any]]]]:
@@ -178,8 +184,18 @@ class SubjectTask(FewShotTask):
         if self.holdout_first:  # held-out items are never evaluated: no overlap to skip
             return self._heldout.get(str(subject), [])[:k]
         else:
-            same = [e for e in pool if e.metadata.get("subject") == subject]
+            same = self._pool_of(subject, pool)
         return self.draw(sample, same, k, config.seed, first_n=self.sampler == "first_n")
+
+    def _pool_of(self, subject: Any, pool: Sequence[Sample]) -> list[Sample]:
+        """The pool's items of one subject (grouped once per pool: MATH has 7,500 train items)."""
+        key = (id(pool), len(pool))
+        if self._by_subject is None or self._by_subject[0] != key:
+            groups: dict[Any, list[Sample]] = {}
+            for e in pool:
+                groups.setdefault(e.metadata.get("subject"), []).append(e)
+            self._by_subject = (key, groups)
+        return self._by_subject[1].get(subject, [])
 
     def render(self, sample: Sample, exemplars: Sequence[Sample], config: PromptConfig) -> RenderedPrompt:
         if config.variant or "{subject}" not in self.layout.description:

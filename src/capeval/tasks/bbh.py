@@ -83,7 +83,10 @@ def _bbh(name: str, subjects: tuple[str, ...], data: str | None) -> SubjectTask:
         subjects=subjects,
         sampler="first_n",
         holdout_first=3,
-        settings={"exemplars": "first 3 items of each subtask, not evaluated (as INSTRUCTEVAL)"},
+        settings={
+            "exemplars": "first 3 items of each subtask, not evaluated (as INSTRUCTEVAL)",
+            "chain of thought": "rows with a `rationale` field and --cot; the hub copy has none",
+        },
     )
 
 
