@@ -99,6 +99,29 @@ def test_callable_from_inside_a_running_event_loop():
         assert asyncio.run(notebook_cell())[0].text == "HI THERE"
 
 
+def test_chat_only_server_needs_string_prompts_chat():
+    from fastapi import FastAPI
+
+    from capeval.models.serve import ServerThread
+
+    seen: list[list[dict]] = []
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def chat(body: dict) -> dict:
+        seen.append(body["messages"])
+        return {"choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}]}
+
+    with ServerThread(app) as srv:
+        plain = load_model("openai:m", base_url=srv.base_url, max_retries=0)
+        with pytest.raises(UnsupportedRequestError) as e:
+            plain.generate([gen("Say ok")])
+        assert "404" in str(e.value) and "string_prompts='chat'" in (e.value.hint or "")
+        as_chat = load_model("openai:m", base_url=srv.base_url, string_prompts="chat")
+        assert as_chat.generate([gen("Say ok")])[0].text == "ok"
+    assert seen == [[{"role": "user", "content": "Say ok"}]]
+
+
 def test_chat_prompts_cannot_be_scored_by_loglikelihood():
     m = load_model("openai:m@http://127.0.0.1:9/v1")
     with pytest.raises(UnsupportedRequestError, match="plain-text prompt"):
@@ -110,6 +133,7 @@ def test_chat_prompts_cannot_be_scored_by_loglikelihood():
 def test_greedy_generation_equals_direct(srv, smollm2):
     direct = [smollm2.generate([r])[0] for r in PROMPTS]
     remote = client(srv).generate(PROMPTS)
+    assert all(r.error is None for r in remote), [r.error for r in remote]
     assert [r.text for r in remote] == [d.text for d in direct]
     assert all(r.error is None for r in remote)
     assert [r.finish_reason for r in remote] == [d.finish_reason for d in direct]
@@ -118,6 +142,18 @@ def test_greedy_generation_equals_direct(srv, smollm2):
     assert all(r.prompt_tokens > 0 and r.latency_s > 0 for r in remote)
     assert "Paris" in remote[0].text
     assert " 7" not in remote[3].text  # the stop sequence was honoured
+
+
+@pytest.mark.slow
+def test_sampling_parameters_reach_the_model(srv, smollm2):
+    sampled = [
+        Request("generate", "My favourite animal is", params=GenerationParams(max_tokens=10, temperature=1.0, top_p=0.9, seed=s))
+        for s in (1, 2, 3)
+    ]
+    direct = [smollm2.generate([r])[0].text for r in sampled]
+    remote = [r.text for r in client(srv).generate(sampled)]
+    assert remote == direct  # same temperature, top_p and seed: the same draw
+    assert len(set(direct)) > 1  # and the seed really changes it
 
 
 @pytest.mark.slow

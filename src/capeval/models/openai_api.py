@@ -173,13 +173,13 @@ class OpenAIModel:
 
     # ---- the Model protocol ----------------------------------------------------------------
     def generate(self, requests: Sequence[Request]) -> list[Response]:
-        return self._answer_all([self._generate_one for _ in requests], requests)
+        return self._answer_all(self._generate_one, requests)
 
     def loglikelihood(self, requests: Sequence[Request]) -> list[Response]:
-        return self._answer_all([self._loglikelihood_one for _ in requests], requests)
+        return self._answer_all(self._loglikelihood_one, requests)
 
     # ---- running a chunk -------------------------------------------------------------------
-    def _answer_all(self, handlers: list[Any], requests: Sequence[Request]) -> list[Response]:
+    def _answer_all(self, answer_one: Any, requests: Sequence[Request]) -> list[Response]:
         if not requests:
             return []
 
@@ -187,7 +187,7 @@ class OpenAIModel:
             sem = asyncio.Semaphore(self.concurrency)
             limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
             async with httpx.AsyncClient(timeout=self.timeout, limits=limits, headers=self._headers()) as client:
-                jobs: list[Awaitable[Response]] = [h(client, sem, r) for h, r in zip(handlers, requests)]
+                jobs: list[Awaitable[Response]] = [answer_one(client, sem, r) for r in requests]
                 return await asyncio.gather(*jobs, return_exceptions=True)
 
         results = run_sync(main())
