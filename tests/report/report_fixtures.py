@@ -10,11 +10,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from capeval.judge.crosseval_report import breakdown_metrics, group_means, metadata_key
 from capeval.prompting import PromptLayout
 from capeval.scoring import numeric_match
 from capeval.store import Store
 from capeval.tasks import Source, Task
-from capeval.types import Request, Response, Sample, Score
+from capeval.types import MetricResult, Request, Response, Sample, Score
 
 # Individual capabilities and the cross capabilities made of them (CrossEval's naming: "A & B").
 CAPABILITIES = ("Coding", "Reasoning", "English", "Coding & Reasoning", "English & Reasoning")
@@ -71,7 +72,17 @@ def _graded_with_rationale(sample: Sample, responses: Sequence[Response], task: 
     s = numeric_match()(sample, responses, task)
     verdict = "correct" if s.values.get("exact_match") else "incorrect"
     rationale = f"The response gives {s.extracted!r}; the reference answer is {sample.target}. Verdict: {verdict}."
-    return Score(s.sample_id, s.task, s.values, s.extracted, s.parsed, s.target, {**s.metadata, "judge_rationale": rationale})
+    meta = {**s.metadata, "judge_rationale": rationale, "capability": sample.metadata["capability"]}
+    return Score(s.sample_id, s.task, s.values, s.extracted, s.parsed, s.target, meta)
+
+
+@dataclass
+class ArithmeticTask(Task):
+    """The test task, with a per-capability breakdown as CrossEval's task reports one."""
+
+    def group_metrics(self, scores: Sequence[Score]) -> list[MetricResult]:
+        rows = group_means(scores, "exact_match", "capability", metadata_key("capability"))
+        return breakdown_metrics(self.name, rows, ["capability"])
 
 
 def write_dataset(folder: Path) -> Path:
@@ -88,7 +99,7 @@ def write_dataset(folder: Path) -> Path:
 
 
 def arithmetic_task(path: Path, name: str = "arith") -> Task:
-    return Task(
+    return ArithmeticTask(
         name=name,
         source=Source("local", str(path)),
         output_type="generate",

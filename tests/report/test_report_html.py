@@ -127,6 +127,15 @@ def test_headline_and_task_numbers_match_the_stored_results(rendered: tuple[Page
         assert rid in headline
 
 
+def test_group_metrics_show_as_a_breakdown(rendered: tuple[Page, str], report_fixture: ReportFixture) -> None:
+    page, _ = rendered
+    tasks = page.section_text("tasks")
+    assert "arith: breakdown by group" in tasks
+    res = report_fixture.store.run_result(report_fixture.run_ids[2])
+    m = res.metric("arith/capability:Coding & Reasoning", "exact_match")
+    assert f"capability:Coding & Reasoning {res.model} exact_match {m.value * 100:.1f} [{m.ci_low * 100:.1f}, {m.ci_high * 100:.1f}] {m.n}" in tasks
+
+
 def test_weakest_link_counts_equal_the_analysis_on_stored_scores(rendered: tuple[Page, str], report_fixture: ReportFixture) -> None:
     """Recompute capability means straight from the store's rows and compare the report's totals."""
     page, _ = rendered

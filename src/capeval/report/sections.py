@@ -30,6 +30,7 @@ class Table:
     caption: str
     headers: list[str]
     rows: list[list[Cell]]
+    collapsed: bool = False  # long breakdowns start folded under their caption
 
 
 @dataclass
@@ -174,9 +175,36 @@ def tasks_section(runs: Sequence[RunRecord]) -> Section:
                 )
             )
         sec.tables.append(table)
+        breakdown = _breakdown_table(runs, t)
+        if breakdown.rows:
+            sec.tables.append(breakdown)
     warnings = [f"{r.label}: {w}" for r in runs for w in r.result.warnings]
     sec.notes.extend(warnings)
     return sec
+
+
+def _breakdown_table(runs: Sequence[RunRecord], task: str) -> Table:
+    """The task's group metrics (per subject, capability, difficulty...: task "<task>/<group>")."""
+    table = Table(f"{task}: breakdown by group", ["group", "model", "metric", "value", "95% CI", "n"], [], collapsed=True)
+    prefix = task + "/"
+    for r in runs:
+        for m in r.result.metrics:
+            if not m.task.startswith(prefix):
+                continue
+            scale = _task_scale(runs, task, m.metric)
+            digits = 2 if scale == "1-5" else 1
+            table.rows.append(
+                [
+                    Cell(m.task[len(prefix) :]),
+                    Cell(r.label),
+                    Cell(m.metric),
+                    num(_shown(m.value, scale), digits),
+                    ci(_shown(m.ci_low, scale), _shown(m.ci_high, scale), digits),
+                    Cell(str(m.n), cls="num"),
+                ]
+            )
+    table.rows.sort(key=lambda row: row[0].text)
+    return table
 
 
 # ---- capabilities ----------------------------------------------------------------------------
