@@ -382,7 +382,7 @@ def check_ratings(
         if any(r.slot is not None for r in rated) and max_refs < N_CROSSEVAL_REFERENCES:
             report.ablation.append(AblationRow(
                 N_CROSSEVAL_REFERENCES, [], 0, 0,
-                note="not measurable on reference responses: rating one leaves only the other two as references"))
+                note="n/a when rating references: only 2 others exist"))
     elif ablation and not recipe.uses_references:
         report.notes.append(f"recipe '{recipe.name}' shows no references, so the reference-count ablation was skipped")
     return report

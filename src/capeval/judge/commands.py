@@ -80,7 +80,8 @@ def print_check(report: Any, console: Console) -> None:
             console.print(f"Pearson {p.value:.3f} vs CrossEval's ~{report.anchor_pearson:.2f}: {gap:+.3f}")
     if report.by_group:
         t = Table(title="per capability")
-        for col in ("capability", "n", "Pearson [CI]", "Spearman [CI]", "Kendall [CI]"):
+        t.add_column("capability", no_wrap=True)
+        for col in ("n", "Pearson [CI]", "Spearman [CI]", "Kendall [CI]"):
             t.add_column(col)
         for g, rows in report.by_group.items():
             t.add_row(g, str(rows[0].n if rows else 0), *_corr_cells(rows))
@@ -238,7 +239,8 @@ def judge_robustness(
                                 human_scores=human, max_parse_retries=max_parse_retries, n_resamples=bootstrap, progress=bar)
     lo, hi = report.scale
     t = Table(title=f"judge robustness ({report.judge}, recipe {report.recipe}, scale {lo:g}-{hi:g}, {report.n_base} base responses)")
-    for col in ("attack", "pairs", "mean shift", "95% CI", "share raised", "share at max", "unparseable"):
+    t.add_column("attack", no_wrap=True)
+    for col in ("pairs", "mean shift", "95% CI", "share raised", "share at max", "unparseable"):
         t.add_column(col)
     for a in report.attacks:
         t.add_row(a.attack, str(a.n_pairs), _f(a.mean_shift, 2), f"[{_f(a.ci_low, 2)}, {_f(a.ci_high, 2)}]",
