@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -17,7 +17,9 @@ from capeval.analysis.weakest_link import weakest_link
 from capeval.engine import evaluate_tasks
 from capeval.prompting import PromptConfig
 from capeval.report.builder import ReportOptions, build_report
+from capeval.scoring import numeric_match
 from capeval.store import Store
+from capeval.types import Score
 
 # Fewer arena resamples than the default 1000 keep the test quick; the CIs stay well defined.
 OPTIONS = ReportOptions(arena_bootstrap=200)
@@ -250,3 +252,25 @@ def _exit_code(main, argv: list[str]) -> int:
     except SystemExit as e:
         return int(e.code or 0)
     return 0
+
+
+def _rated(sample, responses, task):  # type: ignore[no-untyped-def]
+    """A 1-5 rating as a judge gives one: 5 for the right sum, 2 otherwise."""
+    s = numeric_match()(sample, responses, task)
+    return Score(s.sample_id, s.task, {"rating": 5.0 if s.values.get("exact_match") else 2.0}, s.extracted, s.parsed, s.target)
+
+
+def test_ratings_on_a_1_to_5_scale_are_mapped_as_crosseval_does(tmp_path: Path) -> None:
+    """A headline over 1-5 ratings uses CrossEval's (r - 1) * 24.75 + 1, not a percentage."""
+    store = Store(tmp_path / "rated.db")
+    task = replace(arithmetic_task(write_dataset(tmp_path), name="arith-rated"), scorer=_rated, metrics=("rating",))
+    res = evaluate_tasks(ArithmeticModel("rated", 0.3), [task], store=store, progress=False)
+    ratings = [r["value"] for r in store.query("SELECT value FROM scores WHERE run_id = ?", (res.run_id,))]
+    expected = sum((r - 1) * 24.75 + 1 for r in ratings) / len(ratings)
+    out = build_report(store, [res.run_id], tmp_path / "r.html", OPTIONS)
+    page = parse(out.read_text(encoding="utf-8"))
+    assert f"{expected:.1f}" in page.section_text("headline")
+    # the per-task table keeps the metric's own scale
+    m = res.metric("arith-rated", "rating")
+    assert f"rating {m.value:.2f} [{m.ci_low:.2f}, {m.ci_high:.2f}]" in page.section_text("tasks")
+    store.close()
