@@ -50,9 +50,18 @@ def mtbench(
         raise CapevalError("--baseline is only used with --mode pairwise", "add --mode pairwise, or drop --baseline")
     cats = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
     questions = load_questions(categories=cats, limit=limit)
-    m = load_model(model, **model_options(batch_size=batch_size, concurrency=concurrency, base_url=base_url))
-    j = load_model(judge, **model_options(batch_size=batch_size, concurrency=concurrency))
-    b = load_model(baseline, **model_options(batch_size=batch_size, concurrency=concurrency)) if baseline else None
+    loaded: dict[str, Any] = {}
+
+    def get(spec: str, **extra: Any) -> Any:
+        # the same spec twice (a model judging itself) is loaded once: local weights are big
+        key = f"{spec}|{extra}"
+        if key not in loaded:
+            loaded[key] = load_model(spec, **model_options(batch_size=batch_size, concurrency=concurrency, **extra))
+        return loaded[key]
+
+    m = get(model, base_url=base_url) if base_url else get(model)
+    j = get(judge)
+    b = get(baseline) if baseline else None
     with Store(db) as store, Progress(not no_progress) as bar:
         result = run_mtbench(
             m, j, store, mode=mode, baseline_model=b, questions=questions,  # type: ignore[arg-type]
