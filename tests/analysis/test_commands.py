@@ -164,6 +164,22 @@ def test_contamination_gap_perturb_and_ngram(tmp_path, two_runs):
     rows = [json.loads(x) for x in variants.read_text().splitlines()]
     assert len(rows) == 4 and all(r["answer"].endswith("#### " + r["final_answer"]) for r in rows)
 
+    # the variants as the private split, each paired with its original item for the drop
+    with Store(db) as s:
+        orig = s.start_run("m", "m", ["gsm8k"], {})
+        s.save_samples(orig, [{"task": "gsm8k", "sample_id": str(i), "prompt": "q"} for i in range(3)],
+                       [Score(str(i), "gsm8k", {"exact_match": 1.0}) for i in range(3)])
+        var = s.start_run("m", "m", ["gsm8k"], {})
+        s.save_samples(var, [{"task": "gsm8k", "sample_id": str(i), "prompt": "q"} for i in range(4)],
+                       [Score(str(i), "gsm8k", {"exact_match": float(i == 0)}) for i in range(4)])
+    out = capeval("contamination", "gap", "--public", orig, "--private", var, "--variants", str(variants),
+                  "--db", str(db), "--json", str(tmp_path / "d.json"))
+    assert out.returncode == 0, out.stderr
+    drop = json.loads((tmp_path / "d.json").read_text())["paired_drop"]
+    # originals "0" and "1" (Natalia, Julie) each have 2 variants; only variant row 0 was solved
+    assert drop["n"] == 2 and drop["diff"] == pytest.approx(1 - 0.25)
+    assert "paired drop" in out.stdout
+
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("filler words\n" * 20 + JULIE["question"] + "\n")
     out = capeval("contamination", "ngram", "--task", "gsm8k", "--data", str(data), "--corpus", str(corpus),

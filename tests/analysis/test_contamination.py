@@ -168,3 +168,18 @@ def test_ngram_overlap_streams_across_lines(tmp_path):
     assert 0 < half.items[0].ratio < 0.5 and not half.items[0].flagged
     with pytest.raises(ContaminationError, match="corpus file not found"):
         ngram_overlap([("a", leaked)], tmp_path / "missing.txt")
+
+
+def test_perturbation_drop_pairs_variants_with_originals():
+    from capeval.analysis.contamination import perturbation_drop
+
+    original = {str(i): 1.0 for i in range(30)}
+    # two variants per original; the model solves only one in four of them
+    variants = {f"{i}-v{k}": float((i + k) % 4 == 0) for i in range(30) for k in range(2)}
+    to_original = {vid: vid.split("-")[0] for vid in variants}
+    d = perturbation_drop(original, variants, to_original, n_resamples=2000)
+    assert d.n == 30
+    assert d.mean_a == 1.0 and d.mean_b == pytest.approx(sum(variants.values()) / 60)
+    assert d.diff > 0.5 and d.p_value < 0.001
+    with pytest.raises(ContaminationError, match="no variant could be matched"):
+        perturbation_drop(original, variants, {})

@@ -238,12 +238,18 @@ def contamination_gap(
     metric: Optional[str] = typer.Option(None),
     db: Optional[Path] = typer.Option(None, help=DB_HELP),
     csv: Optional[Path] = typer.Option(None, help=tables.SCORES_CSV_HELP),
+    variants: Optional[Path] = typer.Option(
+        None, help="If the private run was on `contamination perturb` output: that JSONL, to pair each "
+        "variant with its original item (by the original's id or row index)."
+    ),
     resamples: int = typer.Option(10000),
     seed: int = typer.Option(0),
     json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
 ) -> None:
-    """Public vs private split: is the score on public items higher than CIs allow?"""
-    from capeval.analysis.contamination import split_gap
+    """Public vs private split: is the score on public items higher than CIs allow?
+
+    With --variants, also the paired drop from each original item to its perturbed variants."""
+    from capeval.analysis.contamination import perturbation_drop, split_gap
 
     pub, priv = _runs_or_models([public, private], db, csv)
 
@@ -266,10 +272,21 @@ def contamination_gap(
     tbl.add_row("gap (public - private)", f"{g.gap:+.3f}", _ci(g.ci_low, g.ci_high), "")
     tbl.add_row("p-value (permutation)", f"{g.p_value:.4f}", "", "")
     tbl.add_row("minimum detectable gap", f"{g.mdd:.3f}", "", "")
+    drop = None
+    if variants is not None:
+        rows = list(tables.iter_jsonl(variants))
+        originals = pub.per_item(t_pub, m)
+        # tasks number local rows by position, or use the row's id: pair on whichever matches
+        by_id = {str(i): str(r.get("original_id")) for i, r in enumerate(rows)}
+        by_index = {str(i): str(r.get("original_index")) for i, r in enumerate(rows)}
+        mapping = max((by_id, by_index), key=lambda mp: sum(1 for o in mp.values() if o in originals))
+        drop = perturbation_drop(originals, priv.per_item(t_priv, m), mapping, resamples, seed)
+        tbl.add_row("paired drop (original - variants)", f"{drop.diff:+.3f}", _ci(drop.ci_low, drop.ci_high), str(drop.n))
+        tbl.add_row("p-value (paired permutation)", f"{drop.p_value:.4f}", "", "")
     console.print(tbl)
     console.print("[bold red]FLAGGED[/]: public score is significantly higher than private" if g.flagged
                   else "not flagged: the gap is within what the CIs allow")
-    _write_json(json_path, g)
+    _write_json(json_path, {**_jsonable(g), "paired_drop": _jsonable(drop) if drop else None})
 
 
 @contamination_app.command("perturb")

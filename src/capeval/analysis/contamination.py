@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from capeval.analysis.stats import minimum_detectable_difference
+from capeval.analysis.stats import PairedComparison, compare_paired, minimum_detectable_difference
 from capeval.errors import CapevalError
 from capeval.types import GenerationParams, Request, Response
 
@@ -88,6 +88,31 @@ def split_gap(
         mdd=minimum_detectable_difference(n, paired=False, p=p_pool if 0 < p_pool < 1 else 0.5),
         flagged=bool(gap > 0 and lo > 0),
     )
+
+
+def perturbation_drop(
+    original: Mapping[str, float],
+    variants: Mapping[str, float],
+    variant_to_original: Mapping[str, str],
+    n_resamples: int = 10000,
+    seed: int = 0,
+) -> PairedComparison:
+    """Paired drop from original items to their perturbed variants (GSM-Symbolic's measure).
+
+    Each original item is paired with the mean score of its variants; diff = original - variants,
+    so a positive, significant diff means the model does worse on numbers it has not seen."""
+    per_original: dict[str, list[float]] = {}
+    for vid, score in variants.items():
+        oid = variant_to_original.get(vid)
+        if oid is not None:
+            per_original.setdefault(oid, []).append(float(score))
+    if not per_original:
+        raise ContaminationError(
+            "no variant could be matched to its original item",
+            "pass the variants file written by `capeval contamination perturb` for this run",
+        )
+    mean_variant = {oid: sum(v) / len(v) for oid, v in per_original.items()}
+    return compare_paired(original, mean_variant, n_resamples=n_resamples, seed=seed)
 
 
 # ---- (b) GSM-Symbolic style perturbation ------------------------------------------------------
@@ -264,7 +289,8 @@ class PerturbedItem:
     question: str
     answer: str  # canonical worked solution "expr = <<expr=result>>result" lines + "#### N"
     final_answer: str
-    original_id: str
+    original_id: str  # the input row's "id", else its index
+    original_index: int  # the input row's position (tasks read from a local file number rows so)
     original_question: str
     original_final_answer: str
     numbers: Mapping[str, str]  # original -> new
@@ -322,7 +348,13 @@ def _rename(question: str, rng: np.random.Generator) -> tuple[str, dict[str, str
 
 
 def perturb_item(
-    item_id: str, question: str, answer: str, rng: np.random.Generator, n_variants: int = 1, max_tries: int = 50
+    item_id: str,
+    question: str,
+    answer: str,
+    rng: np.random.Generator,
+    n_variants: int = 1,
+    max_tries: int = 50,
+    index: int = 0,
 ) -> list[PerturbedItem]:
     """Variants of one GSM8K item (question + answer with <<expr=result>> steps and '#### N').
 
@@ -363,6 +395,7 @@ def perturb_item(
                 answer=solution,
                 final_answer=final,
                 original_id=item_id,
+                original_index=index,
                 original_question=question,
                 original_final_answer=_fmt(chain.steps[chain.final_step].result),
                 numbers={_fmt(v): _fmt(new[v]) for v in used},
@@ -387,7 +420,7 @@ def perturb_gsm8k(
         if "question" not in row or "answer" not in row:
             raise ContaminationError(f"item {i + 1} has no question/answer", "GSM8K rows have 'question' and 'answer'")
         try:
-            vs = perturb_item(str(row.get("id", i)), str(row["question"]), str(row["answer"]), rng, n_variants, max_tries)
+            vs = perturb_item(str(row.get("id", i)), str(row["question"]), str(row["answer"]), rng, n_variants, max_tries, i)
         except _ChainError as e:
             rejected[str(e) if "'" not in str(e) else str(e).split("'")[0].strip()] += 1
             continue
