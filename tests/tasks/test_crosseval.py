@@ -241,3 +241,9 @@ def test_capeval_run_prints_the_breakdown(tmp_path, servers, capsys):
     metrics = {(m["task"], m["metric"]): m for m in json.loads(out.read_text())["metrics"]}
     assert metrics[("crosseval/capability:English", "score_100")]["value"] == pytest.approx(50.5)
     assert metrics[("crosseval", "score_100")]["n"] == 6
+
+
+def test_offline_hub_error_points_to_a_local_copy():
+    with pytest.raises(CapevalError) as e:
+        get_task("crosseval").load()
+    assert "MingZhong/crosseval" in str(e.value) and "--data" in (e.value.hint or "")
