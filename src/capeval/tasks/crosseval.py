@@ -11,6 +11,10 @@ responses unrated too): prompts that need images (Image Recognition, or an attac
 file with no local copy. Long Context prompts put the attached text before the prompt, as the
 authors do; the hub rows hold a URL, so offline the file must be saved next to the data:
 `<data>/attachments/<file name from the URL>` (or the path in $CAPEVAL_CROSSEVAL_FILES).
+
+An empty answer is left unrated, as in the authors' evaluator, and a verdict without a readable
+"Score: X/5" after one retry is recorded as a failure; both count in the unparsed rate and are left
+out of the means (a made-up 0 or 1 would move the capability scores).
 """
 
 from __future__ import annotations
