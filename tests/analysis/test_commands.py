@@ -76,6 +76,10 @@ def test_headline_from_csv(tmp_path):
     assert h["value"] == pytest.approx((0.8 + 0.25) / 2)
     assert h["metrics"] == {"t1": "acc", "t2": "acc"} and h["n_items"] == 30
     assert h["ci_low"] < h["value"] < h["ci_high"]
+    out = capeval("headline", "m", "--csv", str(path), "--primary", "t1=f1", "--json", str(tmp_path / "h2.json"))
+    assert out.returncode == 0, out.stderr
+    h2 = json.loads((tmp_path / "h2.json").read_text())["m"]
+    assert h2["metrics"]["t1"] == "f1" and h2["value"] == pytest.approx((0.1 + 0.25) / 2)
 
 
 def test_weakest_link_from_capability_csv(tmp_path):

@@ -117,6 +117,9 @@ def headline(
     runs: list[str] = typer.Argument(..., help="Run ids (or model names with --csv)."),
     db: Optional[Path] = typer.Option(None, help=DB_HELP),
     csv: Optional[Path] = typer.Option(None, help="Per-item scores CSV: " + tables.SCORES_CSV_HELP),
+    primary: Optional[list[str]] = typer.Option(
+        None, help="TASK=METRIC: summarise TASK by METRIC instead of its first metric (repeatable)."
+    ),
     resamples: int = typer.Option(1000),
     seed: int = typer.Option(0),
     json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
@@ -130,9 +133,16 @@ def headline(
     tbl = Table(title="Headline (macro mean of primary metrics)")
     for col in ("run", "model", "value", "95% CI", "tasks", "n"):
         tbl.add_column(col)
+    chosen: dict[str, str] = {}
+    for spec in primary or []:
+        task_name, sep, metric_name = spec.partition("=")
+        if not sep or not task_name or not metric_name:
+            raise CapevalError(f"--primary expects TASK=METRIC, got '{spec}'")
+        chosen[task_name] = metric_name
     for rs in _runs_or_models(runs, db, csv):
-        per_task = {t: list(rs.per_item(t).values()) for t in rs.metrics}
-        h = headline_score(per_task, n_resamples=resamples, seed=seed, metrics={t: rs.primary(t) for t in rs.metrics})
+        metrics = {t: rs.primary(t, chosen.get(t)) for t in rs.metrics}
+        per_task = {t: list(rs.per_item(t, metrics[t]).values()) for t in rs.metrics}
+        h = headline_score(per_task, n_resamples=resamples, seed=seed, metrics=metrics)
         out[rs.name] = h
         tbl.add_row(rs.name, rs.model, f"{h.value:.3f}", _ci(h.ci_low, h.ci_high), str(h.n_tasks), str(h.n_items))
     console.print(tbl)

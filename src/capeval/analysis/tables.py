@@ -146,7 +146,7 @@ def _task_capabilities(task: str) -> tuple[str, ...]:
         from capeval.tasks import get_task
 
         return tuple(get_task(task).capabilities)
-    except Exception:  # a user's task name unknown to this install: fall back to the task name
+    except CapevalError:  # a user's task name unknown to this install: fall back to the task name
         return ()
 
 
