@@ -164,12 +164,13 @@ def tasks_section(runs: Sequence[RunRecord]) -> Section:
                         )
                     )
         if chart_rows:
-            scale = _task_scale(runs, t, next(r.primary[t] for r in runs if t in r.primary))
+            metric = next(r.primary[t] for r in runs if t in r.primary)
+            scale = _task_scale(runs, t, metric)
             sec.charts.append(
                 Markup(
                     svg.interval_chart(
                         chart_rows,
-                        f"{t}: {'%' if scale == '0-1' else 'primary metric'} with 95% CI",
+                        f"{t}: {metric}{' (%)' if scale == '0-1' else ''} with 95% CI",
                         domain=(0, 100) if scale == "0-1" else (1, 5) if scale == "1-5" else None,
                     )
                 )
