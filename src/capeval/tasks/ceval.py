@@ -30,8 +30,9 @@ CEVAL_SUBJECTS: dict[str, str] = {
     "environmental_impact_assessment_engineer": "环境影响评价工程师", "tax_accountant": "税务师", "physician": "医师资格",
 }  # fmt: skip
 
-# The C-Eval paper's structure: "below are single-choice questions from China's {subject} exam;
-# choose the correct answer", then "答案：" (answer:).
+# The C-Eval paper's own instruction, kept word for word so scores compare with published ones:
+# "below are single-choice questions from China's {subject} exam; choose the correct answer",
+# then "答案：" (answer:). The variants are capeval's paraphrases.
 CEVAL_LAYOUT = PromptLayout(
     description="以下是中国关于{subject}考试的单项选择题，请选出其中的正确答案。", answer_prefix="答案："
 )

@@ -36,8 +36,9 @@ CMMLU_SUBJECTS: dict[str, str] = {
     "world_religions": "世界宗教",
 }  # fmt: skip
 
-# Same structure as the CMMLU paper's prompt: "below are single-choice questions about {subject};
-# give the letter of the correct option directly", then "答案：" (answer:).
+# The CMMLU paper's own instruction, kept word for word so scores compare with published ones:
+# "below are single-choice questions about {subject}; give the letter of the correct option
+# directly", then "答案：" (answer:). The variants are capeval's paraphrases.
 CMMLU_LAYOUT = PromptLayout(
     description="以下是关于{subject}的单项选择题，请直接给出正确答案的选项。", answer_prefix="答案："
 )

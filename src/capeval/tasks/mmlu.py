@@ -26,7 +26,8 @@ MMLU_SUBJECTS = (
     "world_religions",
 )  # fmt: skip
 
-# The header line of the original MMLU evaluation: published numbers were measured with it.
+# The header line of the original MMLU evaluation, kept word for word: published numbers were
+# measured with it. The variants are capeval's paraphrases.
 MMLU_LAYOUT = PromptLayout(
     description="The following are multiple choice questions (with answers) about {subject}.",
     answer_prefix="Answer:",
