@@ -47,7 +47,7 @@ def srv(server):
 
 
 def client(srv, **options) -> OpenAIModel:
-    opts = {"backoff_base": 0.02, "backoff_max": 0.1, "timeout": 60.0, "seed": 0, **options}
+    opts = {"backoff_base": 0.02, "backoff_max": 0.1, "timeout": 60.0, "jitter_seed": 0, **options}
     m = load_model(f"openai:{SERVED}@{srv.base_url}", **opts)
     assert isinstance(m, OpenAIModel)
     return m
@@ -119,6 +119,8 @@ def test_chat_only_server_needs_string_prompts_chat():
         assert "404" in str(e.value) and "string_prompts='chat'" in (e.value.hint or "")
         as_chat = load_model("openai:m", base_url=srv.base_url, string_prompts="chat")
         assert as_chat.generate([gen("Say ok")])[0].text == "ok"
+        # answers differ from /completions ones, so they must not share cache keys
+        assert as_chat.model_id != plain.model_id
     assert seen == [[{"role": "user", "content": "Say ok"}]]
 
 

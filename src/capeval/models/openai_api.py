@@ -145,7 +145,7 @@ class OpenAIModel:
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
         string_prompts: Literal["completions", "chat"] = "completions",
-        seed: int | None = None,
+        jitter_seed: int | None = None,
     ) -> None:
         if not model:
             raise ModelError("the openai backend needs a model name", "use --model openai:<model name>")
@@ -163,13 +163,13 @@ class OpenAIModel:
         self.timeout = timeout
         self.policy = RetryPolicy(max_retries=max_retries, backoff_base=backoff_base, backoff_max=backoff_max)
         self.string_prompts = string_prompts
-        # Jitter only; a seed makes the waits reproducible in tests.
-        self._rng = random.Random(seed)
+        self._rng = random.Random(jitter_seed)
         # Counters a user (or a test) can read after a run.
         self.n_attempts = 0
         self.n_retries = 0
-        # Chat and plain-text prompts give different answers, so the id names the server too.
-        self.model_id = f"openai:{model}@{self.base_url}"
+        # The same model name on two servers may be two different models, so the id names the
+        # server; sending plain prompts as chat changes their answers, so that is named too.
+        self.model_id = f"openai:{model}@{self.base_url}" + ("|string_prompts=chat" if string_prompts == "chat" else "")
 
     # ---- the Model protocol ----------------------------------------------------------------
     def generate(self, requests: Sequence[Request]) -> list[Response]:
@@ -410,7 +410,7 @@ def openai_backend(
     backoff_base: float = 0.5,
     backoff_max: float = 30.0,
     string_prompts: Literal["completions", "chat"] = "completions",
-    seed: int | None = None,
+    jitter_seed: int | None = None,
     batch_size: int | None = None,
 ) -> OpenAIModel:
     """`openai:<model>` or `openai:<model>@<base_url>`.
@@ -425,7 +425,7 @@ def openai_backend(
         backoff_base, backoff_max: exponential backoff between attempts, in seconds.
         string_prompts: "completions" sends plain-text prompts to /completions; "chat" sends each
             as one user message to /chat/completions (for chat-only servers).
-        seed: seeds the backoff jitter (not the model).
+        jitter_seed: seeds the random backoff jitter (reproducible waits; not the model's seed).
         batch_size: accepted for command-line symmetry with local backends and ignored: over
             HTTP, `concurrency` is what bounds the work in flight.
     """
@@ -445,5 +445,5 @@ def openai_backend(
         backoff_base=backoff_base,
         backoff_max=backoff_max,
         string_prompts=string_prompts,
-        seed=seed,
+        jitter_seed=jitter_seed,
     )
