@@ -32,6 +32,8 @@ LETTER_CASES = [
     ("Final answer: \\boxed{B}", 4, "B"),
     ("The answer is (A).\n\nQuestion: Which planet is largest?\nThe answer is (D).", 4, "A"),
     ("answer: b", 4, "B"),
+    ("Looking at the options, none of them fits.", 4, None),  # "options," is not option "S"
+    ("Between choice (A) and choice (D), choice (D) is right.", 4, "D"),
 ]
 
 

@@ -121,7 +121,8 @@ def extract_after_answer_is(text: str) -> str | None:
 
 _LETTER_ONLY = re.compile(r"^\s*[\(\[]?\s*\**\s*([A-Za-z])\s*\**\s*[\)\]]?\s*(?:[.):]|$|\s)")
 _LETTER_LEAD = re.compile(r"^\s*(?:\*\*)?\(?([A-Z])(?:\*\*)?(?:[.):]|\*\*|\s*$|\s+[-–:])")
-_LETTER_OPTION = re.compile(r"\b(?:option|choice)\s*\(?([A-Z])\)?(?![A-Za-z])", re.IGNORECASE)
+# the word in any case, the letter in capitals: "options, ..." must not read as option "S"
+_LETTER_OPTION = re.compile(r"\b(?i:option|choice)\s*(?:\(([A-Z])\)|([A-Z]))(?![A-Za-z])")
 _LETTER_PAREN = re.compile(r"(?<![A-Za-z])\(([A-Z])\)(?![A-Za-z])")
 
 
@@ -148,7 +149,7 @@ def extract_letter(text: str, n_choices: int) -> str | None:
     if m and m.group(1) in valid:
         return m.group(1)
     for pat in (_LETTER_OPTION, _LETTER_PAREN):
-        hits = [h.group(1).upper() for h in pat.finditer(text) if h.group(1).upper() in valid]
+        hits = [g for h in pat.finditer(text) for g in h.groups() if g and g in valid]
         if hits:
             return hits[-1]
     return None

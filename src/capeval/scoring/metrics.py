@@ -121,7 +121,6 @@ def drop_max_em_f1(prediction: str | Sequence[str], golds: Sequence[Sequence[str
 
 def _fix_fracs(s: str) -> str:
     """"\\frac12" -> "\\frac{1}{2}", "\\frac1{72}" -> "\\frac{1}{72}"."""
-    out = ""
     parts = s.split("\\frac")
     out = parts[0]
     for part in parts[1:]:
@@ -181,6 +180,7 @@ def _sympy_value(s: str) -> object | None:
     expr = re.sub(r"\\sqrt\{([^{}]*)\}", r"sqrt(\1)", expr)
     expr = expr.replace("\\pi", "pi").replace("\\cdot", "*").replace("\\times", "*").replace("^", "**")
     expr = expr.replace("{", "(").replace("}", ")").replace(",", "")
+    expr = re.sub(r"(\d)\s*([a-z(])", r"\1*\2", expr)  # "2sqrt(2)", "3(x)": implicit products
     if not re.fullmatch(r"[\d\s.+\-*/()a-z]*", expr) or not expr.strip():
         return None
     try:
