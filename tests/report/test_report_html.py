@@ -96,7 +96,7 @@ def rendered(report_fixture: ReportFixture, tmp_path_factory: pytest.TempPathFac
 
 def test_every_section_renders_with_its_chart(rendered: tuple[Page, str]) -> None:
     page, _ = rendered
-    for sid in ("headline", "tasks", "capabilities", "weakest-link", "arena", "judge-human", "sensitivity", "runs", "samples"):
+    for sid in ("headline", "tasks", "comparisons", "capabilities", "weakest-link", "arena", "judge-human", "sensitivity", "runs", "samples"):
         assert page.ids.get(sid) == "section", sid
         assert "Not shown:" not in page.section_text(sid), page.section_text(sid)[:300]
     kinds = [c["class"].split("chart-")[1] for c in page.charts]
@@ -127,6 +127,23 @@ def test_headline_and_task_numbers_match_the_stored_results(rendered: tuple[Page
         assert f"{m.value * 100:.1f}" in headline
         assert f"[{m.ci_low * 100:.1f}, {m.ci_high * 100:.1f}]" in tasks
         assert rid in headline
+
+
+def test_paired_comparison_of_two_runs_matches_the_stored_items(rendered: tuple[Page, str], report_fixture: ReportFixture) -> None:
+    page, _ = rendered
+    store = report_fixture.store
+    strong, weak = report_fixture.run_ids[0], report_fixture.run_ids[2]
+
+    def items(rid: str) -> dict[str, float]:
+        rows = store.query("SELECT sample_id, value FROM scores WHERE run_id = ? AND metric = 'exact_match'", (rid,))
+        return {r["sample_id"]: r["value"] for r in rows}
+
+    a, b = items(strong), items(weak)
+    # unreadable answers have no score row and count as 0, as in the run's own metric
+    ids = {r["sample_id"] for r in store.query("SELECT sample_id FROM samples WHERE run_id = ?", (strong,))}
+    diff = sum(a.get(i, 0.0) - b.get(i, 0.0) for i in ids) / len(ids)
+    text = page.section_text("comparisons")
+    assert re.search(rf"arith tiny-strong \[default prompt\] tiny-weak {diff * 100:.1f} \[[-\d.]+, [-\d.]+\] [\d.]+ [\d.]+ 40 tiny-strong \[default prompt\] is better", text), text
 
 
 def test_group_metrics_show_as_a_breakdown(rendered: tuple[Page, str], report_fixture: ReportFixture) -> None:
@@ -212,6 +229,7 @@ def test_missing_inputs_are_named_not_faked(tmp_path: Path) -> None:
     assert "capeval serve" in page.section_text("arena")
     assert "--prompt-variants" in page.section_text("sensitivity")
     assert "--gap" in page.section_text("contamination")
+    assert "another --model" in page.section_text("comparisons")
     assert "Not shown:" in page.section_text("judge-human")
     kinds = {c["class"].split("chart-")[1] for c in page.charts}
     assert kinds == {"interval", "radar", "strip"}  # headline/task bars, capabilities, weakest link

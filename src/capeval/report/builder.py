@@ -17,6 +17,7 @@ from capeval.report.sections import (
     arena_section,
     capabilities_section,
     capability_scores,
+    comparisons_section,
     contamination_section,
     correlation_section,
     headline_section,
@@ -70,6 +71,7 @@ def build_sections(inputs: ReportInputs, options: ReportOptions) -> list[Section
     return [
         _safe("Headline", lambda: headline_section(inputs.runs), notes),
         _safe("Per-task results", lambda: tasks_section(inputs.runs), notes),
+        _safe("Is A better than B?", lambda: comparisons_section(inputs.runs, options.seed), notes),
         _safe("Capabilities", lambda: capabilities_section(cap_scores), notes),
         _safe("Law of the weakest link", lambda: weakest_link_section(cap_scores, options.weakest_link_threshold), notes),
         _safe("Arena leaderboard", lambda: arena_section(votes, options.arena_bootstrap, options.seed), notes),

@@ -133,7 +133,7 @@ def tasks_section(runs: Sequence[RunRecord]) -> Section:
         "tasks",
         "Per-task results",
         "Every metric of every task, with its 95% bootstrap CI, number of samples and the share of outputs "
-        "whose answer could not be read (counted as wrong). Task names link to their samples.",
+        "whose answer could not be read (counted as wrong). Model names link to that run's samples of the task.",
     )
     tasks = list(dict.fromkeys(t for r in runs for t in r.result.tasks))
     for t in tasks:
@@ -206,6 +206,50 @@ def _breakdown_table(runs: Sequence[RunRecord], task: str) -> Table:
             )
     table.rows.sort(key=lambda row: row[0].text)
     return table
+
+
+def comparisons_section(runs: Sequence[RunRecord], seed: int = 0) -> Section:
+    """Every pair of runs on a shared task: a paired test on the items both answered."""
+    from capeval.analysis.stats import compare_paired
+
+    sec = Section(
+        "comparisons",
+        "Is A better than B?",
+        "For every pair of runs on the same task: the difference of the primary metric on the items both "
+        "answered, its paired-bootstrap 95% CI, a paired permutation test's p-value, and the smallest "
+        "difference these items can detect (80% power, alpha 0.05). In points for 0-1 metrics.",
+    )
+    table = Table("Paired comparisons", ["task", "A", "B", "A - B", "95% CI", "p", "detectable", "items", "verdict"], [])
+    tasks = list(dict.fromkeys(t for r in runs for t in r.result.tasks))
+    for t in tasks:
+        members = [r for r in runs if t in r.primary]
+        scale = _task_scale(runs, t, members[0].primary[t]) if members else "0-1"
+        per_item = {r.run_id: {s.sample_id: v for s, v in _primary_values(r, t)} for r in members}
+        for i, a in enumerate(members):
+            for b in members[i + 1 :]:
+                if a.primary[t] != b.primary[t] or not set(per_item[a.run_id]) & set(per_item[b.run_id]):
+                    continue
+                c = compare_paired(per_item[a.run_id], per_item[b.run_id], seed=seed, task=t, metric=a.primary[t])
+                better = a.label if c.diff > 0 else b.label
+                verdict = f"{better} is better" if c.significant else "no significant difference"
+                table.rows.append(
+                    [
+                        Cell(t),
+                        Cell(a.label),
+                        Cell(b.label),
+                        num(_shown(c.diff, scale), 2 if scale == "1-5" else 1),
+                        ci(_shown(c.ci_low, scale), _shown(c.ci_high, scale), 2 if scale == "1-5" else 1),
+                        num(c.p_value, 4),
+                        num(_shown(c.mdd, scale), 2 if scale == "1-5" else 1),
+                        Cell(str(c.n), cls="num"),
+                        Cell(verdict, cls="" if c.significant else "warn"),
+                    ]
+                )
+    if not table.rows:
+        sec.missing = "needs two or more runs of the same task; run `capeval run` with another --model and pass both runs"
+        return sec
+    sec.tables.append(table)
+    return sec
 
 
 # ---- capabilities ----------------------------------------------------------------------------
