@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy import stats
-from scripted_chat import ScriptedChatServer
 
 from capeval.analysis.correlation import (
     bootstrap_correlation,
@@ -32,6 +31,7 @@ from capeval.judge.check import (
     rotation,
 )
 from capeval.models import load_model
+from scripted_chat import ScriptedChatServer
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "judge"
 CROSSEVAL = FIXTURES / "crosseval_rated.jsonl"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import pytest
-from scripted_chat import ScriptedChatServer
 
 from capeval.judge import (
     EMPTY_RESPONSE,
@@ -22,6 +21,7 @@ from capeval.judge.recipes import builtin_path
 from capeval.models import load_model
 from capeval.store import Store
 from capeval.types import Message
+from scripted_chat import ScriptedChatServer
 
 
 def crosseval_rule(model: str, messages: list[dict[str, str]]) -> str:

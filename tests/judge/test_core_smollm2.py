@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from capeval.judge import JudgeItem, Reference, get_recipe, load_recipe_text, run_judge, summarize
+from capeval.judge import JudgeItem, Reference, load_recipe_text, run_judge, summarize
 from capeval.judge.check import RatedResponse, check_ratings
 from capeval.judge.recipes import builtin_path
 

@@ -7,12 +7,12 @@ import re
 
 import pytest
 from scipy import stats
-from scripted_chat import ScriptedChatServer
 
 from capeval.cli import main
 from capeval.judge import JudgeItem, RecipeError, get_recipe
 from capeval.judge.robustness import ATTACKS, BASE_SET, builtin_items, padding, run_robustness
 from capeval.models import load_model
+from scripted_chat import ScriptedChatServer
 
 CLEAN = {"good": 4, "bad": 2}
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Hashable, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 CorrelationMethod = Literal["pearson", "spearman", "kendall"]
 METHODS: tuple[CorrelationMethod, ...] = ("pearson", "spearman", "kendall")
@@ -45,7 +47,7 @@ class Agreement:
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
 
 
-def correlation(x: Sequence[float], y: Sequence[float], method: CorrelationMethod = "pearson") -> tuple[float, float]:
+def correlation(x: ArrayLike, y: ArrayLike, method: CorrelationMethod = "pearson") -> tuple[float, float]:
     """(coefficient, two-sided p-value); NaN when fewer than 3 pairs or either side is constant."""
     from scipy import stats
 
@@ -88,8 +90,8 @@ def _bootstrap_values(a: np.ndarray, b: np.ndarray, method: str, idx: np.ndarray
 
 
 def bootstrap_correlation(
-    x: Sequence[float],
-    y: Sequence[float],
+    x: ArrayLike,
+    y: ArrayLike,
     method: CorrelationMethod = "pearson",
     n_resamples: int = 1000,
     confidence: float = 0.95,
@@ -112,8 +114,8 @@ def bootstrap_correlation(
 
 
 def correlations(
-    x: Sequence[float],
-    y: Sequence[float],
+    x: ArrayLike,
+    y: ArrayLike,
     methods: Sequence[CorrelationMethod] = METHODS,
     n_resamples: int = 1000,
     seed: int = 0,
@@ -123,8 +125,8 @@ def correlations(
 
 
 def correlations_by_group(
-    x: Sequence[float],
-    y: Sequence[float],
+    x: ArrayLike,
+    y: ArrayLike,
     groups: Sequence[Hashable],
     methods: Sequence[CorrelationMethod] = METHODS,
     n_resamples: int = 1000,
@@ -163,7 +165,7 @@ def pairwise_agreement(
 
 
 def length_bias(
-    scores: Sequence[float], lengths: Sequence[float], n_resamples: int = 1000, seed: int = 0
+    scores: ArrayLike, lengths: ArrayLike, n_resamples: int = 1000, seed: int = 0
 ) -> Correlation:
     """Spearman correlation of scores with response length: how much longer answers are rated higher."""
     return bootstrap_correlation(scores, lengths, "spearman", n_resamples=n_resamples, seed=seed)

@@ -9,9 +9,10 @@ prompt, response, human_score and optionally capability.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 from capeval.analysis.correlation import (
     CROSSEVAL_PEARSON_ANCHOR,
@@ -314,15 +315,16 @@ class CheckReport:
         }
 
 
-def _scored_pairs(rated: Sequence[RatedResponse], verdicts: Sequence[Verdict]) -> list[tuple[RatedResponse, Verdict]]:
-    return [(r, v) for r, v in zip(rated, verdicts) if v.parsed and v.score is not None]
+def _scored_pairs(rated: Sequence[RatedResponse], verdicts: Sequence[Verdict]) -> list[tuple[RatedResponse, float]]:
+    """(rated response, judge score) for the verdicts that parsed; failures stay out of correlations."""
+    return [(r, float(v.score)) for r, v in zip(rated, verdicts) if v.parsed and v.score is not None]
 
 
 def check_ratings(
-    judge: "Model",
+    judge: Model,
     recipe: JudgeRecipe,
     rated: Sequence[RatedResponse],
-    store: "Store | None" = None,
+    store: Store | None = None,
     n_references: int | None = None,
     ablation: bool = True,
     max_parse_retries: int = 1,
@@ -351,18 +353,18 @@ def check_ratings(
     report = CheckReport(source=source, recipe=recipe.name, judge=judge.model_id,
                          n_references=report_n if recipe.uses_references else 0, summary=summarize(verdicts))
     pairs = _scored_pairs(rated, verdicts)
-    judge_scores = [v.score for _, v in pairs]
+    judge_scores = [score for _, score in pairs]
     human = [r.human_mean for r, _ in pairs]
-    report.overall = correlations(judge_scores, human, n_resamples=n_resamples, seed=seed)  # type: ignore[arg-type]
+    report.overall = correlations(judge_scores, human, n_resamples=n_resamples, seed=seed)
     if len({r.group for r, _ in pairs}) > 1:
         report.by_group = {str(g): c for g, c in correlations_by_group(
-            judge_scores, human, [r.group for r, _ in pairs], n_resamples=n_resamples, seed=seed).items()}  # type: ignore[arg-type]
+            judge_scores, human, [r.group for r, _ in pairs], n_resamples=n_resamples, seed=seed).items()}
     if any(r.slot is not None for r, _ in pairs):
-        report.by_slot = {int(g): c for g, c in correlations_by_group(  # type: ignore[call-overload]
-            judge_scores, human, [r.slot for r, _ in pairs], n_resamples=n_resamples, seed=seed).items()}  # type: ignore[arg-type]
+        report.by_slot = {int(str(g)): c for g, c in correlations_by_group(
+            judge_scores, human, [r.slot for r, _ in pairs], n_resamples=n_resamples, seed=seed).items()}
         report.by_slot = dict(sorted(report.by_slot.items()))
     lengths = [len(r.item.response) for r, _ in pairs]
-    report.length_bias_judge = length_bias(judge_scores, lengths, n_resamples=n_resamples, seed=seed)  # type: ignore[arg-type]
+    report.length_bias_judge = length_bias(judge_scores, lengths, n_resamples=n_resamples, seed=seed)
     report.length_bias_human = length_bias(human, lengths, n_resamples=n_resamples, seed=seed)
     by_id = {r.item.id: v for r, v in zip(rated, verdicts)}
     report.rows = [
@@ -372,12 +374,12 @@ def check_ratings(
         for r in rated
     ]
     if ablation and recipe.uses_references and max_refs > 0:
-        for n in range(0, max_refs + 1):
+        for n in range(max_refs + 1):
             vs = verdicts if n == report_n else run_judge(
                 judge, recipe, items, store=store, progress=progress, n_references=n, max_parse_retries=max_parse_retries)
             ps = _scored_pairs(rated, vs)
             report.ablation.append(AblationRow(
-                n, correlations([v.score for _, v in ps], [r.human_mean for r, _ in ps], n_resamples=n_resamples, seed=seed),  # type: ignore[misc]
+                n, correlations([score for _, score in ps], [r.human_mean for r, _ in ps], n_resamples=n_resamples, seed=seed),
                 len(ps), summarize(vs).failed))
         if any(r.slot is not None for r in rated) and max_refs < N_CROSSEVAL_REFERENCES:
             report.ablation.append(AblationRow(
@@ -389,10 +391,10 @@ def check_ratings(
 
 
 def check_votes(
-    judge: "Model",
+    judge: Model,
     recipe: JudgeRecipe,
     votes: Sequence[HumanVote],
-    store: "Store | None" = None,
+    store: Store | None = None,
     max_parse_retries: int = 1,
     n_resamples: int = 1000,
     seed: int = 0,
@@ -423,9 +425,9 @@ def check_votes(
     verdicts: dict[str, Verdict] = {}
     for rec, group in ((recipe, plain), (reference_recipe, guided)):
         if rec is not None and group:
-            for item, v in zip(group, run_judge(judge, rec, group, store=store, progress=progress,
-                                                max_parse_retries=max_parse_retries)):
-                verdicts[item.id] = v
+            judged_group = run_judge(judge, rec, group, store=store, progress=progress, max_parse_retries=max_parse_retries)
+            for item, verdict in zip(group, judged_group):
+                verdicts[item.id] = verdict
     all_v = list(verdicts.values())
     report = CheckReport(source=source, recipe=recipe.name + (f" + {reference_recipe.name}" if reference_recipe and guided else ""),
                          judge=judge.model_id, n_references=None, summary=summarize(all_v))

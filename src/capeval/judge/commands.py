@@ -5,8 +5,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -139,16 +140,16 @@ def judge_check(
     judge: str = typer.Option(..., "--judge", "-j", help="Judge model spec (bundled name, hf:PATH, openai:NAME[@URL], vllm:PATH)."),
     data: Path = typer.Option(..., "--data", help="Responses with human ratings: CrossEval-format file, MT-Bench human judgments, or CSV (prompt,response,human_score[,capability])."),
     fmt: str = typer.Option("auto", "--format", help=f"Data format: {', '.join(FORMATS)}."),
-    recipe: Optional[str] = typer.Option(None, "--recipe", "-r", help="Judge recipe [default: crosseval / pairwise / single by format]."),
-    recipe_file: Optional[Path] = typer.Option(None, "--recipe-file", help="Your edited copy of a recipe template (see `capeval judge-recipes`)."),
-    n_references: Optional[int] = typer.Option(None, "--n-references", help="References shown to the judge [default: all available]."),
+    recipe: str | None = typer.Option(None, "--recipe", "-r", help="Judge recipe [default: crosseval / pairwise / single by format]."),
+    recipe_file: Path | None = typer.Option(None, "--recipe-file", help="Your edited copy of a recipe template (see `capeval judge-recipes`)."),
+    n_references: int | None = typer.Option(None, "--n-references", help="References shown to the judge [default: all available]."),
     ablation: bool = typer.Option(True, "--ablation/--no-ablation", help="Also run with 0..N references (CrossEval)."),
-    limit: Optional[int] = typer.Option(None, "--limit", "-n", help="Use only the first N rows of the file."),
+    limit: int | None = typer.Option(None, "--limit", "-n", help="Use only the first N rows of the file."),
     max_parse_retries: int = typer.Option(1, "--max-parse-retries", help="Re-ask an unparseable verdict this many times."),
-    judge_base_url: Optional[str] = typer.Option(None, "--judge-base-url", help="OpenAI-compatible server for the judge."),
-    db: Optional[Path] = typer.Option(None, "--db", help="SQLite store (judge calls are cached there)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report (with per-response rows) as JSON."),
-    ablation_csv: Optional[Path] = typer.Option(None, "--ablation-csv", help="Write the ablation as plot data (CSV)."),
+    judge_base_url: str | None = typer.Option(None, "--judge-base-url", help="OpenAI-compatible server for the judge."),
+    db: Path | None = typer.Option(None, "--db", help="SQLite store (judge calls are cached there)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the full report (with per-response rows) as JSON."),
+    ablation_csv: Path | None = typer.Option(None, "--ablation-csv", help="Write the ablation as plot data (CSV)."),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the CIs."),
     seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
@@ -192,15 +193,15 @@ def judge_check(
 
 def judge_robustness(
     judge: str = typer.Option(..., "--judge", "-j", help="Judge model spec."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Base responses: CrossEval-format file or CSV (prompt,response[,human_score]) [default: built-in set]."),
+    data: Path | None = typer.Option(None, "--data", help="Base responses: CrossEval-format file or CSV (prompt,response[,human_score]) [default: built-in set]."),
     recipe: str = typer.Option("crosseval", "--recipe", "-r", help="Judge recipe (single-answer)."),
-    recipe_file: Optional[Path] = typer.Option(None, "--recipe-file", help="Your edited copy of a recipe template."),
-    attacks: Optional[str] = typer.Option(None, "--attacks", help="Comma-separated attacks [default: all: address_judge, fake_verdict, code_comment, padding]."),
-    limit: Optional[int] = typer.Option(None, "--limit", "-n", help="At most N base responses."),
+    recipe_file: Path | None = typer.Option(None, "--recipe-file", help="Your edited copy of a recipe template."),
+    attacks: str | None = typer.Option(None, "--attacks", help="Comma-separated attacks [default: all: address_judge, fake_verdict, code_comment, padding]."),
+    limit: int | None = typer.Option(None, "--limit", "-n", help="At most N base responses."),
     max_parse_retries: int = typer.Option(1, "--max-parse-retries"),
-    judge_base_url: Optional[str] = typer.Option(None, "--judge-base-url"),
-    db: Optional[Path] = typer.Option(None, "--db"),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON."),
+    judge_base_url: str | None = typer.Option(None, "--judge-base-url"),
+    db: Path | None = typer.Option(None, "--db"),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the report as JSON."),
     bootstrap: int = typer.Option(1000, "--bootstrap"),
     no_progress: bool = typer.Option(False, "--no-progress"),
 ) -> None:

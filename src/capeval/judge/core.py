@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from capeval.judge.parse import ParsedVerdict, parse_verdict
 from capeval.types import GenerationParams, Message, Request, Response
@@ -107,10 +108,10 @@ class _Pending:
 
 
 def run_judge(
-    judge: "Model",
-    recipe: "JudgeRecipe",
+    judge: Model,
+    recipe: JudgeRecipe,
     items: Sequence[JudgeItem],
-    store: "Store | None" = None,
+    store: Store | None = None,
     progress: Any = None,
     n_references: int | None = None,
     max_parse_retries: int = 1,
@@ -175,17 +176,17 @@ def _is_empty(item: JudgeItem, pairwise: bool) -> bool:
     return not (item.response or "").strip()
 
 
-def _empty_verdict(item: JudgeItem, recipe: "JudgeRecipe") -> Verdict:
+def _empty_verdict(item: JudgeItem, recipe: JudgeRecipe) -> Verdict:
     return Verdict(item.id, None, None, False, 0, "", EMPTY_RESPONSE, {"recipe": recipe.name, "unrated": True})
 
 
-def _with_reminder(p: _Pending, recipe: "JudgeRecipe") -> tuple[Message, ...]:
+def _with_reminder(p: _Pending, recipe: JudgeRecipe) -> tuple[Message, ...]:
     reminder = recipe.reminder(p.errors[-1] if p.errors else "")
     last = p.messages[-1]
     return p.messages[:-1] + (Message(last.role, f"{last.content}\n\n{reminder}"),)
 
 
-def _record(p: _Pending, resp: Response, recipe: "JudgeRecipe") -> None:
+def _record(p: _Pending, resp: Response, recipe: JudgeRecipe) -> None:
     if resp.error is not None:
         p.call_error = f"judge call failed: {resp.error}"
         p.texts.append("")
@@ -198,7 +199,7 @@ def _record(p: _Pending, resp: Response, recipe: "JudgeRecipe") -> None:
         p.errors.append(p.result.error or "")
 
 
-def _base_meta(item: JudgeItem, recipe: "JudgeRecipe", n_references: int | None) -> dict[str, Any]:
+def _base_meta(item: JudgeItem, recipe: JudgeRecipe, n_references: int | None) -> dict[str, Any]:
     shown = len(item.references) if n_references is None else min(n_references, len(item.references))
     return {
         "recipe": recipe.name,
@@ -208,7 +209,7 @@ def _base_meta(item: JudgeItem, recipe: "JudgeRecipe", n_references: int | None)
     }
 
 
-def _single_verdict(item: JudgeItem, p: _Pending, recipe: "JudgeRecipe", n_references: int | None) -> Verdict:
+def _single_verdict(item: JudgeItem, p: _Pending, recipe: JudgeRecipe, n_references: int | None) -> Verdict:
     meta = _base_meta(item, recipe, n_references)
     meta["attempt_texts"] = list(p.texts)
     meta["parse_errors"] = list(p.errors)
@@ -224,7 +225,7 @@ def _single_verdict(item: JudgeItem, p: _Pending, recipe: "JudgeRecipe", n_refer
 _SWAP = {"A": "B", "B": "A", "tie": "tie"}
 
 
-def _pairwise_verdict(item: JudgeItem, group: list[_Pending], recipe: "JudgeRecipe", n_references: int | None) -> Verdict:
+def _pairwise_verdict(item: JudgeItem, group: list[_Pending], recipe: JudgeRecipe, n_references: int | None) -> Verdict:
     ab, ba = group
     meta = _base_meta(item, recipe, n_references)
     meta["texts"] = [ab.texts[-1] if ab.texts else "", ba.texts[-1] if ba.texts else ""]

@@ -72,7 +72,7 @@ class JudgeRecipe:
     def pairwise(self) -> bool:
         return self.kind == "pairwise"
 
-    def render(self, item: "JudgeItem", n_references: int | None = None) -> tuple[Message, ...]:
+    def render(self, item: JudgeItem, n_references: int | None = None) -> tuple[Message, ...]:
         """The chat messages for one item: a system rubric (if the template has one) and the user turn."""
         template = _compile(self.source, self.path or self.name)
         context = template.new_context(self.variables(item, n_references))
@@ -97,7 +97,7 @@ class JudgeRecipe:
                 return text
         return f"Reminder: your previous answer could not be read ({error}). Follow the required output format exactly."
 
-    def variables(self, item: "JudgeItem", n_references: int | None = None) -> dict[str, Any]:
+    def variables(self, item: JudgeItem, n_references: int | None = None) -> dict[str, Any]:
         refs = item.references if n_references is None else item.references[: max(0, n_references)]
         if not self.uses_references:
             refs = ()
@@ -160,7 +160,7 @@ def _num(x: Any) -> str:
 
 
 @lru_cache(maxsize=64)
-def _compile(source: str, label: str) -> "jinja2.Template":
+def _compile(source: str, label: str) -> jinja2.Template:
     import jinja2
 
     env = jinja2.Environment(

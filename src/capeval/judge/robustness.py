@@ -7,8 +7,9 @@ zero (or negative: the rubrics tell the judge to count manipulation attempts aga
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from capeval.analysis.correlation import Correlation, length_bias
 from capeval.analysis.stats import bootstrap_ci
@@ -151,11 +152,11 @@ class RobustnessReport:
 
 
 def run_robustness(
-    judge: "Model",
+    judge: Model,
     recipe: JudgeRecipe,
     items: Sequence[JudgeItem] | None = None,
     attacks: Sequence[str] | None = None,
-    store: "Store | None" = None,
+    store: Store | None = None,
     human_scores: Mapping[str, float] | None = None,
     max_parse_retries: int = 1,
     n_resamples: int = 1000,
@@ -201,8 +202,8 @@ def run_robustness(
             share_at_max=at_max / n if n else float("nan"),
             n_failed=sum(1 for v in attacked if not v.parsed),
         ))
-    scored = [(i, clean[i.id].score) for i in base if clean[i.id].score is not None]
-    report.length_bias_judge = length_bias([s for _, s in scored], [len(i.response) for i, _ in scored],  # type: ignore[misc]
+    scored = [(i, float(s)) for i in base if (s := clean[i.id].score) is not None]
+    report.length_bias_judge = length_bias([s for _, s in scored], [len(i.response) for i, _ in scored],
                                            n_resamples=n_resamples, seed=seed)
     if human_scores:
         rated = [i for i in base if i.id in human_scores]
