@@ -396,7 +396,9 @@ def weakest_link_section(scores: Sequence[CapabilityScore], threshold: float | N
             Markup(svg.strip_density_chart(points, "Cross scores relative to (weaker, stronger)", (lo, hi), bands, [(0.0, "weaker"), (1.0, "stronger")]))
         )
     else:
-        sec.notes.append("no cross capability has parts that differ by more than the threshold: nothing to plot")
+        sec.notes.append(
+            f"no cross capability has both parts scored and more than {result.threshold:g} points apart: nothing to plot"
+        )
     sec.tables.extend([counts, cases, averages])
     return sec
 

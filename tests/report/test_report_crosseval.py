@@ -1,0 +1,76 @@
+"""The report of a judged CrossEval run: model and judge are real HTTP endpoints on 127.0.0.1 whose
+answers are scripted, so the judge's verdicts, unrated and unsupported samples reach the report as
+they do from a remote API."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from markupsafe import escape
+from scripted_chat import ScriptedChatServer
+
+from capeval.engine import evaluate_tasks
+from capeval.models import load_model
+from capeval.report.builder import ReportOptions, build_report
+from capeval.report.data import sample_anchor
+from capeval.store import Store
+from capeval.tasks import get_task
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "crosseval"
+CASE = re.compile(r"\(case: (\w+)\)")
+ANSWER = re.compile(r"Answer for case (\w+)")
+
+
+def model_rule(model: str, messages: list[dict[str, str]]) -> str:
+    """The model under test names its prompt's case, so the judge's verdict can depend on it."""
+    m = CASE.search(messages[-1]["content"])
+    return f"Answer for case {m.group(1) if m else 'none'}."
+
+
+def judge_rule(model: str, messages: list[dict[str, str]]) -> str:
+    """qN -> N/5 with a written rationale; "bad" never yields a readable score (left unrated)."""
+    case = ANSWER.search("\n".join(m["content"] for m in messages))
+    name = case.group(1) if case else "bad"
+    if name.startswith("retry"):
+        name = "q" + name[len("retry") :]
+    if name == "bad":
+        return "It is fine, I suppose."
+    return f"Pros: answers the request.\nCons: terse (-1).\n\nEvaluation Score\nScore: {name[1:]}/5"
+
+
+def to_100(r: float) -> float:
+    return (r - 1) * 24.75 + 1
+
+
+def test_crosseval_run_report_shows_capabilities_verdicts_and_unrated(tmp_path: Path) -> None:
+    with ScriptedChatServer(model_rule) as mut_srv, ScriptedChatServer(judge_rule) as judge_srv:
+        mut = load_model("openai:mut", base_url=mut_srv.base_url)
+        judge = load_model("openai:judge", base_url=judge_srv.base_url)
+        with Store(tmp_path / "capeval.db") as store:
+            task = get_task("crosseval", data=str(FIXTURE))
+            result = evaluate_tasks(mut, [task], store=store, progress=False, judge=judge)
+            out = build_report(store, [result.run_id], tmp_path / "report.html", ReportOptions(arena_bootstrap=50))
+    page = out.read_text(encoding="utf-8")
+    overall = result.metric("crosseval", "score_100")
+    cap_table = page[page.index('id="capabilities"') : page.index('id="weakest-link"')]
+    # capability means on CrossEval's 1-100 scale, over rated samples only (the run's own numbers)
+    for cap, value in {"English": (to_100(4) + to_100(2)) / 2, "Reasoning": 100.0, "Long Context": 75.25}.items():
+        assert re.search(rf"<td>{re.escape(cap)}</td><td class=\"num\">{value:.1f} \[", cap_table), cap
+    # samples the model could not attempt are in no capability's mean
+    assert "Image Recognition" not in cap_table
+    assert f"{overall.value:.1f}" in page[page.index('id="headline"') : page.index('id="tasks"')]
+
+    # the judge's verdict is the sample's rationale; the unreadable verdict is marked unparsed
+    rated = page[page.index(f'id="{sample_anchor(result.run_id, "crosseval", "ce-rs-1")}"') :]
+    rated = rated[: rated.index("</article>")]
+    assert "judge rationale" in rated and str(escape("Score: 5/5")) in rated and "Answer for case q5." in rated
+    unrated = page[page.index(f'id="{sample_anchor(result.run_id, "crosseval", "ce-cr-2")}"') :]
+    unrated = unrated[: unrated.index("</article>")]
+    assert "unparsed" in unrated and "It is fine, I suppose." in unrated
+
+    # cross capabilities whose parts were not both scored are named, not guessed
+    wl = page[page.index('id="weakest-link"') : page.index('id="arena"')]
+    assert "Coding &amp; Reasoning (missing part Coding)" in wl
+    assert "(missing part Spanish)" in wl
