@@ -7,9 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
 from markupsafe import escape
-from scripted_chat import ScriptedChatServer
 
 from capeval.engine import evaluate_tasks
 from capeval.models import load_model
@@ -17,6 +15,7 @@ from capeval.report.builder import ReportOptions, build_report
 from capeval.report.data import sample_anchor
 from capeval.store import Store
 from capeval.tasks import get_task
+from scripted_chat import ScriptedChatServer
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "crosseval"
 CASE = re.compile(r"\(case: (\w+)\)")
