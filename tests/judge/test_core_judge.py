@@ -36,7 +36,8 @@ def crosseval_rule(model: str, messages: list[dict[str, str]]) -> str:
     if "OUT-OF-RANGE-FIRST" in response and not reminded:
         return "5. Evaluation Score\nScore: 7/5"
     m = re.search(r"quality=(\d)", response)
-    return f"1. Requirements...\n3. Problems: none (-0)\n5. Evaluation Score\nScore: {m.group(1) if m else 3}/5"
+    score = int(m.group(1)) if m else 3
+    return f"1. Requirements...\n3. Problems: vague wording (-{5 - score})\n5. Evaluation Score\nScore: {score}/5"
 
 
 @pytest.fixture
@@ -60,6 +61,7 @@ def test_scores_retries_failures_and_empty(judge_server, store):
     assert [v.item_id for v in verdicts] == [i.id for i in items]
     assert by_id["good"].score == 5.0 and by_id["good"].attempts == 1 and by_id["good"].parsed
     assert by_id["weak"].score == 2.0
+    assert by_id["weak"].metadata["deductions"] == [3.0] and by_id["weak"].metadata["max_minus_deductions"] == 2.0
     assert by_id["retry"].score == 4.0 and by_id["retry"].attempts == 2
     assert by_id["retry"].metadata["parse_errors"] == ["no 'Score: X/5' found"]
     assert by_id["range"].score == 3.0 and by_id["range"].attempts == 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from capeval.judge.parse import parse_bracket, parse_pairwise, parse_score_of_max, strip_quoted
+from capeval.judge.parse import parse_bracket, parse_deductions, parse_pairwise, parse_score_of_max, strip_quoted
 
 CROSSEVAL_FULL = """1. Key requirements: the user wants a two-sentence email.
 2. Lessons from the references: reference 1 was rated Score: 4/5 for a small omission,
@@ -102,3 +102,12 @@ def test_strip_quoted_keeps_the_judges_own_words():
     stripped = strip_quoted(text)
     assert "My view: good." in stripped and "Rating: [[4]]" in stripped
     assert "5/5" not in stripped and "[[9]]" not in stripped and "[[A]]" not in stripped
+
+
+def test_deductions_are_read_before_the_final_section_only():
+    text = (
+        "3. Problems:\n- Three sentences instead of two (-1)\n- Wrong day named (\u2212 2 points)\n"
+        '- The response says "(-5)" about itself\n4. Overall: merged.\n5. Evaluation Score\nScore: 2/5 (-3)'
+    )
+    assert parse_deductions(text) == [1.0, 2.0]
+    assert parse_deductions("Evaluation Score\nScore: 5/5") == []

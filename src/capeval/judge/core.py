@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from capeval.judge.parse import ParsedVerdict, parse_verdict
+from capeval.judge.parse import ParsedVerdict, parse_deductions, parse_verdict
 from capeval.types import GenerationParams, Message, Request, Response
 
 if TYPE_CHECKING:
@@ -217,6 +217,11 @@ def _single_verdict(item: JudgeItem, p: _Pending, recipe: JudgeRecipe, n_referen
     if r.note:
         meta["parse_note"] = r.note
     text = p.texts[-1] if p.texts else ""
+    if recipe.verdict == "score_of_max":
+        deductions = parse_deductions(text)
+        if deductions:
+            meta["deductions"] = deductions
+            meta["max_minus_deductions"] = max(recipe.scale[0], recipe.scale[1] - sum(deductions))
     if not r.ok:
         return Verdict(item.id, None, None, False, len(p.texts), text, r.error, meta)
     return Verdict(item.id, r.score, None, True, len(p.texts), text, None, meta)

@@ -119,6 +119,20 @@ def parse_pairwise(text: str) -> ParsedVerdict:
     return ParsedVerdict(winner="tie" if label in ("C", "TIE") else label, note=note)
 
 
+_DEDUCTION = re.compile(r"\(\s*[-\u2212]\s*(\d+(?:\.\d+)?)\s*(?:points?|pts?)?\s*\)", re.IGNORECASE)
+
+
+def parse_deductions(text: str) -> list[float]:
+    """Point deductions the judge listed as "(-1)" or "(-0.5 points)" before its final section.
+
+    Kept for audit next to the score: "Score: X/5" stays the verdict, since the judge is asked to
+    merge overlapping deductions before settling on it."""
+    clean = strip_quoted(text or "")
+    headings = list(_EVAL_HEADING.finditer(clean))
+    body = clean[: headings[-1].start()] if headings else clean
+    return [float(m.group(1)) for m in _DEDUCTION.finditer(body)]
+
+
 def parse_verdict(text: str, fmt: VerdictFormat, low: float = 1, high: float = 5) -> ParsedVerdict:
     """Dispatch on the recipe's verdict format."""
     if fmt == "score_of_max":
