@@ -42,9 +42,9 @@ def test_isolation_level_is_reported() -> None:
 
 @pytest.mark.parametrize("level", LEVELS)
 def test_correct_program_passes_and_wrong_one_fails(level: str) -> None:
-    ok = run_program(GOOD, TEST, timeout_s=10, isolation=level)  # type: ignore[arg-type]
+    ok = run_program(GOOD, test=TEST, timeout_s=10, isolation=level)  # type: ignore[arg-type]
     assert (ok.status, ok.passed, ok.isolation) == ("passed", True, level)
-    bad = run_program("def add(a, b):\n    return a - b\n", TEST, timeout_s=10, isolation=level)  # type: ignore[arg-type]
+    bad = run_program("def add(a, b):\n    return a - b\n", test=TEST, timeout_s=10, isolation=level)  # type: ignore[arg-type]
     assert (bad.status, bad.passed) == ("failed", False)
     assert "AssertionError" in bad.stderr_tail
 
@@ -77,7 +77,7 @@ def test_correct_program_passes_and_wrong_one_fails(level: str) -> None:
 def test_forged_passes_fail(level: str, name: str, code: str) -> None:
     # the tests below use abs/len, which the program tries to bend
     test = "def check(candidate):\n    assert abs(candidate(2, 3) - 5) < 1e-9\n    assert len([1]) == 1\n\ncheck(add)\n"
-    r = run_program(code, test, timeout_s=10, isolation=level)  # type: ignore[arg-type]
+    r = run_program(code, test=test, timeout_s=10, isolation=level)  # type: ignore[arg-type]
     assert not r.passed, name
     assert r.status == "failed", (name, r)
 
@@ -88,7 +88,7 @@ def test_frame_walk_finds_no_nonce(level: str) -> None:
         "import sys, os\nf = sys._getframe()\nwhile f is not None:\n"
         "    print(repr(f.f_locals)[:2000])\n    f = f.f_back\nsys.stdout.flush()\nos._exit(0)\n"
     )
-    r = run_program(code, TEST, timeout_s=10, isolation=level)  # type: ignore[arg-type]
+    r = run_program(code, test=TEST, timeout_s=10, isolation=level)  # type: ignore[arg-type]
     assert r.status == "failed"
     assert "result_fd" in r.stdout_tail  # it did see the harness's frame...
     assert not re.search(r"[0-9a-f]{32}", r.stdout_tail)  # ...but no nonce in it
@@ -97,7 +97,7 @@ def test_frame_walk_finds_no_nonce(level: str) -> None:
 @pytest.mark.parametrize("level", LEVELS)
 def test_infinite_loop_times_out(level: str) -> None:
     t0 = time.monotonic()
-    r = run_program("while True:\n    pass\n", TEST, timeout_s=1.5, isolation=level)  # type: ignore[arg-type]
+    r = run_program("while True:\n    pass\n", test=TEST, timeout_s=1.5, isolation=level)  # type: ignore[arg-type]
     assert (r.status, r.passed) == ("timeout", False)
     assert time.monotonic() - t0 < 6
 
@@ -105,7 +105,7 @@ def test_infinite_loop_times_out(level: str) -> None:
 @pytest.mark.parametrize("level", LEVELS)
 def test_memory_bomb_is_contained(level: str) -> None:
     code = "blocks = []\nwhile True:\n    blocks.append(bytearray(64 * 1024 * 1024))\n"
-    r = run_program(code, TEST, timeout_s=10, memory_mb=512, isolation=level)  # type: ignore[arg-type]
+    r = run_program(code, test=TEST, timeout_s=10, memory_mb=512, isolation=level)  # type: ignore[arg-type]
     assert not r.passed
     assert r.status in ("failed", "killed")
     assert "MemoryError" in r.stderr_tail or r.status == "killed"
@@ -115,21 +115,21 @@ def test_memory_bomb_is_contained(level: str) -> None:
 def test_fork_bomb_is_contained(level: str) -> None:
     code = "import os\nwhile True:\n    try:\n        os.fork()\n    except Exception:\n        pass\n"
     t0 = time.monotonic()
-    r = run_program(code, TEST, timeout_s=2, max_processes=16, isolation=level)  # type: ignore[arg-type]
+    r = run_program(code, test=TEST, timeout_s=2, max_processes=16, isolation=level)  # type: ignore[arg-type]
     assert not r.passed
     assert r.status in ("timeout", "failed", "killed")
     assert time.monotonic() - t0 < 15
     time.sleep(0.3)
     assert _stray_sandbox_processes() == []
     # the machine can still start programs
-    assert run_program(GOOD, TEST, isolation=level).passed  # type: ignore[arg-type]
+    assert run_program(GOOD, test=TEST, isolation=level).passed  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("level", LEVELS)
 def test_printing_gigabytes_is_cut_off(level: str) -> None:
     code = "import sys\nchunk = 'x' * 65536\nwhile True:\n    sys.stdout.write(chunk)\n"
     t0 = time.monotonic()
-    r = run_program(code, TEST, timeout_s=20, max_output_bytes=4 * 1024 * 1024, isolation=level)  # type: ignore[arg-type]
+    r = run_program(code, test=TEST, timeout_s=20, max_output_bytes=4 * 1024 * 1024, isolation=level)  # type: ignore[arg-type]
     assert (r.status, r.passed) == ("killed", False)
     assert "output limit" in r.reason
     assert len(r.stdout_tail) <= 8192
@@ -148,7 +148,7 @@ def test_writing_outside_the_work_dir_does_not_land(level: str, policy: bool, tm
         "    try:\n        open(p, 'w').write('pwned')\n    except Exception as e:\n        print('blocked', p, e)\n"
         + GOOD
     )
-    r = run_program(code, TEST, timeout_s=10, isolation=level, policy=policy)  # type: ignore[arg-type]
+    r = run_program(code, test=TEST, timeout_s=10, isolation=level, policy=policy)  # type: ignore[arg-type]
     assert r.passed  # the program itself is harmless once contained; its writes just do not land
     assert not target.exists()
     assert not os.path.exists(tmp_target)
@@ -166,7 +166,7 @@ def test_secrets_in_the_environment_do_not_leak(level: str, monkeypatch) -> None
         "    try:\n        print(open(p, 'rb').read())\n    except Exception as e:\n        print('no', p, e)\n"
         + GOOD
     )
-    r = run_program(code, TEST, timeout_s=10, isolation=level)  # type: ignore[arg-type]
+    r = run_program(code, test=TEST, timeout_s=10, isolation=level)  # type: ignore[arg-type]
     assert secret not in r.stdout_tail and secret not in r.stderr_tail
     assert "CAPEVAL_TEST_API_KEY" not in r.stdout_tail
 
@@ -210,7 +210,7 @@ def test_network_is_unreachable(level: str, policy: bool) -> None:
             f"    socket.create_connection(('127.0.0.1', {server.port}), timeout=2).close()\n"
             "    print('CONNECTED')\nexcept Exception as e:\n    print('refused', type(e).__name__)\n" + GOOD
         )
-        r = run_program(code, TEST, timeout_s=10, isolation=level, policy=policy)  # type: ignore[arg-type]
+        r = run_program(code, test=TEST, timeout_s=10, isolation=level, policy=policy)  # type: ignore[arg-type]
         time.sleep(0.3)
         if policy or level in ("bwrap", "unshare"):
             # the guard refuses sockets; a network namespace has no route to the host's loopback
@@ -229,7 +229,7 @@ def test_killing_the_parent_fails_alone(level: str, policy: bool) -> None:
     if not policy and level != "bwrap":
         pytest.skip("without the guard only a pid namespace hides the parent")
     code = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nos.killpg(os.getpgid(0), signal.SIGTERM)\n" + GOOD
-    r = run_program(code, TEST, timeout_s=10, isolation=level, policy=policy)  # type: ignore[arg-type]
+    r = run_program(code, test=TEST, timeout_s=10, isolation=level, policy=policy)  # type: ignore[arg-type]
     assert not r.passed
     assert r.status in ("failed", "killed")
     assert os.getpid() > 0  # this process (the harness) is still here to assert
@@ -249,3 +249,21 @@ def test_evaluation_goes_on_in_parallel() -> None:
     assert [r.passed for r in results] == [False, False, False, True, False, True]
     assert results[0].status == "timeout"
     assert time.monotonic() - t0 < 15
+
+
+def test_program_without_tests_passes_when_it_runs_to_its_end() -> None:
+    assert run_program("x = sum(range(10))\nprint(x)\n", timeout_s=10).stdout_tail == "45\n"
+    r = run_program("raise ValueError('boom')\n", timeout_s=10)
+    assert (r.status, r.passed) == ("failed", False) and "ValueError: boom" in r.stderr_tail
+
+
+def test_level_can_be_forced_and_a_bad_one_is_explained(monkeypatch) -> None:
+    from capeval.scoring.sandbox import SandboxError
+
+    monkeypatch.setenv("CAPEVAL_SANDBOX", "rlimits")
+    assert sandbox_isolation() == "rlimits"
+    assert run_program(GOOD, test=TEST).isolation == "rlimits"
+    monkeypatch.setenv("CAPEVAL_SANDBOX", "docker")
+    with pytest.raises(SandboxError, match="unknown sandbox level 'docker'") as e:
+        sandbox_isolation()
+    assert "bwrap, unshare, rlimits" in str(e.value)

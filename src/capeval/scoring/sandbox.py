@@ -319,9 +319,10 @@ def _tail(buf: bytearray) -> str:
 
 def run_program(
     code: str,
-    test: str = "",
     timeout_s: float = 10.0,
     memory_mb: int = 1024,
+    *,
+    test: str = "",
     max_processes: int = 32,
     max_file_bytes: int = 16 * 1024 * 1024,
     max_output_bytes: int = 1024 * 1024,
@@ -332,10 +333,11 @@ def run_program(
 
     Args:
         code: the program (for HumanEval: prompt + completion).
-        test: code run after it, typically asserts ending in `check(entry_point)`; the run passes
-            only if both return normally (see the module docstring for why this cannot be faked).
         timeout_s: wall-clock limit; everything is killed at the deadline.
         memory_mb: address-space limit (RLIMIT_AS) of every process.
+        test: code run after it, typically asserts ending in `check(entry_point)`; the run passes
+            only if both return normally (see the module docstring for why this cannot be faked).
+            Without tests, a program passes when it runs to its end.
         max_processes: RLIMIT_NPROC for the run.
         max_file_bytes: RLIMIT_FSIZE: the largest file the program may write.
         max_output_bytes: stdout + stderr beyond this kills the run (status "killed").
@@ -510,5 +512,5 @@ def run_programs(
     in job order. A program that crashes, hangs or attacks the sandbox fails alone."""
     level = isolation or sandbox_isolation()
     with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
-        futures = [pool.submit(run_program, j.code, j.test, j.timeout_s, memory_mb, isolation=level) for j in jobs]
+        futures = [pool.submit(run_program, j.code, j.timeout_s, memory_mb, test=j.test, isolation=level) for j in jobs]
         return [f.result() for f in futures]
