@@ -49,10 +49,13 @@ def _load_judge(spec: str, base_url: str | None) -> Any:
     return load_model(spec, **model_options(base_url=base_url))
 
 
-def _recipe(name: str | None, recipe_file: Path | None, default: str) -> Any:
+def _recipe(name: str | None, recipe_file: Path | None, default: str, max_tokens: int | None = None) -> Any:
+    from dataclasses import replace
+
     from capeval.judge.recipes import get_recipe
 
-    return get_recipe(name or default, path=str(recipe_file) if recipe_file else None)
+    recipe = get_recipe(name or default, path=str(recipe_file) if recipe_file else None)
+    return replace(recipe, max_tokens=max_tokens) if max_tokens else recipe
 
 
 def _corr_cells(rows: Sequence[Any]) -> list[str]:
@@ -147,6 +150,7 @@ def judge_check(
     limit: int | None = typer.Option(None, "--limit", "-n", help="Use only the first N rows of the file."),
     max_parse_retries: int = typer.Option(1, "--max-parse-retries", help="Re-ask an unparseable verdict this many times."),
     judge_base_url: str | None = typer.Option(None, "--judge-base-url", help="OpenAI-compatible server for the judge."),
+    judge_max_tokens: int | None = typer.Option(None, "--judge-max-tokens", help="Cap the judge's output [default: the recipe's max_tokens]."),
     db: Path | None = typer.Option(None, "--db", help="SQLite store (judge calls are cached there)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the full report (with per-response rows) as JSON."),
     ablation_csv: Path | None = typer.Option(None, "--ablation-csv", help="Write the ablation as plot data (CSV)."),
@@ -164,7 +168,7 @@ def judge_check(
         raise CapevalError(f"unknown --format {fmt!r}", f"use one of {', '.join(FORMATS)}")
     rows = check.read_rows(data)[: limit if limit else None]
     source = check.detect_format(rows) if fmt == "auto" else fmt
-    rec = _recipe(recipe, recipe_file, DEFAULT_RECIPE[source])
+    rec = _recipe(recipe, recipe_file, DEFAULT_RECIPE[source], judge_max_tokens)
     judge_model = _load_judge(judge, judge_base_url)
     with Store(db) as store, Progress(not no_progress) as bar:
         if source == "mtbench":
@@ -172,7 +176,7 @@ def judge_check(
             votes = check.mtbench_votes(rows, references)
             ref_recipe = None
             if recipe is None and recipe_file is None and references:
-                ref_recipe = _recipe("reference_guided_pairwise", None, "reference_guided_pairwise")
+                ref_recipe = _recipe("reference_guided_pairwise", None, "reference_guided_pairwise", judge_max_tokens)
             report = check.check_votes(judge_model, rec, votes, store=store, max_parse_retries=max_parse_retries,
                                        n_resamples=bootstrap, seed=seed, progress=bar, source=str(data),
                                        reference_recipe=ref_recipe)
@@ -200,6 +204,7 @@ def judge_robustness(
     limit: int | None = typer.Option(None, "--limit", "-n", help="At most N base responses."),
     max_parse_retries: int = typer.Option(1, "--max-parse-retries"),
     judge_base_url: str | None = typer.Option(None, "--judge-base-url"),
+    judge_max_tokens: int | None = typer.Option(None, "--judge-max-tokens", help="Cap the judge's output [default: the recipe's max_tokens]."),
     db: Path | None = typer.Option(None, "--db"),
     json_out: Path | None = typer.Option(None, "--json", help="Write the report as JSON."),
     bootstrap: int = typer.Option(1000, "--bootstrap"),
@@ -212,7 +217,7 @@ def judge_robustness(
     from capeval.store import Store
 
     console = _console()
-    rec = _recipe(recipe, recipe_file, "crosseval")
+    rec = _recipe(recipe, recipe_file, "crosseval", judge_max_tokens)
     items, human = None, None
     if data is not None:
         rows = check.read_rows(data)
