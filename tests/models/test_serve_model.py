@@ -177,3 +177,20 @@ def test_serve_model_command(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+@pytest.mark.slow
+def test_max_batch_answers_waiting_requests_together(smollm2):
+    from capeval.models import load_model
+    from capeval.types import GenerationParams
+
+    reqs = [Request("generate", f"Q: What is {i} plus {i}?\nA:", params=GenerationParams(max_tokens=6)) for i in range(1, 9)]
+    with serving(smollm2, served_name=SERVED, max_batch=4) as batched:
+        got = load_model(f"openai:{SERVED}@{batched.base_url}", concurrency=8).generate(reqs)
+        calls = batched.app.state.stats.model_calls
+    assert all(r.error is None and r.text for r in got)
+    assert calls < len(reqs)  # requests that waited together shared a model call
+    # each answer went back to its own request: the same as answering it alone (the prompts have
+    # one token length, so batching adds no padding)
+    alone = [smollm2.generate([r])[0].text for r in reqs]
+    assert [r.text for r in got] == alone

@@ -12,6 +12,9 @@ def register(app: typer.Typer) -> None:
         host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 exposes it to the network)."),
         port: int = typer.Option(8000, help="TCP port."),
         served_name: str = typer.Option("", "--served-name", help="Model name clients send (default: the spec)."),
+        max_batch: int = typer.Option(
+            8, "--max-batch", min=1, help="Generation requests waiting together share one model call (1: one at a time)."
+        ),
         faults: str = typer.Option(
             "", help="Faults for the next requests, in order, for chaos testing: e.g. '429x2,500,hang,malformed,drop'."
         ),
@@ -37,4 +40,4 @@ def register(app: typer.Typer) -> None:
         console.print(f"serving [bold]{model}[/] as '{name}' at http://{host}:{port}/v1")
         if use_faults:
             console.print(f"[yellow]fault injection on[/]: queued {list(plan.queued)}, rate {plan.rate} of {kinds}")
-        serve(loaded, host=host, port=port, faults=plan if use_faults else None, served_name=name)
+        serve(loaded, host=host, port=port, faults=plan if use_faults else None, served_name=name, max_batch=max_batch)

@@ -3,7 +3,8 @@
 Endpoints: `GET /v1/models`, `POST /v1/completions` (plain-text prompts; `echo` and `logprobs`
 for log-likelihood scoring) and `POST /v1/chat/completions` (messages, through the model's chat
 template). Model calls are serialized by one lock and run in a worker thread, so the event loop
-keeps answering (`/v1/models`, fault responses, other connections) while the model works.
+keeps answering (`/v1/models`, fault responses, other connections) while the model works; with
+`max_batch` > 1 (`--max-batch`), generation requests that wait together share one model call.
 
 How prompt log-probabilities are computed. A capeval Model exposes `loglikelihood(context,
 continuation)`, not its tokenizer, so the server splits the text into pieces (a word or a
@@ -341,10 +342,63 @@ def _message_text(content: Any) -> str:
     raise BadRequest(f"unsupported message content: {content!r}")
 
 
-def create_app(model: Model, faults: FaultPlan | None = None, served_name: str | None = None) -> Any:
+class ModelRunner:
+    """Runs model calls one at a time (a model is not thread-safe, and one call already uses
+    every core), in a worker thread so that the event loop keeps answering meanwhile.
+
+    With `max_batch` > 1, generation requests that arrive while the model is busy are answered
+    together by one `model.generate` call (up to `max_batch` prompts), as a local run would
+    batch them; a batch pads prompts to one length, which can change greedy outputs in rare
+    near-ties, so `max_batch=1` gives exactly the answers of one-at-a-time calls."""
+
+    def __init__(self, model: Model, max_batch: int = 1, stats: ServerStats | None = None) -> None:
+        if max_batch < 1:
+            raise CapevalError(f"max_batch must be at least 1, got {max_batch}")
+        self.model = model
+        self.max_batch = max_batch
+        self.stats = stats or ServerStats()
+        self._lock = asyncio.Lock()
+        self._waiting: list[tuple[list[Request], asyncio.Future[list[Response]]]] = []
+
+    async def run(self, fn: Any, *args: Any) -> Any:
+        """Call `fn(*args)` in a worker thread once no other model call is running."""
+        async with self._lock:
+            self.stats.model_calls += 1
+            return await asyncio.to_thread(fn, *args)
+
+    async def generate(self, requests: list[Request]) -> list[Response]:
+        future: asyncio.Future[list[Response]] = asyncio.get_running_loop().create_future()
+        self._waiting.append((requests, future))
+        async with self._lock:
+            if not future.done():  # an earlier holder of the lock may have answered us already
+                mine = next(i for i, (_, fut) in enumerate(self._waiting) if fut is future)
+                batch = [self._waiting.pop(mine)]
+                size = len(requests)
+                while self._waiting and size + len(self._waiting[0][0]) <= self.max_batch:
+                    batch.append(self._waiting.pop(0))
+                    size += len(batch[-1][0])
+                self.stats.model_calls += 1
+                flat = [r for reqs, _ in batch for r in reqs]
+                try:
+                    answers = await asyncio.to_thread(self.model.generate, flat)
+                except Exception as e:
+                    for _, fut in batch:
+                        fut.set_exception(e)
+                else:
+                    pos = 0
+                    for reqs, fut in batch:
+                        fut.set_result(list(answers[pos : pos + len(reqs)]))
+                        pos += len(reqs)
+        return await future
+
+
+def create_app(
+    model: Model, faults: FaultPlan | None = None, served_name: str | None = None, max_batch: int = 1
+) -> Any:
     """A FastAPI app serving `model` under `served_name` (default: its model_id).
 
-    `app.state.stats` counts requests; `app.state.faults` is the fault plan (may be None)."""
+    `max_batch`: see ModelRunner. `app.state.stats` counts requests; `app.state.faults` is the
+    fault plan (may be None)."""
     try:
         from fastapi import FastAPI
         from fastapi import Request as HTTPRequest
@@ -355,19 +409,12 @@ def create_app(model: Model, faults: FaultPlan | None = None, served_name: str |
     name = served_name or model.model_id
     stats = ServerStats()
     scorer = PieceScorer(model)
-    model_lock = asyncio.Lock()
+    runner = ModelRunner(model, max_batch, stats)
     created = int(time.time())
     app = FastAPI(title=f"capeval serve-model: {name}")
     app.state.stats = stats
     app.state.faults = faults
     app.state.model = model
-
-    async def call_model(fn: Any, *args: Any) -> Any:
-        # One model call at a time (the model is not thread-safe and the CPU is the bottleneck),
-        # run off the event loop so the server keeps answering meanwhile.
-        async with model_lock:
-            stats.model_calls += 1
-            return await asyncio.to_thread(fn, *args)
 
     def error(status: int, message: str, code: str, kind: str = "invalid_request_error") -> JSONResponse:
         return JSONResponse(_error_body(message, code, kind), status_code=status)
@@ -414,7 +461,7 @@ def create_app(model: Model, faults: FaultPlan | None = None, served_name: str |
         want_logprobs = body.get("logprobs") is not None and body.get("logprobs") is not False
         generated: list[Response] = [Response(text="", finish_reason="length") for _ in prompts]
         if params.max_tokens > 0:
-            generated = await call_model(model.generate, [Request(kind="generate", prompt=p, params=params) for p in prompts])
+            generated = await runner.generate([Request(kind="generate", prompt=p, params=params) for p in prompts])
         choices, prompt_tokens, completion_tokens = [], 0, 0
         for i, (prompt, gen) in enumerate(zip(prompts, generated)):
             if gen.error:
@@ -423,7 +470,7 @@ def create_app(model: Model, faults: FaultPlan | None = None, served_name: str |
             logprobs = None
             if want_logprobs:
                 full = prompt + (gen.text or "")
-                scores = await call_model(scorer.score, full, 0 if echo else len(prompt))
+                scores = await runner.run(scorer.score, full, 0 if echo else len(prompt))
                 logprobs = {
                     "tokens": [s.piece for s in scores],
                     "token_logprobs": [s.logprob for s in scores],
@@ -459,7 +506,7 @@ def create_app(model: Model, faults: FaultPlan | None = None, served_name: str |
         if len(messages) != len(raw):
             raise BadRequest("every message must be an object with role and content")
         params = _params(body)
-        (gen,) = await call_model(model.generate, [Request(kind="generate", prompt=messages, params=params)])
+        (gen,) = await runner.generate([Request(kind="generate", prompt=messages, params=params)])
         if gen.error:
             raise CapevalError(f"generation failed: {gen.error}")
         return JSONResponse(
@@ -519,19 +566,28 @@ class ServerThread:
 
 
 @contextmanager
-def serving(model: Model, faults: FaultPlan | None = None, served_name: str | None = None) -> Iterator[ServerThread]:
+def serving(
+    model: Model, faults: FaultPlan | None = None, served_name: str | None = None, max_batch: int = 1
+) -> Iterator[ServerThread]:
     """Serve `model` on a free port of 127.0.0.1 for the duration of a `with` block."""
-    server = ServerThread(create_app(model, faults, served_name)).start()
+    server = ServerThread(create_app(model, faults, served_name, max_batch)).start()
     try:
         yield server
     finally:
         server.stop()
 
 
-def serve(model: Model, host: str = "127.0.0.1", port: int = 8000, faults: FaultPlan | None = None, served_name: str | None = None) -> None:
+def serve(
+    model: Model,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    faults: FaultPlan | None = None,
+    served_name: str | None = None,
+    max_batch: int = 1,
+) -> None:
     """Serve `model` in the foreground until interrupted."""
     try:
         import uvicorn
     except ImportError:
         raise MissingExtraError("uvicorn", "serve") from None
-    uvicorn.run(create_app(model, faults, served_name), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(model, faults, served_name, max_batch), host=host, port=port, log_level="info")
