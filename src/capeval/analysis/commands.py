@@ -385,7 +385,7 @@ def contamination_memorisation(
 
     items = _task_items(task, data, limit)
     with Store(db) as store:
-        res = verbatim_memorisation(load_model(model), items, store, prefix_fraction)
+        res = verbatim_memorisation(load_model(model), items, store, prefix_fraction, progress=True)
     tbl = Table(title=f"Verbatim memorisation of {task} by {model} (prefix {prefix_fraction:.0%})")
     for col in ("metric", "value", "n"):
         tbl.add_column(col)

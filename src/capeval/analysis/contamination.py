@@ -552,13 +552,15 @@ def verbatim_memorisation(
     store: Any = None,
     prefix_fraction: float = 0.5,
     near_threshold: float = 0.9,
+    progress: bool = False,
 ) -> MemorisationResult:
     """Give `model` the first part of each (id, text) item and compare its greedy continuation
     with the true rest. Calls go through the engine, so they are cached in `store`."""
-    from capeval.engine import execute
+    from capeval.engine import Progress, execute
 
     reqs, parts = memorisation_requests(items, prefix_fraction)
-    responses, _ = execute(model, reqs, store)
+    with Progress(progress) as bar:
+        responses, _ = execute(model, reqs, store, progress=bar)
     return score_memorisation(parts, responses, near_threshold, prefix_fraction)
 
 
