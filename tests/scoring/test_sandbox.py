@@ -72,6 +72,12 @@ def test_correct_program_passes_and_wrong_one_fails(level: str) -> None:
         ("trace the test to skip asserts", "import sys\nsys.settrace(lambda *a: None)\ndef add(a, b):\n    return 0\n"),
         ("install its own audit hook", "import sys, os\nsys.addaudithook(lambda e, a: None)\nos._exit(0)\n"),
         ("load ctypes", "import ctypes\nctypes.CDLL(None)\nimport os\nos._exit(0)\n"),
+        (
+            "start a helper program behind the guard's back",
+            "import _posixsubprocess, os\n_posixsubprocess.fork_exec(['/bin/true'], [b'/bin/true'], True, (), None, None,"
+            " -1, -1, -1, -1, -1, -1, -1, -1, False, False, None, None, None, -1, None, False)\nos._exit(0)\n",
+        ),
+        ("read its own memory", "import os\nprint(open('/proc/self/maps').read()[:100])\nos._exit(0)\n"),
     ],
 )
 def test_forged_passes_fail(level: str, name: str, code: str) -> None:

@@ -53,6 +53,8 @@ def _capeval_install_guard(nonce, result_fd, run_frame, workdir, policy, block_f
     )
     # the policy layer: no network, no signals to other processes, no writes outside the work dir
     policy_events = frozenset(("socket.__new__", "socket.connect", "socket.bind", "os.kill", "os.killpg", "signal.pthread_kill"))
+    # modules that start programs or call C directly (the audit events of ctypes are refused too)
+    banned_modules = frozenset(("_posixsubprocess", "subprocess", "ctypes", "_ctypes", "pty"))
     path_events = frozenset(("os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.symlink", "os.link", "os.truncate", "os.chmod", "os.chown", "os.utime", "shutil.rmtree", "os.chdir", "os.chroot"))
 
     def outside(path):
@@ -60,11 +62,11 @@ def _capeval_install_guard(nonce, result_fd, run_frame, workdir, policy, block_f
         if t is _int:
             return False
         if t is _str:
-            if _contains(path, "proc") or _contains(path, ".."):
+            if _contains(path, "/proc") or _contains(path, ".."):
                 return True
             return _startswith(path, "/") and not (_startswith(path, wd) or path == "/dev/null")
         if t is _bytes:
-            if _bcontains(path, b"proc") or _bcontains(path, b".."):
+            if _bcontains(path, b"/proc") or _bcontains(path, b".."):
                 return True
             return _bstartswith(path, b"/") and not (_bstartswith(path, bwd) or path == b"/dev/null")
         return True  # path-like objects would run their own __fspath__ inside the hook
@@ -77,6 +79,8 @@ def _capeval_install_guard(nonce, result_fd, run_frame, workdir, policy, block_f
             return
         if event in always or _startswith(event, "ctypes.") or (block_fork and event == "os.fork"):
             raise _RuntimeError("sandbox: " + event + " is not allowed")
+        if event == "import" and _len(args) and _type(args[0]) is _str and args[0] in banned_modules:
+            raise _RuntimeError("sandbox: importing " + args[0] + " is not allowed")
         if not policy:
             return
         if event in policy_events:
@@ -84,7 +88,7 @@ def _capeval_install_guard(nonce, result_fd, run_frame, workdir, policy, block_f
         if event == "open" and _len(args) >= 3:
             path, flags = args[0], args[2]
             t = _type(path)
-            if t is not _int and (t is _str and _contains(path, "proc") or t is _bytes and _bcontains(path, b"proc")):
+            if t is not _int and (t is _str and _contains(path, "/proc") or t is _bytes and _bcontains(path, b"/proc")):
                 raise _RuntimeError("sandbox: reading /proc is not allowed")
             if _type(flags) is _int and flags & write_flags and outside(path):
                 raise _RuntimeError("sandbox: writing outside the work directory is not allowed")
@@ -96,6 +100,19 @@ def _capeval_install_guard(nonce, result_fd, run_frame, workdir, policy, block_f
                     raise _RuntimeError("sandbox: " + event + " outside the work directory is not allowed")
 
     sys.addaudithook(hook)
+
+
+def _capeval_undumpable():
+    """Mark the process non-dumpable (prctl PR_SET_DUMPABLE 0): other processes of the same user
+    can then not read its memory through /proc/PID/mem, where the nonce lives."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)
+    except Exception:
+        pass
+    for name in [m for m in sys.modules if m == "ctypes" or m.startswith(("ctypes.", "_ctypes"))]:
+        del sys.modules[name]  # a later import by the program raises the (refused) import event
 
 
 def _capeval_run():
@@ -119,6 +136,7 @@ def _capeval_run():
     _dup2(null, 0)
     _close(null)
     pristine = dict(builtins.__dict__)
+    _capeval_undumpable()
     _capeval_install_guard(nonce, result_fd, sys._getframe(0), job["workdir"], job["policy"], job["block_fork"])
     del nonce  # from here on only the audit hook's closure holds it
     code, test = job["code"], job["test"]
