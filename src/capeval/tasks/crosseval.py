@@ -267,7 +267,8 @@ def judge_samples(
         if ctx.judge is None:
             raise CapevalError(
                 f"{task.name} is scored by an LLM judge, and no judge model was given",
-                "pass --judge MODEL (e.g. --judge openai:gpt-4o with --judge-base-url, or a local model)",
+                "pass --judge MODEL (e.g. --judge openai:gpt-4o, or openai:NAME@URL for a served judge); "
+                "the answers generated so far are cached, so the re-run only pays for the judge",
             )
         from capeval.judge import JudgeItem, Reference, get_recipe, run_judge
 

@@ -95,7 +95,8 @@ def judge_writing(
         if ctx.judge is None:
             raise CapevalError(
                 f"{task.name} is scored by an LLM judge, and no judge model was given",
-                "pass --judge MODEL (the authors used ChatGPT; any capeval model spec works)",
+                "pass --judge MODEL (the authors used ChatGPT; any capeval model spec works); "
+                "the answers generated so far are cached, so the re-run only pays for the judge",
             )
         from capeval.judge import JudgeItem, get_recipe, run_judge
 
