@@ -296,6 +296,7 @@ def capabilities_section(scores: Sequence[CapabilityScore]) -> Section:
         "capabilities",
         "Capabilities",
         "Mean score (0-100) of the samples tagged with each capability, per model, with 95% bootstrap CIs. "
+        "A sample's capability is its own tag (CrossEval), else its task's single tag, else the task's name. "
         "Cross capabilities are named 'A & B'.",
     )
     if not scores:
@@ -413,8 +414,9 @@ def arena_section(votes_by_source: Mapping[str, Sequence[Any]], n_bootstrap: int
     sec = Section(
         "arena",
         "Arena leaderboard",
-        f"Bradley-Terry ratings (Chatbot Arena's scale) from pairwise battles, with {n_bootstrap}-resample bootstrap "
-        "95% CIs; online Elo (K=4) for comparison. Rank = 1 + models whose CI lies entirely above.",
+        f"Bradley-Terry ratings (Chatbot Arena's scale) from every pairwise vote in the store, per source, with "
+        f"{n_bootstrap}-resample bootstrap 95% CIs; online Elo (K=4) for comparison. Rank = 1 + models whose CI "
+        "lies entirely above.",
     )
     if not any(votes_by_source.values()):
         sec.missing = (
