@@ -390,7 +390,12 @@ def weakest_link_section(scores: Sequence[CapabilityScore], threshold: float | N
     )
     if result.cases:
         pos = [c.position for c in result.cases]
-        lo, hi = min(-1.0, min(pos) - 0.2), max(2.0, max(pos) + 0.2)
+        # positions explode when the two parts are barely over the threshold apart; keep the axis
+        # readable and draw the few far-out cases at its edge
+        lo, hi = max(-3.0, min(-1.0, min(pos) - 0.2)), min(4.0, max(2.0, max(pos) + 0.2))
+        clipped = sum(1 for p in pos if not lo <= p <= hi)
+        if clipped:
+            sec.notes.append(f"{clipped} cases lie beyond the plotted range [{lo:g}, {hi:g}] and are drawn at its edge")
         points = [svg.StripPoint(c.position, c.model, f"{c.cross} = {c.cross_score:.1f}") for c in result.cases]
         bands = [(lo, 0.0, "below both"), (0.0, 0.5, "closer to weaker"), (0.5, 1.0, "closer to stronger"), (1.0, hi, "above both")]
         sec.charts.append(
