@@ -7,7 +7,13 @@ from math import comb
 import pytest
 
 from capeval.scoring import metrics
-from capeval.scoring.metrics import drop_em_f1, drop_max_em_f1, math_equivalent, normalize_math_string, pass_at_k
+from capeval.scoring.metrics import (
+    drop_em_f1,
+    drop_max_em_f1,
+    math_equivalent,
+    normalize_math_string,
+    pass_at_k,
+)
 
 
 @pytest.mark.parametrize("n,c,k", [(n, c, k) for n in (1, 5, 20) for c in range(0, n + 1, max(1, n // 4)) for k in (1, 2, 5) if k <= n])

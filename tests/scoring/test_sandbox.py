@@ -59,14 +59,18 @@ def test_correct_program_passes_and_wrong_one_fails(level: str) -> None:
         ("raise the harness's own event", "import sys, os\nsys.audit('capeval.finish')\nos._exit(0)\n"),
         (
             "replace builtins and AssertionError",
-            "import builtins\nbuiltins.AssertionError = type('Fake', (Exception,), {})\n"
-            "builtins.abs = lambda x: 0\nbuiltins.len = lambda x: 3\n__builtins__['abs'] = lambda x: 0\n"
-            "def add(a, b):\n    return 0\n",
+            (
+                "import builtins\nbuiltins.AssertionError = type('Fake', (Exception,), {})\n"
+                "builtins.abs = lambda x: 0\nbuiltins.len = lambda x: 3\n__builtins__['abs'] = lambda x: 0\n"
+                "def add(a, b):\n    return 0\n"
+            ),
         ),
         (
             "swallow the failing assert with an exit hook",
-            "import atexit, os, sys\natexit.register(lambda: os._exit(0))\nsys.excepthook = lambda *a: os._exit(0)\n"
-            "def add(a, b):\n    return 0\n",
+            (
+                "import atexit, os, sys\natexit.register(lambda: os._exit(0))\nsys.excepthook = lambda *a: os._exit(0)\n"
+                "def add(a, b):\n    return 0\n"
+            ),
         ),
         ("walk the heap for the nonce", "import gc, os\nfor o in gc.get_objects():\n    pass\nos._exit(0)\n"),
         ("trace the test to skip asserts", "import sys\nsys.settrace(lambda *a: None)\ndef add(a, b):\n    return 0\n"),
@@ -74,8 +78,10 @@ def test_correct_program_passes_and_wrong_one_fails(level: str) -> None:
         ("load ctypes", "import ctypes\nctypes.CDLL(None)\nimport os\nos._exit(0)\n"),
         (
             "start a helper program behind the guard's back",
-            "import _posixsubprocess, os\n_posixsubprocess.fork_exec(['/bin/true'], [b'/bin/true'], True, (), None, None,"
-            " -1, -1, -1, -1, -1, -1, -1, -1, False, False, None, None, None, -1, None, False)\nos._exit(0)\n",
+            (
+                "import _posixsubprocess, os\n_posixsubprocess.fork_exec(['/bin/true'], [b'/bin/true'], True, (), None,"
+                " None, -1, -1, -1, -1, -1, -1, -1, -1, False, False, None, None, None, -1, None, False)\nos._exit(0)\n"
+            ),
         ),
         ("read its own memory", "import os\nprint(open('/proc/self/maps').read()[:100])\nos._exit(0)\n"),
     ],
@@ -273,3 +279,15 @@ def test_level_can_be_forced_and_a_bad_one_is_explained(monkeypatch) -> None:
     with pytest.raises(SandboxError, match="unknown sandbox level 'docker'") as e:
         sandbox_isolation()
     assert "bwrap, unshare, rlimits" in str(e.value)
+
+
+def test_limits_hold_without_prlimit(monkeypatch) -> None:
+    import shutil as _shutil
+
+    from capeval.scoring import sandbox
+
+    real_which = _shutil.which
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name, *a, **k: None if name == "prlimit" else real_which(name, *a, **k))
+    r = run_program("x = bytearray(2 * 1024 ** 3)\n", timeout_s=10, memory_mb=256, test=TEST, isolation="rlimits")
+    assert not r.passed and "MemoryError" in r.stderr_tail
+    assert run_program(GOOD, test=TEST, isolation="rlimits").passed

@@ -4,7 +4,8 @@ sandbox, and turn the n results per problem into pass@k."""
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from capeval.scoring.extract import extract_code
 from capeval.scoring.metrics import pass_at_k
@@ -110,7 +111,7 @@ def score_code_samples(
     ]
 
 
-def humaneval_scorer(k_values: Sequence[int] = (1,), timeout_s: float = 10.0, memory_mb: int = 1024) -> "Scorer":
+def humaneval_scorer(k_values: Sequence[int] = (1,), timeout_s: float = 10.0, memory_mb: int = 1024) -> Scorer:
     """pass@k for one HumanEval sample: each of its n responses is extracted (`extract_code`),
     joined to the prompt, run with the tests in the sandbox, and the unbiased estimator applied.
 
@@ -120,7 +121,7 @@ def humaneval_scorer(k_values: Sequence[int] = (1,), timeout_s: float = 10.0, me
         memory_mb: address-space limit per program.
     """
 
-    def score(sample: Sample, responses: Sequence[Response], task: "Task") -> Score:
+    def score(sample: Sample, responses: Sequence[Response], task: Task) -> Score:
         return score_code_samples([sample], [responses], k_values, timeout_s, memory_mb)[0]
 
     return score

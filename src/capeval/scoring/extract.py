@@ -8,6 +8,7 @@ letter that merely appears last.
 
 from __future__ import annotations
 
+import math
 import re
 
 # ---- reasoning blocks and run-on continuations ---------------------------------------------------
@@ -176,7 +177,7 @@ def normalize_number(s: str) -> str | None:
             v = float(s)
     except (ValueError, ZeroDivisionError):
         return None
-    if v != v or v in (float("inf"), float("-inf")):
+    if not math.isfinite(v):
         return None
     return str(int(v)) if v == int(v) else repr(v)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import string
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -54,10 +54,11 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 from capeval.errors import CapevalError
 
@@ -185,13 +186,13 @@ def _env(home: str) -> dict[str, str]:
 
 def _probe(cmd: list[str], cwd: str) -> bool:
     try:
-        r = subprocess.run(cmd, cwd=cwd, capture_output=True, timeout=20, env=_env(cwd))
+        r = subprocess.run(cmd, cwd=cwd, capture_output=True, timeout=20, env=_env(cwd), check=False)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return r.returncode == 0 and r.stdout.strip() == b"ok"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def available_levels() -> tuple[Isolation, ...]:
     """The isolation levels that work on this machine, strongest first ("rlimits" always)."""
     probe = [_python(), "-I", "-S", "-c", "print('ok')"]
@@ -199,13 +200,12 @@ def available_levels() -> tuple[Isolation, ...]:
     found: list[Isolation] = []
     with tempfile.TemporaryDirectory(prefix="capeval-probe-") as wd:
         os.chmod(wd, 0o755)
-        if shutil.which("bwrap") and shutil.which("prlimit"):
+        if shutil.which("bwrap"):
             uid = _run_uid_base() if _is_root() else None
             extra = _setpriv(uid) if uid is not None and shutil.which("setpriv") else []
-            if uid is None or extra:
-                if _probe(_bwrap_prefix(wd, uid, 1 << 20) + extra + bwrap_probe, wd):
-                    found.append("bwrap")
-        if shutil.which("unshare") and shutil.which("prlimit") and _probe(_unshare_prefix() + probe, wd):
+            if (uid is None or extra) and _probe(_bwrap_prefix(wd, uid, 1 << 20) + extra + bwrap_probe, wd):
+                found.append("bwrap")
+        if shutil.which("unshare") and _probe(_unshare_prefix() + probe, wd):
             found.append("unshare")
     found.append("rlimits")
     return tuple(found)
@@ -298,7 +298,28 @@ def _kill_uid(uid: int) -> None:
 # ---- running one program ------------------------------------------------------------------------
 
 
+def _limits(timeout_s: float, memory_mb: int, max_file_bytes: int, nproc: int) -> dict[str, int]:
+    return {
+        "as": memory_mb * 1024 * 1024,
+        "fsize": max_file_bytes,
+        "nproc": nproc,
+        "cpu": int(timeout_s) + 1,
+        "core": 0,
+        "nofile": 256,
+    }
+
+
+def _set_limits(limits: dict[str, int]) -> None:
+    """In the child before exec, for machines without prlimit (util-linux)."""
+    import resource
+
+    for name, value in limits.items():
+        resource.setrlimit(getattr(resource, f"RLIMIT_{name.upper()}"), (value, value))
+
+
 def _prlimit(timeout_s: float, memory_mb: int, max_file_bytes: int, nproc: int) -> list[str]:
+    if not shutil.which("prlimit"):
+        return []  # the limits are set by _set_limits in the child instead
     cpu = int(timeout_s) + 1
     mem = memory_mb * 1024 * 1024
     return [
@@ -387,6 +408,11 @@ def run_program(
             env=_env(inside),
             pass_fds=(result_w,),
             start_new_session=True,
+            # only without prlimit: setrlimit in the forked child is async-signal-safe enough, and
+            # there is no other way to limit a child that has not exec'd yet
+            preexec_fn=None  # noqa: PLW1509
+            if shutil.which("prlimit")
+            else functools.partial(_set_limits, _limits(timeout_s, memory_mb, max_file_bytes, nproc)),
         )
     except OSError as e:
         os.close(result_r)

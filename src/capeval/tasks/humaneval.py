@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from capeval.prompting import PromptConfig, RenderedPrompt
 from capeval.scoring.code import CODEX_STOP
@@ -109,6 +110,7 @@ def humaneval(
     """
     from capeval.scoring.sandbox import SandboxError, sandbox_isolation
 
+    isolation: str
     try:
         isolation = sandbox_isolation()
     except SandboxError as e:  # a bad CAPEVAL_SANDBOX: list the task anyway, fail when it runs
