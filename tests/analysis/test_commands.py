@@ -187,7 +187,11 @@ def test_contamination_gap_perturb_and_ngram(tmp_path, two_runs):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("filler words\n" * 20 + JULIE["question"] + "\n")
     out = capeval("contamination", "ngram", "--task", "gsm8k", "--data", str(data), "--corpus", str(corpus),
-                  "--json", str(tmp_path / "n.json"))
+                  "--flag-ratio", "0.3", "--json", str(tmp_path / "n.json"))
     assert out.returncode == 0, out.stderr
-    flagged = [i for i in json.loads((tmp_path / "n.json").read_text())["items"] if i["flagged"]]
-    assert len(flagged) == 1 and flagged[0]["ratio"] > 0.5
+    items = json.loads((tmp_path / "n.json").read_text())["items"]
+    # the corpus holds Julie's question but not her worked solution: about half the item leaked
+    flagged = [i for i in items if i["flagged"]]
+    assert len(flagged) == 1 and 0.3 <= flagged[0]["ratio"] < 1.0
+    assert all(i["n_matched"] == 0 for i in items if not i["flagged"])
+    assert "items flagged" in out.stdout

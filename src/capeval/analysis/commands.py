@@ -20,6 +20,8 @@ console = Console()
 
 DB_HELP = "SQLite store (default: $CAPEVAL_DB or the user data dir)."
 JSON_HELP = "Also write the full result as JSON to this file."
+# sample fields that hold an item's reference solution (GSM8K/MATH rationale, HumanEval code)
+REFERENCE_FIELDS = ("rationale", "solution", "canonical_solution")
 
 
 def _jsonable(obj: Any) -> Any:
@@ -332,9 +334,14 @@ def _task_items(task: str, data: Optional[Path], limit: Optional[int]) -> list[t
     t = get_task(task, data=str(data) if data else None)
     items = []
     for s in t.load(limit=limit).samples:
+        # the question as the task renders it, plus the reference solution where the task keeps
+        # one: both can have leaked into training data
         text = t.question(s)
-        if isinstance(s.target, str) and s.target:
-            text += "\n" + s.target
+        for key in REFERENCE_FIELDS:
+            ref = s.fields.get(key)
+            if isinstance(ref, str) and ref.strip():
+                text += "\n" + ref
+                break
         items.append((s.id, text))
     return items
 
