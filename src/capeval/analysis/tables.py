@@ -50,7 +50,8 @@ class RunScores:
         return primary_metric(self.metrics[task], metric)
 
     def per_item(self, task: str, metric: str | None = None) -> dict[str, float]:
-        return self.values[task][self.primary(task, metric)]
+        name = self.primary(task, metric)
+        return self.values[task][name]
 
 
 def open_store(db: str | Path | None) -> Any:
@@ -82,6 +83,11 @@ def load_run_scores(store: Any, run_id: str) -> RunScores:
         meta = json.loads(r["metadata"]) if r["metadata"] else {}
         if isinstance(meta, dict) and meta.get("capability"):
             rs.capability[(r["task"], r["sample_id"])] = str(meta["capability"])
+    # results may list aggregate-only metrics (macro means, per-group breakdowns) that have no
+    # per-item values: the analyses need items, so keep only metrics scored per item
+    rs.metrics = {
+        t: [m for m in names if m in rs.values.get(t, {})] for t, names in rs.metrics.items() if t in rs.values
+    }
     if not rs.values:
         raise TableError(f"run {rid} has no scores", "was it interrupted? re-run it to finish scoring")
     return rs
