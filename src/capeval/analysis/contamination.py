@@ -58,8 +58,10 @@ def split_gap(
     gap = float(x.mean() - y.mean())
     rng = np.random.default_rng(seed)
     boot = np.empty(n_resamples)
-    for start in range(0, n_resamples, 1000):
-        k = min(1000, n_resamples - start)
+    # batches of at most ~4M values keep memory flat for splits of tens of thousands of items
+    chunk = max(1, min(1000, 4_000_000 // (x.size + y.size)))
+    for start in range(0, n_resamples, chunk):
+        k = min(chunk, n_resamples - start)
         bx = x[rng.integers(0, x.size, size=(k, x.size))].mean(axis=1)
         by = y[rng.integers(0, y.size, size=(k, y.size))].mean(axis=1)
         boot[start : start + k] = bx - by
@@ -67,8 +69,8 @@ def split_gap(
     # permutation test: under the null the split labels are exchangeable
     pooled = np.concatenate([x, y])
     hits = 0
-    for start in range(0, n_resamples, 1000):
-        k = min(1000, n_resamples - start)
+    for start in range(0, n_resamples, chunk):
+        k = min(chunk, n_resamples - start)
         perm = np.argsort(rng.random((k, pooled.size)), axis=1)
         shuffled = pooled[perm]
         d = shuffled[:, : x.size].mean(axis=1) - shuffled[:, x.size :].mean(axis=1)
