@@ -4,9 +4,11 @@ they do from a remote API."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
+import pytest
 from markupsafe import escape
 
 from capeval.engine import evaluate_tasks
@@ -73,3 +75,53 @@ def test_crosseval_run_report_shows_capabilities_verdicts_and_unrated(tmp_path: 
     wl = page[page.index('id="weakest-link"') : page.index('id="arena"')]
     assert "Coding &amp; Reasoning (missing part Coding)" in wl
     assert "(missing part Spanish)" in wl
+
+
+RESPONSE = re.compile(r"<response>\s*(.*?)\s*</response>", re.DOTALL)
+# the scripted judge's rating of each reference response of the fixture
+JUDGE_RATING = {"A": 5, "B": 3, "C": 1}
+
+
+def check_rule(model: str, messages: list[dict[str, str]]) -> str:
+    """Rates the response under review by which reference answer it is (A, B or C)."""
+    m = RESPONSE.search(messages[-1]["content"])
+    letter = re.search(r"Reference answer (\w)", m.group(1)) if m else None
+    rating = JUDGE_RATING.get(letter.group(1), 2) if letter else 2
+    return f"Pros: on topic.\nCons: see above.\n\nEvaluation Score\nScore: {rating}/5"
+
+
+def test_judge_check_json_feeds_the_judge_vs_human_section(tmp_path: Path) -> None:
+    """`capeval judge-check --json` over a scripted judge, then `capeval report --judge-check` of it."""
+    from capeval.cli import main
+
+    check_json = tmp_path / "crosseval-check.json"
+    db = tmp_path / "capeval.db"
+    with ScriptedChatServer(check_rule) as judge_srv, ScriptedChatServer(model_rule) as mut_srv:
+        argv = ["judge-check", "--judge", "openai:judge", "--judge-base-url", judge_srv.base_url, "--data", str(FIXTURE / "test.csv")]
+        argv += ["--json", str(check_json), "--no-ablation", "--bootstrap", "200", "--no-progress", "--db", str(db)]
+        assert _exit_code(main, argv) == 0
+        with Store(db) as store:
+            mut = load_model("openai:mut", base_url=mut_srv.base_url)
+            judge = load_model("openai:judge", base_url=judge_srv.base_url)
+            run = evaluate_tasks(mut, [get_task("crosseval", data=str(FIXTURE))], store=store, progress=False, judge=judge)
+    out = tmp_path / "report.html"
+    argv = ["report", run.run_id, "--db", str(db), "--out", str(out), "--judge-check", str(check_json), "--arena-bootstrap", "50"]
+    assert _exit_code(main, argv) == 0
+    page = out.read_text(encoding="utf-8")
+    section = page[page.index('id="judge-human"') : page.index('id="sensitivity"')]
+    assert "Not shown" not in section
+    pearson = json.loads(check_json.read_text())["overall"]["pearson"]
+    # the judge rates A 5, B 3, C 1 while people gave A 4-5, B 2-3, C 1: a strong correlation
+    assert pearson["value"] > 0.9
+    row = re.search(r"<td>all</td><td>pearson</td><td class=\"num\">([\d.]+)</td><td class=\"num\">\[([\d.]+), ([\d.]+)\]", section)
+    assert row and float(row.group(1)) == pytest.approx(pearson["value"], abs=5e-4)
+    assert float(row.group(2)) == pytest.approx(pearson["ci_low"], abs=5e-4)
+    assert "crosseval-check: judge vs mean human rating" in section  # its scatter plot
+
+
+def _exit_code(main, argv: list[str]) -> int:  # type: ignore[no-untyped-def]
+    try:
+        main(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
+    return 0

@@ -11,7 +11,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from capeval.report.data import ReportInputs, load_inputs
+from capeval.report.data import ReportInputs, load_inputs, read_judge_checks
 from capeval.report.sections import (
     Section,
     arena_section,
@@ -46,6 +46,7 @@ class ReportOptions:
     weakest_link_threshold: float | None = None
     gap_pairs: tuple[str, ...] = ()  # "PUBLIC_RUN:PRIVATE_RUN"
     contamination_files: tuple[Path, ...] = ()
+    judge_check_files: tuple[Path, ...] = ()
 
 
 def _safe(name: str, build: Callable[[], Section], notes: list[str]) -> Section:
@@ -77,7 +78,9 @@ def build_sections(inputs: ReportInputs, options: ReportOptions) -> list[Section
         _safe("Arena leaderboard", lambda: arena_section(votes, options.arena_bootstrap, options.seed), notes),
         _safe(
             "Judge vs human",
-            lambda: correlation_section(rating_pairs(inputs.runs, inputs.human_ratings), paired_votes(inputs.votes), seed=options.seed),
+            lambda: correlation_section(
+                rating_pairs(inputs.runs, inputs.human_ratings), paired_votes(inputs.votes), inputs.judge_checks, seed=options.seed
+            ),
             notes,
         ),
         _safe("Prompt sensitivity", lambda: sensitivity_section(inputs.runs), notes),
@@ -126,6 +129,7 @@ def build_report(
 
     inputs = load_inputs(store, run_ids)
     inputs.contamination, inputs.gaps = load_checks(store, options.gap_pairs, options.contamination_files, options.seed)
+    inputs.judge_checks = read_judge_checks(options.judge_check_files)
     html = render_report(inputs, options, db_path=str(store.path))
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,9 @@ def report(
     contamination: list[Path] | None = typer.Option(
         None, "--contamination", help="JSON written by `capeval contamination gap|ngram|memorisation --json`; repeatable."
     ),
+    judge_check: list[Path] | None = typer.Option(
+        None, "--judge-check", help="JSON written by `capeval judge-check --json` (judge vs human ratings); repeatable."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of every bootstrap in the report."),
 ) -> None:
     """Write one HTML file (opens offline) with headline numbers, tables, charts and every sample."""
@@ -43,6 +46,7 @@ def report(
         weakest_link_threshold=threshold,
         gap_pairs=tuple(gap or ()),
         contamination_files=tuple(contamination or ()),
+        judge_check_files=tuple(judge_check or ()),
     )
     with open_store(db if db is not None else default_db_path()) as store:
         path = build_report(store, runs, out, options)

@@ -9,6 +9,7 @@ import re
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from capeval.analysis.tables import Scale, to_100
@@ -91,6 +92,7 @@ class ReportInputs:
     # contamination checks (capeval.report.sections.ContaminationCheck) and split gaps to chart
     contamination: list[Any] = field(default_factory=list)
     gaps: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    judge_checks: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # `capeval judge-check --json`
 
 
 def sample_anchor(run_id: str, task: str, sample_id: str) -> str:
@@ -275,3 +277,19 @@ def to_points(value: float, scale: Scale) -> float:
 
 def metric_rows(result: RunResult, task: str) -> list[MetricResult]:
     return [m for m in result.metrics if m.task == task]
+
+
+def read_judge_checks(paths: Sequence[str | Path]) -> list[tuple[str, dict[str, Any]]]:
+    """(file stem, report) for each JSON written by `capeval judge-check --json`."""
+    out = []
+    for p in map(Path, paths):
+        try:
+            d = json.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ReportError(f"judge-check file not found: {p}") from None
+        except json.JSONDecodeError as e:
+            raise ReportError(f"{p} is not JSON: {e.msg}", "pass the file written by `capeval judge-check --json`") from None
+        if not isinstance(d, dict) or "overall" not in d or "verdicts" not in d:
+            raise ReportError(f"{p} is not a judge-check report", "pass the file written by `capeval judge-check --json`")
+        out.append((p.stem, d))
+    return out

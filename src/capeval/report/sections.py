@@ -566,8 +566,16 @@ class RatingPair:
     anchor: str  # the sample's element id in the report
 
 
-def correlation_section(pairs: Sequence[RatingPair], votes: Sequence[tuple[str, str]] = (), n_resamples: int = 1000, seed: int = 0) -> Section:
-    """`votes`: (judge winner, human winner) of the same battle, for pairwise agreement."""
+def correlation_section(
+    pairs: Sequence[RatingPair],
+    votes: Sequence[tuple[str, str]] = (),
+    checks: Sequence[tuple[str, Mapping[str, Any]]] = (),
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> Section:
+    """Judge-vs-human agreement from three inputs: `pairs` (judged samples of the runs that people
+    also rated), `votes` ((judge winner, human winner) of the same battle) and `checks` ((label,
+    JSON of `capeval judge-check --json`): the meta-evaluation on responses with human ratings)."""
     from capeval.analysis.correlation import (
         CROSSEVAL_PEARSON_ANCHOR,
         correlations,
@@ -582,33 +590,85 @@ def correlation_section(pairs: Sequence[RatingPair], votes: Sequence[tuple[str, 
         f"human ratings are averaged), with bootstrap 95% CIs. CrossEval's best judge reached Pearson about "
         f"{CROSSEVAL_PEARSON_ANCHOR}.",
     )
-    if len(pairs) < 3 and not votes:
+    if len(pairs) < 3 and not votes and not checks:
         sec.missing = (
-            f"needs at least 3 responses scored by the judge and rated by people (have {len(pairs)}), or battles "
-            "voted on by both; collect ratings and votes with `capeval serve`, judge with `capeval judge`"
+            f"needs responses rated by both the judge and people (have {len(pairs)} in these runs); run "
+            "`capeval judge-check --judge J --data FILE --json check.json` and pass `--judge-check check.json`, "
+            "or collect ratings and votes of judged runs with `capeval serve`"
         )
         return sec
+    header = ["source", "scope", "method", "coefficient", "95% CI", "p", "responses"]
+    rows: list[list[Cell]] = []
     if len(pairs) >= 3:
         js = [p.judge for p in pairs]
         hs = [p.human for p in pairs]
-        header = ["scope", "method", "coefficient", "95% CI", "p", "responses"]
-        rows = []
         for scope, cs in [("all", correlations(js, hs, n_resamples=n_resamples, seed=seed))] + list(
             correlations_by_group(js, hs, [p.capability for p in pairs], n_resamples=n_resamples, seed=seed).items()
         ):
             for c in cs:
                 if scope != "all" and c.method != "pearson":
                     continue  # per capability, Pearson only, as CrossEval reports it
-                rows.append([Cell(str(scope)), Cell(c.method), num(c.value, 3), ci(c.ci_low, c.ci_high, 3), num(c.p_value, 4), Cell(str(c.n), cls="num")])
-        sec.tables.append(Table("Correlation of judge scores with mean human ratings", header, rows))
-        sec.charts.append(Markup(svg.scatter_chart(hs, js, "Judge score vs mean human rating", "mean human rating", "judge score")))
+                rows.append([Cell("these runs"), Cell(str(scope)), Cell(c.method), num(c.value, 3), ci(c.ci_low, c.ci_high, 3), num(c.p_value, 4), Cell(str(c.n), cls="num")])
+        sec.charts.append(Markup(svg.scatter_chart(hs, js, "These runs: judge score vs mean human rating", "mean human rating", "judge score")))
+    for label, d in checks:
+        source = f"{label} ({d.get('judge', '?')}, {d.get('recipe', '?')})"
+        scopes = [("all", d.get("overall") or {})] + [(str(g), v) for g, v in (d.get("by_capability") or {}).items()]
+        for scope, by_method in scopes:
+            for method, c in by_method.items():
+                if scope != "all" and method != "pearson":
+                    continue
+                rows.append([Cell(source), Cell(scope), Cell(method), num(_f(c.get("value")), 3), ci(_f(c.get("ci_low")), _f(c.get("ci_high")), 3), num(_f(c.get("p_value")), 4), Cell(str(c.get("n", "")), cls="num")])
+        scored = [r for r in d.get("rows") or [] if r.get("judge_score") is not None and r.get("human_mean") is not None]
+        if len(scored) >= 3:
+            sec.charts.append(
+                Markup(svg.scatter_chart([r["human_mean"] for r in scored], [r["judge_score"] for r in scored], f"{label}: judge vs mean human rating", "mean human rating", "judge rating"))
+            )
+        ablation = [a for a in d.get("ablation") or [] if isinstance(a.get("pearson"), Mapping)]
+        if ablation:
+            sec.charts.append(
+                Markup(
+                    svg.interval_chart(
+                        [svg.Interval(f"{a['n_references']} references", _f(a["pearson"].get("value")), _f(a["pearson"].get("ci_low")), _f(a["pearson"].get("ci_high"))) for a in ablation],
+                        f"{label}: Pearson by number of references shown",
+                        domain=(-1.0, 1.0),
+                        bars=False,
+                    )
+                )
+            )
+        verdicts = d.get("verdicts") or {}
+        if verdicts.get("n"):
+            sec.notes.append(f"{label}: {verdicts.get('failed', 0)} of {verdicts['n']} verdicts could not be read and are left out")
+        agreement = d.get("agreement") or []
+        if agreement:
+            sec.tables.append(
+                Table(
+                    f"{label}: judge agrees with the human vote",
+                    ["votes", "agreement (%)", "95% CI", "votes compared"],
+                    [
+                        [
+                            Cell("with ties" if a.get("with_ties") else "ties dropped"),
+                            num(_f(a.get("value")) * 100),
+                            ci(_f(a.get("ci_low")) * 100, _f(a.get("ci_high")) * 100),
+                            Cell(str(a.get("n", "")), cls="num"),
+                        ]
+                        for a in agreement
+                    ],
+                )
+            )
+    if rows:
+        sec.tables.insert(0, Table("Correlation of judge scores with mean human ratings", header, rows))
     if votes:
-        rows = []
+        vrows = []
         for with_ties in (True, False):
             a = pairwise_agreement([j for j, _ in votes], [h for _, h in votes], with_ties=with_ties, n_resamples=n_resamples, seed=seed)
-            rows.append([Cell("with ties" if with_ties else "ties dropped"), num(a.value * 100), ci(a.ci_low * 100, a.ci_high * 100), Cell(str(a.n), cls="num")])
-        sec.tables.append(Table("Pairwise agreement of judge and human votes on the same battles (%)", ["votes", "agreement", "95% CI", "battles"], rows))
+            vrows.append([Cell("with ties" if with_ties else "ties dropped"), num(a.value * 100), ci(a.ci_low * 100, a.ci_high * 100), Cell(str(a.n), cls="num")])
+        sec.tables.append(Table("Pairwise agreement of judge and human votes on the same battles (%)", ["votes", "agreement", "95% CI", "battles"], vrows))
     return sec
+
+
+def _f(v: Any) -> float:
+    """A number from JSON, where NaN was written as null."""
+    return float(v) if isinstance(v, (int, float)) else math.nan
 
 
 # ---- contamination ---------------------------------------------------------------------------
