@@ -183,3 +183,14 @@ def test_perturbation_drop_pairs_variants_with_originals():
     assert d.diff > 0.5 and d.p_value < 0.001
     with pytest.raises(ContaminationError, match="no variant could be matched"):
         perturbation_drop(original, variants, {})
+
+
+def test_rounded_steps_stay_rounded():
+    item = {
+        "question": "Sam shares 10 cookies among 3 friends and keeps 17 crackers. How many cookies per friend plus crackers?",
+        "answer": "Each gets 10/3 = <<10/3=3.33>>3.33 cookies.\nTotal 3.33+17=<<3.33+17=20.33>>20.33\n#### 20.33",
+    }
+    (v,) = perturb_gsm8k([item], seed=0).variants
+    crackers = int(v.numbers["17"])
+    assert v.final_answer == f"{3.33 + crackers:.2f}"
+    assert perturb_gsm8k([{**item, "answer": item["answer"].replace("3.33", "3.4")}]).rejected == {"annotation": 1}
