@@ -226,3 +226,12 @@ def test_ablation_csv_is_plot_data(tmp_path):
     assert [ln.split(",")[0] for ln in lines[1:]] == ["0"] * 3 + ["1"] * 3 + ["2"] * 3
     values = np.array([float(ln.split(",")[2]) for ln in lines[1:] if ln.split(",")[1] == "pearson"])
     assert values.shape == (3,)
+
+
+def test_hub_source_offline_says_how_to_use_a_local_copy(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["judge-check", "--judge", "openai:judge@http://127.0.0.1:9/v1", "--data",
+              "hub:lmsys/mt_bench_human_judgments", "--no-progress"])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert "cannot load hub dataset 'lmsys/mt_bench_human_judgments'" in err and "split 'human'" in err

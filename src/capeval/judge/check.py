@@ -70,13 +70,25 @@ class HumanVote:
 # ---- loading --------------------------------------------------------------------------------
 
 
-def read_rows(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a local jsonl / json / csv / tsv / parquet file."""
-    from capeval.tasks.sources import read_file
+# Hub datasets judge-check knows, with the split that holds the rated responses.
+HUB_SPLITS = {"MingZhong/crosseval": "test", "lmsys/mt_bench_human_judgments": "human"}
 
+
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a local jsonl / json / csv / tsv / parquet file, or of a hub dataset given as
+    `hub:ID` or `hub:ID:SPLIT` (e.g. hub:lmsys/mt_bench_human_judgments:human)."""
+    from capeval.tasks.sources import read_file, read_hub
+
+    text = str(path)
+    if text.startswith("hub:"):
+        dataset, _, split = text[len("hub:"):].partition(":")
+        return read_hub(dataset, None, split or HUB_SPLITS.get(dataset, "test"))
     p = Path(path).expanduser()
     if not p.is_file():
-        raise DatasetError(f"judge-check data file not found: {p}", "pass a local jsonl, json, csv or parquet file")
+        raise DatasetError(
+            f"judge-check data file not found: {p}",
+            "pass a local jsonl, json, csv or parquet file, or hub:ID[:SPLIT]",
+        )
     return read_file(p)
 
 

@@ -141,7 +141,7 @@ def write_ablation_csv(report: Any, path: Path) -> None:
 
 def judge_check(
     judge: str = typer.Option(..., "--judge", "-j", help="Judge model spec (bundled name, hf:PATH, openai:NAME[@URL], vllm:PATH)."),
-    data: Path = typer.Option(..., "--data", help="Responses with human ratings: CrossEval-format file, MT-Bench human judgments, or CSV (prompt,response,human_score[,capability])."),
+    data: str = typer.Option(..., "--data", help="Responses with human ratings: CrossEval-format file, MT-Bench human judgments, or CSV (prompt,response,human_score[,capability]); or hub:ID[:SPLIT]."),
     fmt: str = typer.Option("auto", "--format", help=f"Data format: {', '.join(FORMATS)}."),
     recipe: str | None = typer.Option(None, "--recipe", "-r", help="Judge recipe [default: crosseval / pairwise / single by format]."),
     recipe_file: Path | None = typer.Option(None, "--recipe-file", help="Your edited copy of a recipe template (see `capeval judge-recipes`)."),
@@ -197,7 +197,7 @@ def judge_check(
 
 def judge_robustness(
     judge: str = typer.Option(..., "--judge", "-j", help="Judge model spec."),
-    data: Path | None = typer.Option(None, "--data", help="Base responses: CrossEval-format file or CSV (prompt,response[,human_score]) [default: built-in set]."),
+    data: str | None = typer.Option(None, "--data", help="Base responses: CrossEval-format file or CSV (prompt,response[,human_score]), or hub:ID[:SPLIT] [default: built-in set]."),
     recipe: str = typer.Option("crosseval", "--recipe", "-r", help="Judge recipe (single-answer)."),
     recipe_file: Path | None = typer.Option(None, "--recipe-file", help="Your edited copy of a recipe template."),
     attacks: str | None = typer.Option(None, "--attacks", help="Comma-separated attacks [default: all: address_judge, fake_verdict, code_comment, padding]."),
