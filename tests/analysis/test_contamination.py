@@ -112,7 +112,7 @@ def test_chain_links_results_and_rejects_false_arithmetic():
     assert [s.operands for s in chain.steps] == [(("q", 48.0), ("c", 2.0)), (("q", 48.0), ("s", 0))]
     assert chain.final_step == 1
     bad = {**NATALIA, "answer": NATALIA["answer"].replace("<<48+24=72>>", "<<48+24=73>>")}
-    assert perturb_gsm8k([bad]).rejected == {"annotation": 1}
+    assert perturb_gsm8k([bad]).rejected == {"an annotation's arithmetic does not hold": 1}
 
 
 def test_memorisation_scoring():
@@ -193,4 +193,4 @@ def test_rounded_steps_stay_rounded():
     (v,) = perturb_gsm8k([item], seed=0).variants
     crackers = int(v.numbers["17"])
     assert v.final_answer == f"{3.33 + crackers:.2f}"
-    assert perturb_gsm8k([{**item, "answer": item["answer"].replace("3.33", "3.4")}]).rejected == {"annotation": 1}
+    assert perturb_gsm8k([{**item, "answer": item["answer"].replace("3.33", "3.4")}]).rejected == {"an annotation's arithmetic does not hold": 1}

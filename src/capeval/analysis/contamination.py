@@ -149,7 +149,13 @@ _BINOPS: dict[type, Callable[[float, float], float]] = {
 
 
 class _ChainError(ValueError):
-    """Why an item's worked solution cannot be followed or a variant is invalid."""
+    """Why an item's worked solution cannot be followed or a variant is invalid.
+
+    `reason` is the category counted in PerturbReport.rejected; the message adds the detail."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
 
 
 def safe_eval(expr: str) -> float:
@@ -171,12 +177,12 @@ def safe_eval(expr: str) -> float:
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
             v = ev(node.operand)
             return -v if isinstance(node.op, ast.USub) else v
-        raise _ChainError(f"unsupported expression '{expr}'")
+        raise _ChainError("unsupported arithmetic in an annotation", expr)
 
     try:
         tree = ast.parse(expr.strip(), mode="eval")
     except SyntaxError:
-        raise _ChainError(f"cannot parse '{expr}'") from None
+        raise _ChainError("unsupported arithmetic in an annotation", expr) from None
     return ev(tree)
 
 
@@ -231,13 +237,13 @@ def parse_gsm_chain(question: str, answer: str) -> GsmChain:
         try:
             result = _num(res.strip().rstrip("."))
         except ValueError:
-            raise _ChainError(f"non-numeric step result '{res}'") from None
+            raise _ChainError("non-numeric step result", res) from None
         # GSM8K rounds some results to 1-2 decimals (10/3=3.33): accept that rounding, nothing more
         decimals = len(res.strip().rstrip(".").partition(".")[2])
         tol = max(1e-6 * max(1.0, abs(result)), 0.5 * 10.0**-decimals if decimals in (1, 2) else 0.0)
         exact = safe_eval(expr.replace(",", ""))
         if abs(exact - result) > tol:
-            raise _ChainError(f"annotation '{expr}={res}' does not hold")
+            raise _ChainError("an annotation's arithmetic does not hold", f"{expr}={res}")
         rounding = decimals if abs(exact - result) > 1e-6 * max(1.0, abs(result)) else None
         pieces: list[str] = []
         operands: list[tuple[str, Any]] = []
@@ -248,7 +254,7 @@ def parse_gsm_chain(question: str, answer: str) -> GsmChain:
             from_steps = [k for k, s in enumerate(steps) if abs(s.result - v) < 1e-9]
             from_question = qvalues.get(v, []) if v not in FIXED_VALUES else []
             if from_steps and from_question:
-                raise _ChainError(f"{_fmt(v)} is both a question number and an earlier result")
+                raise _ChainError("a number is both a question number and an earlier result", _fmt(v))
             if from_steps:
                 operands.append(("s", from_steps[-1]))
             elif from_question:
@@ -374,7 +380,7 @@ def perturb_item(
     used = sorted({ref for s in chain.steps for kind, ref in s.operands if kind == "q"})
     out: list[PerturbedItem] = []
     seen: set[tuple[float, ...]] = set()
-    last_error = "no valid numbers found"
+    last_error = _ChainError("no valid numbers found")
     for _ in range(max_tries * n_variants):
         if len(out) >= n_variants:
             break
@@ -386,7 +392,7 @@ def perturb_item(
         try:
             steps = _recompute(chain, new)
         except _ChainError as e:
-            last_error = str(e)
+            last_error = e
             continue
         text, pos = [], 0
         for start, end, v in chain.question_numbers:
@@ -413,7 +419,7 @@ def perturb_item(
             )
         )
     if not out:
-        raise _ChainError(last_error)
+        raise last_error
     return out
 
 
@@ -432,7 +438,7 @@ def perturb_gsm8k(
         try:
             vs = perturb_item(str(row.get("id", i)), str(row["question"]), str(row["answer"]), rng, n_variants, max_tries, i)
         except _ChainError as e:
-            rejected[str(e) if "'" not in str(e) else str(e).split("'")[0].strip()] += 1
+            rejected[e.reason] += 1
             continue
         ok += 1
         variants.extend(vs)
