@@ -208,7 +208,12 @@ def _breakdown_table(runs: Sequence[RunRecord], task: str) -> Table:
     return table
 
 
-def comparisons_section(runs: Sequence[RunRecord], seed: int = 0) -> Section:
+# Resamples per paired test: pairs grow with the square of the runs, and 2,000 resamples already
+# give p-values to about +/-0.005 near 0.05 (the CLI's `capeval compare` uses 10,000).
+COMPARISON_RESAMPLES = 2000
+
+
+def comparisons_section(runs: Sequence[RunRecord], seed: int = 0, n_resamples: int = COMPARISON_RESAMPLES) -> Section:
     """Every pair of runs on a shared task: a paired test on the items both answered."""
     from capeval.analysis.stats import compare_paired
 
@@ -216,7 +221,7 @@ def comparisons_section(runs: Sequence[RunRecord], seed: int = 0) -> Section:
         "comparisons",
         "Is A better than B?",
         "For every pair of runs on the same task: the difference of the primary metric on the items both "
-        "answered, its paired-bootstrap 95% CI, a paired permutation test's p-value, and the smallest "
+        f"answered, its paired-bootstrap 95% CI, a paired permutation test's p-value ({n_resamples:,} resamples), and the smallest "
         "difference these items can detect (80% power, alpha 0.05). In points for 0-1 metrics.",
     )
     table = Table("Paired comparisons", ["task", "A", "B", "A - B", "95% CI", "p", "detectable", "items", "verdict"], [])
@@ -229,7 +234,9 @@ def comparisons_section(runs: Sequence[RunRecord], seed: int = 0) -> Section:
             for b in members[i + 1 :]:
                 if a.primary[t] != b.primary[t] or not set(per_item[a.run_id]) & set(per_item[b.run_id]):
                     continue
-                c = compare_paired(per_item[a.run_id], per_item[b.run_id], seed=seed, task=t, metric=a.primary[t])
+                c = compare_paired(
+                    per_item[a.run_id], per_item[b.run_id], n_resamples=n_resamples, seed=seed, task=t, metric=a.primary[t]
+                )
                 better = a.label if c.diff > 0 else b.label
                 verdict = f"{better} is better" if c.significant else "no significant difference"
                 table.rows.append(
