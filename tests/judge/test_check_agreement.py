@@ -201,6 +201,17 @@ def test_user_csv_and_cli_report(tmp_path, capsys):
     assert set(report["by_capability"]) == {"knowledge", "maths", "language"}
     assert "~0.70" in printed and "judge vs mean human rating" in printed
     assert f"Pearson {expected:.3f} vs CrossEval's ~0.70" in printed
+    # the verdicts are a run in the store: every number traces back to its rows
+    from capeval.store import Store
+
+    with Store(tmp_path / "c.db") as store:
+        run = store.runs()[0]
+        samples = list(store.iter_samples(run["run_id"]))
+        result = store.run_result(run["run_id"])
+    assert json.loads(run["tasks"]) == ["judge-check"] and len(samples) == 9
+    assert samples[0]["scores"] == {"judge_score": judge_scores[0], "human_mean": rated[0].human_mean}
+    assert "Rating: [[" in samples[0]["response"][0]["text"]
+    assert result.metric("judge-check", "pearson").value == pytest.approx(expected)
     expected_judge_bias = stats.spearmanr(judge_scores, [len(r.item.response) for r in rated]).statistic
     assert report["length_bias"]["judge"]["value"] == pytest.approx(expected_judge_bias)
 

@@ -466,3 +466,36 @@ def check_votes(
     report.notes.append("CrossEval's ~0.7 Pearson anchor applies to ratings; for these pairwise votes the MT-Bench paper "
                         "reports GPT-4 agreeing with the expert votes about as often as experts agree with each other")
     return report
+
+
+def save_check_run(store: "Store", report: CheckReport, judge_spec: str, config: Mapping[str, Any]) -> str:
+    """Record the check as a run in the store (task "judge-check"): one sample per rated response with
+    the judge's verdict text, its score and the human mean, and the correlations as metrics, so
+    `capeval runs show RUN_ID` traces every number to its verdicts."""
+    from capeval.types import MetricResult, RunResult, Score
+
+    task = "judge-check"
+    run_id = store.start_run(report.judge, judge_spec, [task], {**config, "recipe": report.recipe})
+    rows, scores = [], []
+    for k, r in enumerate(report.rows):
+        values: dict[str, float] = {}
+        if r.get("judge_score") is not None:
+            values["judge_score"] = float(r["judge_score"])
+        if r.get("human_mean") is not None:
+            values["human_mean"] = float(r["human_mean"])
+        if r.get("human_winner") is not None:
+            values["agrees"] = float(r.get("judge_winner") == r["human_winner"]) if r.get("parsed") else 0.0
+        meta = {k: v for k, v in r.items() if k not in ("verdict",)}
+        # one row per human vote: several people may have voted on the same pair
+        sample_id = f"{r['id']}#vote{k + 1}" if "human_winner" in r else str(r["id"])
+        rows.append({"task": task, "sample_id": sample_id,
+                     "prompt": "", "response": [{"text": r.get("verdict", ""), "error": r.get("error")}], "metadata": meta})
+        scores.append(Score(rows[-1]["sample_id"], task, values, extracted=None if r.get("judge_score") is None
+                            else f"{r['judge_score']:g}", parsed=bool(r.get("parsed")), metadata=meta))
+    store.save_samples(run_id, rows, scores)
+    metrics = [MetricResult(task, c.method, c.value, c.ci_low, c.ci_high, c.n, report.summary.failure_rate)
+               for c in report.overall]
+    metrics += [MetricResult(task, "agreement" + ("" if a.with_ties else "_without_ties"), a.value, a.ci_low, a.ci_high,
+                             a.n, report.summary.failure_rate) for a in report.agreement]
+    store.finish_run(RunResult(run_id, judge_spec, (task,), tuple(metrics), config=dict(config)))
+    return run_id

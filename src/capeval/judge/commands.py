@@ -185,7 +185,10 @@ def judge_check(
             report = check.check_ratings(judge_model, rec, rated, store=store, n_references=n_references,
                                          ablation=ablation, max_parse_retries=max_parse_retries,
                                          n_resamples=bootstrap, seed=seed, progress=bar, source=str(data))
+        run_id = check.save_check_run(store, report, judge, {"data": str(data), "format": source,
+                                                              "n_references": report.n_references})
     print_check(report, console)
+    console.print(f"verdicts saved as run {run_id}: capeval runs show {run_id}" + (f" --db {db}" if db else ""))
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(json_safe(report.to_dict()), indent=2, ensure_ascii=False))
