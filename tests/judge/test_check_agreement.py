@@ -246,3 +246,23 @@ def test_hub_source_offline_says_how_to_use_a_local_copy(capsys):
     assert done.value.code == 2
     err = capsys.readouterr().err
     assert "cannot load hub dataset 'lmsys/mt_bench_human_judgments'" in err and "split 'human'" in err
+
+
+def test_cli_mtbench_uses_reference_answers_for_math_and_coding(tmp_path):
+    def rule(model, messages):
+        return "[[B]]" if "<reference_answer>" in messages[-1]["content"] else "[[A]]"
+
+    with ScriptedChatServer(rule) as srv:
+        out = tmp_path / "mt.json"
+        main(["judge-check", "--judge", f"openai:judge@{srv.base_url}", "--data", str(MTBENCH),
+              "--db", str(tmp_path / "m.db"), "--json", str(out), "--no-progress", "--bootstrap", "50"])
+        guided = [r for r in srv.requests if "<reference_answer>" in r["messages"][-1]["content"]]
+    report = json.loads(out.read_text())
+    assert report["recipe"] == "pairwise + reference_guided_pairwise"
+    # question 111 (math, 2 turns) and 121 (coding) have packaged reference answers: 3 items x 2 orders
+    assert len(guided) == 6
+    turn2 = next(r["messages"][-1]["content"] for r in guided if "circumscribing" in r["messages"][-1]["content"])
+    assert '<reference_answer number="1">' in turn2  # the turn-1 reference is shown for turn 2
+    # reference-guided items: B in one order, A after the swap back -> inconsistent -> tie
+    by_cat = {r["category"]: r["judge_winner"] for r in report["rows"]}
+    assert by_cat["math"] == "tie" and by_cat["coding"] == "tie"
