@@ -125,6 +125,7 @@ SEGMENT_CASES = [
     ("Done: 3<|im_end|>garbage", "Done: 3"),
     ("Question: restated question here\nSo the answer is 5.", "Question: restated question here\nSo the answer is 5."),
     ("x is 4.\n\n**Problem 2:** find y", "x is 4."),
+    ("So the answer is 3.\n\nPassage: The Bears scored twice...\nSo the answer is 5.", "So the answer is 3."),
 ]
 
 

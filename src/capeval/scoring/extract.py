@@ -33,7 +33,7 @@ def strip_reasoning(text: str) -> str:
 # A new exemplar-style question the model invented after answering (lm-eval issue 2707, lighteval
 # issues 202 and 686): everything from it on is not an answer to the question that was asked.
 _RUN_ON = re.compile(
-    r"\n[ \t]*(?:#+\s*|\*\*)?(?:Question|Q|Problem|Query|Exercise)\s*(?:\d+\s*)?[:.：]"
+    r"\n[ \t]*(?:#+\s*|\*\*)?(?:Question|Q|Problem|Query|Exercise|Passage)\s*(?:\d+\s*)?[:.：]"
     r"|<\|im_end\|>|<\|endoftext\|>|<\|eot_id\|>|</s>|<end_of_turn>",
     re.IGNORECASE,
 )
@@ -41,7 +41,8 @@ _RUN_ON = re.compile(
 
 def first_answer_segment(text: str) -> str:
     """The part of an output that answers the question asked: cut where the model starts a new
-    "Question:" / "Q:" / "Problem:" of its own, or emits an end-of-turn token as text."""
+    "Question:" / "Q:" / "Problem:" / "Passage:" (DROP) of its own, or emits an end-of-turn token
+    as text."""
     text = strip_reasoning(text)
     m = _RUN_ON.search(text)
     return text[: m.start()].strip() if m else text
