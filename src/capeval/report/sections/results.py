@@ -1,0 +1,188 @@
+"""Sections on the runs' own numbers: the headline, per-task tables, paired comparisons."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from markupsafe import Markup
+
+from capeval.report import svg
+from capeval.report.data import RunRecord, to_points
+from capeval.report.sections.base import (
+    Cell,
+    Section,
+    Table,
+    ci,
+    num,
+    primary_values,
+    shown,
+    task_samples_anchor,
+    task_scale,
+)
+
+
+def headline_section(runs: Sequence[RunRecord]) -> Section:
+    from capeval.analysis.stats import headline_score
+
+    sec = Section(
+        "headline",
+        "Headline",
+        "One number per run: the mean over tasks of each task's primary metric (every task weighs the same), "
+        "with a 95% bootstrap CI that resamples items within tasks. On a 0-100 scale (accuracy in percent; "
+        "1-5 ratings mapped as CrossEval does, (r - 1) * 24.75 + 1).",
+    )
+    rows: list[svg.Interval] = []
+    table = Table("Headline number per run", ["model", "run", "headline", "95% CI", "tasks", "items"], [])
+    for r in runs:
+        per_task = {}
+        for t in r.result.tasks:
+            vals = primary_values(r, t)
+            if not vals:
+                continue
+            scale = task_scale(runs, t, r.primary[t])
+            per_task[t] = [to_points(v, scale) for _, v in vals]
+        if not per_task:
+            sec.notes.append(f"run {r.run_id} has no scored samples")
+            continue
+        h = headline_score(per_task, metrics=dict(r.primary))
+        rows.append(svg.Interval(r.label, h.value, h.ci_low, h.ci_high, href=f"#run-{r.run_id}"))
+        table.rows.append(
+            [Cell(r.label), Cell(r.run_id, href=f"#run-{r.run_id}"), num(h.value), ci(h.ci_low, h.ci_high), Cell(str(h.n_tasks), cls="num"), Cell(str(h.n_items), cls="num")]
+        )
+    if not rows:
+        sec.missing = "no scored samples in these runs; run `capeval run --model M --tasks T` first"
+        return sec
+    sec.charts.append(Markup(svg.interval_chart(rows, "Headline number per run with 95% CI", domain=(0, 100))))
+    sec.tables.append(table)
+    return sec
+
+
+def tasks_section(runs: Sequence[RunRecord]) -> Section:
+    sec = Section(
+        "tasks",
+        "Per-task results",
+        "Every metric of every task, with its 95% bootstrap CI, number of samples and the share of outputs "
+        "whose answer could not be read (counted as wrong). Model names link to that run's samples of the task.",
+    )
+    tasks = list(dict.fromkeys(t for r in runs for t in r.result.tasks))
+    for t in tasks:
+        table = Table(t, ["model", "metric", "value", "95% CI", "n", "unparsed", "note"], [])
+        chart_rows: list[svg.Interval] = []
+        for r in runs:
+            if t not in r.result.tasks:
+                continue
+            for m in r.result.metrics:
+                if m.task != t:
+                    continue
+                scale = task_scale(runs, t, m.metric)
+                table.rows.append(
+                    [
+                        Cell(r.label, href=f"#{task_samples_anchor(r.run_id, t)}"),
+                        Cell(m.metric),
+                        num(shown(m.value, scale), 2 if scale == "1-5" else 1),
+                        ci(shown(m.ci_low, scale), shown(m.ci_high, scale), 2 if scale == "1-5" else 1),
+                        Cell(str(m.n), cls="num"),
+                        Cell(f"{m.unparsed_rate * 100:.1f}%", cls="num warn" if m.unparsed_rate > 0.1 else "num"),
+                        Cell(m.warning or "", cls="warn" if m.warning else ""),
+                    ]
+                )
+                if m.metric == r.primary.get(t):
+                    chart_rows.append(
+                        svg.Interval(
+                            r.label, shown(m.value, scale), shown(m.ci_low, scale), shown(m.ci_high, scale), href=f"#{task_samples_anchor(r.run_id, t)}"
+                        )
+                    )
+        if chart_rows:
+            metric = next(r.primary[t] for r in runs if t in r.primary)
+            scale = task_scale(runs, t, metric)
+            sec.charts.append(
+                Markup(
+                    svg.interval_chart(
+                        chart_rows,
+                        f"{t}: {metric}{' (%)' if scale == '0-1' else ''} with 95% CI",
+                        domain=(0, 100) if scale == "0-1" else (1, 5) if scale == "1-5" else None,
+                    )
+                )
+            )
+        sec.tables.append(table)
+        breakdown = _breakdown_table(runs, t)
+        if breakdown.rows:
+            sec.tables.append(breakdown)
+    warnings = [f"{r.label}: {w}" for r in runs for w in r.result.warnings]
+    sec.notes.extend(warnings)
+    return sec
+
+
+def _breakdown_table(runs: Sequence[RunRecord], task: str) -> Table:
+    """The task's group metrics (per subject, capability, difficulty...: task "<task>/<group>")."""
+    table = Table(f"{task}: breakdown by group", ["group", "model", "metric", "value", "95% CI", "n"], [], collapsed=True)
+    prefix = task + "/"
+    for r in runs:
+        for m in r.result.metrics:
+            if not m.task.startswith(prefix):
+                continue
+            scale = task_scale(runs, task, m.metric)
+            digits = 2 if scale == "1-5" else 1
+            table.rows.append(
+                [
+                    Cell(m.task[len(prefix) :]),
+                    Cell(r.label),
+                    Cell(m.metric),
+                    num(shown(m.value, scale), digits),
+                    ci(shown(m.ci_low, scale), shown(m.ci_high, scale), digits),
+                    Cell(str(m.n), cls="num"),
+                ]
+            )
+    table.rows.sort(key=lambda row: row[0].text)
+    return table
+
+
+# Resamples per paired test: pairs grow with the square of the runs, and 2,000 resamples already
+# give p-values to about +/-0.005 near 0.05 (the CLI's `capeval compare` uses 10,000).
+COMPARISON_RESAMPLES = 2000
+
+
+def comparisons_section(runs: Sequence[RunRecord], seed: int = 0, n_resamples: int = COMPARISON_RESAMPLES) -> Section:
+    """Every pair of runs on a shared task: a paired test on the items both answered."""
+    from capeval.analysis.stats import compare_paired
+
+    sec = Section(
+        "comparisons",
+        "Is A better than B?",
+        "For every pair of runs on the same task: the difference of the primary metric on the items both "
+        f"answered, its paired-bootstrap 95% CI, a paired permutation test's p-value ({n_resamples:,} resamples), and the smallest "
+        "difference these items can detect (80% power, alpha 0.05). In points for 0-1 metrics.",
+    )
+    table = Table("Paired comparisons", ["task", "A", "B", "A - B", "95% CI", "p", "detectable", "items", "verdict"], [])
+    tasks = list(dict.fromkeys(t for r in runs for t in r.result.tasks))
+    for t in tasks:
+        members = [r for r in runs if t in r.primary]
+        scale = task_scale(runs, t, members[0].primary[t]) if members else "0-1"
+        per_item = {r.run_id: {s.sample_id: v for s, v in primary_values(r, t)} for r in members}
+        for i, a in enumerate(members):
+            for b in members[i + 1 :]:
+                if a.primary[t] != b.primary[t] or not set(per_item[a.run_id]) & set(per_item[b.run_id]):
+                    continue
+                c = compare_paired(
+                    per_item[a.run_id], per_item[b.run_id], n_resamples=n_resamples, seed=seed, task=t, metric=a.primary[t]
+                )
+                better = a.label if c.diff > 0 else b.label
+                verdict = f"{better} is better" if c.significant else "no significant difference"
+                table.rows.append(
+                    [
+                        Cell(t),
+                        Cell(a.label),
+                        Cell(b.label),
+                        num(shown(c.diff, scale), 2 if scale == "1-5" else 1),
+                        ci(shown(c.ci_low, scale), shown(c.ci_high, scale), 2 if scale == "1-5" else 1),
+                        num(c.p_value, 4),
+                        num(shown(c.mdd, scale), 2 if scale == "1-5" else 1),
+                        Cell(str(c.n), cls="num"),
+                        Cell(verdict, cls="" if c.significant else "warn"),
+                    ]
+                )
+    if not table.rows:
+        sec.missing = "needs two or more runs of the same task; run `capeval run` with another --model and pass both runs"
+        return sec
+    sec.tables.append(table)
+    return sec
