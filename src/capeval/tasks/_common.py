@@ -183,8 +183,7 @@ class SubjectTask(FewShotTask):
         subject = sample.metadata.get("subject")
         if self.holdout_first:  # held-out items are never evaluated: no overlap to skip
             return self._heldout.get(str(subject), [])[:k]
-        else:
-            same = self._pool_of(subject, pool)
+        same = self._pool_of(subject, pool)
         return self.draw(sample, same, k, config.seed, first_n=self.sampler == "first_n")
 
     def _pool_of(self, subject: Any, pool: Sequence[Sample]) -> list[Sample]:
