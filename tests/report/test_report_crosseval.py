@@ -118,6 +118,20 @@ def test_judge_check_json_feeds_the_judge_vs_human_section(tmp_path: Path) -> No
     assert float(row.group(2)) == pytest.approx(pearson["ci_low"], abs=5e-4)
     assert "crosseval-check: judge vs mean human rating" in section  # its scatter plot
 
+    # judge-check also saved its verdicts as a run: reporting that run alone gives the same Pearson
+    with Store(db) as store:
+        (check_run,) = [r["run_id"] for r in store.runs() if json.loads(r["tasks"]) == ["judge-check"]]
+    out2 = tmp_path / "check-run.html"
+    assert _exit_code(main, ["report", check_run, "--db", str(db), "--out", str(out2), "--arena-bootstrap", "50"]) == 0
+    page2 = out2.read_text(encoding="utf-8")
+    section2 = page2[page2.index('id="judge-human"') : page2.index('id="sensitivity"')]
+    row2 = re.search(r"<td>these runs</td><td>all</td><td>pearson</td><td class=\"num\">([\d.]+)</td>", section2)
+    assert row2 and float(row2.group(1)) == pytest.approx(pearson["value"], abs=5e-4)
+    # its correlations are coefficients, not percentages, and it has no headline score of its own
+    tasks2 = page2[page2.index('id="tasks"') : page2.index('id="comparisons"')]
+    assert re.search(rf"<td>pearson</td><td class=\"num\">{pearson['value']:.3f}</td>", tasks2)
+    assert "has no scored samples" in page2[page2.index('id="headline"') : page2.index('id="tasks"')]
+
 
 def _exit_code(main, argv: list[str]) -> int:  # type: ignore[no-untyped-def]
     try:

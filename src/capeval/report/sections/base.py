@@ -57,8 +57,14 @@ def task_samples_anchor(run_id: str, task: str) -> str:
     return "samples-" + hashlib.sha1(f"{run_id}\x00{task}".encode()).hexdigest()[:12]
 
 
+# Metrics that are coefficients in [-1, 1] (a judge-check run's results), never percentages.
+COEFFICIENTS = frozenset({"pearson", "spearman", "kendall"})
+
+
 def task_scale(runs: Sequence[RunRecord], task: str, metric: str) -> Scale:
     """One scale per (task, metric) over all runs, so every model is shown in the same units."""
+    if metric in COEFFICIENTS:
+        return "1-100"  # i.e. shown as stored
     vals = [s.scores[metric] for r in runs for s in r.samples.get(task, ()) if metric in s.scores]
     vals += [m.value for r in runs for m in r.result.metrics if m.task == task and m.metric == metric]
     return detect_scale(vals)
@@ -69,16 +75,23 @@ def shown(v: float, scale: Scale) -> float:
     return v * 100 if scale == "0-1" else v
 
 
+def digits(metric: str, scale: Scale) -> int:
+    """Decimals that show a metric's differences: 3 for coefficients, 2 for 1-5 ratings, else 1."""
+    return 3 if metric in COEFFICIENTS else 2 if scale == "1-5" else 1
+
+
 def primary_values(run: RunRecord, task: str) -> list[tuple[SampleRecord, float]]:
     """Each scored sample's primary-metric value, as the engine aggregates: a sample with no value
     (failed call, unreadable answer) counts as 0, except a judge's failed verdict ("unrated"),
     which is left out, as are samples the model could not attempt ("unsupported")."""
     metric = run.primary.get(task)
-    if metric is None:
+    samples = run.samples.get(task, ())
+    if metric is None or not any(metric in s.scores for s in samples):
+        # the task's headline metric is not a per-sample score (a judge-check run's correlations)
         return []
     return [
         (s, float(s.scores.get(metric, 0.0)))
-        for s in run.samples.get(task, ())
+        for s in samples
         if not s.metadata.get("unsupported") and (metric in s.scores or not s.metadata.get("unrated"))
     ]
 

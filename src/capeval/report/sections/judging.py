@@ -194,11 +194,12 @@ def correlation_section(
 
 
 def rating_pairs(runs: Sequence[RunRecord], human: Sequence[Any]) -> list[RatingPair]:
-    """Pair each judged sample's primary score with the mean of the human ratings of that response.
+    """Pair each judged sample's score with the mean of the human ratings of that response.
 
-    Human ratings come from the store's human_ratings rows (the web app) keyed by run, task and
-    sample, and from a sample's own metadata "human_rating" (a number or a list of numbers, as a
-    meta-evaluation task that rates already-rated responses stores them)."""
+    Three sources: a judge-check run's samples (scores "judge_score" and "human_mean", as
+    `capeval judge-check` saves them); the store's human_ratings rows (the web app) keyed by run,
+    task and sample, paired with the sample's primary score; and a sample's own metadata
+    "human_rating" / "human_ratings" (a number or a list of numbers)."""
     by_key: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     for h in human:
         if h.run_id and h.task and h.sample_id:
@@ -207,19 +208,21 @@ def rating_pairs(runs: Sequence[RunRecord], human: Sequence[Any]) -> list[Rating
     for r in runs:
         for t in r.result.tasks:
             metric = r.primary.get(t)
-            if metric is None:
-                continue
             for s in r.samples.get(t, ()):
-                if metric not in s.scores:
+                cap = s.capabilities[0] if s.capabilities else t
+                if "judge_score" in s.scores and "human_mean" in s.scores:
+                    out.append(RatingPair(float(s.scores["judge_score"]), float(s.scores["human_mean"]), cap, s.anchor))
+                    continue
+                if metric is None or metric not in s.scores:
                     continue
                 ratings = list(by_key.get((r.run_id, t, s.sample_id), ()))
-                own = s.metadata.get("human_rating")
-                if isinstance(own, (int, float)):
-                    ratings.append(float(own))
-                elif isinstance(own, list):
-                    ratings.extend(float(v) for v in own if isinstance(v, (int, float)))
+                for key in ("human_rating", "human_ratings"):
+                    own = s.metadata.get(key)
+                    if isinstance(own, (int, float)):
+                        ratings.append(float(own))
+                    elif isinstance(own, list):
+                        ratings.extend(float(v) for v in own if isinstance(v, (int, float)))
                 if ratings:
-                    cap = s.capabilities[0] if s.capabilities else t
                     out.append(RatingPair(float(s.scores[metric]), sum(ratings) / len(ratings), cap, s.anchor))
     return out
 

@@ -13,6 +13,7 @@ from capeval.report.sections.base import (
     Section,
     Table,
     ci,
+    digits,
     num,
     primary_values,
     shown,
@@ -79,8 +80,8 @@ def tasks_section(runs: Sequence[RunRecord]) -> Section:
                     [
                         Cell(r.label, href=f"#{task_samples_anchor(r.run_id, t)}"),
                         Cell(m.metric),
-                        num(shown(m.value, scale), 2 if scale == "1-5" else 1),
-                        ci(shown(m.ci_low, scale), shown(m.ci_high, scale), 2 if scale == "1-5" else 1),
+                        num(shown(m.value, scale), digits(m.metric, scale)),
+                        ci(shown(m.ci_low, scale), shown(m.ci_high, scale), digits(m.metric, scale)),
                         Cell(str(m.n), cls="num"),
                         Cell(f"{m.unparsed_rate * 100:.1f}%", cls="num warn" if m.unparsed_rate > 0.1 else "num"),
                         Cell(m.warning or "", cls="warn" if m.warning else ""),
@@ -122,14 +123,14 @@ def _breakdown_table(runs: Sequence[RunRecord], task: str) -> Table:
             if not m.task.startswith(prefix):
                 continue
             scale = task_scale(runs, task, m.metric)
-            digits = 2 if scale == "1-5" else 1
+            d = digits(m.metric, scale)
             table.rows.append(
                 [
                     Cell(m.task[len(prefix) :]),
                     Cell(r.label),
                     Cell(m.metric),
-                    num(shown(m.value, scale), digits),
-                    ci(shown(m.ci_low, scale), shown(m.ci_high, scale), digits),
+                    num(shown(m.value, scale), d),
+                    ci(shown(m.ci_low, scale), shown(m.ci_high, scale), d),
                     Cell(str(m.n), cls="num"),
                 ]
             )
