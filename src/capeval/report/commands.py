@@ -48,7 +48,9 @@ def report(
         contamination_files=tuple(contamination or ()),
         judge_check_files=tuple(judge_check or ()),
     )
-    with open_store(db if db is not None else default_db_path()) as store:
+    with open_store(db if db is not None else default_db_path()) as store, console.status(
+        f"building the report of {len(runs)} run(s): bootstrap CIs, paired tests, arena fits..."
+    ):
         path = build_report(store, runs, out, options)
     console.print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB); open it in any browser, no network needed")
 
