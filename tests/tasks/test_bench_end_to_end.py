@@ -43,8 +43,17 @@ def test_generative_tasks_store_raw_output_extracted_answer_and_unparsed_rate(sm
 
 def test_run_variants_one_run_per_prompt_and_a_summary(smollm2, store):
     task = get_task("hellaswag", data=str(FIXTURES / "hellaswag"))
-    results, summary = run_variants(smollm2, [task], PromptConfig(), 2, store, limit=1, progress=False)
+    single = get_task("mtbench-category")  # a YAML task that ships only the default prompt
+    results, summary = run_variants(
+        smollm2, [task, single], PromptConfig(), 2, store, limit=1, progress=False
+    )
     assert [r.config["prompt"]["variant"] for r in results] == [0, 1]
+    assert results[0].tasks == ("hellaswag", "mtbench-category") and results[1].tasks == ("hellaswag",)
+    assert "prompt variant 1: not shipped by mtbench-category" in results[1].warnings
+    assert {(s.task, s.n_variants) for s in summary if s.metric == "acc"} == {
+        ("hellaswag", 2),
+        ("mtbench-category", 1),
+    }
     assert len({r.run_id for r in results}) == 2 and all(store.run_result(r.run_id) for r in results)
     rows = {(s.task, s.metric): s for s in summary}
     acc_norm = rows[("hellaswag", "acc_norm")]
