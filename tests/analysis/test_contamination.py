@@ -138,7 +138,8 @@ def test_memorisation_with_bundled_model(smollm2, store):
         ("alphabet", "a b c d e f g h i j k l m n o p q r s t u v w x y z"),
         ("novel", "Quillon marrow tesselated under the violet bridge while seven copper kettles argued about fog."),
     ]
-    res = verbatim_memorisation(smollm2, items, store)
+    # 20 new tokens cover the 13 letters left; a short budget keeps the test quick on CPU
+    res = verbatim_memorisation(smollm2, items, store, max_tokens=20)
     by = {i.id: i for i in res.items}
     assert by["alphabet"].prefix.endswith("l m") and by["alphabet"].truth.startswith("n o p")
     assert by["alphabet"].exact  # every model has seen the alphabet

@@ -569,12 +569,13 @@ def verbatim_memorisation(
     prefix_fraction: float = 0.5,
     near_threshold: float = 0.9,
     progress: bool = False,
+    max_tokens: int | None = None,
 ) -> MemorisationResult:
     """Give `model` the first part of each (id, text) item and compare its greedy continuation
     with the true rest. Calls go through the engine, so they are cached in `store`."""
     from capeval.engine import Progress, execute
 
-    reqs, parts = memorisation_requests(items, prefix_fraction)
+    reqs, parts = memorisation_requests(items, prefix_fraction, max_tokens=max_tokens)
     with Progress(progress) as bar:
         responses, _ = execute(model, reqs, store, progress=bar)
     return score_memorisation(parts, responses, near_threshold, prefix_fraction)
