@@ -35,8 +35,8 @@ def arena_section(votes_by_source: Mapping[str, Sequence[Any]], n_bootstrap: int
     )
     if not any(votes_by_source.values()):
         sec.missing = (
-            "no pairwise votes in the store; collect them with `capeval serve` (people vote in battles) "
-            "or `capeval judge --pairwise` (judge verdicts)"
+            "no pairwise votes in the store; people's votes are recorded there by the annotation web app "
+            "(`capeval serve`); for battles in a CSV file use `capeval arena --csv FILE`"
         )
         return sec
     for source, battles in votes_by_source.items():
