@@ -95,6 +95,7 @@ def test_weakest_link_from_capability_csv(tmp_path):
     res = json.loads((tmp_path / "w.json").read_text())
     assert res["counts"] == {"below_both": 38, "closer_to_weaker": 20, "closer_to_stronger": 0, "above_both": 0}
     assert len(res["cases"]) == 58 and all(c["position"] < 0.5 for c in res["cases"])
+    assert res["positions"] == [c["position"] for c in res["cases"]]
     assert "58 cases" in out.stdout and "below both" in out.stdout
     out = capeval("weakest-link", "--csv", str(path), "--threshold", "20", "--json", str(tmp_path / "w2.json"))
     assert out.returncode == 0 and json.loads((tmp_path / "w2.json").read_text())["cases"] == []

@@ -194,7 +194,8 @@ def weakest_link_cmd(
     console.print(tbl)
     if res.missing:
         console.print(f"[yellow]skipped {len(res.missing)}: {'; '.join(res.missing[:5])}[/]")
-    _write_json(json_path, res)
+    # positions: (cross - weaker) / (stronger - weaker) per case, the density plot's sample
+    _write_json(json_path, {**_jsonable(res), "positions": res.positions})
 
 
 def arena_cmd(
