@@ -163,3 +163,17 @@ def test_drop_scorer_em_f1():
     assert graded(task, q1, " 21") == {"em": 1.0, "f1": 1.0}
     assert graded(task, q1, " 14") == {"em": 0.0, "f1": 0.0}
     assert graded(task, q2, " the Lions") == {"em": 1.0, "f1": 1.0}  # articles are normalised away
+
+
+def test_math_from_one_competition_math_file_groups_rows_by_type():
+    # hendrycks/competition_math's layout: one file per split, the subject in each row's `type`
+    task = get_task("math", data=str(FIXTURES / "math_competition"))
+    plan = plan_task(task, PromptConfig(shots=1))
+    assert [s.id for s in plan.samples] == [
+        "algebra/0",
+        "counting_and_probability/0",
+    ]  # "Astrology" is no subject
+    assert "How many ways can 3 people stand in a line?" in plan.prompts[1]
+    assert "3^2 + 4^2" not in plan.prompts[1]  # the exemplar comes from the item's own subject
+    one = get_task("math_counting_and_probability", data=str(FIXTURES / "math_competition"))
+    assert [s.target for s in one.load().samples] == ["6"]

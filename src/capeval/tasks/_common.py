@@ -99,6 +99,8 @@ class SubjectTask(FewShotTask):
         subjects: config names evaluated, in order.
         all_config: a hub config holding every subject at once (MMLU's "all"): one download.
         subject_field: row field naming the subject when one file holds many subjects.
+        subject_of: maps that field's value to a config name (MATH's "Counting & Probability"
+            -> "counting_and_probability"); default: the value itself.
         subject_names: display names for `{subject}` in the description (default: config name
             with spaces).
         sampler: "first_n" takes the first k exemplars of the subject in dataset order (as the
@@ -110,6 +112,7 @@ class SubjectTask(FewShotTask):
     subjects: tuple[str, ...] = ()
     all_config: str | None = None
     subject_field: str | None = None
+    subject_of: Callable[[str], str] | None = None
     subject_names: Mapping[str, str] = field(default_factory=dict)
     sampler: Literal["first_n", "seeded"] = "seeded"
     holdout_first: int = 0
@@ -152,6 +155,8 @@ class SubjectTask(FewShotTask):
         for r in rows:
             # a malformed line has no subject: keep it (counted as malformed) under the first subject
             s = str(r.get(self.subject_field, self.subjects[0] if MALFORMED in r else ""))
+            if self.subject_of is not None and MALFORMED not in r:
+                s = self.subject_of(s)
             if s in wanted:
                 by_subject.setdefault(s, []).append(r)
         return [(s, by_subject[s]) for s in self.subjects if s in by_subject]

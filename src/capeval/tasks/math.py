@@ -11,7 +11,8 @@ from capeval.tasks.registry import register_task
 from capeval.tasks.sources import Source
 from capeval.types import GenerationParams, Sample
 
-# EleutherAI/hendrycks_math: the original hendrycks/competition_math was taken off the hub.
+# EleutherAI/hendrycks_math (one config per subject): the original hendrycks/competition_math was
+# taken off the hub; a local copy of it (one file, a `type` field per row) loads too.
 MATH_SUBJECTS = (
     "algebra", "counting_and_probability", "geometry", "intermediate_algebra", "number_theory", "prealgebra",
     "precalculus",
@@ -35,6 +36,11 @@ MATH_VARIANTS = (
     ),
     PromptLayout(answer_prefix="Solution:", extra={"question_label": "Exercise:"}),
 )
+
+
+def math_subject(kind: str) -> str:
+    """A row's `type` as the config name: "Counting & Probability" -> "counting_and_probability"."""
+    return kind.strip().lower().replace(" & ", "_and_").replace(" ", "_")
 
 
 def math_row(row: Mapping[str, Any], index: int, task: Any) -> Sample:
@@ -85,7 +91,8 @@ def _math(name: str, subjects: tuple[str, ...], data: str | None) -> SubjectTask
         question_fn=math_question,
         answer_fn=math_answer,
         subjects=subjects,
-        subject_field=None,
+        subject_field="type",  # one file of every subject (hendrycks/competition_math's layout)
+        subject_of=math_subject,
         sampler="seeded",
         settings={"exemplars": "4 train solutions of the same subject, drawn with the prompt seed"},
     )
