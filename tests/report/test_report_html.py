@@ -292,3 +292,16 @@ def test_ratings_on_a_1_to_5_scale_are_mapped_as_crosseval_does(tmp_path: Path) 
     m = res.metric("arith-rated", "rating")
     assert f"rating {m.value:.2f} [{m.ci_low:.2f}, {m.ci_high:.2f}]" in page.section_text("tasks")
     store.close()
+
+
+def test_battles_from_a_csv_join_the_arena(report_fixture: ReportFixture, tmp_path: Path) -> None:
+    csv_path = tmp_path / "lab-battles.csv"
+    rows = ["model_a,model_b,winner"] + ["alpha,beta,model_a"] * 6 + ["beta,alpha,model_a"] * 2 + ["alpha,beta,tie"] * 2
+    csv_path.write_text("\n".join(rows) + "\n")
+    out = build_report(
+        report_fixture.store, report_fixture.run_ids[:1], tmp_path / "b.html", ReportOptions(arena_bootstrap=50, battle_files=(csv_path,))
+    )
+    text = parse(out.read_text(encoding="utf-8")).section_text("arena")
+    assert "lab-battles (CSV) votes: 10 battles" in text
+    # alpha won 6 of the 8 decided battles: it leads the CSV's leaderboard with that record
+    assert re.search(r"lab-battles \(CSV\) votes: 10 battles rank model .*? 1 alpha [\d.]+ \[[-\d.]+, [-\d.]+\] [\d.]+ 10 6 2 2", text), text

@@ -47,6 +47,7 @@ class ReportOptions:
     gap_pairs: tuple[str, ...] = ()  # "PUBLIC_RUN:PRIVATE_RUN"
     contamination_files: tuple[Path, ...] = ()
     judge_check_files: tuple[Path, ...] = ()
+    battle_files: tuple[Path, ...] = ()  # CSV: model_a, model_b, winner (an arena source each)
 
 
 def _safe(name: str, build: Callable[[], Section], notes: list[str]) -> Section:
@@ -130,6 +131,12 @@ def build_report(
     inputs = load_inputs(store, run_ids)
     inputs.contamination, inputs.gaps = load_checks(store, options.gap_pairs, options.contamination_files, options.seed)
     inputs.judge_checks = read_judge_checks(options.judge_check_files)
+    for f in options.battle_files:
+        from capeval.analysis.tables import read_battles_csv
+        from capeval.report.data import Vote
+
+        source = f"{Path(f).stem} (CSV)"
+        inputs.votes += [Vote(source, None, b.model_a, b.model_b, b.winner) for b in read_battles_csv(f)]
     html = render_report(inputs, options, db_path=str(store.path))
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)

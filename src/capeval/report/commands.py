@@ -30,6 +30,9 @@ def report(
     judge_check: list[Path] | None = typer.Option(
         None, "--judge-check", help="JSON written by `capeval judge-check --json` (judge vs human ratings); repeatable."
     ),
+    battles: list[Path] | None = typer.Option(
+        None, "--battles", help="Battles CSV (model_a, model_b, winner) for the arena, beside the store's votes; repeatable."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of every bootstrap in the report."),
 ) -> None:
     """Write one HTML file (opens offline) with headline numbers, tables, charts and every sample."""
@@ -47,6 +50,7 @@ def report(
         gap_pairs=tuple(gap or ()),
         contamination_files=tuple(contamination or ()),
         judge_check_files=tuple(judge_check or ()),
+        battle_files=tuple(battles or ()),
     )
     with open_store(db if db is not None else default_db_path()) as store, console.status(
         f"building the report of {len(runs)} run(s): bootstrap CIs, paired tests, arena fits..."
