@@ -170,3 +170,12 @@ def test_bad_battles_are_reported():
         battles_from_rows([{"model_a": "a", "model_b": "b"}])
     with pytest.raises(ArenaError, match="anchor model 'zz' has no battles"):
         bradley_terry([Battle("a", "b", "tie")], anchor="zz")
+
+
+def test_undefeated_model_is_warned_about():
+    battles = [Battle("champ", "x", "model_a")] * 5 + [Battle("x", "y", "model_a"), Battle("y", "x", "tie")] * 5
+    lb = arena_leaderboard(battles, n_bootstrap=20, seed=0)
+    assert lb.ratings[0].model == "champ"
+    assert lb.warnings == (
+        "champ won every battle: its maximum-likelihood rating is unbounded and the number shown is where the optimiser stopped",
+    )

@@ -175,8 +175,10 @@ def bootstrap_bradley_terry(
         present = played > 0
         keep = w > 0
         r = _fit_bt(pairs[keep], outcomes[keep], w[keep], len(models), base, x0=full)
-        a = anchor if anchor is not None and present[models.index(anchor)] else None
-        out[i] = _to_scale(r, models, present, scale, init_rating, a, anchor_rating)
+        if anchor is not None and not present[models.index(anchor)]:
+            out[i] = np.nan  # no anchor, no common scale: the resample cannot be placed
+            continue
+        out[i] = _to_scale(r, models, present, scale, init_rating, anchor, anchor_rating)
     return models, out
 
 
@@ -214,6 +216,7 @@ class Leaderboard:
     seed: int
     anchor: str | None
     anchor_rating: float
+    warnings: tuple[str, ...] = ()
 
     @property
     def stable(self) -> bool:
@@ -288,6 +291,12 @@ def arena_leaderboard(
                 rank=1 + sum(1 for o in models if o != m and lo[o] > hi[m]),
             )
         )
+    warnings = tuple(
+        f"{r.model} {'won' if r.wins else 'lost'} every battle: its maximum-likelihood rating is unbounded "
+        "and the number shown is where the optimiser stopped"
+        for r in rows
+        if r.n_battles and (r.wins == r.n_battles or r.losses == r.n_battles)
+    )
     unstable = tuple(
         (a.model, b.model) for a, b in itertools.pairwise(rows) if a.ci_low <= b.ci_high
     )
@@ -300,4 +309,5 @@ def arena_leaderboard(
         seed=seed,
         anchor=anchor,
         anchor_rating=anchor_rating,
+        warnings=warnings,
     )

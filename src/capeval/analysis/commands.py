@@ -231,6 +231,8 @@ def arena_cmd(
         tbl.add_row(str(r.rank), r.model, f"{r.rating:.1f}", _ci(r.ci_low, r.ci_high, 1), f"{r.elo:.1f}",
                     str(r.n_battles), f"{r.wins}-{r.losses}-{r.ties}")
     console.print(tbl)
+    for w in lb.warnings:
+        console.print(f"[yellow]warning: {w}[/]")
     if lb.unstable_pairs:
         pairs = ", ".join(f"{a} / {b}" for a, b in lb.unstable_pairs)
         console.print(f"[yellow]ranking not stable: overlapping 95% CIs for {pairs}[/]")
