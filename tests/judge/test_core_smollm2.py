@@ -26,7 +26,7 @@ ITEMS = [
 
 @pytest.mark.slow
 def test_smollm2_judge_verdicts_are_parsed_or_counted(smollm2, store):
-    recipe = _short("single", 40)
+    recipe = _short("single", 32)
     verdicts = run_judge(smollm2, recipe, ITEMS, store=store)
     assert [v.item_id for v in verdicts] == ["paris", "sum", "empty"]
     s = summarize(verdicts)
@@ -41,7 +41,9 @@ def test_smollm2_judge_verdicts_are_parsed_or_counted(smollm2, store):
     again = run_judge(smollm2, recipe, ITEMS, store=store)
     assert [(v.score, v.parsed, v.text) for v in again] == [(v.score, v.parsed, v.text) for v in verdicts]
 
+    # judge-check on the same responses reuses those cached calls
     rated = [RatedResponse(i, (5.0,) if i.id == "paris" else (1.0,), "all") for i in ITEMS[:2]]
-    report = check_ratings(smollm2, _short("crosseval", 40), rated, store=store, n_resamples=50)
-    assert report.summary.n == 2 and report.summary.parsed + report.summary.failed == 2
-    assert [a.n_references for a in report.ablation] == [0, 1]
+    report = check_ratings(smollm2, recipe, rated, store=store, n_resamples=50)
+    assert (report.summary.parsed, report.summary.failed) == (s.parsed, s.failed)
+    assert [r["judge_score"] for r in report.rows] == [v.score for v in verdicts[:2]]
+    assert report.ablation == [] and "ablation was skipped" in report.notes[0]

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from capeval.judge.parse import parse_bracket, parse_deductions, parse_pairwise, parse_score_of_max, strip_quoted
+from capeval.judge.parse import (
+    parse_bracket,
+    parse_deductions,
+    parse_pairwise,
+    parse_score_of_max,
+    strip_quoted,
+)
 
 CROSSEVAL_FULL = """1. Key requirements: the user wants a two-sentence email.
 2. Lessons from the references: reference 1 was rated Score: 4/5 for a small omission,

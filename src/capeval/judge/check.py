@@ -460,7 +460,8 @@ def check_votes(
     report.rows = [
         {"id": h.item.id, "category": h.group, "human_judge": h.judge_id, "human_winner": h.winner,
          "judge_winner": verdicts[h.item.id].winner, "parsed": verdicts[h.item.id].parsed,
-         "consistent": verdicts[h.item.id].metadata.get("consistent"), "error": verdicts[h.item.id].error}
+         "consistent": verdicts[h.item.id].metadata.get("consistent"), "error": verdicts[h.item.id].error,
+         "verdict": verdicts[h.item.id].text}
         for h in votes
     ]
     report.notes.append("CrossEval's ~0.7 Pearson anchor applies to ratings; for these pairwise votes the MT-Bench paper "
@@ -468,7 +469,7 @@ def check_votes(
     return report
 
 
-def save_check_run(store: "Store", report: CheckReport, judge_spec: str, config: Mapping[str, Any]) -> str:
+def save_check_run(store: Store, report: CheckReport, judge_spec: str, config: Mapping[str, Any]) -> str:
     """Record the check as a run in the store (task "judge-check"): one sample per rated response with
     the judge's verdict text, its score and the human mean, and the correlations as metrics, so
     `capeval runs show RUN_ID` traces every number to its verdicts."""
@@ -476,7 +477,8 @@ def save_check_run(store: "Store", report: CheckReport, judge_spec: str, config:
 
     task = "judge-check"
     run_id = store.start_run(report.judge, judge_spec, [task], {**config, "recipe": report.recipe})
-    rows, scores = [], []
+    rows: list[dict[str, Any]] = []
+    scores: list[Score] = []
     for k, r in enumerate(report.rows):
         values: dict[str, float] = {}
         if r.get("judge_score") is not None:
@@ -485,12 +487,12 @@ def save_check_run(store: "Store", report: CheckReport, judge_spec: str, config:
             values["human_mean"] = float(r["human_mean"])
         if r.get("human_winner") is not None:
             values["agrees"] = float(r.get("judge_winner") == r["human_winner"]) if r.get("parsed") else 0.0
-        meta = {k: v for k, v in r.items() if k not in ("verdict",)}
+        meta = {name: value for name, value in r.items() if name != "verdict"}
         # one row per human vote: several people may have voted on the same pair
         sample_id = f"{r['id']}#vote{k + 1}" if "human_winner" in r else str(r["id"])
         rows.append({"task": task, "sample_id": sample_id,
                      "prompt": "", "response": [{"text": r.get("verdict", ""), "error": r.get("error")}], "metadata": meta})
-        scores.append(Score(rows[-1]["sample_id"], task, values, extracted=None if r.get("judge_score") is None
+        scores.append(Score(sample_id, task, values, extracted=None if r.get("judge_score") is None
                             else f"{r['judge_score']:g}", parsed=bool(r.get("parsed")), metadata=meta))
     store.save_samples(run_id, rows, scores)
     metrics = [MetricResult(task, c.method, c.value, c.ci_low, c.ci_high, c.n, report.summary.failure_rate)
