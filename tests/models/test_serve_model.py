@@ -83,6 +83,44 @@ def test_echo_logprobs_score_the_prompt(srv, smollm2):
     assert direct.is_greedy[0] and lp["top_logprobs"][-1] == {answer: lp["token_logprobs"][-1]}
 
 
+class _AnyModel:
+    """SmolLM2 seen only through the Model protocol (no tokenizer): the server's fallback path."""
+
+    def __init__(self, inner):
+        self.inner, self.model_id = inner, "opaque:" + inner.model_id
+
+    def generate(self, requests):
+        return self.inner.generate(requests)
+
+    def loglikelihood(self, requests):
+        return self.inner.loglikelihood(requests)
+
+
+@pytest.mark.slow
+def test_any_model_is_scored_piece_by_piece(smollm2):
+    from capeval.models import load_model
+
+    reqs = [
+        Request("loglikelihood", "Question: What colour is the sky?\nAnswer:", continuations=(" blue", " green")),
+        Request("loglikelihood", "The capital of France is", continuations=(" Paris", " a city in Europe")),
+    ]
+    direct = smollm2.loglikelihood(reqs)
+    with serving(_AnyModel(smollm2), served_name="any") as any_srv:
+        remote = load_model(f"openai:any@{any_srv.base_url}").loglikelihood(reqs)
+        calls = any_srv.app.state.stats.model_calls
+        echoed = httpx.post(
+            f"{any_srv.base_url}/completions",
+            json={"prompt": "The capital of France is Paris", "echo": True, "logprobs": 1, "max_tokens": 0},
+        ).json()["choices"][0]["logprobs"]
+    for d, r in zip(direct, remote):
+        assert r.logprobs == pytest.approx(d.logprobs, abs=2e-3)  # the chain rule over pieces
+        assert r.is_greedy == d.is_greedy
+    assert calls == 4  # one scoring call per continuation
+    assert echoed["tokens"] == ["The", " capital", " of", " France", " is", " Paris"]
+    assert echoed["top_logprobs"][-1] == {" Paris": echoed["token_logprobs"][-1]}  # greedy
+    assert echoed["top_logprobs"][1] == {}  # not greedy: the Model does not say what would be
+
+
 @pytest.mark.slow
 def test_bad_requests_get_openai_style_400s(srv):
     cases = [

@@ -6,16 +6,18 @@ template). Model calls are serialized by one lock and run in a worker thread, so
 keeps answering (`/v1/models`, fault responses, other connections) while the model works; with
 `max_batch` > 1 (`--max-batch`), generation requests that wait together share one model call.
 
-How prompt log-probabilities are computed. A capeval Model exposes `loglikelihood(context,
-continuation)`, not its tokenizer, so the server splits the text into pieces (a word or a
+How prompt log-probabilities are computed (`echo` + `logprobs`). For the hf backend (the bundled
+models), one forward pass over the tokens `model.encode` gives the whole text, the same tokens
+its `loglikelihood` scores: each token's logprob, and in `top_logprobs` the most likely token at
+that position. So the sum over the tokens of a continuation equals the backend's own
+log-likelihood of it (to float rounding). Any other Model exposes `loglikelihood(context,
+continuation)` but not its tokenizer; the server then splits the text into pieces (a word or a
 punctuation mark with the whitespace before it; see `split_pieces`) and reports, for each piece
-after the first, `model.loglikelihood(text before the piece, piece)` as that "token"'s logprob. By
-the chain rule the sum over the pieces of a continuation is the continuation's log-likelihood
-whenever the continuation starts at a piece boundary (as answers such as " Paris" or " B" do). A
-piece's `top_logprobs` entry lists the piece itself when the model says greedy decoding would
-produce it, and is empty otherwise (the Model reports whether a piece is greedy, not which
-token would be). Pieces already scored for the same preceding text are cached, so the shared
-question of several answer choices is scored once.
+after the first, `model.loglikelihood(text before the piece, piece)` as that "token"'s logprob.
+By the chain rule the pieces of a continuation sum to its log-likelihood whenever it starts at a
+piece boundary (as answers such as " Paris" or " B" do); a piece's `top_logprobs` lists the piece
+when greedy decoding would produce it and is empty otherwise (the Model says whether, not what).
+This costs one request per piece over all the text before it, so it suits short prompts.
 
 Fault injection (`FaultPlan`) makes chosen requests to the two POST endpoints fail the way real
 servers do: `429` (with Retry-After), `500`, `hang` (no answer until the client gives up),
@@ -252,23 +254,35 @@ def split_pieces(text: str) -> list[tuple[int, str]]:
 
 
 @dataclass(frozen=True)
-class PieceScore:
-    piece: str
+class TokenScore:
+    """One reported "token" of a scored text: a model token (hf backend) or a text piece."""
+
+    text: str
     offset: int
-    logprob: float | None  # None for the first piece: nothing precedes it
-    greedy: bool
-    n_tokens: int
+    logprob: float | None  # None for the first token: nothing precedes it
+    top: tuple[str, float] | None  # the most likely token here, where known
+    n_tokens: int = 1
+
+    @property
+    def top_logprobs(self) -> dict[str, float] | None:
+        if self.logprob is None:
+            return None
+        return dict([self.top]) if self.top else {}
 
 
 class PieceScorer:
-    """Scores text piece by piece through a Model's loglikelihood, caching (prefix, piece)."""
+    """Scores text piece by piece through any Model's loglikelihood, caching (prefix, piece).
+
+    One loglikelihood request per piece, each over all the text before it: exact, but its cost
+    grows with the square of the prompt's length. The cache makes the shared question of several
+    answer choices cost once."""
 
     def __init__(self, model: Model, cache_size: int = 50_000) -> None:
         self.model = model
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple[str, str], tuple[float, bool, int]] = OrderedDict()
 
-    def score(self, text: str, start: int = 0) -> list[PieceScore]:
+    def score(self, text: str, start: int = 0) -> list[TokenScore]:
         """Scores of the pieces of `text[start:]` (offsets into `text`), each given all text before it."""
         pieces = [(start + o, p) for o, p in split_pieces(text[start:])]
         keys = [(hashlib.sha256(text[:o].encode()).hexdigest(), p) for o, p in pieces]
@@ -278,18 +292,87 @@ class PieceScorer:
             for i, resp in zip(todo, self.model.loglikelihood(reqs)):
                 if resp.error:
                     raise CapevalError(f"the model failed to score the prompt: {resp.error}")
-                self._cache[keys[i]] = (resp.logprobs[0], bool(resp.is_greedy[0]) if resp.is_greedy else False, resp.n_tokens[0] if resp.n_tokens else 0)
+                greedy = bool(resp.is_greedy[0]) if resp.is_greedy else False
+                self._cache[keys[i]] = (resp.logprobs[0], greedy, resp.n_tokens[0] if resp.n_tokens else 1)
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         out = []
         for (o, p), k in zip(pieces, keys):
             if o == 0:
-                out.append(PieceScore(p, o, None, False, 0))
-            else:
-                lp, greedy, n = self._cache[k]
-                self._cache.move_to_end(k)
-                out.append(PieceScore(p, o, lp, greedy, n))
+                out.append(TokenScore(p, o, None, None))
+                continue
+            lp, greedy, n = self._cache[k]
+            self._cache.move_to_end(k)
+            # The Model says whether greedy decoding gives this piece, not which piece it would give.
+            out.append(TokenScore(p, o, lp, (p, lp) if greedy else None, n))
         return out
+
+
+class HFTokenScorer:
+    """Scores text token by token in one forward pass of an hf-backend model.
+
+    The tokens are those `model.encode` gives the whole text, as its loglikelihood uses; each
+    token's text runs from the previous token's end offset to its own, so the tokens cover the
+    text exactly (a character split over two byte-level tokens gives one of them empty text)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def score(self, text: str, start: int = 0) -> list[TokenScore]:
+        import torch
+
+        m = self.model
+        ids = m.encode(text)
+        if not ids:
+            return []
+        offsets = self._offsets(text, ids)
+        if len(ids) > m.max_length:
+            raise BadRequest(f"the text has {len(ids)} tokens; the model's context window is {m.max_length}")
+        with torch.inference_mode():
+            logits = m.model(torch.tensor([ids], device=m.device)).logits[0].float()
+            logp = torch.log_softmax(logits, dim=-1)
+            best = logp.argmax(dim=-1).tolist()
+            best_lp = logp.max(dim=-1).values.tolist()
+            own = logp[:-1].gather(1, torch.tensor(ids[1:], device=logp.device).unsqueeze(1)).squeeze(1).tolist()
+        # Special tokens the tokenizer puts before the text (BOS) have no characters: they are
+        # context for the first text token, which then gets a log-probability too.
+        special = set(m.tokenizer.all_special_ids)
+        leading = 0
+        while leading < len(ids) and ids[leading] in special and offsets[leading] == (0, 0):
+            leading += 1
+        out: list[TokenScore] = []
+        end = 0
+        for i, (_, tok_end) in enumerate(offsets):
+            begin, end = end, max(end, tok_end)
+            if i < leading or begin < start:
+                continue
+            piece = text[begin:end]
+            if i == 0:
+                out.append(TokenScore(piece, begin, None, None))
+                continue
+            top_id = best[i - 1]
+            top_text = piece if top_id == ids[i] else m.tokenizer.decode([top_id])
+            out.append(TokenScore(piece, begin, own[i - 1], (top_text, best_lp[i - 1])))
+        return out
+
+    def _offsets(self, text: str, ids: list[int]) -> list[tuple[int, int]]:
+        tok = self.model.tokenizer
+        for add in (False, True):
+            enc = tok(text, add_special_tokens=add, return_offsets_mapping=True)
+            if list(enc["input_ids"]) == list(ids):
+                return [(int(a), int(b)) for a, b in enc["offset_mapping"]]
+        raise CapevalError("the tokenizer's offsets do not match the model's tokens")
+
+
+def prompt_scorer(model: Model) -> PieceScorer | HFTokenScorer:
+    """The one-pass token scorer for the hf backend (fast tokenizer with offsets), else pieces."""
+    try:
+        from capeval.models.hf import HFModel
+    except ImportError:
+        return PieceScorer(model)
+    if isinstance(model, HFModel) and getattr(model.tokenizer, "is_fast", False):
+        return HFTokenScorer(model)
+    return PieceScorer(model)
 
 
 # ---- the app --------------------------------------------------------------------------------
@@ -381,7 +464,7 @@ class ModelRunner:
                 flat = [r for reqs, _ in batch for r in reqs]
                 try:
                     answers = await asyncio.to_thread(self.model.generate, flat)
-                except Exception as e:
+                except Exception as e:  # noqa: BLE001 - every waiting request must hear of the failure
                     for _, fut in batch:
                         fut.set_exception(e)
                 else:
@@ -408,7 +491,7 @@ def create_app(
 
     name = served_name or model.model_id
     stats = ServerStats()
-    scorer = PieceScorer(model)
+    scorer = prompt_scorer(model)
     runner = ModelRunner(model, max_batch, stats)
     created = int(time.time())
     app = FastAPI(title=f"capeval serve-model: {name}")
@@ -472,9 +555,9 @@ def create_app(
                 full = prompt + (gen.text or "")
                 scores = await runner.run(scorer.score, full, 0 if echo else len(prompt))
                 logprobs = {
-                    "tokens": [s.piece for s in scores],
+                    "tokens": [s.text for s in scores],
                     "token_logprobs": [s.logprob for s in scores],
-                    "top_logprobs": [None if s.logprob is None else ({s.piece: s.logprob} if s.greedy else {}) for s in scores],
+                    "top_logprobs": [s.top_logprobs for s in scores],
                     "text_offset": [s.offset for s in scores],
                 }
                 if params.max_tokens == 0:
