@@ -144,13 +144,15 @@ def plan_task(task: Task, config: PromptConfig, limit: int | None = None, strict
     return TaskPlan(task, loaded.samples, prompts, reqs, loaded.malformed)
 
 
-def aggregate(task: str, scores: Sequence[Score], seed: int = 0) -> list[MetricResult]:
+def aggregate(task: str, scores: Sequence[Score], seed: int = 0, expected: Sequence[str] = ()) -> list[MetricResult]:
     """Mean of each metric over the task's samples, with a bootstrap 95% CI, n and unparsed rate.
 
     A sample whose answer could not be parsed counts as wrong (0) in the metric and is also
     reported in `unparsed_rate`; a sample whose model call failed counts as unparsed. Judge-scored
     samples marked `metadata["unrated"]` are left out of the means of the metrics they lack."""
-    names: list[str] = []
+    # When no sample produced any value (every call or verdict failed), the task's declared
+    # metrics are still reported, so the run shows its unparsed rate instead of no line at all.
+    names: list[str] = list(expected) if scores and not any(s.values for s in scores) else []
     for s in scores:
         for m in s.values:
             if m not in names:
@@ -222,7 +224,7 @@ def evaluate_tasks(
                     f"{p.task.name}: {len(scores) - len(supported)} samples unsupported by this model "
                     "(e.g. need images or tools); left out of the metrics"
                 )
-            metrics.extend(aggregate(p.task.name, supported))
+            metrics.extend(aggregate(p.task.name, supported, expected=p.task.metrics))
             metrics.extend(p.task.group_metrics(supported))
             if p.malformed:
                 warnings.append(f"{p.task.name}: {len(p.malformed)} malformed rows skipped (first: {p.malformed[0]})")

@@ -215,9 +215,10 @@ def test_smollm2_as_model_and_judge_counts_parse_failures(smollm2, store):
     for r in rows:
         assert r["parsed"] == ("score_100" in r["scores"])
         assert r["metadata"].get("unrated", False) == (not r["parsed"])
-    m = result.metric("crosseval", "score_100") if any(r["parsed"] for r in rows) else None
-    if m is not None:
-        assert 1.0 <= m.value <= 100.0
+    m = result.metric("crosseval", "score_100")
+    assert m.n == sum(r["parsed"] for r in rows)
+    assert m.unparsed_rate == pytest.approx(sum(not r["parsed"] for r in rows) / 3)
+    assert m.n == 0 or 1.0 <= m.value <= 100.0
 
 
 def test_capeval_run_prints_the_breakdown(tmp_path, servers, capsys):
@@ -247,3 +248,15 @@ def test_offline_hub_error_points_to_a_local_copy():
     with pytest.raises(CapevalError) as e:
         get_task("crosseval").load()
     assert "MingZhong/crosseval" in str(e.value) and "--data" in (e.value.hint or "")
+
+
+def test_all_verdicts_failing_still_reports_the_unparsed_rate(store):
+    def never_parses(model: str, messages: list[dict[str, str]]) -> str:
+        return "No idea."
+
+    with ScriptedChatServer(mut_rule) as mut_srv, ScriptedChatServer(never_parses) as judge_srv:
+        mut = load_model("openai:mut", base_url=mut_srv.base_url)
+        judge = load_model("openai:judge", base_url=judge_srv.base_url)
+        result = evaluate_tasks(mut, [get_task("crosseval", data=str(FIXTURE))], store=store, progress=False, judge=judge, limit=2)
+    m = result.metric("crosseval", "score_100")
+    assert m.n == 0 and m.unparsed_rate == 1.0 and m.warning == "no scored samples"
