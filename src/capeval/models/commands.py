@@ -22,6 +22,7 @@ def register(app: typer.Typer) -> None:
         fault_kinds: str = typer.Option("429,500", help="Kinds drawn for --fault-rate (429, 500, hang, malformed, drop)."),
         retry_after: float = typer.Option(1.0, help="Retry-After seconds sent with injected 429s."),
         fault_seed: int = typer.Option(0, help="Seed for which requests --fault-rate hits."),
+        fault_match: str = typer.Option("", help="Only requests whose JSON body contains this text get faults."),
     ) -> None:
         """Serve a model at http://HOST:PORT/v1 (/models, /completions with echo+logprobs, /chat/completions).
 
@@ -32,7 +33,9 @@ def register(app: typer.Typer) -> None:
         from capeval.models.serve import FaultPlan, serve
 
         kinds = tuple(k.strip() for k in fault_kinds.split(",") if k.strip())
-        plan = FaultPlan.parse(faults, rate=fault_rate, kinds=kinds, retry_after=retry_after, seed=fault_seed)
+        plan = FaultPlan.parse(
+            faults, rate=fault_rate, kinds=kinds, retry_after=retry_after, seed=fault_seed, match=fault_match or None
+        )
         use_faults = bool(plan.queued) or plan.rate > 0
         name = served_name or model
         loaded = load_model(model)

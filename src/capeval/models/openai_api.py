@@ -21,8 +21,9 @@ import logging
 import os
 import random
 import time
+from collections.abc import Awaitable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, Awaitable, Coroutine, Literal, Sequence, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
 

@@ -37,9 +37,10 @@ import threading
 import time
 import uuid
 from collections import Counter, OrderedDict, deque
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from capeval.errors import CapevalError, MissingExtraError
 from capeval.models.base import Model
