@@ -193,7 +193,7 @@ def _free_port() -> int:
 def test_serve_model_command(tmp_path):
     port = _free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "capeval", "serve-model", "--model", SERVED, "--port", str(port), "--served-name", "tiny"]
+    cmd = [sys.executable, "-m", "capeval", "serve-model", "--model", SERVED, "--port", str(port), "--served-name", "tiny", "--faults", "429", "--retry-after", "3"]
     log_path = tmp_path / "serve.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -210,6 +210,8 @@ def test_serve_model_command(tmp_path):
                 time.sleep(0.3)
         assert models["data"][0]["id"] == "tiny"
         body = {"model": "tiny", "messages": [{"role": "user", "content": "What is the capital of France?"}], "max_tokens": 12, "temperature": 0}
+        limited = httpx.post(f"{base}/chat/completions", json=body, timeout=60)
+        assert limited.status_code == 429 and limited.headers["retry-after"] == "3"  # --faults 429
         answer = httpx.post(f"{base}/chat/completions", json=body, timeout=60).json()
         assert "Paris" in answer["choices"][0]["message"]["content"]
     finally:
