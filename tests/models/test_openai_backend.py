@@ -124,6 +124,44 @@ def test_chat_only_server_needs_string_prompts_chat():
     assert seen == [[{"role": "user", "content": "Say ok"}]]
 
 
+def test_servers_refusing_max_tokens_0_are_scored_with_1():
+    """vLLM-style: echo+logprobs only with max_tokens >= 1; the generated token is left out."""
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    from capeval.models.serve import ServerThread, split_pieces
+
+    sent: list[int] = []
+    app = FastAPI()
+
+    @app.post("/v1/completions")
+    async def completions(body: dict):
+        sent.append(body["max_tokens"])
+        if body["max_tokens"] < 1:
+            return JSONResponse({"error": {"message": "max_tokens must be at least 1, got 0."}}, status_code=400)
+        prompt = body["prompt"]
+        pieces = split_pieces(prompt) + [(len(prompt), " C")]  # one generated token after the prompt
+        return {
+            "choices": [{"index": 0, "text": prompt + " C", "logprobs": {
+                "tokens": [p for _, p in pieces],
+                "token_logprobs": [None] + [-1.0] * (len(pieces) - 2) + [-0.5],
+                "top_logprobs": [None] + [{p: -1.0} for _, p in pieces[1:-1]] + [{" C": -0.5}],
+                "text_offset": [o for o, _ in pieces],
+            }}],
+            "usage": {"prompt_tokens": len(pieces) - 1, "completion_tokens": 1},
+        }
+
+    with ServerThread(app) as srv:
+        m = load_model("openai:m", base_url=srv.base_url, concurrency=1)
+        (got,) = m.loglikelihood([Request("loglikelihood", "Answer:", continuations=(" B", " B or A"))])
+        assert sent.count(1) == 2 and sent[0] == 0  # refused with 0, then each sent again with 1
+        sent.clear()
+        m.loglikelihood([Request("loglikelihood", "Q:", continuations=(" A",))])
+    assert sent == [1]  # remembered: no more refused attempts
+    assert got.error is None
+    assert got.logprobs == (-1.0, -3.0) and got.n_tokens == (1, 3) and got.is_greedy == (True, True)
+
+
 def test_chat_prompts_cannot_be_scored_by_loglikelihood():
     m = load_model("openai:m@http://127.0.0.1:9/v1")
     with pytest.raises(UnsupportedRequestError, match="plain-text prompt"):

@@ -168,6 +168,7 @@ class OpenAIModel:
         # Counters a user (or a test) can read after a run.
         self.n_attempts = 0
         self.n_retries = 0
+        self._score_max_tokens = 0  # becomes 1 for servers that refuse to generate nothing
         # The same model name on two servers may be two different models, so the id names the
         # server; sending plain prompts as chat changes their answers, so that is named too.
         self.model_id = f"openai:{model}@{self.base_url}" + ("|string_prompts=chat" if string_prompts == "chat" else "")
@@ -350,10 +351,18 @@ class OpenAIModel:
             "prompt": context + continuation,
             "echo": True,
             "logprobs": 1,
-            "max_tokens": 0,
+            "max_tokens": self._score_max_tokens,
             "temperature": 0.0,
         }
-        data, latency = await self._post(client, sem, "/completions", body)
+        try:
+            data, latency = await self._post(client, sem, "/completions", body)
+        except _Rejected as e:
+            # Some servers (vLLM) refuse max_tokens=0; with 1, the one generated token lies past
+            # the continuation's end and is left out of the sum below.
+            if e.status != 400 or "max_tokens" not in e.message or body["max_tokens"] != 0:
+                raise
+            self._score_max_tokens = body["max_tokens"] = 1
+            data, latency = await self._post(client, sem, "/completions", body)
         lp = data["choices"][0].get("logprobs")
         try:
             tokens: list[str] = list(lp["tokens"])
