@@ -234,3 +234,27 @@ def test_max_batch_answers_waiting_requests_together(smollm2):
     # one token length, so batching adds no padding)
     alone = [smollm2.generate([r])[0].text for r in reqs]
     assert [r.text for r in got] == alone
+
+
+@pytest.mark.slow
+def test_requests_whose_client_left_are_not_computed(srv):
+    """A client that timed out while the model was busy will retry; its first copy is skipped."""
+    long_body = {"model": SERVED, "prompt": "Once upon a time", "max_tokens": 40, "temperature": 0}
+    busy = threading.Thread(target=lambda: httpx.post(f"{srv.base_url}/completions", json=long_body, timeout=120))
+    busy.start()
+    while srv.app.state.stats.model_calls == 0:
+        time.sleep(0.01)
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{srv.base_url}/chat/completions", json={"messages": [{"role": "user", "content": "Hi"}]}, timeout=0.3)
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            f"{srv.base_url}/completions",
+            json={"prompt": "Hi there", "echo": True, "logprobs": 1, "max_tokens": 0},
+            timeout=0.3,
+        )
+    busy.join()
+    deadline = time.monotonic() + 10
+    while srv.app.state.stats.skipped < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert srv.app.state.stats.skipped == 2
+    assert srv.app.state.stats.model_calls == 1  # only the long generation ran

@@ -37,7 +37,7 @@ import threading
 import time
 import uuid
 from collections import Counter, OrderedDict, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -138,9 +138,10 @@ class ServerStats:
     in_flight: int = 0
     max_in_flight: int = 0
     model_calls: int = 0
+    skipped: int = 0  # requests whose client had gone before their model call
 
     def reset(self) -> None:
-        self.requests = self.max_in_flight = self.model_calls = 0
+        self.requests = self.max_in_flight = self.model_calls = self.skipped = 0
 
 
 class _FaultsAndStats:
@@ -426,6 +427,14 @@ def _message_text(content: Any) -> str:
     raise BadRequest(f"unsupported message content: {content!r}")
 
 
+Gone = Callable[[], Awaitable[bool]]
+_Waiter = tuple[list[Request], "asyncio.Future[list[Response]]", "Gone | None"]
+
+
+class ClientGone(Exception):
+    """The client disconnected before its model call started: nothing to answer."""
+
+
 class ModelRunner:
     """Runs model calls one at a time (a model is not thread-safe, and one call already uses
     every core), in a worker thread so that the event loop keeps answering meanwhile.
@@ -442,38 +451,53 @@ class ModelRunner:
         self.max_batch = max_batch
         self.stats = stats or ServerStats()
         self._lock = asyncio.Lock()
-        self._waiting: list[tuple[list[Request], asyncio.Future[list[Response]]]] = []
+        self._waiting: list[_Waiter] = []
 
-    async def run(self, fn: Any, *args: Any) -> Any:
-        """Call `fn(*args)` in a worker thread once no other model call is running."""
+    async def run(self, fn: Any, *args: Any, gone: Gone | None = None) -> Any:
+        """Call `fn(*args)` in a worker thread once no other model call is running, unless the
+        client has gone meanwhile (`gone()`: it timed out and will retry, so the work is wasted)."""
         async with self._lock:
+            if gone is not None and await gone():
+                self.stats.skipped += 1
+                raise ClientGone()
             self.stats.model_calls += 1
             return await asyncio.to_thread(fn, *args)
 
-    async def generate(self, requests: list[Request]) -> list[Response]:
+    async def generate(self, requests: list[Request], gone: Gone | None = None) -> list[Response]:
         future: asyncio.Future[list[Response]] = asyncio.get_running_loop().create_future()
-        self._waiting.append((requests, future))
+        self._waiting.append((requests, future, gone))
         async with self._lock:
             if not future.done():  # an earlier holder of the lock may have answered us already
-                mine = next(i for i, (_, fut) in enumerate(self._waiting) if fut is future)
+                mine = next(i for i, (_, fut, _) in enumerate(self._waiting) if fut is future)
                 batch = [self._waiting.pop(mine)]
                 size = len(requests)
                 while self._waiting and size + len(self._waiting[0][0]) <= self.max_batch:
                     batch.append(self._waiting.pop(0))
                     size += len(batch[-1][0])
-                self.stats.model_calls += 1
-                flat = [r for reqs, _ in batch for r in reqs]
-                try:
-                    answers = await asyncio.to_thread(self.model.generate, flat)
-                except Exception as e:  # noqa: BLE001 - every waiting request must hear of the failure
-                    for _, fut in batch:
-                        fut.set_exception(e)
-                else:
-                    pos = 0
-                    for reqs, fut in batch:
-                        fut.set_result(list(answers[pos : pos + len(reqs)]))
-                        pos += len(reqs)
+                live = []
+                for item in batch:
+                    if item[2] is not None and await item[2]():
+                        self.stats.skipped += 1
+                        item[1].set_exception(ClientGone())
+                    else:
+                        live.append(item)
+                if live:
+                    await self._generate_batch(live)
         return await future
+
+    async def _generate_batch(self, batch: list[_Waiter]) -> None:
+        self.stats.model_calls += 1
+        flat = [r for reqs, _, _ in batch for r in reqs]
+        try:
+            answers = await asyncio.to_thread(self.model.generate, flat)
+        except Exception as e:  # noqa: BLE001 - every waiting request must hear of the failure
+            for _, fut, _ in batch:
+                fut.set_exception(e)
+            return
+        pos = 0
+        for reqs, fut, _ in batch:
+            fut.set_result(list(answers[pos : pos + len(reqs)]))
+            pos += len(reqs)
 
 
 def create_app(
@@ -523,6 +547,11 @@ def create_app(
     async def _not_found(_: HTTPRequest, e: ModelNotFound) -> JSONResponse:
         return error(404, str(e), "model_not_found")
 
+    @app.exception_handler(ClientGone)
+    async def _client_gone(_: HTTPRequest, e: ClientGone) -> JSONResponse:
+        # 499 (nginx's "client closed request"): nobody is left to read it.
+        return error(499, "the client disconnected before its turn", "client_closed_request")
+
     @app.exception_handler(CapevalError)
     async def _model_error(_: HTTPRequest, e: CapevalError) -> JSONResponse:
         return error(500, str(e), "model_error", "server_error")
@@ -545,7 +574,9 @@ def create_app(
         want_logprobs = body.get("logprobs") is not None and body.get("logprobs") is not False
         generated: list[Response] = [Response(text="", finish_reason="length") for _ in prompts]
         if params.max_tokens > 0:
-            generated = await runner.generate([Request(kind="generate", prompt=p, params=params) for p in prompts])
+            generated = await runner.generate(
+                [Request(kind="generate", prompt=p, params=params) for p in prompts], gone=req.is_disconnected
+            )
         choices, prompt_tokens, completion_tokens = [], 0, 0
         for i, (prompt, gen) in enumerate(zip(prompts, generated)):
             if gen.error:
@@ -554,7 +585,7 @@ def create_app(
             logprobs = None
             if want_logprobs:
                 full = prompt + (gen.text or "")
-                scores = await runner.run(scorer.score, full, 0 if echo else len(prompt))
+                scores = await runner.run(scorer.score, full, 0 if echo else len(prompt), gone=req.is_disconnected)
                 logprobs = {
                     "tokens": [s.text for s in scores],
                     "token_logprobs": [s.logprob for s in scores],
@@ -590,7 +621,7 @@ def create_app(
         if len(messages) != len(raw):
             raise BadRequest("every message must be an object with role and content")
         params = _params(body)
-        (gen,) = await runner.generate([Request(kind="generate", prompt=messages, params=params)])
+        (gen,) = await runner.generate([Request(kind="generate", prompt=messages, params=params)], gone=req.is_disconnected)
         if gen.error:
             raise CapevalError(f"generation failed: {gen.error}")
         return JSONResponse(
