@@ -162,6 +162,30 @@ def test_servers_refusing_max_tokens_0_are_scored_with_1():
     assert got.logprobs == (-1.0, -3.0) and got.n_tokens == (1, 3) and got.is_greedy == (True, True)
 
 
+def test_chat_servers_wanting_max_completion_tokens_get_it():
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    from capeval.models.serve import ServerThread
+
+    limits: list[tuple[str, int]] = []
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def chat(body: dict):
+        if "max_tokens" in body:
+            message = "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead."
+            return JSONResponse({"error": {"message": message}}, status_code=400)
+        limits.append(("max_completion_tokens", body["max_completion_tokens"]))
+        return {"choices": [{"index": 0, "message": {"role": "assistant", "content": "fine"}, "finish_reason": "stop"}]}
+
+    with ServerThread(app) as srv:
+        m = load_model("openai:new-model", base_url=srv.base_url, concurrency=1)
+        got = m.generate([gen((Message("user", "Hi"),), 5), gen((Message("user", "Hello"),), 7)])
+    assert [r.text for r in got] == ["fine", "fine"]
+    assert limits == [("max_completion_tokens", 5), ("max_completion_tokens", 7)]
+
+
 def test_chat_prompts_cannot_be_scored_by_loglikelihood():
     m = load_model("openai:m@http://127.0.0.1:9/v1")
     with pytest.raises(UnsupportedRequestError, match="plain-text prompt"):

@@ -169,6 +169,7 @@ class OpenAIModel:
         self.n_attempts = 0
         self.n_retries = 0
         self._score_max_tokens = 0  # becomes 1 for servers that refuse to generate nothing
+        self._chat_limit_field = "max_tokens"  # or max_completion_tokens, if the server asks for it
         # The same model name on two servers may be two different models, so the id names the
         # server; sending plain prompts as chat changes their answers, so that is named too.
         self.model_id = f"openai:{model}@{self.base_url}" + ("|string_prompts=chat" if string_prompts == "chat" else "")
@@ -266,7 +267,7 @@ class OpenAIModel:
     # ---- generation ------------------------------------------------------------------------
     async def _generate_one(self, client: httpx.AsyncClient, sem: asyncio.Semaphore, req: Request) -> Response:
         p = req.params
-        body: dict[str, Any] = {"model": self.model, "max_tokens": p.max_tokens, "temperature": p.temperature, "top_p": p.top_p}
+        body: dict[str, Any] = {"model": self.model, "temperature": p.temperature, "top_p": p.top_p}
         if p.stop:
             body["stop"] = list(p.stop)
         if p.seed is not None:
@@ -280,8 +281,18 @@ class OpenAIModel:
         else:
             path = "/chat/completions"
             body["messages"] = [{"role": m.role, "content": m.content} for m in prompt]
+        limit_field = "max_tokens" if path == "/completions" else self._chat_limit_field
+        body[limit_field] = p.max_tokens
         try:
-            data, latency = await self._post(client, sem, path, body)
+            try:
+                data, latency = await self._post(client, sem, path, body)
+            except _Rejected as e:
+                # OpenAI's newer chat models refuse `max_tokens` and ask for `max_completion_tokens`.
+                if e.status != 400 or limit_field != "max_tokens" or "max_completion_tokens" not in e.message:
+                    raise
+                self._chat_limit_field = "max_completion_tokens"
+                body["max_completion_tokens"] = body.pop("max_tokens")
+                data, latency = await self._post(client, sem, path, body)
             choice = data["choices"][0]
             if path == "/completions":
                 text = choice.get("text")
