@@ -705,4 +705,6 @@ def serve(
         import uvicorn
     except ImportError:
         raise MissingExtraError("uvicorn", "serve") from None
-    uvicorn.run(create_app(model, faults, served_name, max_batch), host=host, port=port, log_level="info")
+    # A bounded graceful shutdown: Ctrl-C should not wait for a long generation to finish.
+    app = create_app(model, faults, served_name, max_batch)
+    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
