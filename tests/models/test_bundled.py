@@ -22,7 +22,9 @@ def test_unknown_bundled_name_suggests_the_closest():
 
 
 def test_missing_package_gives_the_pip_command(monkeypatch):
-    ghost = BundledModel("ghost-1m", "ghost-model-gguf", "ghost_model_gguf_not_installed", "absent", lambda p, s: p)
+    ghost = BundledModel(
+        "ghost-1m", "ghost-model-gguf", "ghost_model_gguf_not_installed", "absent", lambda p, s: p
+    )
     monkeypatch.setitem(bundled.BUNDLED, ghost.name, ghost)
     monkeypatch.setenv(bundled.CACHE_ENV, "/nonexistent-capeval-cache")
     with pytest.raises(MissingModelPackageError) as e:
@@ -54,5 +56,7 @@ def test_weights_are_dequantised_once_then_read_from_the_safetensors_cache(tmp_p
     assert model.source == str(target) and model.gguf_file is None  # safetensors, not the GGUF
     from capeval.types import Request
 
-    answer = model.loglikelihood([Request("loglikelihood", "The capital of France is", (" Paris", " Rome"))])[0]
+    answer = model.loglikelihood([Request("loglikelihood", "The capital of France is", (" Paris", " Rome"))])[
+        0
+    ]
     assert answer.logprobs[0] > answer.logprobs[1]

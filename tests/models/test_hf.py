@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -44,7 +44,7 @@ def assert_same_scores(fast: list[Response], plain: list[Response], tol: float =
         assert a.n_tokens == b.n_tokens
         assert a.logprobs == pytest.approx(b.logprobs, abs=tol)
         assert a.is_greedy == b.is_greedy
-        best = lambda r: max(range(len(r.logprobs)), key=r.logprobs.__getitem__)  # noqa: E731
+        best = lambda r: max(range(len(r.logprobs)), key=r.logprobs.__getitem__)
         assert best(a) == best(b)
 
 
@@ -114,7 +114,10 @@ def test_sampling_is_reproducible_per_seed_and_independent_of_the_batch(smollm2)
     story = gen("Once upon a time", max_tokens=16, temperature=1.0, seed=7)
     alone = smollm2.generate([story])[0].text
     again = smollm2.generate([story])[0].text
-    others = [gen("The weather today is", max_tokens=16, temperature=1.0, seed=1), gen("def add(a, b):", max_tokens=4)]
+    others = [
+        gen("The weather today is", max_tokens=16, temperature=1.0, seed=1),
+        gen("def add(a, b):", max_tokens=4),
+    ]
     in_batch = smollm2.generate([others[0], story, others[1]])[1].text
     other_seed = smollm2.generate([gen("Once upon a time", max_tokens=16, temperature=1.0, seed=8)])[0].text
     assert alone == again == in_batch
@@ -147,7 +150,9 @@ def test_loglikelihood_equals_a_direct_computation(smollm2):
 
 
 def test_trailing_space_of_the_context_moves_to_the_continuation(smollm2):
-    with_space, without = smollm2.loglikelihood([ll("The capital of France is ", ("Paris",)), ll("The capital of France is", (" Paris",))])
+    with_space, without = smollm2.loglikelihood(
+        [ll("The capital of France is ", ("Paris",)), ll("The capital of France is", (" Paris",))]
+    )
     assert with_space.logprobs == pytest.approx(without.logprobs, abs=1e-5)
     assert with_space.n_tokens == (1,)
 
@@ -171,8 +176,13 @@ def test_shared_prefix_kv_cache_equals_the_full_prompt(smollm2):
     prefix_b = "You are taking a geography quiz.\n\n" + few_shot([("Capital of Italy?", "Rome")])
     reqs = []
     for i, (prefix, q) in enumerate(
-        [(prefix_a, "What is 6 + 1?"), (prefix_b, "Capital of Spain?"), (prefix_a, "What is 9 - 4?"),
-         (prefix_b, "Capital of Japan, the island country in East Asia?"), (prefix_a, "What is 1 + 1?")]
+        [
+            (prefix_a, "What is 6 + 1?"),
+            (prefix_b, "Capital of Spain?"),
+            (prefix_a, "What is 9 - 4?"),
+            (prefix_b, "Capital of Japan, the island country in East Asia?"),
+            (prefix_a, "What is 1 + 1?"),
+        ]
     ):
         conts = (" 7", " 5", " 2") if prefix is prefix_a else (" Madrid", " Tokyo", " Paris")
         reqs.append(ll(prefix + f"Question: {q}\nAnswer:", conts, shared_prefix=prefix))

