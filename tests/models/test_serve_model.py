@@ -258,3 +258,25 @@ def test_requests_whose_client_left_are_not_computed(srv):
         time.sleep(0.05)
     assert srv.app.state.stats.skipped == 2
     assert srv.app.state.stats.model_calls == 1  # only the long generation ran
+
+
+@pytest.mark.slow
+def test_choices_sharing_a_question_reuse_its_kv_cache(srv, smollm2):
+    from capeval.models import load_model
+
+    shots = "".join(f"Question: What is {i} times {i + 1}?\nA. {i * i}\nB. {i * (i + 1)}\nC. {i + i}\nAnswer: B\n\n" for i in range(2, 7))
+    reqs = [
+        Request("loglikelihood", shots + f"Question: What is {i} times 3?\nA. {i * 3}\nB. {i + 3}\nC. {i}\nAnswer:", continuations=(" A", " B", " C"))
+        for i in (4, 5, 7)
+    ]
+    scorer = srv.app.state.scorer
+    before = scorer.forward_tokens
+    remote = load_model(f"openai:{SERVED}@{srv.base_url}", concurrency=1).loglikelihood(reqs)
+    direct = smollm2.loglikelihood(reqs)
+    for d, r in zip(direct, remote):
+        assert r.logprobs == pytest.approx(d.logprobs, abs=1e-3)
+        assert r.is_greedy == d.is_greedy
+    # the same choice wins as when the model is called directly
+    assert [max(range(3), key=r.logprobs.__getitem__) for r in remote] == [max(range(3), key=d.logprobs.__getitem__) for d in direct]
+    sent = sum(len(smollm2.encode(r.prompt + c)) for r in reqs for c in r.continuations)
+    assert scorer.forward_tokens - before < 0.4 * sent  # the shared exemplars and questions ran once

@@ -28,7 +28,9 @@ servers do: `429` (with Retry-After), `500`, `hang` (no answer until the client 
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations at runtime,
 # and the request type is imported inside create_app (fastapi is an optional extra).
 import asyncio
+import copy
 import hashlib
+import inspect
 import json
 import logging
 import random
@@ -310,19 +312,42 @@ class PieceScorer:
         return out
 
 
+@dataclass
+class _Scored:
+    """Per-position results of a forward pass over `ids`; `cache` holds their keys and values."""
+
+    ids: tuple[int, ...]
+    own: list[float]  # own[i]: log-probability of ids[i + 1] after ids[: i + 1]
+    best: list[int]  # best[i]: the most likely token after ids[: i + 1]
+    best_lp: list[float]
+    last_logp: Any  # log-probabilities after all of ids (scores the next token)
+    cache: Any = None
+
+
 class HFTokenScorer:
     """Scores text token by token in one forward pass of an hf-backend model.
 
     The tokens are those `model.encode` gives the whole text, as its loglikelihood uses; each
     token's text runs from the previous token's end offset to its own, so the tokens cover the
-    text exactly (a character split over two byte-level tokens gives one of them empty text)."""
+    text exactly (a character split over two byte-level tokens gives one of them empty text).
+
+    Answer choices are scored as separate texts that share their question (and few-shot
+    exemplars): when a text shares a long token prefix with the text scored before it, that
+    prefix's KV cache is kept (a few, least recently used first out), so the next choices only
+    run their own last tokens through the model."""
+
+    MIN_PREFIX = 16  # shorter shared prefixes are not worth a cache entry
+    MAX_PREFIXES = 4
 
     def __init__(self, model: Any) -> None:
         self.model = model
+        self._prefixes: OrderedDict[tuple[int, ...], _Scored] = OrderedDict()
+        self._last: tuple[int, ...] = ()
+        self.forward_tokens = 0  # tokens run through the model, to see the cache at work
+        params = inspect.signature(model.model.forward).parameters
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
 
     def score(self, text: str, start: int = 0) -> list[TokenScore]:
-        import torch
-
         m = self.model
         ids = m.encode(text)
         if not ids:
@@ -330,12 +355,7 @@ class HFTokenScorer:
         offsets = self._offsets(text, ids)
         if len(ids) > m.max_length:
             raise BadRequest(f"the text has {len(ids)} tokens; the model's context window is {m.max_length}")
-        with torch.inference_mode():
-            logits = m.model(torch.tensor([ids], device=m.device)).logits[0].float()
-            logp = torch.log_softmax(logits, dim=-1)
-            best = logp.argmax(dim=-1).tolist()
-            best_lp = logp.max(dim=-1).values.tolist()
-            own = logp[:-1].gather(1, torch.tensor(ids[1:], device=logp.device).unsqueeze(1)).squeeze(1).tolist()
+        scored = self._score_ids(tuple(ids))
         # Special tokens the tokenizer puts before the text (BOS) have no characters: they are
         # context for the first text token, which then gets a log-probability too.
         special = set(m.tokenizer.all_special_ids)
@@ -352,10 +372,59 @@ class HFTokenScorer:
             if i == 0:
                 out.append(TokenScore(piece, begin, None, None))
                 continue
-            top_id = best[i - 1]
+            top_id = scored.best[i - 1]
             top_text = piece if top_id == ids[i] else m.tokenizer.decode([top_id])
-            out.append(TokenScore(piece, begin, own[i - 1], (top_text, best_lp[i - 1])))
+            out.append(TokenScore(piece, begin, scored.own[i - 1], (top_text, scored.best_lp[i - 1])))
         return out
+
+    def _score_ids(self, ids: tuple[int, ...]) -> _Scored:
+        base = max((p for k, p in self._prefixes.items() if len(k) < len(ids) and ids[: len(k)] == k), key=lambda p: len(p.ids), default=None)
+        shared = _common_prefix(ids, self._last)
+        self._last = ids
+        if shared >= self.MIN_PREFIX and shared < len(ids) and shared > (len(base.ids) if base else 0):
+            base = self._extend(base, ids[:shared], keep_cache=True)
+            self._prefixes[base.ids] = base
+            while len(self._prefixes) > self.MAX_PREFIXES:
+                self._prefixes.popitem(last=False)
+        if base is not None:
+            self._prefixes.move_to_end(base.ids)
+        return self._extend(base, ids, keep_cache=False)
+
+    def _extend(self, base: _Scored | None, ids: tuple[int, ...], keep_cache: bool) -> _Scored:
+        """Scores of `ids`, running only the tokens after `base` (a scored prefix of them)."""
+        import torch
+
+        m = self.model
+        done = len(base.ids) if base else 0
+        kwargs: dict[str, Any] = {"use_cache": keep_cache or base is not None}
+        cache = None
+        if base is not None:
+            cache = copy.deepcopy(base.cache)  # the stored prefix must stay as it is
+        elif keep_cache:
+            from transformers import DynamicCache
+
+            try:
+                cache = DynamicCache(config=m.model.config)
+            except TypeError:  # older transformers
+                cache = DynamicCache()
+        if cache is not None:
+            kwargs[self._cache_kw] = cache
+        with torch.inference_mode():
+            new = torch.tensor([list(ids[done:])], dtype=torch.long, device=m.device)
+            logp = torch.log_softmax(m.model(new, **kwargs).logits[0].float(), dim=-1)
+            self.forward_tokens += len(ids) - done
+            nxt = torch.tensor(list(ids[done + 1 :]), dtype=torch.long, device=logp.device)
+            own = logp[: len(nxt)].gather(1, nxt.unsqueeze(1)).squeeze(1).tolist()
+            best_lp, best = logp.max(dim=-1)
+            first = [] if base is None else [float(base.last_logp[ids[done]])]
+            return _Scored(
+                ids=ids,
+                own=(base.own if base else []) + first + own,
+                best=(base.best if base else []) + best.tolist(),
+                best_lp=(base.best_lp if base else []) + best_lp.tolist(),
+                last_logp=logp[-1].clone(),
+                cache=cache if keep_cache else None,
+            )
 
     def _offsets(self, text: str, ids: list[int]) -> list[tuple[int, int]]:
         tok = self.model.tokenizer
@@ -364,6 +433,15 @@ class HFTokenScorer:
             if list(enc["input_ids"]) == list(ids):
                 return [(int(a), int(b)) for a, b in enc["offset_mapping"]]
         raise CapevalError("the tokenizer's offsets do not match the model's tokens")
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def prompt_scorer(model: Model) -> PieceScorer | HFTokenScorer:
@@ -523,6 +601,7 @@ def create_app(
     app.state.stats = stats
     app.state.faults = faults
     app.state.model = model
+    app.state.scorer = scorer
 
     def error(status: int, message: str, code: str, kind: str = "invalid_request_error") -> JSONResponse:
         return JSONResponse(_error_body(message, code, kind), status_code=status)
