@@ -10,7 +10,8 @@ How prompt log-probabilities are computed (`echo` + `logprobs`). For the hf back
 models), one forward pass over the tokens `model.encode` gives the whole text, the same tokens
 its `loglikelihood` scores: each token's logprob, and in `top_logprobs` the most likely token at
 that position. So the sum over the tokens of a continuation equals the backend's own
-log-likelihood of it (to float rounding). Any other Model exposes `loglikelihood(context,
+log-likelihood of it (to float rounding); answer choices that share a question reuse its KV
+cache, so multiple choice through the server costs about what it costs directly. Any other Model exposes `loglikelihood(context,
 continuation)` but not its tokenizer; the server then splits the text into pieces (a word or a
 punctuation mark with the whitespace before it; see `split_pieces`) and reports, for each piece
 after the first, `model.loglikelihood(text before the piece, piece)` as that "token"'s logprob.
