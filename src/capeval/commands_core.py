@@ -70,6 +70,20 @@ def _parse_data(items: list[str]) -> dict[str, str]:
     return out
 
 
+def _parse_options(items: list[str]) -> dict[str, Any]:
+    """KEY=VALUE strings to backend options; values read as JSON where they parse (3, 1.5, true)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise CapevalError(f"--model-option expects KEY=VALUE, got '{item}'", "e.g. --model-option dtype=bfloat16")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
 def run(
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Model spec: bundled name, hf:PATH, openai:NAME, vllm:PATH."),
     tasks: Optional[str] = typer.Option(None, "--tasks", "-t", help=f"Comma-separated tasks or suites [default: {DEFAULT_TASKS}]."),
@@ -85,6 +99,7 @@ def run(
     include_path: list[Path] = typer.Option([], "--include-path", help="Folder of YAML task specs (repeatable)."),
     data: list[str] = typer.Option([], "--data", help="TASK=PATH: read TASK from a local file/folder (repeatable)."),
     strict: bool = typer.Option(False, "--strict", help="Fail on the first malformed dataset row."),
+    model_option: list[str] = typer.Option([], "--model-option", "-o", help="KEY=VALUE passed to the backend, e.g. dtype=bfloat16, max_retries=3, timeout=60 (repeatable)."),
     judge: Optional[str] = typer.Option(None, "--judge", help="Judge model spec for judged tasks (CrossEval, writing)."),
     prompt_variants: int = typer.Option(1, "--prompt-variants", help="Run each task with N prompt templates and report the spread."),
     seed: int = typer.Option(1234, "--seed", help="Seed for few-shot exemplar selection."),
@@ -116,7 +131,13 @@ def run(
     if unknown_data:
         raise CapevalError(f"--data names tasks not being run: {', '.join(sorted(unknown_data))}")
     task_objs = [get_task(n, data=local.get(n)) for n in names]
-    opts = model_options(batch_size=batch_size, concurrency=concurrency, base_url=base_url)
+    judged = [t.name for t in task_objs if t.settings.get("judge")]
+    if judged and not judge:
+        raise CapevalError(
+            f"{', '.join(judged)} {'is' if len(judged) == 1 else 'are'} scored by a judge model",
+            "pass --judge MODEL (any model spec, e.g. openai:gpt-4o or hf:PATH)",
+        )
+    opts = {**model_options(batch_size=batch_size, concurrency=concurrency, base_url=base_url), **_parse_options(model_option)}
     m = load_model(model, **opts)
     judge_model = load_model(judge, **model_options(concurrency=concurrency)) if judge else None
     config = PromptConfig(shots=shots, cot=cot, system=system, chat=chat, seed=seed)
