@@ -4,7 +4,6 @@ prompts, stops, pass@k with n samples, local copies and chat answers."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -52,7 +51,6 @@ def test_packaged_data_loads_all_164(problems) -> None:
 
 def test_canonical_solutions_score_one_and_broken_ones_zero(problems) -> None:
     task, samples, _ = problems
-    t0 = time.monotonic()
     canonical = task.score_all(samples, [[Response(text=s.fields["canonical_solution"])] for s in samples], ScoringContext())
     assert [s.sample_id for s in canonical if s.values["pass@1"] != 1.0] == []
     assert sum(s.values["pass@1"] for s in canonical) / 164 == 1.0
@@ -63,7 +61,6 @@ def test_canonical_solutions_score_one_and_broken_ones_zero(problems) -> None:
 
     nudged = task.score_all(samples, [[Response(text=_off_by_one(s))] for s in samples], ScoringContext())
     assert [s.sample_id for s in nudged if s.values["pass@1"] != 0.0] == []
-    assert time.monotonic() - t0 < 180  # three passes over 164 programs on a small machine
 
 
 def test_plain_prompt_is_the_humaneval_prompt_with_codex_stops(problems) -> None:
@@ -77,7 +74,7 @@ def test_plain_prompt_is_the_humaneval_prompt_with_codex_stops(problems) -> None
     chat = task.render(samples[3], [], PromptConfig(chat=True))
     assert chat.prompt[-1].role == "user" and samples[3].fields["prompt"] in chat.prompt[-1].content
     (chat_req,) = task.requests(samples[3], chat, PromptConfig(chat=True))
-    assert chat_req.params.stop == ()
+    assert chat_req.params.stop == ("\n```\n",)  # a closing fence ends the answer
 
 
 def test_completion_is_cut_at_a_new_top_level_statement(problems) -> None:

@@ -20,6 +20,7 @@ from capeval.types import GenerationParams, Message, Request, Response, Sample, 
 # The Codex paper's stop sequences for plain completion ("\nclass", "\ndef", "\n#", "\nif",
 # "\nprint"): the function body ends where a new top-level statement starts.
 STOP_SEQUENCES = CODEX_STOP
+CHAT_STOP = ("\n```\n",)
 FIELDS = ("task_id", "prompt", "canonical_solution", "test", "entry_point")
 CHAT_INSTRUCTION = (
     "Complete the following Python function. Answer with the complete function, including its "
@@ -72,8 +73,10 @@ class HumanEvalTask(Task):
     def requests(self, sample: Sample, rendered: RenderedPrompt, config: PromptConfig) -> list[Request]:
         params = self.generation
         if not isinstance(rendered.prompt, str):
-            # stop sequences would cut a chat answer's code block after its first line
-            params = replace(params, stop=(), max_tokens=max(params.max_tokens, self.chat_max_tokens))
+            # The Codex stops would cut a chat answer's code block after its first line. A bare
+            # closing fence on its own line ends the code block; the prose after it is not needed
+            # (an opening fence carries a language tag or starts the answer, so it never matches).
+            params = replace(params, stop=CHAT_STOP, max_tokens=max(params.max_tokens, self.chat_max_tokens))
         return [
             Request(kind="generate", prompt=rendered.prompt, params=params, repeat=r, task=self.name, sample_id=sample.id)
             for r in range(self.repeats)
