@@ -58,7 +58,7 @@ class HumanEvalTask(Task):
     timeout_s: float = 10.0
     memory_mb: int = 1024
     workers: int | None = None
-    chat_max_tokens: int = 768
+    chat_max_tokens: int = 512
     chat_instruction: str = CHAT_INSTRUCTION
 
     def render(self, sample: Sample, exemplars: Sequence[Sample], config: PromptConfig) -> RenderedPrompt:
