@@ -181,8 +181,8 @@ class Outcome:
     prompts: list[str]
 
 
-def run_capeval(model: Any, data_dir: Path, shots: int, n: int) -> Outcome:
-    from capeval.engine import evaluate_tasks, execute, plan_task
+def run_capeval(model: Any, data_dir: Path, shots: int, n: int, chunk_size: int | None = None) -> Outcome:
+    from capeval.engine import DEFAULT_CHUNK, evaluate_tasks, execute, plan_task
     from capeval.prompting import PromptConfig, PromptLayout
     from capeval.store import Store
     from capeval.tasks.base import Task
@@ -219,7 +219,15 @@ def run_capeval(model: Any, data_dir: Path, shots: int, n: int) -> Outcome:
     timed = _TimedLoglikelihood(model)
     with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "bench.db") as store:
         start = time.perf_counter()
-        evaluate_tasks(timed, [task], config, store=store, limit=n, progress=False)  # type: ignore[arg-type]
+        evaluate_tasks(  # type: ignore[arg-type]
+            timed,
+            [task],
+            config,
+            store=store,
+            limit=n,
+            progress=False,
+            chunk_size=chunk_size or DEFAULT_CHUNK,
+        )
         wall = time.perf_counter() - start
         plan = plan_task(task, config, limit=n)  # every call is in the store now: read the answers back
         responses, stats = execute(model, [rs[0] for rs in plan.requests], store)
@@ -358,6 +366,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--shots", default="0,5", help="comma-separated shot counts")
     ap.add_argument("--skip-lm-eval", action="store_true")
+    ap.add_argument(
+        "--chunk-size",
+        type=int,
+        default=None,
+        help="requests per backend call in capeval's engine (default: the engine's); the backend "
+        "length-sorts only within one call",
+    )
     ap.add_argument("--regenerate", action="store_true", help="rewrite bench/data from the seed")
     ap.add_argument("--json", type=Path, help="also write the numbers here")
     args = ap.parse_args(argv)
@@ -382,6 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lm = HFLM(pretrained=str(weights), batch_size=args.batch_size, device="cpu", dtype="float32")
     shots = [int(s) for s in args.shots.split(",")]
     report: dict[str, Any] = {
+        "chunk_size": args.chunk_size,
         "items": n,
         "threads": args.threads,
         "batch_size": args.batch_size,
@@ -398,7 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             (run_bare_forward(model, zero_shot, args.batch_size) for _ in range(2)), key=lambda o: o.wall_s
         )
         for k in shots:
-            ours = run_capeval(model, data_dir, k, n)
+            ours = run_capeval(model, data_dir, k, n, args.chunk_size)
             line = {"capeval_s": round(ours.wall_s, 2), "capeval_model_s": round(ours.model_s, 2)}
             gold = [int(r["answer"]) for r in test_rows[:n]]
             acc = sum(p == g for p, g in zip(ours.predictions, gold)) / n

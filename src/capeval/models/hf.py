@@ -8,7 +8,7 @@ import inspect
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,6 @@ class ScoringStats:
     prefix_computations: int = 0
     rows_with_reuse: int = 0
     shared_prefix_fallbacks: int = 0
-    notes: list[str] = field(default_factory=list)
 
 
 def _lcp(a: Sequence[int], b: Sequence[int]) -> int:
@@ -108,7 +107,7 @@ class HFModel:
         trust_remote_code: bool = False,
         model_id: str | None = None,
         fast_paths: bool = True,
-        **unused: Any,
+        **unused: Any,  # options meant for other backends (concurrency, base_url...) are ignored
     ) -> None:
         torch = _torch()
         from transformers import AutoModelForCausalLM, AutoTokenizer
