@@ -21,7 +21,7 @@ from capeval.types import RunResult
 # multiple choice), sized to finish in under 5 minutes on 2 CPU cores.
 DEFAULT_MODEL = "smollm2-135m-instruct"
 DEFAULT_TASKS = "humaneval,mtbench-category"
-DEFAULT_LIMIT = 30
+DEFAULT_LIMIT = 20
 
 runs_app = typer.Typer(help="List, show and export stored runs.", no_args_is_help=True)
 
