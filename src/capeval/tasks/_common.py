@@ -166,7 +166,7 @@ class SubjectTask(FewShotTask):
         samples: list[Sample] = []
         malformed: list[str] = []
         for subject, rows in self.subject_rows(split):
-            part = _load_rows_as_samples(self, [{**r, SUBJECT_KEY: subject} for r in rows], split, strict)
+            part = self.samples_from_rows([{**r, SUBJECT_KEY: subject} for r in rows], split, strict=strict, where=subject)
             malformed += part.malformed
             subject_samples = part.samples
             if self.holdout_first and split == self.split:
@@ -217,30 +217,6 @@ class SubjectTask(FewShotTask):
         if len(self.subjects) < 2:
             return []
         return group_breakdown(self.name, scores, key=lambda s: s.metadata.get("subject"))
-
-
-def _load_rows_as_samples(task: Task, rows: list[dict[str, Any]], split: str, strict: bool) -> LoadedSamples:
-    """Task.load's row loop over rows already read (a subject's rows)."""
-    samples: list[Sample] = []
-    malformed: list[str] = []
-    seen: set[str] = set()
-    for i, row in enumerate(rows):
-        try:
-            if MALFORMED in row:
-                raise ValueError(row[MALFORMED])
-            s = task.row_to_sample(row, i)
-            if task.output_type == "multiple_choice" and not s.choices:
-                raise ValueError("no choices")
-            if s.id in seen:
-                s = replace(s, id=f"{s.id}#{i}")
-            seen.add(s.id)
-            samples.append(s)
-        except (KeyError, ValueError, TypeError, IndexError) as e:
-            msg = f"{task.name} {split} {row.get(SUBJECT_KEY, '')} row {i}: {type(e).__name__}: {e}"
-            if strict:
-                raise DatasetError(f"malformed row: {msg}", "fix the row or run without --strict") from None
-            malformed.append(msg)
-    return LoadedSamples(samples, malformed)
 
 
 def group_breakdown(

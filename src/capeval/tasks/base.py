@@ -89,10 +89,22 @@ class Task:
 
     def load(self, split: str | None = None, limit: int | None = None, strict: bool = False) -> LoadedSamples:
         split = split or self.split
-        rows = load_rows(self.source, split)
+        return self.samples_from_rows(load_rows(self.source, split), split, limit=limit, strict=strict)
+
+    def samples_from_rows(
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        split: str,
+        limit: int | None = None,
+        strict: bool = False,
+        where: str = "",
+    ) -> LoadedSamples:
+        """Map rows to Samples, counting the malformed ones (an error naming the row under
+        `strict`); `where` is added to the messages (e.g. a subject)."""
         samples: list[Sample] = []
         malformed: list[str] = []
         seen: set[str] = set()
+        label = f"{self.name} {split}" + (f" {where}" if where else "")
         for i, row in enumerate(rows):
             if limit is not None and len(samples) >= limit:
                 break
@@ -107,7 +119,7 @@ class Task:
                 seen.add(s.id)
                 samples.append(s)
             except (KeyError, ValueError, TypeError, IndexError) as e:
-                msg = f"{self.name} {split} row {i}: {type(e).__name__}: {e}"
+                msg = f"{label} row {i}: {type(e).__name__}: {e}"
                 if strict:
                     raise DatasetError(f"malformed row: {msg}", "fix the row or run without --strict") from None
                 malformed.append(msg)
