@@ -100,6 +100,10 @@ def execute(
         by_kind[r.kind].append((k, r))
     advance = (progress or Progress(False)).track(f"{model.model_id[:40]} calls", len(todo)) if todo else None
     for kind, items in by_kind.items():
+        # A backend batches within one chunk: requests sharing a few-shot prefix stay together
+        # (its KV cache is computed once), and within that, longest prompts first, so batches
+        # are padded as little as one sort over the whole run would allow.
+        items.sort(key=lambda item: (item[1].shared_prefix or "", -_prompt_chars(item[1])))
         call = model.generate if kind == "generate" else model.loglikelihood
         for i in range(0, len(items), chunk_size):
             chunk = items[i : i + chunk_size]
@@ -115,6 +119,12 @@ def execute(
             if advance:
                 advance(len(chunk))
     return [answers[k] for k in keys], stats
+
+
+def _prompt_chars(req: Request) -> int:
+    if isinstance(req.prompt, str):
+        return len(req.prompt)
+    return sum(len(m.content) for m in req.prompt)
 
 
 @dataclass
