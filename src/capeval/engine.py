@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-from capeval.analysis.stats import bootstrap_ci, small_sample_warning
+from capeval.analysis.stats import bootstrap_ci, small_sample_warning, wilson_interval
 from capeval.models.base import Model
 from capeval.prompting import PromptConfig
 from capeval.store import Store
@@ -176,7 +176,14 @@ def aggregate(task: str, scores: Sequence[Score], seed: int = 0, expected: Seque
         rated = [s for s in scores if m in s.values or not s.metadata.get("unrated")]
         vals = [float(s.values.get(m, 0.0)) for s in rated]
         mean, lo, hi = bootstrap_ci(vals, seed=seed)
-        out.append(MetricResult(task, m, mean, lo, hi, len(rated), unparsed, small_sample_warning(len(rated), lo, hi)))
+        warn_lo, warn_hi = lo, hi
+        if vals and all(v in (0.0, 1.0) for v in vals):
+            # A bootstrap interval collapses to a point when every item scored the same (0/20);
+            # the Wilson interval still says how little n items can tell.
+            wlo, whi = wilson_interval(int(sum(vals)), len(vals))
+            warn_lo, warn_hi = min(lo, wlo), max(hi, whi)
+        warning = small_sample_warning(len(rated), warn_lo, warn_hi)
+        out.append(MetricResult(task, m, mean, lo, hi, len(rated), unparsed, warning))
     return out
 
 

@@ -48,6 +48,17 @@ def bootstrap_ci(
     return (mean, float(lo), float(hi))
 
 
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score 95% interval of a proportion; unlike the bootstrap it stays wide at 0/n and n/n."""
+    if n <= 0:
+        return (math.nan, math.nan)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
 def small_sample_warning(n: int, low: float, high: float, scale: float = 1.0) -> str | None:
     """A warning when the CI is too wide to tell close models apart, stating its width."""
     if n == 0:
