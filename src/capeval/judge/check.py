@@ -8,7 +8,6 @@ prompt, response, human_score and optionally capability.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from capeval.analysis.correlation import (
 from capeval.errors import DatasetError
 from capeval.judge.core import JudgeItem, Reference, Verdict, VerdictSummary, run_judge, summarize
 from capeval.judge.recipes import JudgeRecipe, RecipeError
+from capeval.tasks.crosseval import N_REFERENCES, blank_cell, reference_slots
 from capeval.types import Message
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from capeval.store import Store
 
 SourceFormat = Literal["crosseval", "mtbench", "csv"]
-N_CROSSEVAL_REFERENCES = 3
+N_CROSSEVAL_REFERENCES = N_REFERENCES
 CROSSEVAL_FIELDS = ("prompt_id", "capability", "prompt", "response_1", "response_1_human_1_rating")
 MTBENCH_FIELDS = ("question_id", "model_a", "model_b", "winner", "conversation_a", "conversation_b")
 CSV_FIELDS = ("prompt", "response", "human_score")
@@ -108,31 +108,13 @@ def detect_format(rows: Sequence[Mapping[str, Any]]) -> SourceFormat:
     )
 
 
-def _blank(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v.strip())
-
-
 def crosseval_references(row: Mapping[str, Any]) -> dict[int, Reference]:
     """Reference slot (1..3) -> the reference with its human ratings; blank slots are left out."""
-    refs: dict[int, Reference] = {}
-    for i in range(1, N_CROSSEVAL_REFERENCES + 1):
-        text = row.get(f"response_{i}")
-        if _blank(text):
-            continue
-        ratings: list[float] = []
-        explanations: list[str] = []
-        for j in (1, 2):
-            r = row.get(f"response_{i}_human_{j}_rating")
-            if _blank(r):
-                continue
-            value = float(r)  # type: ignore[arg-type]
-            if not 1 <= value <= 5:
-                raise DatasetError(f"row {row.get('prompt_id')}: response_{i}_human_{j}_rating={r!r} is outside 1..5")
-            ratings.append(value)
-            e = row.get(f"response_{i}_human_{j}_explanation")
-            explanations.append("" if _blank(e) else str(e))
-        refs[i] = Reference(str(text), tuple(ratings), tuple(explanations))
-    return refs
+    try:
+        slots = reference_slots(row)
+    except ValueError as e:
+        raise DatasetError(f"row {row.get('prompt_id')}: {e}") from None
+    return {i: Reference(r.response, r.ratings, r.explanations) for i, r in slots.items()}
 
 
 def rotation(slot: int, n_slots: int = N_CROSSEVAL_REFERENCES) -> list[int]:
@@ -168,7 +150,7 @@ def csv_rated(rows: Sequence[Mapping[str, Any]]) -> list[RatedResponse]:
     """User rows: prompt, response, human_score (several rows for one response are averaged), capability."""
     grouped: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for n, row in enumerate(rows, 1):
-        if _blank(row.get("human_score")):
+        if blank_cell(row.get("human_score")):
             raise DatasetError(f"row {n}: human_score is empty", "every row needs a numeric human_score")
         grouped.setdefault((str(row["prompt"]), str(row["response"])), []).append(row)
     out = []
@@ -177,14 +159,14 @@ def csv_rated(rows: Sequence[Mapping[str, Any]]) -> list[RatedResponse]:
             ratings = tuple(float(r["human_score"]) for r in group)
         except (TypeError, ValueError) as e:
             raise DatasetError(f"a human_score is not a number: {e}") from None
-        capability = str(group[0].get("capability") or "all") if not _blank(group[0].get("capability")) else "all"
+        capability = str(group[0].get("capability") or "all") if not blank_cell(group[0].get("capability")) else "all"
         ref_answer = group[0].get("reference_answer")
         item = JudgeItem(
             id=str(group[0].get("id") or f"row{k + 1}"),
             prompt=prompt,
             response=response,
             capability=None if capability == "all" else capability,
-            reference_answer=None if _blank(ref_answer) else str(ref_answer),
+            reference_answer=None if blank_cell(ref_answer) else str(ref_answer),
         )
         out.append(RatedResponse(item, ratings, capability))
     return out

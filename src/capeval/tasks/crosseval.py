@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from capeval.analysis.weakest_link import CROSSEVAL_CROSS, CROSSEVAL_INDIVIDUAL
 from capeval.errors import CapevalError, DatasetError
 from capeval.judge.core import to_100
 from capeval.judge.crosseval_report import (
@@ -44,24 +45,9 @@ from capeval.tasks.sources import Source
 from capeval.types import GenerationParams, Message, MetricResult, Request, Response, Sample, Score
 
 HUB_ID = "MingZhong/crosseval"
-INDIVIDUAL_CAPABILITIES = (
-    "English",
-    "Reasoning",
-    "Coding",
-    "Image Recognition",
-    "Tool Use",
-    "Long Context",
-    "Spanish",
-)
-CROSS_CAPABILITIES = (
-    "Coding & Reasoning",
-    "Image Recognition & Reasoning",
-    "Tool Use & Coding",
-    "Tool Use & Reasoning",
-    "Long Context & Coding",
-    "Spanish & Reasoning",
-    "Spanish & Image Recognition",
-)
+# the capability names live with the weakest-link analysis, which reads the same taxonomy
+INDIVIDUAL_CAPABILITIES = CROSSEVAL_INDIVIDUAL
+CROSS_CAPABILITIES = CROSSEVAL_CROSS
 DIFFICULTIES = ("easy", "medium", "hard")
 N_REFERENCES = 3
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff")
@@ -82,35 +68,40 @@ class ReferenceRow:
     explanations: tuple[str, ...]
 
 
-def _blank(v: Any) -> bool:
-    # CSV gives "", parquet/pandas gives NaN for missing cells
+def blank_cell(v: Any) -> bool:
+    """An empty cell: CSV gives "", parquet/pandas gives NaN for missing cells."""
     return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v.strip())
 
 
-def read_references(row: Mapping[str, Any]) -> tuple[ReferenceRow, ...]:
-    """response_i with response_i_human_j_rating / _explanation (i = 1..3, j = 1, 2).
+def reference_slots(row: Mapping[str, Any]) -> dict[int, ReferenceRow]:
+    """Reference slot (1..3) -> response_i with response_i_human_j_rating / _explanation (j = 1, 2).
 
-    A reference without text is dropped; a rating cell that is blank is skipped; a rating that is
+    A reference without text is left out; a rating cell that is blank is skipped; a rating that is
     not a number in 1..5 makes the row malformed (ValueError)."""
-    refs = []
+    refs: dict[int, ReferenceRow] = {}
     for i in range(1, N_REFERENCES + 1):
         text = row.get(f"response_{i}")
-        if _blank(text):
+        if blank_cell(text):
             continue
         ratings: list[float] = []
         explanations: list[str] = []
         for j in (1, 2):
             r = row.get(f"response_{i}_human_{j}_rating")
-            if _blank(r):
+            if blank_cell(r):
                 continue
             value = float(str(r))
             if not 1 <= value <= 5:
                 raise ValueError(f"response_{i}_human_{j}_rating={r!r} is outside 1..5")
             ratings.append(value)
             e = row.get(f"response_{i}_human_{j}_explanation")
-            explanations.append("" if _blank(e) else str(e))
-        refs.append(ReferenceRow(str(text), tuple(ratings), tuple(explanations)))
-    return tuple(refs)
+            explanations.append("" if blank_cell(e) else str(e))
+        refs[i] = ReferenceRow(str(text), tuple(ratings), tuple(explanations))
+    return refs
+
+
+def read_references(row: Mapping[str, Any]) -> tuple[ReferenceRow, ...]:
+    """The row's references in slot order, blank slots left out (see `reference_slots`)."""
+    return tuple(reference_slots(row).values())
 
 
 def resolve_attachment(value: str, data_root: Path | None) -> Path | None:
@@ -178,17 +169,17 @@ def user_prompt(prompt: str, attached_text: str | None) -> str:
 def _row_to_sample(data_root: Path | None) -> Callable[[Mapping[str, Any], int, Task], Sample]:
     def convert(row: Mapping[str, Any], index: int, task: Task) -> Sample:
         for name in ("prompt_id", "capability", "prompt"):
-            if _blank(row.get(name)):
+            if blank_cell(row.get(name)):
                 raise KeyError(name)
         capability = str(row["capability"]).strip()
-        attached = "" if _blank(row.get("attached_file")) else str(row["attached_file"]).strip()
+        attached = "" if blank_cell(row.get("attached_file")) else str(row["attached_file"]).strip()
         reason, attached_text = support(capability, attached, data_root)
-        difficulty = "" if _blank(row.get("difficulty")) else str(row["difficulty"]).strip().lower()
+        difficulty = "" if blank_cell(row.get("difficulty")) else str(row["difficulty"]).strip().lower()
         meta = {
             "capability": capability,
             "type": "cross" if is_cross(capability) else "individual",
-            "l1_category": "" if _blank(row.get("l1_category")) else str(row["l1_category"]).strip(),
-            "l2_category": "" if _blank(row.get("l2_category")) else str(row["l2_category"]).strip(),
+            "l1_category": "" if blank_cell(row.get("l1_category")) else str(row["l1_category"]).strip(),
+            "l2_category": "" if blank_cell(row.get("l2_category")) else str(row["l2_category"]).strip(),
             "difficulty": difficulty,
         }
         return Sample(
