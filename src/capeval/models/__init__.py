@@ -12,7 +12,14 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from capeval.errors import UnknownNameError
-from capeval.models.base import BACKENDS, Model, register_backend
+from capeval.models.base import (
+    BACKENDS,
+    Model,
+    check_options,
+    option_names,
+    register_backend,
+    takes_any_option,
+)
 
 # backend name -> module that registers it (imported lazily: torch, httpx, vllm are heavy)
 _BUILTIN = {
@@ -45,11 +52,14 @@ def load_model(spec: str, **options: Any) -> Model:
     """Load a model from its spec string; `options` go to the backend (batch_size, dtype, ...)."""
     if ":" in spec.split("/")[0] and not spec.startswith(("/", ".")):
         backend, _, rest = spec.partition(":")
-        return _backend(backend)(rest, **options)
+        factory = _backend(backend)
+        if not takes_any_option(factory):  # a factory taking **options checks them itself
+            check_options(backend, options, option_names(factory))
+        return factory(rest, **options)
     names = bundled_names()
     if spec in names:
         return _backend("bundled")(spec, **options)
     raise UnknownNameError("model", spec, names + ["hf:<path or hub id>", "openai:<model>", "vllm:<path>"])
 
 
-__all__ = ["Model", "load_model", "register_backend", "bundled_names"]
+__all__ = ["Model", "bundled_names", "load_model", "register_backend"]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+import difflib
+import inspect
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
+from capeval.errors import ModelError
 from capeval.types import Request, Response
 
 
@@ -41,3 +45,29 @@ def register_backend(name: str) -> Callable[[ModelFactory], ModelFactory]:
 def model_options(**options: Any) -> dict[str, Any]:
     """Drop options left at None so each backend applies its own defaults."""
     return {k: v for k, v in options.items() if v is not None}
+
+
+def option_names(func: Callable[..., Any], skip: Iterable[str] = ()) -> list[str]:
+    """The keyword options a backend factory or model class takes (its first positional, the
+    spec, and the names in `skip` left out)."""
+    params = list(inspect.signature(func).parameters.values())
+    named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    skipped = set(skip) | ({named[0].name} if named and named[0].kind is named[0].POSITIONAL_OR_KEYWORD else set())
+    return [p.name for p in named if p.name not in skipped]
+
+
+def takes_any_option(func: Callable[..., Any]) -> bool:
+    """Whether a factory takes **options (and so must check them itself)."""
+    return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(func).parameters.values())
+
+
+def check_options(backend: str, options: Mapping[str, Any], accepted: Iterable[str]) -> None:
+    """Refuse an option the backend does not take (a typo in --model-option would otherwise be
+    dropped silently and the run would use the default)."""
+    known = sorted(accepted)
+    for key in options:
+        if key in known:
+            continue
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        hint = (f"did you mean '{close[0]}'? " if close else "") + f"the {backend} backend takes: {', '.join(known)}"
+        raise ModelError(f"unknown option '{key}' for the {backend} backend", hint)

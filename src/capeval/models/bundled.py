@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from capeval.errors import ModelError
-from capeval.models.base import register_backend
+from capeval.models.base import check_options, option_names, register_backend
 
 CACHE_ENV = "CAPEVAL_CACHE_DIR"
 MARKER = "capeval-weights.json"  # written last: a folder without it is an unfinished build
@@ -178,6 +178,8 @@ def load_bundled(name: str, **options: Any) -> Any:
     from capeval.models.hf import HFModel
 
     model = _lookup(name)
+    # the package fixes the weights and their identity: no source options
+    check_options("bundled", options, option_names(HFModel, skip=("model_id", "gguf_file", "revision", "trust_remote_code")))
     path = ensure_weights(name)
     options.setdefault("dtype", "float32")
     options.setdefault("device", "cpu")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from capeval.errors import ModelError
-from capeval.models.base import register_backend
+from capeval.models.base import check_options, option_names, register_backend
 from capeval.types import GenerationParams, Message, Request, Response
 
 DEFAULT_BATCH_SIZE = 16
@@ -92,6 +92,8 @@ class HFModel:
             models use their package name and version).
         fast_paths: False scores every continuation as its own full sequence (the plain
             computation, for checking the fast paths; the results are the same).
+        concurrency: accepted and ignored: a command's --concurrency goes to every model it loads
+            (judges included), and a local model's work is bounded by `batch_size`.
     """
 
     def __init__(
@@ -107,7 +109,7 @@ class HFModel:
         trust_remote_code: bool = False,
         model_id: str | None = None,
         fast_paths: bool = True,
-        **unused: Any,  # options meant for other backends (concurrency, base_url...) are ignored
+        concurrency: int | None = None,
     ) -> None:
         torch = _torch()
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -657,4 +659,5 @@ def _error_text(e: BaseException) -> str:
 @register_backend("hf")
 def load_hf(spec: str, **options: Any) -> HFModel:
     """`hf:<folder | hub id | file.gguf>`: a transformers causal LM."""
+    check_options("hf", options, option_names(HFModel))
     return HFModel(spec, **options)
