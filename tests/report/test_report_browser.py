@@ -2,41 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 from report_fixtures import ReportFixture
 
+from browser import launch_chromium, needs_chromium
 from capeval.report.builder import ReportOptions, build_report
 
-CHROMIUM = os.environ.get("CAPEVAL_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-# Offline and quiet: no GPU, no sandbox (containers), and none of the browser's own network calls.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(),
-    reason=f"no Chromium at {CHROMIUM}: apt-get install chromium (or set CAPEVAL_CHROMIUM) to run the browser test",
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the browser comes from apt)")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+    yield from launch_chromium()
 
 
 def test_report_renders_charts_and_sample_links_in_chromium(

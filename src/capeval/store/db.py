@@ -84,9 +84,14 @@ CREATE TABLE IF NOT EXISTS pairwise_votes (
     model_b TEXT NOT NULL,
     winner TEXT NOT NULL CHECK (winner IN ('model_a', 'model_b', 'tie', 'tie (bothbad)')),
     explanation TEXT,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    run_a TEXT,
+    run_b TEXT
 );
 """
+# Columns added after a table first shipped: (table, column, type). Older store files get them
+# by ALTER TABLE when opened, so every file has the same columns.
+ADDED_COLUMNS = (("pairwise_votes", "run_a", "TEXT"), ("pairwise_votes", "run_b", "TEXT"))
 
 
 def default_db_path() -> Path:
@@ -111,6 +116,9 @@ class Store:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.executescript(SCHEMA)
+        for table, column, kind in ADDED_COLUMNS:
+            if column not in {r[1] for r in self.conn.execute(f"PRAGMA table_info({table})")}:
+                self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         self.conn.commit()
 
     def close(self) -> None:
@@ -238,6 +246,55 @@ class Store:
             d["parsed"] = bool(d["parsed"])
             d["scores"] = scores.get((d["task"], d["sample_id"]), {})
             yield d
+
+    # ---- people: annotators, their 1-5 ratings and pairwise votes (the web app writes these) ----
+    def annotator_for_name(self, name: str) -> str:
+        """The id of the annotator called `name`, created on first use (a returning name continues)."""
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT annotator_id FROM annotators WHERE name = ? ORDER BY created_at LIMIT 1", (name,)
+            ).fetchone()
+            if row:
+                return str(row[0])
+            annotator_id = uuid.uuid4().hex
+            self.conn.execute("INSERT INTO annotators VALUES (?,?,?)", (annotator_id, name, time.time()))
+            self.conn.commit()
+            return annotator_id
+
+    def annotator_name(self, annotator_id: str) -> str | None:
+        rows = self.query("SELECT name FROM annotators WHERE annotator_id = ?", (annotator_id,))
+        return rows[0]["name"] if rows else None
+
+    def add_human_rating(
+        self, annotator_id: str, run_id: str, task: str, sample_id: str, model_id: str, rating: float, explanation: str
+    ) -> int:
+        cur = self.execute(
+            "INSERT INTO human_ratings (annotator_id, run_id, task, sample_id, model_id, rating, explanation, created_at) "
+            "VALUES (?,?,?,?,?,?,?,?)",
+            (annotator_id, run_id, task, sample_id, model_id, float(rating), explanation, time.time()),
+        )
+        return int(cur.lastrowid or 0)
+
+    def add_pairwise_vote(
+        self,
+        model_a: str,
+        model_b: str,
+        winner: str,
+        *,
+        source: str = "human",
+        annotator_id: str | None = None,
+        prompt_id: str | None = None,
+        run_a: str | None = None,
+        run_b: str | None = None,
+        explanation: str | None = None,
+    ) -> int:
+        """One battle's outcome; winner is model_a, model_b, tie or "tie (bothbad)" (Chatbot Arena's labels)."""
+        cur = self.execute(
+            "INSERT INTO pairwise_votes (annotator_id, source, prompt_id, model_a, model_b, winner, explanation, "
+            "created_at, run_a, run_b) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (annotator_id, source, prompt_id, model_a, model_b, winner, explanation, time.time(), run_a, run_b),
+        )
+        return int(cur.lastrowid or 0)
 
 
 def run_result_to_dict(r: RunResult) -> dict[str, Any]:
