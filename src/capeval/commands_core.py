@@ -70,6 +70,14 @@ def _parse_data(items: list[str]) -> dict[str, str]:
     return out
 
 
+def _option_value(raw: str) -> Any:
+    """A command-line option value: JSON where it parses (3, 1.5, true, [1, 3]), else the text."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
 def _parse_options(items: list[str]) -> dict[str, Any]:
     """KEY=VALUE strings to backend options; values read as JSON where they parse (3, 1.5, true)."""
     out: dict[str, Any] = {}
@@ -77,10 +85,22 @@ def _parse_options(items: list[str]) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise CapevalError(f"--model-option expects KEY=VALUE, got '{item}'", "e.g. --model-option dtype=bfloat16")
-        try:
-            out[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key] = raw
+        out[key] = _option_value(raw)
+    return out
+
+
+def _parse_task_options(items: list[str]) -> dict[str, dict[str, Any]]:
+    """TASK.KEY=VALUE strings to {task: {key: value}}; JSON lists become tuples (k_values=[1,3])."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        target, sep, raw = item.partition("=")
+        task, dot, key = target.rpartition(".")  # task names may hold dots, option names do not
+        if not sep or not dot or not task or not key:
+            raise CapevalError(
+                f"--task-option expects TASK.KEY=VALUE, got '{item}'", "e.g. --task-option humaneval.n_samples=10"
+            )
+        value = _option_value(raw)
+        out.setdefault(task, {})[key] = tuple(value) if isinstance(value, list) else value
     return out
 
 
@@ -98,6 +118,7 @@ def run(
     db: Optional[Path] = typer.Option(None, "--db", help="SQLite store [default: $CAPEVAL_DB or the user data dir]."),
     include_path: list[Path] = typer.Option([], "--include-path", help="Folder of YAML task specs (repeatable)."),
     data: list[str] = typer.Option([], "--data", help="TASK=PATH: read TASK from a local file/folder (repeatable)."),
+    task_option: list[str] = typer.Option([], "--task-option", help="TASK.KEY=VALUE passed to the task, e.g. humaneval.n_samples=10, 'humaneval.k_values=[1,10]' (repeatable; `capeval tasks` lists the tasks)."),
     strict: bool = typer.Option(False, "--strict", help="Fail on the first malformed dataset row."),
     model_option: list[str] = typer.Option([], "--model-option", "-o", help="KEY=VALUE passed to the backend, e.g. dtype=bfloat16, max_retries=3, timeout=60 (repeatable)."),
     judge: Optional[str] = typer.Option(None, "--judge", help="Judge model spec for judged tasks (CrossEval, writing)."),
@@ -108,7 +129,11 @@ def run(
     save_every: int = typer.Option(64, "--save-every", min=1, help="Save finished model calls every N requests (a killed run loses at most N)."),
 ) -> None:
     """Evaluate a model on tasks. With no arguments: the bundled SmolLM2 on packaged HumanEval and
-    MT-Bench data, offline, in a few minutes."""
+    MT-Bench data, offline, in a few minutes.
+
+    --task-option TASK.KEY=VALUE sets a keyword argument of a task's factory.
+    HumanEval pass@1 and pass@10 from 10 samples per problem (temperature 0.8):
+    --task-option humaneval.n_samples=10 --task-option 'humaneval.k_values=[1,10]'"""
     from capeval.engine import evaluate_tasks
     from capeval.models import load_model
     from capeval.models.base import model_options
@@ -128,11 +153,15 @@ def run(
     for p in include_path:
         add_include_path(p)
     local = _parse_data(data)
+    task_opts = _parse_task_options(task_option)
     names = expand(tasks.split(","))
-    unknown_data = set(local) - set(names)
-    if unknown_data:
-        raise CapevalError(f"--data names tasks not being run: {', '.join(sorted(unknown_data))}")
-    task_objs = [get_task(n, data=local.get(n)) for n in names]
+    for flag, given in (("--data", local), ("--task-option", task_opts)):
+        unknown = set(given) - set(names)
+        if unknown:
+            raise CapevalError(
+                f"{flag} names tasks not being run: {', '.join(sorted(unknown))}", f"the run's tasks: {', '.join(names)}"
+            )
+    task_objs = [get_task(n, data=local.get(n), options=task_opts.get(n)) for n in names]
     judged = [t.name for t in task_objs if t.settings.get("judge")]
     if judged and not judge:
         raise CapevalError(
@@ -143,7 +172,7 @@ def run(
     m = load_model(model, **opts)
     judge_model = load_model(judge, **model_options(concurrency=concurrency)) if judge else None
     config = PromptConfig(shots=shots, cot=cot, system=system, chat=chat, seed=seed)
-    extra = {"model_options": opts, "judge": judge}
+    extra = {"model_options": opts, "judge": judge, "task_options": task_opts}
     with Store(db) as store:
         if prompt_variants > 1:
             from capeval.analysis.sensitivity import run_variants

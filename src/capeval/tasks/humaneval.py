@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from capeval.errors import TaskSpecError
 from capeval.prompting import PromptConfig, RenderedPrompt
 from capeval.scoring.code import CODEX_STOP
 from capeval.tasks._common import local_or
@@ -118,10 +119,17 @@ def humaneval(
         isolation = sandbox_isolation()
     except SandboxError as e:  # a bad CAPEVAL_SANDBOX: list the task anyway, fail when it runs
         isolation = f"unavailable ({str(e).splitlines()[0]})"
-    if n_samples < 1:
-        raise ValueError("n_samples must be >= 1")
+    if not isinstance(n_samples, int) or n_samples < 1:
+        raise TaskSpecError(f"humaneval: n_samples must be a whole number >= 1, got {n_samples!r}")
     temp = temperature if temperature is not None else (0.0 if n_samples == 1 else 0.8)
-    ks = k_values or tuple(k for k in (1, 10, 100) if k <= n_samples)
+    ks = tuple(k_values) if k_values else tuple(k for k in (1, 10, 100) if k <= n_samples)
+    bad = [k for k in ks if not isinstance(k, int) or not 1 <= k <= n_samples]
+    if bad:
+        raise TaskSpecError(
+            f"humaneval: pass@k needs 1 <= k <= n_samples ({n_samples}), got k_values {list(ks)}",
+            f"sample at least {max((k for k in bad if isinstance(k, int)), default=1)} completions per "
+            "problem (n_samples), or drop the larger k",
+        )
     source = local_or(Source("packaged", "humaneval"), data)
     return HumanEvalTask(
         name="humaneval",

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import inspect
 import pkgutil
+from collections.abc import Callable, Iterable, Mapping
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any
 
-from capeval.errors import UnknownNameError
+from capeval.errors import TaskSpecError, UnknownNameError
 from capeval.tasks.base import Task
 
 # A factory builds a Task; `data` is a local file or folder that replaces the task's source
@@ -91,8 +94,46 @@ def expand(names: Iterable[str]) -> list[str]:
     return out
 
 
-def get_task(name: str, data: str | None = None) -> Task:
+def task_options(name: str) -> list[str] | None:
+    """The options a task's factory takes (`--task-option NAME.KEY=VALUE`); None if it takes any.
+
+    `data` has its own flag (--data) and parameters starting with `_` are the registry's own."""
+    factory = _factory(name)
+    params = inspect.signature(factory).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return [
+        p.name
+        for p in params
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "data" and not p.name.startswith("_")
+    ]
+
+
+def get_task(name: str, data: str | None = None, options: Mapping[str, Any] | None = None) -> Task:
+    """Build a registered task; `options` are keyword arguments of its factory (e.g. HumanEval's
+    n_samples), checked against the factory's parameters."""
+    factory = _factory(name)
+    kwargs = dict(options or {})
+    accepted = task_options(name) if kwargs else None
+    if accepted is not None:
+        for key in kwargs:
+            if key in accepted:
+                continue
+            if key == "data":
+                hint = f"give the task's data with --data {name}=PATH"
+            elif not accepted:
+                hint = f"task '{name}' takes no options"
+            else:
+                close = difflib.get_close_matches(key, accepted, n=1, cutoff=0.6)
+                hint = (f"did you mean '{close[0]}'? " if close else "") + f"task '{name}' takes: {', '.join(accepted)}"
+            raise TaskSpecError(f"task '{name}' has no option '{key}'", hint)
+    if data:
+        kwargs["data"] = data
+    return factory(**kwargs)
+
+
+def _factory(name: str) -> TaskFactory:
     _ensure_loaded()
     if name not in TASKS:
         raise UnknownNameError("task", name, list(TASKS) + list(SUITES))
-    return TASKS[name](data=data) if data else TASKS[name]()
+    return TASKS[name]
