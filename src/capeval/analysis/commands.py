@@ -386,16 +386,21 @@ def contamination_memorisation(
     data: Optional[Path] = typer.Option(None, help="Local copy of the task's data."),
     limit: Optional[int] = typer.Option(100),
     db: Optional[Path] = typer.Option(None, help=DB_HELP + " Model calls are cached there."),
+    model_option: list[str] = typer.Option(
+        [], "--model-option", "-o", help="KEY=VALUE passed to the backend, e.g. dtype=bfloat16, max_retries=3 (repeatable)."
+    ),
     json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
 ) -> None:
     """Verbatim memorisation: does the model continue an item's first part with its true rest?"""
     from capeval.analysis.contamination import verbatim_memorisation
+    from capeval.commands_core import _parse_options
     from capeval.models import load_model
     from capeval.store import Store
 
     items = _task_items(task, data, limit)
+    m = load_model(model, **_parse_options(model_option))
     with Store(db) as store:
-        res = verbatim_memorisation(load_model(model), items, store, prefix_fraction, progress=True)
+        res = verbatim_memorisation(m, items, store, prefix_fraction, progress=True)
     tbl = Table(title=f"Verbatim memorisation of {task} by {model} (prefix {prefix_fraction:.0%})")
     for col in ("metric", "value", "n"):
         tbl.add_column(col)
