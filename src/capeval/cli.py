@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "capeval.report.commands",
     "capeval.judge.bench_commands",
     "capeval.judge.commands",
+    "capeval.judge.alter_commands",
     "capeval.web.commands",
 ]
 

@@ -156,29 +156,34 @@ def _task_capabilities(task: str) -> tuple[str, ...]:
         return ()
 
 
-def capability_scores(
-    runs: Sequence[RunScores], metric: str | None = None, scale: Scale = "auto"
-) -> dict[str, dict[str, float]]:
-    """model -> capability -> mean score on 1-100 over the items of that capability.
+def capability_items(rs: RunScores, metric: str | None = None, scale: Scale = "auto") -> dict[str, dict[str, float]]:
+    """capability -> "task/sample id" -> score on 1-100, for one run (or one model of a CSV).
 
     An item's capability is its sample metadata's "capability" (CrossEval), else the task's single
     capability tag, else the task name. Each task is summarised by its primary metric."""
+    out: dict[str, dict[str, float]] = {}
+    for task in rs.metrics:
+        tags = _task_capabilities(task)
+        default = tags[0] if len(tags) == 1 else task
+        name = rs.primary(task, metric if metric in rs.metrics[task] else None)
+        items = rs.values[task][name]
+        # a metric named for its scale (CrossEval's score_100) is never re-guessed: all-1.0
+        # scores on 1-100 would otherwise look like perfect accuracy
+        task_scale: Scale = "1-100" if scale == "auto" and "100" in name else scale
+        for sid, v in zip(items, to_100(list(items.values()), task_scale)):
+            out.setdefault(rs.capability.get((task, sid), default), {})[f"{task}/{sid}"] = v
+    return out
+
+
+def capability_scores(
+    runs: Sequence[RunScores], metric: str | None = None, scale: Scale = "auto"
+) -> dict[str, dict[str, float]]:
+    """model -> capability -> mean score on 1-100 over the items of that capability (runs of the
+    same model are pooled; see `capability_items`)."""
     pooled: dict[str, dict[str, list[float]]] = {}
     for rs in runs:
-        for task in rs.metrics:
-            tags = _task_capabilities(task)
-            default = tags[0] if len(tags) == 1 else task
-            name = rs.primary(task, metric if metric in rs.metrics[task] else None)
-            items = rs.values[task][name]
-            # a metric named for its scale (CrossEval's score_100) is never re-guessed: all-1.0
-            # scores on 1-100 would otherwise look like perfect accuracy
-            task_scale: Scale = "1-100" if scale == "auto" and "100" in name else scale
-            values = dict(zip(items, to_100(list(items.values()), task_scale)))
-            per_cap: dict[str, list[float]] = {}
-            for sid, v in values.items():
-                per_cap.setdefault(rs.capability.get((task, sid), default), []).append(v)
-            for cap, vals in per_cap.items():
-                pooled.setdefault(rs.model, {}).setdefault(cap, []).extend(vals)
+        for cap, items in capability_items(rs, metric, scale).items():
+            pooled.setdefault(rs.model, {}).setdefault(cap, []).extend(items.values())
     return {m: {c: sum(v) / len(v) for c, v in caps.items()} for m, caps in pooled.items()}
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import string
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Literal, Mapping, Protocol, Sequence
+from typing import Any, Literal, Protocol
 
 from capeval.errors import DatasetError, TaskSpecError
 from capeval.prompting import PromptConfig, PromptLayout, RenderedPrompt, Turn, render, select_exemplars
@@ -19,7 +20,7 @@ OutputType = Literal["multiple_choice", "generate"]
 class Scorer(Protocol):
     """Grades one sample from the responses to its requests (in request order)."""
 
-    def __call__(self, sample: Sample, responses: Sequence[Response], task: "Task") -> Score: ...
+    def __call__(self, sample: Sample, responses: Sequence[Response], task: Task) -> Score: ...
 
 
 @dataclass
@@ -72,13 +73,15 @@ class Task:
     metrics: tuple[str, ...] = ()
     description: str = ""  # one line for `capeval tasks`
     repeats: int = 1  # samples per item (pass@k needs n > 1, with temperature > 0)
-    row_to_sample_fn: Callable[[Mapping[str, Any], int, "Task"], Sample] | None = None
-    question_fn: Callable[[Sample, "Task"], str] | None = None
-    answer_fn: Callable[[Sample, "Task", bool], str] | None = None
+    row_to_sample_fn: Callable[[Mapping[str, Any], int, Task], Sample] | None = None
+    question_fn: Callable[[Sample, Task], str] | None = None
+    answer_fn: Callable[[Sample, Task, bool], str] | None = None
     settings: dict[str, Any] = field(default_factory=dict)  # shown by `capeval tasks`
     # Paraphrased prompt layouts for prompt-sensitivity runs: PromptConfig.variant i > 0 uses
     # variants[i - 1] in place of `layout` (variant 0 is the default prompt).
     variants: tuple[PromptLayout, ...] = ()
+    # Evaluate only these sample ids of `split` (None: all); `limit` then counts the kept ones.
+    only_ids: frozenset[str] | None = field(default=None, repr=False)
 
     # ---- data -------------------------------------------------------------------------------
     def row_to_sample(self, row: Mapping[str, Any], index: int) -> Sample:
@@ -89,7 +92,11 @@ class Task:
 
     def load(self, split: str | None = None, limit: int | None = None, strict: bool = False) -> LoadedSamples:
         split = split or self.split
-        return self.samples_from_rows(load_rows(self.source, split), split, limit=limit, strict=strict)
+        if self.only_ids is None or split != self.split:
+            return self.samples_from_rows(load_rows(self.source, split), split, limit=limit, strict=strict)
+        loaded = self.samples_from_rows(load_rows(self.source, split), split, strict=strict)
+        kept = [s for s in loaded.samples if s.id in self.only_ids]
+        return LoadedSamples(kept if limit is None else kept[:limit], loaded.malformed)
 
     def samples_from_rows(
         self,
@@ -160,7 +167,7 @@ class Task:
         """How many prompt variants the task ships, the default one included."""
         return 1 + len(self.variants)
 
-    def for_variant(self, variant: int) -> "Task":
+    def for_variant(self, variant: int) -> Task:
         """This task with prompt variant `variant` as its layout (0: the task itself)."""
         if variant == 0:
             return self
