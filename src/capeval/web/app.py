@@ -14,6 +14,7 @@ import math
 import random
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -209,16 +210,18 @@ def create_app(store: Store, run_ids: list[str], n_bootstrap: int = 500, seed: i
         resp.delete_cookie(COOKIE)
         return resp
 
-    @app.get("/rate", response_class=HTMLResponse)
-    def rate_page(request: HTTPRequest) -> Any:
+    def item_page(request: Any, kind: str, template: str, fill: Callable[[str, Served], dict[str, Any]]) -> Any:
+        """The annotator's open item of this kind, or the page saying they have done them all."""
         me = annotator(request)
         if me is None:
             return RedirectResponse("/", status_code=303)
-        got = session.serve(me[0], "rate")
-        if got is None:
-            return page("rate.html", item=None, **common(me))
-        token, served = got
-        return page("rate.html", item=served.item, token=token, saved=request.query_params.get("saved"), **common(me))
+        got = session.serve(me[0], kind)
+        return page(template, **(fill(*got) if got else {}), **common(me))
+
+    @app.get("/rate", response_class=HTMLResponse)
+    def rate_page(request: HTTPRequest) -> Any:
+        saved = request.query_params.get("saved")
+        return item_page(request, "rate", "rate.html", lambda token, s: {"item": s.item, "token": token, "saved": saved})
 
     @app.post("/rate")
     async def rate(request: HTTPRequest) -> Any:
@@ -236,14 +239,9 @@ def create_app(store: Store, run_ids: list[str], n_bootstrap: int = 500, seed: i
 
     @app.get("/battle", response_class=HTMLResponse)
     def battle_page(request: HTTPRequest) -> Any:
-        me = annotator(request)
-        if me is None:
-            return RedirectResponse("/", status_code=303)
-        got = session.serve(me[0], "battle")
-        if got is None:
-            return page("battle.html", sides=None, **common(me))
-        token, served = got
-        return page("battle.html", sides=served.sides(), token=token, choices=CHOICE_LABELS, **common(me))
+        return item_page(
+            request, "battle", "battle.html", lambda token, s: {"sides": s.sides(), "token": token, "choices": CHOICE_LABELS}
+        )
 
     @app.post("/battle", response_class=HTMLResponse)
     async def vote(request: HTTPRequest) -> Any:
