@@ -73,6 +73,7 @@ def test_ratings_are_stored_with_their_sample_and_never_served_twice(app_store, 
         text = pre(page, "response")
         model = annotation.model_of_text[text]
         assert not any(m in page for m in MODELS), "the rating page must not name the model"
+        assert "<script>" not in page  # outputs are shown as text, never as markup
         r = ann.post("/rate", data={"item": token(page), "rating": str(1 + k % 5), "explanation": f"reason {k}"})
         assert r.status_code == 303 and r.headers["location"] == "/rate?saved=1"
         (row,) = rows(annotation.db, "SELECT * FROM human_ratings ORDER BY rating_id DESC LIMIT 1")

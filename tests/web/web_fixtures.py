@@ -55,7 +55,7 @@ def build(db: Path) -> AnnotationFixture:
                 a, b = 3 * i + 4, 2 * i + 1
                 rows.append((TASK, f"q{i}", f"What is {a} + {b}? Explain briefly.", answer(model, i)))
             if model == "model-strong":
-                rows.append((TASK, "only-strong", "Name a prime above 100.", "101 is prime."))
+                rows.append((TASK, "only-strong", "Name a prime above 100.", "101 is prime <script>alert(1)</script>."))
             if model == "model-weak":
                 rows.append(("other", "q0", "Spell 'cat' backwards.", "tac"))
             fx.run_ids[model] = add_run(store, model, rows)

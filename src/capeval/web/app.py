@@ -104,11 +104,6 @@ class Session:
         self.pending.pop((annotator_id, kind), None)
 
 
-def _templates() -> Environment:
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]))
-    return env
-
-
 async def _form(request: Any) -> dict[str, str]:
     """An urlencoded form body as {field: last value} (no python-multipart needed)."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -158,9 +153,8 @@ def create_app(store: Store, run_ids: list[str], n_bootstrap: int = 500, seed: i
         raise MissingExtraError("fastapi", "web") from None
 
     session = Session(ItemPool.load(store, run_ids), rng=random.Random(seed))
-    env = _templates()
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]))
     app = FastAPI(title="capeval annotation", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.session = session
 
     def page(template: str, http_status: int = 200, **ctx: Any) -> Any:
         return HTMLResponse(env.get_template(template).render(**ctx), status_code=http_status)
