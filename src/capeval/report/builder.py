@@ -14,6 +14,7 @@ from markupsafe import Markup
 from capeval.report.data import ReportInputs, load_inputs, read_judge_checks
 from capeval.report.sections import (
     Section,
+    alteration_section,
     arena_section,
     capabilities_section,
     capability_scores,
@@ -76,6 +77,7 @@ def build_sections(inputs: ReportInputs, options: ReportOptions) -> list[Section
         _safe("Is A better than B?", lambda: comparisons_section(inputs.runs, options.seed), notes),
         _safe("Capabilities", lambda: capabilities_section(cap_scores), notes),
         _safe("Law of the weakest link", lambda: weakest_link_section(cap_scores, options.weakest_link_threshold), notes),
+        _safe("Capability alteration", lambda: alteration_section(inputs.runs, options.seed), notes),
         _safe("Arena leaderboard", lambda: arena_section(votes, options.arena_bootstrap, options.seed), notes),
         _safe(
             "Judge vs human",

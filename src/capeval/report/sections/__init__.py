@@ -1,5 +1,6 @@
 """Report sections: each turns plain data into tables and charts, or says which command makes its data."""
 
+from capeval.report.sections.alteration import alteration_section
 from capeval.report.sections.base import Cell, Section, Table, task_samples_anchor
 from capeval.report.sections.capabilities import (
     CapabilityScore,
@@ -26,6 +27,7 @@ __all__ = [
     "SampleGroup",
     "Section",
     "Table",
+    "alteration_section",
     "arena_section",
     "capabilities_section",
     "capability_scores",
