@@ -140,6 +140,20 @@ def test_pairwise_with_position_swap(store):
     assert m[("mtbench/category:coding", "win_rate")] == pytest.approx(0.0)
     assert res.run.config["baseline"] == base.model_id
 
+    # every readable verdict is a judge battle in the store, which the arena reads like human votes
+    from capeval.analysis.tables import battles_from_store
+
+    votes = store.query("SELECT prompt_id, model_a, model_b, winner, annotator_id, run_a FROM pairwise_votes WHERE source = 'judge'")
+    assert {(r["prompt_id"], r["winner"]) for r in votes} == {
+        ("mtbench/81/turn1", "model_a"), ("mtbench/81/turn2", "model_a"), ("mtbench/82/turn1", "tie"), ("mtbench/82/turn2", "tie"),
+        ("mtbench/101/turn1", "tie"), ("mtbench/101/turn2", "tie"), ("mtbench/121/turn1", "model_b"), ("mtbench/121/turn2", "model_b"),
+    }
+    assert {(r["model_a"], r["model_b"], r["annotator_id"], r["run_a"]) for r in votes} == {(mut.model_id, base.model_id, judge.model_id, res.run.run_id)}
+    # judging the same battles again replaces the votes instead of counting them twice
+    run_mtbench(mut, judge, store, mode="pairwise", baseline_model=base, questions=qs, max_tokens=64)
+    battles = battles_from_store(store, "judge")
+    assert len(battles) == 8 and sorted(b.winner for b in battles).count("tie") == 4
+
 
 def test_pairwise_needs_a_baseline(store):
     with pytest.raises(CapevalError, match="baseline"):

@@ -359,6 +359,31 @@ def _sample_rows(
     return rows, scores
 
 
+_WINNER = {1.0: "model_a", 0.5: "tie", 0.0: "model_b"}
+
+
+def record_votes(store: Store, verdicts: Sequence[TurnVerdict], judge: str, model_a: str, model_b: str, run_a: str) -> int:
+    """Each readable pairwise verdict as a battle in `pairwise_votes` (source "judge", the judge as
+    annotator, prompt "mtbench/<question>/turn<n>"), so `capeval arena --source judge` ranks
+    models from judge verdicts as it does from human votes. A re-judged battle replaces the old vote."""
+    n = 0
+    for v in verdicts:
+        if v.outcome is None:
+            continue
+        prompt_id = f"{TASK}/{v.question_id}/turn{v.turn}"
+        store.execute(
+            "DELETE FROM pairwise_votes WHERE source = 'judge' AND annotator_id = ? AND prompt_id = ? "
+            "AND model_a = ? AND model_b = ?",
+            (judge, prompt_id, model_a, model_b),
+        )
+        store.add_pairwise_vote(
+            model_a, model_b, _WINNER[v.outcome], source="judge", annotator_id=judge, prompt_id=prompt_id,
+            run_a=run_a, explanation=v.text,
+        )
+        n += 1
+    return n
+
+
 def run_mtbench(
     model: Model,
     judge: Model,
@@ -399,6 +424,11 @@ def run_mtbench(
     run_id = store.start_run(model.model_id, model_spec or model.model_id, [TASK], config)
     rows, scores = _sample_rows(conversations, verdicts, mode)
     store.save_samples(run_id, rows, scores)
+    if mode == "pairwise":
+        record_votes(
+            store, verdicts, judge_spec or judge.model_id, model_spec or model.model_id,
+            baseline_spec or (baseline_model.model_id if baseline_model else ""), run_id,
+        )
     failed = sum(1 for v in verdicts if v.error)
     warnings = []
     if failed:
