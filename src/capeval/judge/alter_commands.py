@@ -56,21 +56,9 @@ def print_effect(effect: Any, console: Console, before_label: str = "without", a
                       f"{effect.capability} could be decided (see the verdict column)[/]")
 
 
-def _jsonable(obj: Any) -> Any:
-    from dataclasses import asdict, is_dataclass
-
-    if is_dataclass(obj) and not isinstance(obj, type):
-        return _jsonable(asdict(obj))
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, float) and (math.isnan(obj) or math.isinf(obj)):
-        return None
-    return obj
-
-
 def _effect_json(effect: Any) -> dict[str, Any]:
+    from capeval.analysis.commands import _jsonable
+
     return {**_jsonable(effect), "n_follows": effect.n_follows, "n_decided": len(effect.decided), "follow_rate": effect.follow_rate}
 
 
@@ -133,6 +121,8 @@ def alter(
     if result.principles:
         (folder / "principles.md").write_text(result.principles + "\n", encoding="utf-8")
         (folder / "system_prompt.txt").write_text((result.system_prompt or "") + "\n", encoding="utf-8")
+    from capeval.analysis.commands import _jsonable
+
     payload = _jsonable({k: v for k, v in vars(result).items() if k != "effect"})
     if result.effect is not None:
         payload["effect"] = _effect_json(result.effect)

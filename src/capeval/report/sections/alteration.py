@@ -10,21 +10,9 @@ from typing import Any
 from markupsafe import Markup
 
 from capeval.report import svg
-from capeval.report.data import RunRecord, to_points
-from capeval.report.sections.base import Cell, Section, Table, ci, num, primary_values, task_scale
-
-
-def capability_items(runs: Sequence[RunRecord], run: RunRecord) -> dict[str, dict[str, float]]:
-    """capability -> "task/sample id" -> primary value on 0-100, as the capability section counts them."""
-    out: dict[str, dict[str, float]] = {}
-    for t in run.result.tasks:
-        if t not in run.primary:
-            continue
-        scale = task_scale(runs, t, run.primary[t])
-        for s, v in primary_values(run, t):
-            for c in s.capabilities:
-                out.setdefault(c, {})[f"{t}/{s.sample_id}"] = to_points(v, scale)
-    return out
+from capeval.report.data import RunRecord
+from capeval.report.sections.base import Cell, Section, Table, ci, num
+from capeval.report.sections.capabilities import capability_items
 
 
 def signed(v: float | None) -> Cell:

@@ -31,24 +31,29 @@ class CapabilityScore:
     n: int
 
 
-def capability_scores(runs: Sequence[RunRecord]) -> list[CapabilityScore]:
-    """Per run and capability, the mean primary-metric value (0-100) of the samples tagged with it.
+def capability_items(runs: Sequence[RunRecord], run: RunRecord) -> dict[str, dict[str, float]]:
+    """capability -> "task/sample id" -> primary-metric value (0-100) for one run.
 
     A sample's capability is its metadata "capability" (CrossEval rows carry one), else its
     task's single capability tag, else the task's name (see `data._sample_capabilities`)."""
+    out: dict[str, dict[str, float]] = defaultdict(dict)
+    for t in run.result.tasks:
+        if t not in run.primary:
+            continue
+        scale = task_scale(runs, t, run.primary[t])
+        for s, v in primary_values(run, t):
+            for c in s.capabilities:
+                out[c][f"{t}/{s.sample_id}"] = to_points(v, scale)
+    return dict(out)
+
+
+def capability_scores(runs: Sequence[RunRecord]) -> list[CapabilityScore]:
+    """Per run and capability, the mean primary-metric value (0-100) of the samples tagged with it."""
     out: list[CapabilityScore] = []
     for r in runs:
-        by_cap: dict[str, list[float]] = defaultdict(list)
-        for t in r.result.tasks:
-            if t not in r.primary:
-                continue
-            scale = task_scale(runs, t, r.primary[t])
-            for s, v in primary_values(r, t):
-                for c in s.capabilities:
-                    by_cap[c].append(to_points(v, scale))
-        for c, vals in by_cap.items():
-            mean, lo, hi = bootstrap_ci(vals)
-            out.append(CapabilityScore(r.label, c, mean, lo, hi, len(vals)))
+        for c, items in capability_items(runs, r).items():
+            mean, lo, hi = bootstrap_ci(list(items.values()))
+            out.append(CapabilityScore(r.label, c, mean, lo, hi, len(items)))
     return out
 
 
