@@ -31,6 +31,14 @@ def test_unknown_task_and_model_are_one_line_with_close_names(tmp_path):
     assert "unknown model 'smollm-135m-instruct'" in out.stderr and "smollm2-135m-instruct" in out.stderr
 
 
+def test_unknown_option_is_a_usage_error():
+    """Typer raises its vendored click's usage errors: shown as usage, exit 2, no traceback hint."""
+    for args in (("run", "--bogus"), ("contamination", "memorisation", "--foo")):
+        out = capeval(*args)
+        assert out.returncode == 2, out.stderr
+        assert "No such option" in out.stderr and "Usage:" in out.stderr and "--debug" not in out.stderr
+
+
 def test_bad_data_argument(tmp_path):
     out = capeval("run", "--tasks", "mtbench-category", "--data", "nonsense", "--db", str(tmp_path / "x.db"))
     assert out.returncode == 2 and "--data expects TASK=PATH" in out.stderr

@@ -66,11 +66,11 @@ def main(argv: list[str] | None = None) -> None:
         err_console.print("aborted; finished model calls are saved and a re-run resumes from them")
         sys.exit(130)
     except Exception as e:  # click usage errors and the like
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
+        # typer >= 0.2x raises its vendored click's exceptions, older typer plain click's: both show()
+        show, code = getattr(e, "show", None), getattr(e, "exit_code", None)
+        if callable(show) and isinstance(code, int):
+            show()
+            sys.exit(code)
         if _debug or "--debug" in args:
             raise
         err_console.print(f"[bold red]error:[/] {type(e).__name__}: {e}")

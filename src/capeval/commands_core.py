@@ -106,7 +106,7 @@ def _parse_task_options(items: list[str]) -> dict[str, dict[str, Any]]:
 
 def run(
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Model spec: bundled name, hf:PATH, openai:NAME, vllm:PATH."),
-    tasks: Optional[str] = typer.Option(None, "--tasks", "-t", help=f"Comma-separated tasks or suites [default: {DEFAULT_TASKS}]."),
+    tasks: Optional[str] = typer.Option(None, "--tasks", "-t", help=f"Comma-separated tasks or suites (default: {DEFAULT_TASKS})."),
     shots: Optional[int] = typer.Option(None, "--shots", "-k", help="Few-shot exemplars (default: each task's own)."),
     cot: bool = typer.Option(False, "--cot", help="Chain of thought: rationale exemplars or 'Let's think step by step'."),
     system: Optional[str] = typer.Option(None, "--system", help="System / role prompt, the same for every model."),

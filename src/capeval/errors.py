@@ -18,6 +18,13 @@ class CapevalError(Exception):
         return f"{msg}\n  hint: {self.hint}" if self.hint else msg
 
 
+def did_you_mean(key: str, accepted: Iterable[str], owner: str) -> str:
+    """A hint for an unknown option: the closest accepted key, then all of them ("the hf backend takes: ...")."""
+    known = sorted(accepted)
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return (f"did you mean '{close[0]}'? " if close else "") + f"{owner} takes: {', '.join(known)}"
+
+
 class UnknownNameError(CapevalError):
     """A model, task, recipe or metric name that is not registered."""
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from capeval.errors import ModelError
+from capeval.errors import ModelError, did_you_mean
 from capeval.types import Request, Response
 
 
@@ -64,10 +63,7 @@ def takes_any_option(func: Callable[..., Any]) -> bool:
 def check_options(backend: str, options: Mapping[str, Any], accepted: Iterable[str]) -> None:
     """Refuse an option the backend does not take (a typo in --model-option would otherwise be
     dropped silently and the run would use the default)."""
-    known = sorted(accepted)
+    known = set(accepted)
     for key in options:
-        if key in known:
-            continue
-        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-        hint = (f"did you mean '{close[0]}'? " if close else "") + f"the {backend} backend takes: {', '.join(known)}"
-        raise ModelError(f"unknown option '{key}' for the {backend} backend", hint)
+        if key not in known:
+            raise ModelError(f"unknown option '{key}' for the {backend} backend", did_you_mean(key, known, f"the {backend} backend"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 import pkgutil
@@ -11,7 +10,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from capeval.errors import TaskSpecError, UnknownNameError
+from capeval.errors import TaskSpecError, UnknownNameError, did_you_mean
 from capeval.tasks.base import Task
 
 # A factory builds a Task; `data` is a local file or folder that replaces the task's source
@@ -124,8 +123,7 @@ def get_task(name: str, data: str | None = None, options: Mapping[str, Any] | No
             elif not accepted:
                 hint = f"task '{name}' takes no options"
             else:
-                close = difflib.get_close_matches(key, accepted, n=1, cutoff=0.6)
-                hint = (f"did you mean '{close[0]}'? " if close else "") + f"task '{name}' takes: {', '.join(accepted)}"
+                hint = did_you_mean(key, accepted, f"task '{name}'")
             raise TaskSpecError(f"task '{name}' has no option '{key}'", hint)
     if data:
         kwargs["data"] = data
