@@ -111,7 +111,7 @@ def run(
     cot: bool = typer.Option(False, "--cot", help="Chain of thought: rationale exemplars or 'Let's think step by step'."),
     system: Optional[str] = typer.Option(None, "--system", help="System / role prompt, the same for every model."),
     chat: bool = typer.Option(False, "--chat", help="Send chat messages through the model's chat template."),
-    limit: Optional[int] = typer.Option(None, "--limit", "-n", help="At most N samples per task."),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", help="At most N samples per task (per subject for MMLU, CMMLU, C-Eval, BBH, MATH, HHH)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Backend batch size."),
     concurrency: Optional[int] = typer.Option(None, "--concurrency", "-c", help="Requests in flight (openai backend)."),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible server URL (openai backend)."),

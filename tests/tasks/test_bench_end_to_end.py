@@ -26,8 +26,8 @@ def test_generative_tasks_store_raw_output_extracted_answer_and_unparsed_rate(sm
     metric_of = {"gsm8k": "exact_match", "math": "equiv", "bbh": "exact_match", "drop": "f1"}
     for task in tasks:
         rows = list(store.iter_samples(result.run_id, task.name))
-        assert len(rows) == 2, task.name
-        samples = {s.id: s for s in task.load(limit=2).samples}
+        samples = {s.id: s for s in task.load(limit=2).samples}  # up to 2 per subject (MATH and BBH have 2 subjects)
+        assert len(rows) == len(samples) >= 2, task.name
         for row in rows:
             raw = row["response"][0]["text"]
             assert isinstance(raw, str) and row["response"][0]["error"] is None
@@ -36,9 +36,9 @@ def test_generative_tasks_store_raw_output_extracted_answer_and_unparsed_rate(sm
             assert row["extracted"] == again.extracted and row["parsed"] == again.parsed
             assert row["prompt"].endswith(("Answer:", "Solution:"))
         m = result.metric(task.name, metric_of[task.name])
-        assert m.n == 2
-        assert m.unparsed_rate == sum(not r["parsed"] for r in rows) / 2
-        assert m.value == pytest.approx(sum(r["scores"][metric_of[task.name]] for r in rows) / 2)
+        assert m.n == len(rows)
+        assert m.unparsed_rate == sum(not r["parsed"] for r in rows) / len(rows)
+        assert m.value == pytest.approx(sum(r["scores"][metric_of[task.name]] for r in rows) / len(rows))
 
 
 def test_run_variants_one_run_per_prompt_and_a_summary(smollm2, store):

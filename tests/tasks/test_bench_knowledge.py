@@ -38,6 +38,24 @@ def test_mmlu_rows_map_to_samples_and_malformed_rows_are_counted():
     assert loaded.malformed == ["mmlu test anatomy row 1: KeyError: 'choices'"]
 
 
+@pytest.mark.parametrize("name", ["mmlu", "math", "bbh"])
+def test_limit_counts_per_subject(name):
+    """--limit N takes the first N of every subject (as lm-eval limits each subtask), not the first N
+    overall, which would all come from one subject."""
+    from collections import Counter
+
+    task = get_task(name, data=str(FIXTURES / name))
+    full = Counter(s.metadata["subject"] for s in task.load().samples)
+    assert len(full) >= 2 and max(full.values()) >= 2
+    limited = task.load(limit=1).samples
+    assert Counter(s.metadata["subject"] for s in limited) == {subject: 1 for subject in full}
+    # and the first of each subject, in the data's order
+    firsts = {}
+    for s in task.load().samples:
+        firsts.setdefault(s.metadata["subject"], s.id)
+    assert [s.id for s in limited] == list(firsts.values())
+
+
 def test_mmlu_prompt_zero_and_five_shot_exactly():
     task = get_task("mmlu", data=str(FIXTURES / "mmlu"))
     zero = plan_task(task, PromptConfig(shots=0))

@@ -172,9 +172,9 @@ class SubjectTask(FewShotTask):
             if self.holdout_first and split == self.split:
                 self._heldout[subject] = subject_samples[: self.holdout_first]
                 subject_samples = subject_samples[self.holdout_first :]
-            samples += subject_samples
-        if limit is not None:
-            samples = samples[:limit]
+            # --limit counts per subject, as lm-eval limits each subtask of a group: the first N
+            # overall would all come from the first subject and leave the macro average of one
+            samples += subject_samples if limit is None else subject_samples[:limit]
         return LoadedSamples(samples, malformed)
 
     # ---- prompts ----------------------------------------------------------------------------
