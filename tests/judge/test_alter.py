@@ -212,3 +212,14 @@ def test_smollm2_gets_the_principles_as_its_system_prompt(smollm2, tmp_path, sto
     base = [r["prompt"] for r in store.query("SELECT prompt FROM samples WHERE run_id = ?", (res.baseline_run,))]
     assert base and not any("[system]" in p for p in base)
     assert "Reasoning" in res.effect.changes and res.effect.changes["Reasoning"].n >= 1
+
+
+def test_cli_without_data_offline_points_to_data(tmp_path, capsys):
+    from capeval.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["alter", "--model", "openai:m@http://127.0.0.1:9/v1", "--judge", "openai:j@http://127.0.0.1:9/v1",
+              "--capability", "Reasoning", "--db", str(tmp_path / "c.db")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "offline" in err and "--data DIR" in err

@@ -107,12 +107,19 @@ def alter(
     m = load_model(model, **_parse_options(model_option))
     judge_model = load_model(judge)
     writer_model = load_model(writer) if writer else None
+    from capeval.errors import DatasetError
+
     with Store(db) as store:
-        result = run_study(
-            m, judge_model, task, config, store, writer=writer_model, template=tpl, model_spec=model,
-            progress=not no_progress, log=lambda s: console.print(f"[dim]{s}[/]"),
-            extra_config={"judge": judge, "writer": writer or judge},
-        )
+        try:
+            result = run_study(
+                m, judge_model, task, config, store, writer=writer_model, template=tpl, model_spec=model,
+                progress=not no_progress, log=lambda s: console.print(f"[dim]{s}[/]"),
+                extra_config={"judge": judge, "writer": writer or judge},
+            )
+        except DatasetError as e:
+            if data is not None:
+                raise
+            raise DatasetError(e.args[0], "save CrossEval (MingZhong/crosseval, split test) where you have internet and pass --data DIR") from None
         folder = out or store.path.parent / "alter" / f"{capability.replace(' ', '_')}-{result.altered_run or 'none'}"
     _print_rounds(result, console)
     for note in result.notes:
