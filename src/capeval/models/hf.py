@@ -94,6 +94,11 @@ class HFModel:
             computation, for checking the fast paths; the results are the same).
         concurrency: accepted and ignored: a command's --concurrency goes to every model it loads
             (judges included), and a local model's work is bounded by `batch_size`.
+        dola_layers: DoLa decoding (capeval.interpret.dola): "low", "high" or a list of premature
+            layer indices; generate() and loglikelihood() then use DoLa scores. None: plain.
+        dola_repetition_penalty: DoLa generation's repetition penalty (the paper's 1.2).
+        dola_final_norm: apply the final norm before the head on early exits (the DoLa authors'
+            code and transformers apply none).
     """
 
     def __init__(
@@ -110,6 +115,9 @@ class HFModel:
         model_id: str | None = None,
         fast_paths: bool = True,
         concurrency: int | None = None,
+        dola_layers: str | list[int] | None = None,
+        dola_repetition_penalty: float = 1.2,
+        dola_final_norm: bool = False,
     ) -> None:
         torch = _torch()
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -139,6 +147,12 @@ class HFModel:
             ) from None
         self.model.to(self.device)  # type: ignore[arg-type]
         self.model.eval()
+        self.dola = None
+        if dola_layers is not None:
+            from capeval.interpret.dola import DoLa, DoLaSettings, parse_layers
+
+            settings = DoLaSettings(parse_layers(dola_layers), float(dola_repetition_penalty), bool(dola_final_norm))
+            self.dola = DoLa(self.model, settings)
         self.chat_template = chat_template
         if chat_template is True and not self.tokenizer.chat_template:
             raise ModelError(
@@ -171,6 +185,8 @@ class HFModel:
             self.model_id += "|chat=" + hashlib.sha256(chat_template.encode()).hexdigest()[:12]
         if max_length:
             self.model_id += f"|ctx={max_length}"
+        if self.dola is not None:
+            self.model_id += "|" + self.dola.settings.tag
 
     # ---- text and tokens --------------------------------------------------------------------
     def render(self, prompt: str | Sequence[Message]) -> str:
@@ -355,8 +371,16 @@ class HFModel:
             suffixes = [r.tokens[len(key) :] for r in batch]
             keep = max(r.keep for r in batch)
             with torch.inference_mode():
-                logits = self._forward(suffixes, len(key), base, keep)
-                logprobs = torch.log_softmax(logits.float(), dim=-1)
+                logits, hidden = self._forward(suffixes, len(key), base, keep)
+                if self.dola is None:
+                    logprobs = torch.log_softmax(logits.float(), dim=-1)
+                else:  # row by row: the early exits of a whole batch would be [layers, rows, keep, vocab]
+                    logprobs = torch.cat(
+                        [
+                            self.dola.token_loglikelihoods(logits[i : i + 1], [h[i : i + 1] for h in hidden])
+                            for i in range(len(batch))
+                        ]
+                    )
             self.last_stats.forward_passes += 1
         except Exception as e:  # noqa: BLE001 - isolated below, then answered as errors
             if len(batch) > 1:  # isolate the row that fails
@@ -375,8 +399,9 @@ class HFModel:
                 greedy = bool((lp.argmax(dim=-1) == ids).all().item())
                 scores[(t.request, t.choice)] = (float(total), greedy)
 
-    def _forward(self, suffixes: list[list[int]], past: int, base: Any, keep: int) -> Any:
-        """Logits of the last `keep` positions of each left-padded suffix, after `past` cached tokens."""
+    def _forward(self, suffixes: list[list[int]], past: int, base: Any, keep: int) -> tuple[Any, Any]:
+        """Logits of the last `keep` positions of each left-padded suffix, after `past` cached tokens,
+        and (for DoLa only, else None) every layer's hidden states."""
         torch = _torch()
         width = max(len(s) for s in suffixes)
         n = len(suffixes)
@@ -394,8 +419,10 @@ class HFModel:
             kwargs[self._cache_kw] = _expand_cache(base, n)
         if self._has_logits_to_keep:
             kwargs["logits_to_keep"] = keep
+        if self.dola is not None:
+            kwargs["output_hidden_states"] = True
         out = self.model(ids.to(self.device), **kwargs)
-        return out.logits[:, -keep:, :]
+        return out.logits[:, -keep:, :], out.hidden_states if self.dola is not None else None
 
     def _prefix_cache(self, key: tuple[int, ...]) -> Any:
         """The KV cache of `key`'s tokens, computed once (extending the longest cached prefix)."""
@@ -480,6 +507,8 @@ class HFModel:
         kwargs: dict[str, Any] = {"use_cache": True, self._cache_kw: cache}
         if self._has_logits_to_keep:
             kwargs["logits_to_keep"] = 1
+        if self.dola is not None:
+            kwargs["output_hidden_states"] = True
         step_ids, step_mask, step_pos = ids, mask, positions
         with torch.inference_mode():
             while active:
@@ -489,7 +518,11 @@ class HFModel:
                     position_ids=step_pos.to(self.device),
                     **kwargs,
                 )
-                logits = out.logits[:, -1, :].float().cpu()
+                if self.dola is None:
+                    logits = out.logits[:, -1, :].float().cpu()
+                else:
+                    histories = [batch[row][1] + out_tokens[row] for row in active]
+                    logits = self.dola.next_token_scores(out, histories).cpu()
                 next_ids: list[int] = []
                 for slot, row in enumerate(active):
                     next_ids.append(_pick(logits[slot], params[row], generators[row]))
