@@ -1,7 +1,7 @@
 """Model backends behind one protocol, addressed by a spec string.
 
 Specs: a bundled short name (`smollm2-135m-instruct`, `gemma3-270m`), `hf:<dir | hub id | file.gguf>`,
-`openai:<model>` (with base_url), `vllm:<dir | hub id>`. Backends come from capeval and from other
+`openai:<model>` (with base_url), `vllm:<dir | hub id>`, `ray:<any other spec>` (replicas on a Ray cluster). Backends come from capeval and from other
 packages' `capeval.models` entry points.
 """
 
@@ -27,6 +27,7 @@ _BUILTIN = {
     "bundled": "capeval.models.bundled",
     "openai": "capeval.models.openai_api",
     "vllm": "capeval.models.vllm",
+    "ray": "capeval.distributed.ray_replicas",
 }
 
 
@@ -48,18 +49,30 @@ def bundled_names() -> list[str]:
     return list(BUNDLED)
 
 
-def load_model(spec: str, **options: Any) -> Model:
-    """Load a model from its spec string; `options` go to the backend (batch_size, dtype, ...)."""
+def resolve(spec: str) -> tuple[str, Any, str]:
+    """(backend name, its factory, the spec the factory takes) for a model spec string."""
     if ":" in spec.split("/")[0] and not spec.startswith(("/", ".")):
         backend, _, rest = spec.partition(":")
-        factory = _backend(backend)
-        if not takes_any_option(factory):  # a factory taking **options checks them itself
-            check_options(backend, options, option_names(factory))
-        return factory(rest, **options)
+        return backend, _backend(backend), rest
     names = bundled_names()
     if spec in names:
-        return _backend("bundled")(spec, **options)
-    raise UnknownNameError("model", spec, names + ["hf:<path or hub id>", "openai:<model>", "vllm:<path>"])
+        return "bundled", _backend("bundled"), spec
+    raise UnknownNameError("model", spec, names + ["hf:<path or hub id>", "openai:<model>", "ray:<spec>", "vllm:<path>"])
 
 
-__all__ = ["Model", "bundled_names", "load_model", "register_backend"]
+def check_model_options(spec: str, options: dict[str, Any]) -> None:
+    """Refuse options the spec's backend does not take, without loading anything (a backend whose
+    factory takes **options checks them itself when called)."""
+    backend, factory, _ = resolve(spec)
+    if not takes_any_option(factory):
+        check_options(backend, options, option_names(factory))
+
+
+def load_model(spec: str, **options: Any) -> Model:
+    """Load a model from its spec string; `options` go to the backend (batch_size, dtype, ...)."""
+    _, factory, rest = resolve(spec)
+    check_model_options(spec, options)
+    return factory(rest, **options)
+
+
+__all__ = ["Model", "bundled_names", "check_model_options", "load_model", "register_backend", "resolve"]
