@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "capeval.judge.commands",
     "capeval.judge.alter_commands",
     "capeval.web.commands",
+    "capeval.interpret.commands",
 ]
 
 
