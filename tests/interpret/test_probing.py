@@ -121,6 +121,22 @@ def test_ridge_recovers_a_linear_map_and_picks_its_penalty():
     assert noise.alpha > 10 * probe.alpha
 
 
+def test_ridge_agrees_with_scikit_learn():
+    sklearn = pytest.importorskip("sklearn.linear_model")
+    from capeval.interpret.probing import ALPHAS
+
+    states, data = _synthetic(n=50, d=80)  # more features than entities, as with real hidden states
+    x = states[2][:40]
+    y = data.targets[:40]
+    probe = fit_ridge(x, y)
+    xs = (x - x.mean(axis=0)) / x.std(axis=0)
+    # RidgeCV's efficient leave-one-out picks the same penalty; Ridge with it the same predictions
+    assert sklearn.RidgeCV(alphas=ALPHAS).fit(xs, y).alpha_ == probe.alpha
+    reference = sklearn.Ridge(alpha=probe.alpha).fit(xs, y)
+    x_new = (states[2][40:] - x.mean(axis=0)) / x.std(axis=0)
+    np.testing.assert_allclose(probe.predict(states[2][40:]), reference.predict(x_new), rtol=1e-6, atol=1e-6)
+
+
 def test_probe_layers_finds_the_layer_that_holds_the_target():
     states, data = _synthetic()
     report = probe_layers(states, data, seed=3, test_fraction=0.25)
