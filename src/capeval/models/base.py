@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -39,6 +40,16 @@ def register_backend(name: str) -> Callable[[ModelFactory], ModelFactory]:
         return factory
 
     return deco
+
+
+def sampling_seed(req: Request) -> int | None:
+    """The random seed of one sampled request (None when greedy), so a draw depends on the request
+    alone, not on its batch. It mixes `params.seed` (or the prompt when there is none) with `repeat`,
+    so the n draws of pass@k differ from each other but every re-run repeats them."""
+    if req.params.greedy:
+        return None
+    material = f"{req.params.seed}:{req.repeat}" if req.params.seed is not None else req.key("seed")
+    return int(hashlib.sha256(material.encode()).hexdigest()[:15], 16)
 
 
 def model_options(**options: Any) -> dict[str, Any]:

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from capeval.errors import ModelError
-from capeval.models.base import check_options, option_names, register_backend
-from capeval.types import GenerationParams, Message, Request, Response
+from capeval.models.base import check_options, option_names, register_backend, sampling_seed
+from capeval.models.tokenization import PromptTokens
+from capeval.types import GenerationParams, Request, Response
 
 DEFAULT_BATCH_SIZE = 16
 # KV caches of shared prefixes kept between calls: the engine sends requests in chunks, and every
@@ -74,7 +75,7 @@ def _lcp(a: Sequence[int], b: Sequence[int]) -> int:
     return i
 
 
-class HFModel:
+class HFModel(PromptTokens):
     """A causal language model run with transformers on CPU or GPU.
 
     Args:
@@ -166,8 +167,7 @@ class HFModel:
         )
         tok = self.tokenizer
         self.pad_id = next(i for i in (tok.pad_token_id, tok.eos_token_id, 0) if i is not None)
-        self.prefix_token_id = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
-        self._bos_text = tok.bos_token or None
+        self.setup_tokens(tok)
         self.eos_ids = _eos_ids(self.model, tok)
         params = inspect.signature(self.model.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
@@ -187,60 +187,6 @@ class HFModel:
             self.model_id += f"|ctx={max_length}"
         if self.dola is not None:
             self.model_id += "|" + self.dola.settings.tag
-
-    # ---- text and tokens --------------------------------------------------------------------
-    def render(self, prompt: str | Sequence[Message]) -> str:
-        """The text the model sees: plain prompts as they are, chat messages through the template."""
-        if isinstance(prompt, str) and self.chat_template is not True:
-            return prompt
-        if self.chat_template is False:
-            raise ModelError(
-                f"{self.model_id} was loaded with chat_template=False, so it cannot take chat messages",
-                "send plain-text prompts (no --chat) or load the model with its chat template",
-            )
-        template = self.chat_template if isinstance(self.chat_template, str) else None
-        if template is None and not self.tokenizer.chat_template:
-            raise ModelError(
-                f"{self.model_id} has no chat template, so it cannot take chat messages",
-                "use a plain-text prompt (no --chat), or pass chat_template='<jinja template>'",
-            )
-        if isinstance(prompt, str):
-            messages = [{"role": "user", "content": prompt}]
-        else:
-            messages = [{"role": m.role, "content": m.content} for m in prompt]
-        text = self.tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True, chat_template=template
-        )
-        return str(text)
-
-    def encode(self, text: str) -> list[int]:
-        """Token ids as lm-evaluation-harness makes them: the tokenizer's default special tokens,
-        except that text which already starts with the BOS token (a rendered chat) gets none."""
-        add = not (self._bos_text and text.startswith(self._bos_text))
-        return list(self.tokenizer.encode(text, add_special_tokens=add))
-
-    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
-        """(context tokens, continuation tokens), split as lm-eval does: trailing whitespace of the
-        context moves to the continuation, the joined text is encoded once and cut at the context's
-        length, so the continuation's tokens are those the model would see in the joined text."""
-        return self.encode_choices(context, [continuation])[0]
-
-    def encode_choices(self, context: str, continuations: Sequence[str]) -> list[tuple[list[int], list[int]]]:
-        """encode_pair for several continuations of one context (the context is encoded once)."""
-        if not context:
-            pairs = []
-            for continuation in continuations:
-                cont = list(self.tokenizer.encode(continuation, add_special_tokens=False))
-                if cont and cont[0] == self.prefix_token_id:
-                    pairs.append((cont[:1], cont[1:]))
-                else:
-                    pairs.append(([self.prefix_token_id], cont))
-            return pairs
-        n_spaces = len(context) - len(context.rstrip())
-        moved = context[len(context) - n_spaces :]
-        context = context[: len(context) - n_spaces]
-        ctx = self.encode(context)
-        return [(ctx, self.encode(context + moved + c)[len(ctx) :]) for c in continuations]
 
     # ---- log-likelihood ---------------------------------------------------------------------
     def loglikelihood(self, requests: Sequence[Request]) -> list[Response]:
@@ -646,10 +592,9 @@ def _generator(req: Request) -> Any:
     """A random generator per request, so a draw depends on the request alone, not on its batch.
     The seed mixes `params.seed` (or the prompt when there is none) with `repeat`, so the n draws of
     pass@k differ from each other but every re-run repeats them."""
-    if req.params.greedy:
+    seed = sampling_seed(req)
+    if seed is None:
         return None
-    material = f"{req.params.seed}:{req.repeat}" if req.params.seed is not None else req.key("seed")
-    seed = int(hashlib.sha256(material.encode()).hexdigest()[:15], 16)
     g = _torch().Generator()
     g.manual_seed(seed)
     return g
