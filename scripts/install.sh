@@ -11,6 +11,13 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 "$PY" -m pip install -q "torch==2.13.0" -e ".[dev]"
 "$PY" -m pip install -q --no-deps -r requirements-bundled.txt
+# transformers left DoLa out of its 5.x releases; the last release with it built in goes to a side
+# folder (never on the main path) as the reference tests/interpret/test_dola.py compares with
+REF=.cache/dola-reference
+if [ ! -d "$REF/transformers" ]; then
+  "$PY" -m pip install -q --no-deps --target "$REF" "transformers==4.55.4" "huggingface_hub==0.34.4" "tokenizers==0.21.4" \
+    || echo "note: could not install the DoLa reference; its comparison test will be skipped" >&2
+fi
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   missing=""
   command -v chromium >/dev/null 2>&1 || missing="$missing chromium"

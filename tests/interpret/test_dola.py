@@ -5,8 +5,8 @@ transformers >= 4.56 (5.x is installed here) moved DoLa out of the library into 
 `transformers-community/dola`, so the installed version can only run it with the hub reachable (or
 that repo in the local hub cache). The reference therefore runs in a subprocess
 (tests/interpret/dola_reference.py) with either
-  - $CAPEVAL_DOLA_REFERENCE_PATH prepended to its PYTHONPATH: a folder holding a transformers that
-    still has DoLa built in, made with
+  - $CAPEVAL_DOLA_REFERENCE_PATH (default: .cache/dola-reference, which scripts/install.sh fills)
+    prepended to its PYTHONPATH: a folder holding a transformers that still has DoLa built in, made with
     `pip install --no-deps --target DIR transformers==4.55.4 huggingface_hub==0.34.4 tokenizers==0.21.4`;
   - or the installed transformers with the hub repo, when it is cached.
 Without either the comparison skips, saying why; everything else here runs regardless.
@@ -36,6 +36,7 @@ from capeval.interpret.dola import (
 from capeval.types import GenerationParams, Request
 
 REFERENCE = Path(__file__).with_name("dola_reference.py")
+DEFAULT_REFERENCE_PATH = Path(__file__).resolve().parents[2] / ".cache" / "dola-reference"
 PROMPTS = ["The capital of France is", "Q: Who wrote Hamlet?\nA:", "def fibonacci(n):"]
 LAYERS = ["high", "low", [4, 10, 16, 22]]
 NEW_TOKENS = 12
@@ -100,6 +101,8 @@ def test_repetition_penalty_as_ctrl():
 def _reference(weights: str, prompts: list[list[int]]) -> list[list[int]]:
     env = dict(os.environ)
     extra = os.environ.get("CAPEVAL_DOLA_REFERENCE_PATH")
+    if not extra and DEFAULT_REFERENCE_PATH.is_dir():  # where scripts/install.sh puts it
+        extra = str(DEFAULT_REFERENCE_PATH)
     if extra:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (extra, env.get("PYTHONPATH")) if p)
     job = {"weights": weights, "prompts": prompts, "layers": LAYERS, "max_new_tokens": NEW_TOKENS,
