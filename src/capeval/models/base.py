@@ -19,6 +19,8 @@ class Model(Protocol):
     answers must have different ids (backend, weights, dtype, chat template use...).
     Both methods answer every request in order; a request that fails for good is answered with
     `Response(error=...)` rather than an exception, so that finished answers are never lost.
+    Optional: `hidden_states(texts, ends)` (per-layer hidden states, for `capeval probe`; the
+    transformers backend has it) and `close()`.
     """
 
     model_id: str
