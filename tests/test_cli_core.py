@@ -31,6 +31,17 @@ def test_unknown_task_and_model_are_one_line_with_close_names(tmp_path):
     assert "unknown model 'smollm-135m-instruct'" in out.stderr and "smollm2-135m-instruct" in out.stderr
 
 
+def test_models_lists_bundled_status_and_every_backend(tmp_path):
+    import os
+
+    env = {**os.environ, "CAPEVAL_CACHE_DIR": str(tmp_path / "cold"), "COLUMNS": "200"}
+    out = capeval("models", env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("de-quantised on first use") == 2  # an empty cache: neither is cached
+    for text in ("hf:PATH_OR_HUB_ID", "openai:MODEL[@URL]", "pip install 'capeval[vllm]'", "ray:SPEC", "capeval[ray]"):
+        assert text in out.stdout
+
+
 def test_unknown_option_is_a_usage_error():
     """Typer raises its vendored click's usage errors: shown as usage, exit 2, no traceback hint."""
     for args in (("run", "--bogus"), ("contamination", "memorisation", "--foo")):

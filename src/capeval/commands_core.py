@@ -247,17 +247,24 @@ def tasks_cmd(
 
 def models_cmd() -> None:
     """List the bundled models and the backends' spec formats."""
+    from rich.markup import escape
+
     from capeval.models import bundled
 
     table = Table(title="models")
     for col in ("spec", "what", "status"):
         table.add_column(col)
-    status = getattr(bundled, "bundled_status", lambda name: "")
     for name, entry in bundled.BUNDLED.items():
-        table.add_row(name, str(getattr(entry, "description", "")), status(name))
-    table.add_row("hf:PATH_OR_HUB_ID", "transformers: a local folder, hub id, or file.gguf", "")
-    table.add_row("openai:MODEL", "any OpenAI-compatible server (--base-url, OPENAI_API_KEY)", "")
-    table.add_row("vllm:PATH_OR_HUB_ID", "vLLM offline engine (GPU; pip install 'capeval[vllm]')", "")
+        status = "weights cached" if bundled.is_cached(name) else "de-quantised on first use"
+        table.add_row(name, str(getattr(entry, "description", "")), status)
+    rows = (
+        ("hf:PATH_OR_HUB_ID", "transformers: a local folder, hub id, or file.gguf"),
+        ("openai:MODEL[@URL]", "any OpenAI-compatible server (--base-url, OPENAI_API_KEY)"),
+        ("vllm:PATH_OR_HUB_ID", "vLLM offline engine (GPU; pip install 'capeval[vllm]')"),
+        ("ray:SPEC", "any spec above on Ray replicas (-o replicas=N, -o address=auto; pip install 'capeval[ray]')"),
+    )
+    for spec, what in rows:
+        table.add_row(escape(spec), escape(what), "")
     _console().print(table)
 
 
