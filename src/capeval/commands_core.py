@@ -115,7 +115,7 @@ def run(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Backend batch size."),
     concurrency: Optional[int] = typer.Option(None, "--concurrency", "-c", help="Requests in flight (openai backend)."),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible server URL (openai backend)."),
-    db: Optional[Path] = typer.Option(None, "--db", help="SQLite store [default: $CAPEVAL_DB or the user data dir]."),
+    db: Optional[Path] = typer.Option(None, "--db", help="SQLite store (default: $CAPEVAL_DB or the user data dir)."),
     include_path: list[Path] = typer.Option([], "--include-path", help="Folder of YAML task specs (repeatable)."),
     data: list[str] = typer.Option([], "--data", help="TASK=PATH: read TASK from a local file/folder (repeatable)."),
     task_option: list[str] = typer.Option([], "--task-option", help="TASK.KEY=VALUE passed to the task, e.g. humaneval.n_samples=10, 'humaneval.k_values=[1,10]' (repeatable; `capeval tasks` lists the tasks)."),

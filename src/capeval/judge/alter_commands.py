@@ -66,11 +66,11 @@ def alter(
     model: str = typer.Option(..., "--model", "-m", help="Model under test (any model spec)."),
     capability: str = typer.Option(..., "--capability", "-C", help="Individual capability to alter, e.g. Reasoning."),
     judge: str = typer.Option(..., "--judge", help="Judge model spec: rates answers (CrossEval recipe) and, unless --writer, writes the principles."),
-    writer: str | None = typer.Option(None, "--writer", help="Model that writes the principles [default: the judge]."),
-    data: Path | None = typer.Option(None, "--data", help="Local CrossEval copy (folder with test.csv, or the file) [default: the hub]."),
+    writer: str | None = typer.Option(None, "--writer", help="Model that writes the principles (default: the judge)."),
+    data: Path | None = typer.Option(None, "--data", help="Local CrossEval copy (folder with test.csv, or the file) (default: the hub)."),
     dev_fraction: float = typer.Option(0.5, "--dev-fraction", help="Share of the capability's prompts used to build and select principles."),
     per_round: int = typer.Option(5, "--per-round", min=1, help="Judged answers the writer reads per round."),
-    rounds: int | None = typer.Option(None, "--rounds", min=1, help="Rounds [default: one pass over the development prompts]."),
+    rounds: int | None = typer.Option(None, "--rounds", min=1, help="Rounds (default: one pass over the development prompts)."),
     min_gain: float = typer.Option(0.0, "--min-gain", help="Points (1-100) a round must add on the development prompts to be kept."),
     limit_per_capability: int | None = typer.Option(None, "--limit-per-capability", min=1, help="At most N prompts per capability (seeded sample)."),
     max_principles: int = typer.Option(10, "--max-principles", min=1, help="Most principles in the list."),
@@ -81,7 +81,7 @@ def alter(
     seed: int = typer.Option(0, "--seed", help="Seed of the development split, the sampling and the bootstrap."),
     model_option: list[str] = typer.Option([], "--model-option", "-o", help="KEY=VALUE for the model's backend (repeatable)."),
     db: Path | None = typer.Option(None, "--db", help=DB_HELP),
-    out: Path | None = typer.Option(None, "--out", help="Folder for principles.md and study.json [default: next to the store]."),
+    out: Path | None = typer.Option(None, "--out", help="Folder for principles.md and study.json (default: next to the store)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
 ) -> None:
     """Capability alteration study (CrossEval): build a principle-based system prompt that improves

@@ -13,7 +13,7 @@ from capeval.errors import CapevalError
 
 
 def mtbench(
-    model: str = typer.Option(..., "--model", "-m", help="Model under test: bundled name, hf:PATH, openai:NAME[@URL], vllm:PATH."),
+    model: str = typer.Option(..., "--model", "-m", help="Model under test: bundled name, hf:PATH, openai:NAME(@URL), vllm:PATH."),
     judge: str = typer.Option(..., "--judge", "-j", help="Judge model spec (openai:NAME@URL for a served judge)."),
     mode: str = typer.Option("single", "--mode", help="single: rate each turn 1-10; pairwise: compare with --baseline."),
     baseline: str | None = typer.Option(None, "--baseline", help="Baseline model spec for --mode pairwise."),
@@ -28,7 +28,7 @@ def mtbench(
     base_url: str | None = typer.Option(None, "--base-url", help="OpenAI-compatible server URL for --model."),
     concurrency: int | None = typer.Option(None, "--concurrency", "-c", help="Requests in flight (openai backend)."),
     batch_size: int | None = typer.Option(None, "--batch-size", "-b", help="Backend batch size for local models."),
-    db: Path | None = typer.Option(None, "--db", help="SQLite store [default: $CAPEVAL_DB or the user data dir]."),
+    db: Path | None = typer.Option(None, "--db", help="SQLite store (default: $CAPEVAL_DB or the user data dir)."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write results as JSON here."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
 ) -> None:
