@@ -66,6 +66,40 @@ class Interval:
     href: str | None = None  # where the label links inside the report
 
 
+# Charts with one labelled row per item on a shared horizontal value axis (interval, range).
+ROW_LABEL_W, ROW_H, ROW_TOP, ROW_BOTTOM = 200, 26, 10, 30
+
+
+class _Scale:
+    """Value -> x pixel on a row chart's axis, clamped to its domain."""
+
+    def __init__(self, domain: tuple[float, float], width: int) -> None:
+        self.domain = domain
+        self.plot_w = width - ROW_LABEL_W - 20
+
+    def __call__(self, v: float) -> float:
+        d0, d1 = self.domain
+        return ROW_LABEL_W + (min(max(v, d0), d1) - d0) / ((d1 - d0) or 1.0) * self.plot_w
+
+
+def _row_axis(
+    values: Sequence[float], n_rows: int, domain: tuple[float, float] | None, unit: str, width: int
+) -> tuple[_Scale, list[str], int]:
+    """(scale, body with the grid lines and tick labels, height) of a row chart: the domain is
+    the values' range padded by 8% unless given."""
+    height = ROW_TOP + ROW_H * max(1, n_rows) + ROW_BOTTOM
+    if domain is None:
+        lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+        pad = (hi - lo) * 0.08 or 1.0
+        domain = (lo - pad, hi + pad)
+    x = _Scale(domain, width)
+    body: list[str] = []
+    for t in _ticks(*domain):
+        body.append(f'<line x1="{x(t):.1f}" y1="{ROW_TOP}" x2="{x(t):.1f}" y2="{height - ROW_BOTTOM}" stroke="#ddd"/>')
+        body.append(f'<text x="{x(t):.1f}" y="{height - ROW_BOTTOM + 16}" text-anchor="middle" fill="#555">{_fmt(t)}{escape(unit)}</text>')
+    return x, body, height
+
+
 def interval_chart(
     rows: Sequence[Interval],
     title: str,
@@ -75,27 +109,13 @@ def interval_chart(
     width: int = 640,
 ) -> str:
     """Horizontal bars (or dots, `bars=False`, for ratings with no natural zero) with CI whiskers."""
-    label_w, row_h, top, bottom = 200, 26, 10, 30
-    height = top + row_h * max(1, len(rows)) + bottom
     finite = [x for r in rows for x in (r.value, r.low, r.high) if math.isfinite(x)]
-    if domain is None:
-        lo, hi = (min(finite), max(finite)) if finite else (0.0, 1.0)
-        pad = (hi - lo) * 0.08 or 1.0
-        domain = (lo - pad, hi + pad)
-    d0, d1 = domain
-    plot_w = width - label_w - 20
-
-    def x(v: float) -> float:
-        return label_w + (min(max(v, d0), d1) - d0) / ((d1 - d0) or 1.0) * plot_w
-
-    body: list[str] = []
-    for t in _ticks(d0, d1):
-        body.append(f'<line x1="{x(t):.1f}" y1="{top}" x2="{x(t):.1f}" y2="{height - bottom}" stroke="#ddd"/>')
-        body.append(f'<text x="{x(t):.1f}" y="{height - bottom + 16}" text-anchor="middle" fill="#555">{_fmt(t)}{escape(unit)}</text>')
+    x, body, height = _row_axis(finite, len(rows), domain, unit, width)
+    d0, d1 = x.domain
     for i, r in enumerate(rows):
-        y = top + i * row_h + row_h / 2
+        y = ROW_TOP + i * ROW_H + ROW_H / 2
         label = escape(r.label if len(r.label) <= 30 else r.label[:29] + "…")
-        text = f'<text x="{label_w - 8}" y="{y + 4:.1f}" text-anchor="end">{label}</text>'
+        text = f'<text x="{ROW_LABEL_W - 8}" y="{y + 4:.1f}" text-anchor="end">{label}</text>'
         body.append(f'<a href="{_attr(r.href)}">{text}</a>' if r.href else text)
         if not math.isfinite(r.value):
             continue
@@ -324,26 +344,11 @@ class Spread:
 
 def range_chart(rows: Sequence[Spread], title: str, domain: tuple[float, float] | None = None, unit: str = "", width: int = 640) -> str:
     """One line per row from its lowest to its highest value, a dot per variant."""
-    label_w, row_h, top, bottom = 200, 26, 10, 30
-    height = top + row_h * max(1, len(rows)) + bottom
     allv = [v for r in rows for _, v in r.values if math.isfinite(v)]
-    if domain is None:
-        lo, hi = (min(allv), max(allv)) if allv else (0.0, 1.0)
-        pad = (hi - lo) * 0.08 or 1.0
-        domain = (lo - pad, hi + pad)
-    d0, d1 = domain
-    plot_w = width - label_w - 20
-
-    def x(v: float) -> float:
-        return label_w + (min(max(v, d0), d1) - d0) / ((d1 - d0) or 1.0) * plot_w
-
-    body: list[str] = []
-    for t in _ticks(d0, d1):
-        body.append(f'<line x1="{x(t):.1f}" y1="{top}" x2="{x(t):.1f}" y2="{height - bottom}" stroke="#ddd"/>')
-        body.append(f'<text x="{x(t):.1f}" y="{height - bottom + 16}" text-anchor="middle" fill="#555">{_fmt(t)}{escape(unit)}</text>')
+    x, body, height = _row_axis(allv, len(rows), domain, unit, width)
     for i, r in enumerate(rows):
-        y = top + i * row_h + row_h / 2
-        body.append(f'<text x="{label_w - 8}" y="{y + 4:.1f}" text-anchor="end">{escape(r.label[:30])}</text>')
+        y = ROW_TOP + i * ROW_H + ROW_H / 2
+        body.append(f'<text x="{ROW_LABEL_W - 8}" y="{y + 4:.1f}" text-anchor="end">{escape(r.label[:30])}</text>')
         vals = [v for _, v in r.values if math.isfinite(v)]
         if not vals:
             continue
