@@ -15,7 +15,7 @@ from typing import Any
 
 from capeval.prompting import PromptLayout
 from capeval.tasks._common import SUBJECT_KEY, SubjectTask, lazy_scorer, local_or
-from capeval.tasks.registry import register_task
+from capeval.tasks.registry import register_subject_tasks, register_task
 from capeval.tasks.sources import Source
 from capeval.types import GenerationParams, Sample
 
@@ -95,11 +95,4 @@ def bbh(data: str | None = None) -> SubjectTask:
     return _bbh("bbh", BBH_SUBTASKS, data)
 
 
-def _register_subject(subject: str) -> None:
-    @register_task(f"bbh_{subject}")
-    def factory(data: str | None = None) -> SubjectTask:
-        return _bbh(f"bbh_{subject}", (subject,), data)
-
-
-for _s in BBH_SUBTASKS:
-    _register_subject(_s)
+register_subject_tasks("bbh", BBH_SUBTASKS, _bbh)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from capeval.prompting import PromptLayout
 from capeval.tasks._common import SubjectTask, local_or
 from capeval.tasks.cmmlu import chinese_mc_row
-from capeval.tasks.registry import register_task
+from capeval.tasks.registry import register_subject_tasks, register_task
 from capeval.tasks.sources import Source
 from capeval.types import GenerationParams
 
@@ -77,11 +77,4 @@ def ceval(data: str | None = None) -> SubjectTask:
     return _ceval("ceval", tuple(CEVAL_SUBJECTS), data)
 
 
-def _register_subject(subject: str) -> None:
-    @register_task(f"ceval_{subject}")
-    def factory(data: str | None = None) -> SubjectTask:
-        return _ceval(f"ceval_{subject}", (subject,), data)
-
-
-for _s in CEVAL_SUBJECTS:
-    _register_subject(_s)
+register_subject_tasks("ceval", CEVAL_SUBJECTS, _ceval)

@@ -7,7 +7,7 @@ from typing import Any
 
 from capeval.prompting import PromptLayout
 from capeval.tasks._common import SUBJECT_KEY, SubjectTask, choice_rows, letter_index, local_or
-from capeval.tasks.registry import register_task
+from capeval.tasks.registry import register_subject_tasks, register_task
 from capeval.tasks.sources import Source
 from capeval.types import GenerationParams, Sample
 
@@ -110,11 +110,4 @@ def cmmlu(data: str | None = None) -> SubjectTask:
     return _cmmlu("cmmlu", tuple(CMMLU_SUBJECTS), data)
 
 
-def _register_subject(subject: str) -> None:
-    @register_task(f"cmmlu_{subject}")
-    def factory(data: str | None = None) -> SubjectTask:
-        return _cmmlu(f"cmmlu_{subject}", (subject,), data)
-
-
-for _s in CMMLU_SUBJECTS:
-    _register_subject(_s)
+register_subject_tasks("cmmlu", CMMLU_SUBJECTS, _cmmlu)

@@ -7,7 +7,7 @@ from typing import Any
 
 from capeval.prompting import PromptLayout
 from capeval.tasks._common import SUBJECT_KEY, SubjectTask, lazy_scorer, local_or
-from capeval.tasks.registry import register_task
+from capeval.tasks.registry import register_subject_tasks, register_task
 from capeval.tasks.sources import Source
 from capeval.types import GenerationParams, Sample
 
@@ -103,11 +103,4 @@ def math_all(data: str | None = None) -> SubjectTask:
     return _math("math", MATH_SUBJECTS, data)
 
 
-def _register_subject(subject: str) -> None:
-    @register_task(f"math_{subject}")
-    def factory(data: str | None = None) -> SubjectTask:
-        return _math(f"math_{subject}", (subject,), data)
-
-
-for _s in MATH_SUBJECTS:
-    _register_subject(_s)
+register_subject_tasks("math", MATH_SUBJECTS, _math)

@@ -7,7 +7,7 @@ from typing import Any
 
 from capeval.prompting import PromptLayout
 from capeval.tasks._common import SUBJECT_KEY, SubjectTask, choice_rows, local_or
-from capeval.tasks.registry import register_task
+from capeval.tasks.registry import register_subject_tasks, register_task
 from capeval.tasks.sources import Source
 from capeval.types import GenerationParams, Sample
 
@@ -107,11 +107,4 @@ def mmlu_gen(data: str | None = None) -> SubjectTask:
     return _mmlu("mmlu_gen", MMLU_SUBJECTS, data, generative=True)
 
 
-def _register_subject(subject: str) -> None:
-    @register_task(f"mmlu_{subject}")
-    def factory(data: str | None = None) -> SubjectTask:
-        return _mmlu(f"mmlu_{subject}", (subject,), data, generative=False)
-
-
-for _s in MMLU_SUBJECTS:
-    _register_subject(_s)
+register_subject_tasks("mmlu", MMLU_SUBJECTS, lambda name, subjects, data: _mmlu(name, subjects, data, generative=False))

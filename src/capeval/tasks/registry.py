@@ -31,6 +31,21 @@ def register_task(name: str) -> Callable[[TaskFactory], TaskFactory]:
     return deco
 
 
+def register_subject_tasks(
+    prefix: str, subjects: Iterable[str], build: Callable[[str, tuple[str, ...], str | None], Task]
+) -> None:
+    """Register `<prefix>_<subject>` for every subject: the benchmark on that subject alone, made by
+    `build(name, (subject,), data)` (MMLU, CMMLU, C-Eval, BBH and MATH each register theirs)."""
+
+    def register(subject: str) -> None:
+        @register_task(f"{prefix}_{subject}")
+        def factory(data: str | None = None) -> Task:
+            return build(f"{prefix}_{subject}", (subject,), data)
+
+    for subject in subjects:
+        register(subject)
+
+
 def register_suite(name: str, tasks: list[str]) -> None:
     SUITES[name] = tasks
 
