@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from capeval.analysis.stats import paired_bootstrap
+from capeval.analysis.stats import compare_paired
 from capeval.analysis.weakest_link import CROSSEVAL_CROSS, DEFAULT_THRESHOLD, cross_parts
 from capeval.errors import CapevalError
 
@@ -106,15 +106,12 @@ def paired_change(
     capability: str, before: Mapping[str, float], after: Mapping[str, float], seed: int = 0, n_resamples: int = 10000
 ) -> Change | None:
     """The paired change of one capability (None when no item was scored both times)."""
-    common = [k for k in before if k in after]
-    if not common:
+    if not set(before) & set(after):
         return None
-    diffs = [after[k] - before[k] for k in common]
-    mean, lo, hi, p = paired_bootstrap(diffs, n_resamples=n_resamples, seed=seed)
-    b = sum(before[k] for k in common) / len(common)
+    c = compare_paired(after, before, test="bootstrap", n_resamples=n_resamples, seed=seed)
     return Change(
-        capability, len(common), b, b + mean, mean, lo, hi, p,
-        n_only_before=len(set(before) - set(after)), n_only_after=len(set(after) - set(before)),
+        capability, c.n, c.mean_b, c.mean_a, c.diff, c.ci_low, c.ci_high, c.p_value,
+        n_only_before=c.n_only_b, n_only_after=c.n_only_a,
     )
 
 

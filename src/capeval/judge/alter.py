@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from capeval.analysis.alteration import AlterationEffect, alteration_effect
-from capeval.analysis.stats import paired_bootstrap
+from capeval.analysis.stats import compare_paired
 from capeval.analysis.weakest_link import DEFAULT_THRESHOLD, cross_parts
 from capeval.errors import CapevalError
 from capeval.judge.principles import Lesson, PrincipleTemplate, Update, update_principles
@@ -249,11 +249,10 @@ def run_study(
             rnd.reason = f"only {len(common)} development prompts rated both times"
             log(f"round {r}: {rnd.reason}; not kept")
             continue
-        diffs = [trial.scores[i] - current.scores[i] for i in common]
-        gain, lo, hi, _ = paired_bootstrap(diffs, n_resamples=2000, seed=config.seed)
-        rnd.dev_before = sum(current.scores[i] for i in common) / len(common)
-        rnd.dev_after = rnd.dev_before + gain
-        rnd.gain, rnd.ci_low, rnd.ci_high = gain, lo, hi
+        c = compare_paired(trial.scores, current.scores, test="bootstrap", n_resamples=2000, seed=config.seed)
+        gain = c.diff
+        rnd.dev_before, rnd.dev_after = c.mean_b, c.mean_a
+        rnd.gain, rnd.ci_low, rnd.ci_high = gain, c.ci_low, c.ci_high
         rnd.accepted = gain > config.min_gain
         rnd.reason = f"development {rnd.dev_before:.2f} -> {rnd.dev_after:.2f} ({gain:+.2f} on {len(common)} prompts)"
         log(f"round {r}: {rnd.reason}; {'kept' if rnd.accepted else 'undone'}")
