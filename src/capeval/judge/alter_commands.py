@@ -176,20 +176,11 @@ def alter_compare(
     involving it, whether it follows its weaker part."""
     from capeval.analysis import tables
     from capeval.analysis.alteration import alteration_effect
+    from capeval.analysis.commands import _runs_or_models
 
     if scale not in ("auto", "0-1", "1-5", "1-100"):
         raise CapevalError(f"unknown scale '{scale}'", "use auto, 0-1, 1-5 or 1-100")
-    if csv is not None:
-        by_model = tables.read_scores_csv(csv)
-        missing = [n for n in (before, after) if n not in by_model]
-        if missing:
-            raise tables.TableError(f"{csv} has no model {', '.join(missing)}", f"its models: {', '.join(by_model)}")
-        runs = [by_model[before], by_model[after]]
-    else:
-        from capeval.store.db import default_db_path
-
-        with tables.open_store(db if db is not None else default_db_path()) as store:
-            runs = [tables.load_run_scores(store, before), tables.load_run_scores(store, after)]
+    runs = _runs_or_models([before, after], db, csv)
     items = [tables.capability_items(r, scale=scale) for r in runs]  # type: ignore[arg-type]
     effect = alteration_effect(items[0], items[1], capability, threshold=threshold, min_change=min_change, seed=seed)
     console = Console()
