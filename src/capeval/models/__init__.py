@@ -64,14 +64,18 @@ def check_model_options(spec: str, options: dict[str, Any]) -> None:
     """Refuse options the spec's backend does not take, without loading anything (a backend whose
     factory takes **options checks them itself when called)."""
     backend, factory, _ = resolve(spec)
+    _check(backend, factory, options)
+
+
+def _check(backend: str, factory: Any, options: dict[str, Any]) -> None:
     if not takes_any_option(factory):
         check_options(backend, options, option_names(factory))
 
 
 def load_model(spec: str, **options: Any) -> Model:
     """Load a model from its spec string; `options` go to the backend (batch_size, dtype, ...)."""
-    _, factory, rest = resolve(spec)
-    check_model_options(spec, options)
+    backend, factory, rest = resolve(spec)
+    _check(backend, factory, options)
     return factory(rest, **options)
 
 
