@@ -277,7 +277,7 @@ def runs_list(
     from capeval.store import Store
 
     with Store(db) as store:
-        table = Table(title=f"runs in {store.path}")
+        table = Table(title=f"runs in {store.path} (store schema version {store.schema_version})")
         for col in ("run", "model", "tasks", "status", "headline"):
             table.add_column(col)
         for r in store.runs(limit):

@@ -44,6 +44,10 @@ class TaskSpecError(CapevalError):
     """An invalid task specification (YAML file, field mapping)."""
 
 
+class StoreError(CapevalError):
+    """A store file (--db) that cannot be opened or written: wrong kind of file, read-only, too new."""
+
+
 class ModelError(CapevalError):
     """A model backend that cannot load or answer."""
 

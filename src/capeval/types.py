@@ -7,6 +7,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Mapping, Sequence
 
+from capeval.errors import StoreError
+
 RequestKind = Literal["generate", "loglikelihood"]
 
 
@@ -86,6 +88,10 @@ class Request:
         return hashlib.sha256(blob).hexdigest()
 
 
+# Bumped when the stored JSON of a Response changes meaning; Response.from_json refuses newer ones.
+RESPONSE_FORMAT_VERSION = 1
+
+
 @dataclass(frozen=True)
 class Response:
     """A backend's answer to one Request.
@@ -107,13 +113,24 @@ class Response:
     finish_reason: str | None = None
 
     def to_json(self) -> str:
+        """The stored form: the fields above (less `cached`) plus `format_version`."""
         d = asdict(self)
         d.pop("cached")
+        d["format_version"] = RESPONSE_FORMAT_VERSION
         return json.dumps(d, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, s: str, cached: bool = True) -> "Response":
+        """Read a stored response; rows written before format versions (no `format_version`) are format 0,
+        which has the same fields."""
         d = json.loads(s)
+        version = d.pop("format_version", 0)
+        if not isinstance(version, int) or version > RESPONSE_FORMAT_VERSION:
+            raise StoreError(
+                f"a stored model response has format version {version!r}; this capeval reads up to "
+                f"{RESPONSE_FORMAT_VERSION}",
+                "upgrade capeval (pip install -U capeval)",
+            )
         for name in ("logprobs", "is_greedy", "n_tokens"):
             d[name] = tuple(d.get(name) or ())
         return cls(**d, cached=cached)

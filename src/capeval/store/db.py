@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import sqlite3
 import threading
 import time
@@ -12,86 +13,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
+from capeval.errors import StoreError
+from capeval.store.migrations import migrate, schema_version
 from capeval.types import MetricResult, Request, Response, RunResult, Score
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS model_calls (
-    key TEXT PRIMARY KEY,
-    model_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    request TEXT NOT NULL,
-    response TEXT NOT NULL,
-    latency_s REAL,
-    prompt_tokens INTEGER,
-    completion_tokens INTEGER,
-    created_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS model_calls_model ON model_calls(model_id);
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY,
-    model_id TEXT NOT NULL,
-    model_spec TEXT NOT NULL,
-    tasks TEXT NOT NULL,
-    config TEXT NOT NULL,
-    status TEXT NOT NULL,
-    results TEXT,
-    created_at REAL NOT NULL,
-    finished_at REAL
-);
-CREATE TABLE IF NOT EXISTS samples (
-    run_id TEXT NOT NULL,
-    task TEXT NOT NULL,
-    sample_id TEXT NOT NULL,
-    prompt TEXT NOT NULL,
-    response TEXT,
-    extracted TEXT,
-    target TEXT,
-    parsed INTEGER NOT NULL,
-    metadata TEXT,
-    request_keys TEXT,
-    PRIMARY KEY (run_id, task, sample_id)
-);
-CREATE TABLE IF NOT EXISTS scores (
-    run_id TEXT NOT NULL,
-    task TEXT NOT NULL,
-    sample_id TEXT NOT NULL,
-    metric TEXT NOT NULL,
-    value REAL NOT NULL,
-    PRIMARY KEY (run_id, task, sample_id, metric)
-);
-CREATE TABLE IF NOT EXISTS annotators (
-    annotator_id TEXT PRIMARY KEY,
-    name TEXT,
-    created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS human_ratings (
-    rating_id INTEGER PRIMARY KEY AUTOINCREMENT,
-    annotator_id TEXT,
-    run_id TEXT,
-    task TEXT,
-    sample_id TEXT,
-    model_id TEXT,
-    rating REAL NOT NULL,
-    explanation TEXT,
-    created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS pairwise_votes (
-    vote_id INTEGER PRIMARY KEY AUTOINCREMENT,
-    annotator_id TEXT,
-    source TEXT NOT NULL DEFAULT 'human',
-    prompt_id TEXT,
-    model_a TEXT NOT NULL,
-    model_b TEXT NOT NULL,
-    winner TEXT NOT NULL CHECK (winner IN ('model_a', 'model_b', 'tie', 'tie (bothbad)')),
-    explanation TEXT,
-    created_at REAL NOT NULL,
-    run_a TEXT,
-    run_b TEXT
-);
-"""
-# Columns added after a table first shipped: (table, column, type). Older store files get them
-# by ALTER TABLE when opened, so every file has the same columns.
-ADDED_COLUMNS = (("pairwise_votes", "run_a", "TEXT"), ("pairwise_votes", "run_b", "TEXT"))
+# How long an open or a write waits for another process's write lock before "database is locked".
+BUSY_TIMEOUT_S = 60.0
 
 
 def default_db_path() -> Path:
@@ -105,21 +32,20 @@ def default_db_path() -> Path:
 
 
 class Store:
-    """One SQLite file. Writes commit immediately so a killed run loses nothing it finished."""
+    """One SQLite file shared by any number of processes (WAL, busy timeout, versioned schema).
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    Writes commit immediately so a killed run loses nothing it finished.
+    """
+
+    def __init__(self, path: str | Path | None = None, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
+        """Open (creating if needed) and migrate the store; a path that cannot be a store raises StoreError."""
         self.path = Path(path) if path else default_db_path()
-        if str(self.path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self.conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.executescript(SCHEMA)
-        for table, column, kind in ADDED_COLUMNS:
-            if column not in {r[1] for r in self.conn.execute(f"PRAGMA table_info({table})")}:
-                self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-        self.conn.commit()
+        self.conn = open_store(self.path, busy_timeout_s)
+
+    @property
+    def schema_version(self) -> int:
+        return schema_version(self.conn)
 
     def close(self) -> None:
         self.conn.close()
@@ -312,3 +238,85 @@ def run_result_from_dict(d: Mapping[str, Any]) -> RunResult:
         config=d.get("config", {}),
         warnings=tuple(d.get("warnings", ())),
     )
+
+
+def open_store(path: Path, busy_timeout_s: float = BUSY_TIMEOUT_S) -> sqlite3.Connection:
+    """A connection to the store at `path`, in WAL mode and migrated to the latest schema.
+
+    The busy timeout is set by `connect` before the first statement, so every later step waits for
+    other processes instead of failing. Setting WAL is also retried by hand: switching the journal
+    mode needs an exclusive lock, and when two connections holding shared locks both want it SQLite
+    may answer SQLITE_BUSY at once rather than wait in the busy handler (its deadlock rule).
+    """
+    memory = str(path) == ":memory:"
+    if not memory:
+        check_store_path(path)
+    conn: sqlite3.Connection | None = None
+    try:
+        conn = sqlite3.connect(str(path), check_same_thread=False, timeout=busy_timeout_s)
+        if not memory:
+            _set_wal(conn, busy_timeout_s)
+        conn.execute("PRAGMA synchronous=NORMAL")
+        migrate(conn, path)
+        return conn
+    except sqlite3.DatabaseError as e:
+        if conn is not None:
+            conn.close()
+        raise store_error(path, e) from None
+    except BaseException:
+        if conn is not None:
+            conn.close()
+        raise
+
+
+def check_store_path(path: Path) -> None:
+    """Refuse, with one line saying what to do, a path SQLite could not use as a writable store."""
+    if path.is_dir():
+        raise StoreError(f"the store path {path} is a directory", f"pass a file name, e.g. --db {path / 'capeval.db'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StoreError(
+            f"cannot create the folder of the store {path}: {e.strerror or e}", "pass --db a path in a folder you can write"
+        ) from None
+    if path.exists() and not os.access(path, os.W_OK):
+        raise StoreError(
+            f"the store {path} is read-only", f"make it writable (chmod u+w {path}) or copy it and pass --db COPY"
+        )
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise StoreError(
+            f"the folder of the store {path} is read-only (SQLite keeps {path.name}-wal and -shm beside it)",
+            "pass --db a path in a folder you can write",
+        )
+
+
+def store_error(path: Path, e: sqlite3.DatabaseError) -> StoreError:
+    msg = str(e)
+    if "not a database" in msg or "malformed" in msg:
+        return StoreError(
+            f"{path} is not a capeval store (SQLite says: {msg})",
+            "pass --db a capeval store file, or a new file name to start one",
+        )
+    if "readonly" in msg or "read-only" in msg:
+        return StoreError(
+            f"the store {path} is read-only (SQLite says: {msg})",
+            "make it and its folder writable, or copy it and pass --db COPY",
+        )
+    if "locked" in msg or "busy" in msg:
+        return StoreError(
+            f"the store {path} stayed locked by another process: {msg}",
+            "wait for the other capeval command to finish, or raise the busy timeout",
+        )
+    return StoreError(f"cannot open the store {path}: {msg}", "pass --db a capeval store file, or a new file name")
+
+
+def _set_wal(conn: sqlite3.Connection, busy_timeout_s: float) -> None:
+    deadline = time.monotonic() + busy_timeout_s
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005 + random.random() * 0.02)
