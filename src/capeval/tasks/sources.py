@@ -150,42 +150,126 @@ def _stem(p: Path) -> str:
 
 
 def read_file(path: Path) -> list[dict[str, Any]]:
+    """Rows of one local file. A line that is not valid UTF-8 or not valid JSON becomes a malformed
+    row naming its line (the task counts it, or stops under --strict); the other rows still load."""
     name = path.name
     try:
         if name.endswith((".jsonl", ".jsonl.gz")):
             return list(_iter_jsonl(path))
         if name.endswith(".json"):
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if isinstance(data, dict):
-                for key in ("data", "rows", "examples"):
-                    if isinstance(data.get(key), list):
-                        return list(data[key])
-                raise DatasetError(f"{path}: a JSON file must hold a list of rows")
-            return list(data)
+            return _read_json(path)
         if name.endswith((".csv", ".tsv")):
-            with path.open(newline="", encoding="utf-8") as fh:
-                return [dict(r) for r in csv.DictReader(fh, delimiter="\t" if name.endswith(".tsv") else ",")]
+            return list(_iter_csv(path, "\t" if name.endswith(".tsv") else ","))
         if name.endswith(".parquet"):
             import pandas as pd
 
             return pd.read_parquet(path).to_dict(orient="records")
     except DatasetError:
         raise
-    except (OSError, ValueError, UnicodeDecodeError) as e:
+    except (OSError, ValueError, EOFError) as e:
         raise DatasetError(f"cannot read {path}: {_first_line(e)}") from None
     raise DatasetError(f"unsupported file type: {path}", f"use one of {', '.join(LOCAL_EXTENSIONS)}")
 
 
+def _not_utf8(where: str, raw: bytes, e: UnicodeDecodeError) -> dict[str, Any]:
+    return {MALFORMED: f"{where}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})"}
+
+
+def _has_undecodable(text: str) -> bool:
+    """Whether `text`, decoded with errors="surrogateescape", held bytes that are not UTF-8."""
+    try:
+        text.encode("utf-8")
+        return False
+    except UnicodeEncodeError:
+        return True
+
+
 def _iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     opener: Any = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    with opener(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield _not_utf8(f"{path.name}:{lineno}", raw, e)
+                continue
+            if lineno == 1:
+                line = line.removeprefix("\ufeff")  # a byte-order mark some editors write
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 # counted as a malformed row by the task (an error under --strict), not fatal here
-                yield {MALFORMED: f"{path.name}:{lineno}: invalid JSON ({e.msg})"}
+                yield {MALFORMED: f"{path.name}:{lineno}: invalid JSON ({e.msg} at column {e.pos + 1})"}
                 continue
             yield row if isinstance(row, dict) else {MALFORMED: f"{path.name}:{lineno}: not a JSON object"}
+
+
+def _iter_csv(path: Path, delimiter: str) -> Iterator[dict[str, Any]]:
+    """CSV/TSV rows; bytes that are not UTF-8 make their row (named by its first line) malformed."""
+    with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as fh:
+        reader = csv.DictReader(fh, delimiter=delimiter)
+        header = reader.fieldnames or []
+        if any(_has_undecodable(h) for h in header):
+            raise DatasetError(f"{path}:1: the header is not valid UTF-8", "save the file as UTF-8")
+        rows = iter(reader)
+        while True:
+            first_line = reader.line_num + 1
+            try:
+                row = next(rows)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                yield {MALFORMED: f"{path.name}:{first_line}: {e}"}
+                continue
+            if any(isinstance(v, str) and _has_undecodable(v) for v in row.values()):
+                yield {MALFORMED: f"{path.name}:{first_line}: not valid UTF-8"}
+            else:
+                yield dict(row)
+
+
+def _read_json(path: Path) -> list[dict[str, Any]]:
+    """A .json file: a list of rows, or an object holding one under "data", "rows" or "examples"."""
+    text = path.read_bytes().decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DatasetError(
+            f"{path}:{e.lineno}: invalid JSON ({e.msg} at column {e.colno})",
+            "fix the file (in a .jsonl file, one row per line, a bad line is skipped and counted instead)",
+        ) from None
+    if isinstance(data, dict):
+        for key in ("data", "rows", "examples"):
+            if isinstance(data.get(key), list):
+                data = data[key]
+                break
+        else:
+            raise DatasetError(f"{path}: a JSON file must hold a list of rows")
+    if not isinstance(data, list):
+        raise DatasetError(f"{path}: a JSON file must hold a list of rows")
+    if not _has_undecodable(text):
+        return list(data)
+    if not text.lstrip().startswith("["):
+        bad = next(i for i, ch in enumerate(text) if _has_undecodable(ch))
+        raise DatasetError(f"{path}:{text.count(chr(10), 0, bad) + 1}: not valid UTF-8", "save the file as UTF-8")
+    return [
+        {MALFORMED: f"{path.name}:{line}: not valid UTF-8"} if _has_undecodable(text[start:end]) else row
+        for row, (line, start, end) in zip(data, _json_array_spans(text))
+    ]
+
+
+def _json_array_spans(text: str) -> Iterator[tuple[int, int, int]]:
+    """(first line, start, end) of each element of the JSON array `text` (already known valid)."""
+    decoder = json.JSONDecoder()
+    i, line, counted = text.index("[") + 1, 1, 0
+    while True:
+        while text[i] in " \t\r\n,":
+            i += 1
+        if text[i] == "]":
+            return
+        _, end = decoder.raw_decode(text, i)
+        line += text.count("\n", counted, i)
+        counted = i
+        yield line, i, end
+        i = end
