@@ -10,7 +10,7 @@ import pytest
 from capeval.errors import StoreError
 from capeval.store import Store
 from capeval.store import migrations as mig
-from capeval.types import GenerationParams, Request, Response
+from capeval.types import GenerationParams, MetricResult, Request, Response, RunResult, Score
 
 # pairwise_votes as the first capeval that had it wrote it: no run_a / run_b
 OLD_VOTES = (
@@ -64,14 +64,25 @@ def test_an_unversioned_file_with_old_columns_is_brought_forward(tmp_path):
                 "tasks TEXT NOT NULL, config TEXT NOT NULL, status TEXT NOT NULL, created_at REAL NOT NULL)")
     con.execute("INSERT INTO pairwise_votes (model_a, model_b, winner, created_at) VALUES ('x', 'y', 'model_a', 1)")
     con.execute("INSERT INTO runs VALUES ('r0', 'm', 'spec', '[\"t\"]', '{}', 'finished', 1.0)")
+    # samples without request_keys, metadata and the JSON target
+    con.execute("CREATE TABLE samples (run_id TEXT NOT NULL, task TEXT NOT NULL, sample_id TEXT NOT NULL, prompt TEXT NOT NULL, "
+                "response TEXT, extracted TEXT, parsed INTEGER NOT NULL, PRIMARY KEY (run_id, task, sample_id))")
     con.commit()
     con.close()
     assert user_version(db) == 0
     with Store(db) as s:
+        # the added columns sit at the end of the old tables: writes must name their columns
+        run_id = s.start_run("m2", "spec2", ["t"], {})
+        s.save_samples(run_id, [{"task": "t", "sample_id": "a", "prompt": "P", "response": [{"text": "B"}]}],
+                       [Score("a", "t", {"acc": 1.0}, "B", True, "B")])
+        result = RunResult(run_id, "spec2", ("t",), (MetricResult("t", "acc", 1.0, 1.0, 1.0, 1),))
+        s.finish_run(result)
+        assert s.run_result(run_id) == result and s.run(run_id)["status"] == "finished"
+        assert [(x["sample_id"], x["response"], x["scores"]) for x in s.iter_samples(run_id)] == [("a", [{"text": "B"}], {"acc": 1.0})]
         s.add_pairwise_vote("y", "x", "tie", prompt_id="t/1", run_a="r1", run_b="r2")
         votes = [tuple(r) for r in s.query("SELECT model_a, model_b, winner, run_a, run_b FROM pairwise_votes ORDER BY vote_id")]
         assert s.run("r0")["status"] == "finished" and s.run("r0")["finished_at"] is None
-        assert s.runs()[0]["run_id"] == "r0"
+        assert s.runs()[-1]["run_id"] == "r0"
     assert votes == [("x", "y", "model_a", None, None), ("y", "x", "tie", "r1", "r2")]
     assert user_version(db) == mig.latest_version()
     got, want = table_columns(db), reference_columns()

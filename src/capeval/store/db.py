@@ -102,14 +102,19 @@ class Store:
             if resp.error is None
         ]
         with self._lock:
-            self.conn.executemany("INSERT OR REPLACE INTO model_calls VALUES (?,?,?,?,?,?,?,?,?)", rows)
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO model_calls (key, model_id, kind, request, response, latency_s, prompt_tokens, "
+                "completion_tokens, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                rows,
+            )
             self.conn.commit()
 
     # ---- runs -------------------------------------------------------------------------------
     def start_run(self, model_id: str, model_spec: str, tasks: Sequence[str], config: Mapping[str, Any]) -> str:
         run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         self.execute(
-            "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO runs (run_id, model_id, model_spec, tasks, config, status, results, created_at, finished_at) "
+            "VALUES (?,?,?,?,?,?,?,?,?)",
             (run_id, model_id, model_spec, json.dumps(list(tasks)), json.dumps(config, default=str), "running", None, time.time(), None),
         )
         return run_id
@@ -117,7 +122,8 @@ class Store:
     def save_samples(self, run_id: str, rows: Sequence[dict[str, Any]], scores: Sequence[Score]) -> None:
         with self._lock:
             self.conn.executemany(
-                "INSERT OR REPLACE INTO samples VALUES (?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO samples (run_id, task, sample_id, prompt, response, extracted, target, parsed, metadata, "
+                "request_keys) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 [
                     (
                         run_id,
@@ -135,7 +141,7 @@ class Store:
                 ],
             )
             self.conn.executemany(
-                "INSERT OR REPLACE INTO scores VALUES (?,?,?,?,?)",
+                "INSERT OR REPLACE INTO scores (run_id, task, sample_id, metric, value) VALUES (?,?,?,?,?)",
                 [(run_id, s.task, s.sample_id, m, float(v)) for s in scores for m, v in s.values.items()],
             )
             self.conn.commit()
@@ -183,7 +189,7 @@ class Store:
             if row:
                 return str(row[0])
             annotator_id = uuid.uuid4().hex
-            self.conn.execute("INSERT INTO annotators VALUES (?,?,?)", (annotator_id, name, time.time()))
+            self.conn.execute("INSERT INTO annotators (annotator_id, name, created_at) VALUES (?,?,?)", (annotator_id, name, time.time()))
             self.conn.commit()
             return annotator_id
 
