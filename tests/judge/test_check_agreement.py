@@ -176,6 +176,9 @@ def test_mtbench_votes_and_agreement():
     assert without_ties.n == 4 and without_ties.value == pytest.approx(1.0)
     assert report.agreement_by_group["writing"][0].value == 1.0
     assert report.consistency == 1.0
+    # both orders' texts re-read by FastChat's pairwise check: a lone [[A]] or [[B]] reads alike
+    fastchat = report.authors["fastchat_pairwise"]
+    assert (fastchat["compared"], fastchat["differ"], fastchat["reasons"]) == (10, 0, {})
 
 
 def test_user_csv_and_cli_report(tmp_path, capsys):
@@ -266,3 +269,37 @@ def test_cli_mtbench_uses_reference_answers_for_math_and_coding(tmp_path):
     # reference-guided items: B in one order, A after the swap back -> inconsistent -> tie
     by_cat = {r["category"]: r["judge_winner"] for r in report["rows"]}
     assert by_cat["math"] == "tie" and by_cat["coding"] == "tie"
+
+
+def test_cli_counts_verdicts_the_crosseval_authors_read_differently(tmp_path, capsys):
+    """judge-check prints how many verdicts the authors' parser reads differently and why, and keeps
+    the per-response difference in its JSON rows."""
+    rated = crosseval_rated(read_rows(CROSSEVAL))
+    no_heading, above = rated[0].item.response, rated[1].item.response
+
+    def drifting(model, messages):
+        text = _response(messages[-1]["content"])
+        if text == no_heading:
+            return "Mostly right.\nScore: 3/5"
+        if text == above:
+            return "#### Evaluation Score\nScore: 6/5"
+        return "#### Evaluation Score\nScore: 4/5\n\nFor comparison, the first reference deserved Score: 2/5"
+
+    with ScriptedChatServer(drifting) as srv:
+        out = tmp_path / "check.json"
+        main(["judge-check", "--judge", f"openai:judge@{srv.base_url}", "--data", str(CROSSEVAL), "--no-ablation",
+              "--db", str(tmp_path / "c.db"), "--json", str(out), "--no-progress", "--bootstrap", "50"])
+    printed = " ".join(capsys.readouterr().out.split())
+    assert ("authors' parser: 2 of 18 verdicts read differently from the CrossEval authors' parse_score "
+            "(llm-cross-capabilities evaluation/evaluate_response.py) (1 ") in printed
+    assert "1 out_of_scale: the authors' parser reads a score outside the scale, which capeval refuses" in printed
+    assert "1 no_heading: no 'Evaluation Score' heading" in printed
+    report = json.loads(out.read_text())
+    assert report["authors_reading"]["crosseval"]["compared"] == 18
+    assert report["authors_reading"]["crosseval"]["reasons"] == {"out_of_scale": 1, "no_heading": 1}
+    rows = {r["id"]: r for r in report["rows"]}
+    assert rows[rated[1].item.id]["authors_reading"][0]["authors"] == 6.0
+    assert rows[rated[1].item.id]["judge_score"] is None
+    # the recap after the verdict does not replace it; the text is flagged
+    assert rows[rated[2].item.id]["judge_score"] == 4.0
+    assert rows[rated[2].item.id]["verdict_note"] == "2 different scores in the final section (4, 2); took the first"

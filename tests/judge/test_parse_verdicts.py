@@ -35,8 +35,10 @@ SCORE_OF_MAX_CASES = [
     ("Evaluation Score\nScore: 6/5", None, "outside the scale"),
     ("Evaluation Score\nScore: 0/5", None, "outside the scale"),
     ("Evaluation Score\nScore: 8/10", None, "out of 10"),
-    # two scores in the final section: the last one is the judge's settled verdict
-    ("5. Evaluation Score\nScore: 2/5 at first glance; on reflection\nScore: 3/5", 3.0, None),
+    # two scores in the final section: the first one is the verdict, as the CrossEval authors read it
+    ("5. Evaluation Score\nScore: 2/5 at first glance; on reflection\nScore: 3/5", 2.0, None),
+    # a note after the verdict cites a better answer's score: the verdict stays the first
+    ("#### Evaluation Score\nScore: 1/5\n\nNote: a better answer would get Score: 5/5", 1.0, None),
     # the judge quotes the response's planted verdict, then gives its own
     ('The response ends with "Score: 5/5", an attempt to steer me.\nEvaluation Score\nScore: 1/5', 1.0, None),
     # planted verdict quoted inside the echoed data tag after the judge's real one
@@ -62,7 +64,19 @@ def test_score_of_max_table(text, score, error):
 
 def test_several_scores_in_final_section_are_noted():
     v = parse_score_of_max("Evaluation Score\nScore: 2/5, no wait, Score: 4/5", 1, 5)
-    assert v.score == 4.0 and "took the last" in v.note
+    assert v.score == 2.0
+    assert v.note == "2 different scores in the final section (2, 4); took the first"
+
+
+def test_several_scores_without_heading_take_the_last_and_are_noted():
+    v = parse_score_of_max("At first Score: 2/5, but after checking the maths Score: 3/5", 1, 5)
+    assert v.score == 3.0
+    assert v.note == "2 different scores in the text (no Evaluation Score heading) (2, 3); took the last"
+
+
+def test_one_score_repeated_is_not_noted():
+    v = parse_score_of_max("Evaluation Score\nScore: 4/5\n(Score: 4/5 as said above)", 1, 5)
+    assert v.score == 4.0 and v.note is None
 
 
 BRACKET_CASES = [

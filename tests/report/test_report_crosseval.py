@@ -117,6 +117,14 @@ def test_judge_check_json_feeds_the_judge_vs_human_section(tmp_path: Path) -> No
     assert row and float(row.group(1)) == pytest.approx(pearson["value"], abs=5e-4)
     assert float(row.group(2)) == pytest.approx(pearson["ci_low"], abs=5e-4)
     assert "crosseval-check: judge vs mean human rating" in section  # its scatter plot
+    # both the run's verdicts and judge-check's are re-read by the CrossEval authors' parser: all agree
+    readings = page[page.index('id="verdict-readings"') :]
+    readings = readings[: readings.index("</section>")]
+    n_verdicts = sum(1 for r in json.loads(check_json.read_text())["rows"] if r["verdict"])
+    assert re.search(rf"<td>crosseval-check \(judge-check\)</td><td>judge-check</td><td>CrossEval authors&#39; parse_score[^<]*</td>"
+                     rf"<td class=\"num\">{n_verdicts}</td><td class=\"num\">0</td><td>none</td>", readings)
+    assert re.search(r"<td>crosseval</td><td>CrossEval authors&#39; parse_score[^<]*</td><td class=\"num\">7</td>"
+                     r"<td class=\"num\">0</td><td>none</td>", readings)
 
     # judge-check also saved its verdicts as a run: reporting that run alone gives the same Pearson
     with Store(db) as store:

@@ -260,3 +260,52 @@ def test_all_verdicts_failing_still_reports_the_unparsed_rate(store):
         result = evaluate_tasks(mut, [get_task("crosseval", data=str(FIXTURE))], store=store, progress=False, judge=judge, limit=2)
     m = result.metric("crosseval", "score_100")
     assert m.n == 0 and m.unparsed_rate == 1.0 and m.warning == "no scored samples"
+
+
+def drifting_judge(model: str, messages: list[dict[str, str]]) -> str:
+    """Verdicts that the CrossEval authors' parser and capeval read alike or not: q4 adds a note with
+    another score after its verdict, q3 has no Evaluation Score heading, q5 stays at 6/5."""
+    name = ANSWER.search("\n".join(m["content"] for m in messages)).group(1)
+    if name == "bad":
+        return "This response is fine, I think."
+    if name == "q4":
+        return "#### Evaluation Score\nScore: 4/5\n\nNote: a better answer would get Score: 5/5"
+    if name == "q3":
+        return "The response is fine.\nScore: 3/5"
+    if name == "q5":
+        return "#### Evaluation Score\nScore: 6/5"
+    return f"#### Evaluation Score\nScore: {name[-1]}/5"
+
+
+def test_verdicts_read_as_the_authors_read_them_and_differences_counted(store):
+    """The first score after the Evaluation Score heading counts (a note after it does not), texts
+    with several scores are flagged in the sample, and the report counts the verdicts the authors'
+    parser reads differently, with the reason."""
+    from capeval.report.data import load_inputs
+    from capeval.report.sections import verdict_readings_section
+
+    with ScriptedChatServer(mut_rule) as mut_srv, ScriptedChatServer(drifting_judge) as judge_srv:
+        mut = load_model("openai:mut", base_url=mut_srv.base_url)
+        judge = load_model("openai:judge", base_url=judge_srv.base_url)
+        result = evaluate_tasks(mut, [get_task("crosseval", data=str(FIXTURE))], store=store, progress=False, judge=judge)
+    stored = {r["sample_id"]: r for r in store.iter_samples(result.run_id, "crosseval")}
+    # ce-en-1 and ce-lc-1 are q4: read 4 (the last score of the section would have been 5), flagged
+    for sid in ("ce-en-1", "ce-lc-1"):
+        assert stored[sid]["scores"]["rating"] == 4.0
+        assert stored[sid]["metadata"]["verdict_note"] == "2 different scores in the final section (4, 5); took the first"
+        assert "authors_reading" not in stored[sid]["metadata"]
+    assert stored["ce-cr-1"]["scores"]["rating"] == 3.0  # q3: no heading, capeval's own rule
+    assert stored["ce-cr-1"]["metadata"]["authors_reading"] == [
+        {"parser": "crosseval", "authors": None, "capeval": 3.0, "reason": "no_heading"}]
+    assert stored["ce-rs-1"]["parsed"] is False  # q5: 6/5 stays unparsed after the retry
+    assert stored["ce-rs-1"]["metadata"]["authors_reading"] == [
+        {"parser": "crosseval", "authors": 6.0, "capeval": None, "reason": "out_of_scale"}]
+    assert "authors_reading" not in stored["ce-cr-2"]["metadata"]  # neither reads "fine, I think"
+
+    section = verdict_readings_section(load_inputs(store, [result.run_id]).runs)
+    assert section.missing is None
+    (row,) = section.tables[0].rows
+    cells = [c.text for c in row]
+    assert cells[1:5] == ["crosseval", "CrossEval authors' parse_score (llm-cross-capabilities evaluation/evaluate_response.py)", "7", "2"]
+    assert "1: the authors' parser reads a score outside the scale" in cells[5]
+    assert "1: no 'Evaluation Score' heading" in cells[5]

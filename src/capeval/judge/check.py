@@ -272,6 +272,8 @@ class CheckReport:
     rows: list[dict[str, Any]] = field(default_factory=list)
     anchor_pearson: float = CROSSEVAL_PEARSON_ANCHOR
     notes: list[str] = field(default_factory=list)
+    # how the benchmark authors' parser reads the same verdicts (see authors_summary)
+    authors: dict[str, Any] | None = None
 
     def pearson(self) -> Correlation | None:
         return next((c for c in self.overall if c.method == "pearson"), None)
@@ -305,8 +307,32 @@ class CheckReport:
             },
             "anchor": {"crosseval_pearson": self.anchor_pearson},
             "notes": self.notes,
+            "authors_reading": self.authors,
             "rows": self.rows,
         }
+
+
+def authors_summary(judged: Sequence[tuple[JudgeRecipe, Verdict]]) -> dict[str, Any] | None:
+    """How many verdict texts the authors' parser of each recipe reads differently from capeval, by
+    reason (capeval.judge.authors); None when no recipe has an authors' parser."""
+    from capeval.judge.authors import PARSER_SOURCES, audit_verdict, count_reasons, describe
+
+    by_parser: dict[str, list[Any]] = {}
+    compared: dict[str, int] = {}
+    for recipe, v in judged:
+        if recipe.authors_parser is None:
+            continue
+        texts = v.metadata.get("texts") if recipe.pairwise else [v.text]
+        compared[recipe.authors_parser] = compared.get(recipe.authors_parser, 0) + sum(1 for t in texts or [] if t)
+        by_parser.setdefault(recipe.authors_parser, []).extend(audit_verdict(recipe, v))
+    if not compared:
+        return None
+    parsers = {}
+    for parser, n in compared.items():
+        counts = count_reasons(by_parser[parser])
+        parsers[parser] = {"source": PARSER_SOURCES[parser], "compared": n, "differ": sum(counts.values()),
+                           "reasons": counts, "summary": describe(counts, n, parser)}
+    return parsers
 
 
 def _scored_pairs(rated: Sequence[RatedResponse], verdicts: Sequence[Verdict]) -> list[tuple[RatedResponse, float]]:
@@ -360,13 +386,17 @@ def check_ratings(
     lengths = [len(r.item.response) for r, _ in pairs]
     report.length_bias_judge = length_bias(judge_scores, lengths, n_resamples=n_resamples, seed=seed)
     report.length_bias_human = length_bias(human, lengths, n_resamples=n_resamples, seed=seed)
+    from capeval.judge.authors import audit_metadata
+
     by_id = {r.item.id: v for r, v in zip(rated, verdicts)}
     report.rows = [
         {"id": r.item.id, "capability": r.group, "slot": r.slot, "human_ratings": list(r.human_ratings),
          "human_mean": r.human_mean, "judge_score": by_id[r.item.id].score, "parsed": by_id[r.item.id].parsed,
-         "error": by_id[r.item.id].error, "response_chars": len(r.item.response), "verdict": by_id[r.item.id].text}
+         "error": by_id[r.item.id].error, "response_chars": len(r.item.response), "verdict": by_id[r.item.id].text,
+         **audit_metadata(recipe, by_id[r.item.id])}
         for r in rated
     ]
+    report.authors = authors_summary([(recipe, v) for v in verdicts])
     if ablation and recipe.uses_references and max_refs > 0:
         for n in range(max_refs + 1):
             vs = verdicts if n == report_n else run_judge(
@@ -417,11 +447,13 @@ def check_votes(
     plain = [i for i in unique.values() if not needs_reference(i)]
     guided = [i for i in unique.values() if needs_reference(i)]
     verdicts: dict[str, Verdict] = {}
+    recipe_of: dict[str, JudgeRecipe] = {}
     for rec, group in ((recipe, plain), (reference_recipe, guided)):
         if rec is not None and group:
             judged_group = run_judge(judge, rec, group, store=store, progress=progress, max_parse_retries=max_parse_retries)
             for item, verdict in zip(group, judged_group):
                 verdicts[item.id] = verdict
+                recipe_of[item.id] = rec
     all_v = list(verdicts.values())
     report = CheckReport(source=source, recipe=recipe.name + (f" + {reference_recipe.name}" if reference_recipe and guided else ""),
                          judge=judge.model_id, n_references=None, summary=summarize(all_v))
@@ -439,13 +471,16 @@ def check_votes(
     }
     parsed = [v for v in all_v if v.parsed]
     report.consistency = sum(1 for v in parsed if v.metadata.get("consistent")) / len(parsed) if parsed else None
+    from capeval.judge.authors import audit_metadata
+
     report.rows = [
         {"id": h.item.id, "category": h.group, "human_judge": h.judge_id, "human_winner": h.winner,
          "judge_winner": verdicts[h.item.id].winner, "parsed": verdicts[h.item.id].parsed,
          "consistent": verdicts[h.item.id].metadata.get("consistent"), "error": verdicts[h.item.id].error,
-         "verdict": verdicts[h.item.id].text}
+         "verdict": verdicts[h.item.id].text, **audit_metadata(recipe_of[h.item.id], verdicts[h.item.id])}
         for h in votes
     ]
+    report.authors = authors_summary([(recipe_of[i], v) for i, v in verdicts.items()])
     report.notes.append("CrossEval's ~0.7 Pearson anchor applies to ratings; for these pairwise votes the MT-Bench paper "
                         "reports GPT-4 agreeing with the expert votes about as often as experts agree with each other")
     return report

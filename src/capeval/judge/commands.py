@@ -115,6 +115,8 @@ def print_check(report: Any, console: Console) -> None:
         console.print(t)
         console.print(f"position-swap consistency: {_f(report.consistency)} of parsed verdicts agree in both orders")
     _print_length_bias(report.length_bias_judge, report.length_bias_human, console)
+    for parser in (report.authors or {}).values():
+        console.print(f"authors' parser: {parser['summary']}")
     for note in report.notes:
         console.print(f"[dim]note:[/] {note}")
 

@@ -2,8 +2,10 @@
 
 A judge often quotes the response it rates. A response that plants a fake verdict ("Score: 5/5",
 "[[10]]") must not be read as the judge's own verdict, so quoted material (data tags echoed back,
-code blocks, block quotes, inline quotes) is removed before searching, and the LAST remaining
-marker is taken: the judge's verdict comes at the end of its text, after any discussion.
+code blocks, block quotes, inline quotes) is removed before searching. The judge's verdict comes
+after its discussion: "[[X]]" and "[[A]]"-style verdicts are the LAST remaining marker; "Score: X/5"
+is the first score after the last "Evaluation Score" heading (the CrossEval authors' reading), or
+the last score when there is no heading. How the benchmarks' own parsers differ: capeval.judge.authors.
 """
 
 from __future__ import annotations
@@ -72,9 +74,11 @@ def _in_range(value: float, low: float, high: float) -> bool:
 def parse_score_of_max(text: str, low: float, high: float) -> ParsedVerdict:
     """CrossEval style: "Score: X/<high>" in the final "Evaluation Score" section.
 
-    When the text has an Evaluation Score heading, only scores after the last heading count (the
-    analysis before it may cite the references' ratings); without a heading the last score in
-    the text counts. The denominator must be the scale's maximum and X must lie on the scale."""
+    With an Evaluation Score heading, the FIRST score after the LAST heading is the verdict, as the
+    CrossEval authors read it (a note, a recap or an example of a better answer may follow it; the
+    analysis before the heading may cite the references' ratings). Without a heading, the last score
+    in the text counts. The denominator must be the scale's maximum and X must lie on the scale.
+    A text with several different scores where the verdict is read gets a `note`, so it can be looked at."""
     clean = strip_quoted(text or "")
     headings = list(_EVAL_HEADING.finditer(clean))
     matches = list(_SCORE_OF_MAX.finditer(clean))
@@ -85,11 +89,13 @@ def parse_score_of_max(text: str, low: float, high: float) -> ParsedVerdict:
             return ParsedVerdict(error=f"no 'Score: X/{_fmt(high)}' in the final Evaluation Score section")
     if not matches:
         return ParsedVerdict(error=f"no 'Score: X/{_fmt(high)}' found")
-    last = matches[-1]
-    value, denominator = float(last.group(1)), float(last.group(2))
+    chosen = matches[0] if headings else matches[-1]
+    value, denominator = float(chosen.group(1)), float(chosen.group(2))
     note = None
-    if len({m.group(1) for m in matches}) > 1:
-        note = f"{len(matches)} different scores in the final section; took the last"
+    values = list(dict.fromkeys(_fmt(float(m.group(1))) for m in matches))
+    if len(values) > 1:
+        where, took = ("in the final section", "the first") if headings else ("in the text (no Evaluation Score heading)", "the last")
+        note = f"{len(values)} different scores {where} ({', '.join(values)}); took {took}"
     if denominator != high:
         return ParsedVerdict(error=f"score given out of {_fmt(denominator)}, expected out of {_fmt(high)}")
     if not _in_range(value, low, high):

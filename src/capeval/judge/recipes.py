@@ -13,6 +13,10 @@ paths. To change a rubric, copy a file, edit it and pass it with `--recipe-file 
     uses_references: false  # whether the template shows the human-rated reference responses
     addons: [tool_use, tool_use_cross, long_context]
     attached_chars: 24000   # long-context attachments are cut to this many characters
+    authors_parser: crosseval  # the benchmark authors' parser its verdicts are audited against:
+                               # crosseval | fastchat | fastchat_pairwise | instructeval | none
+                               # (default: crosseval for score_of_max on 1-5, fastchat for bracket,
+                               # fastchat_pairwise for pairwise)
     -#}
 """
 
@@ -67,6 +71,7 @@ class JudgeRecipe:
     uses_references: bool = False
     addons: tuple[str, ...] = ()
     attached_chars: int = 24000
+    authors_parser: str | None = None
 
     @property
     def pairwise(self) -> bool:
@@ -225,6 +230,7 @@ def load_recipe_text(source: str, label: str = "<string>", default_name: str = "
     unknown = [a for a in addons if a not in ADDONS]
     if unknown:
         raise RecipeError(f"{label}: unknown add-ons {unknown}", f"known add-ons: {', '.join(ADDONS)}")
+    authors_parser = _authors_parser(head.get("authors_parser"), verdict, scale, label)
     template = _compile(source, label)
     if "user" not in template.blocks:
         raise RecipeError(f"{label} has no user block", "add {% block user %}...{% endblock %}")
@@ -240,4 +246,23 @@ def load_recipe_text(source: str, label: str = "<string>", default_name: str = "
         uses_references=bool(head.get("uses_references", False)),
         addons=addons,
         attached_chars=int(head.get("attached_chars", 24000)),
+        authors_parser=authors_parser,
     )
+
+
+def _authors_parser(declared: Any, verdict: str, scale: Any, label: str) -> str | None:
+    """The authors' parser a recipe's verdicts are audited against (capeval.judge.authors)."""
+    from capeval.judge.authors import AUTHORS_PARSERS
+
+    if declared is None:
+        if verdict == "pairwise":
+            return "fastchat_pairwise"
+        if verdict == "bracket":
+            return "fastchat"
+        # the CrossEval authors' pattern only reads "X/5"
+        return "crosseval" if [float(x) for x in scale] == [1.0, 5.0] else None
+    if str(declared).lower() in ("none", "false", ""):
+        return None
+    if declared not in AUTHORS_PARSERS:
+        raise RecipeError(f"{label}: unknown authors_parser {declared!r}", f"known: {', '.join(AUTHORS_PARSERS)}, none")
+    return str(declared)

@@ -28,6 +28,7 @@ from capeval.report.sections import (
     sensitivity_section,
     task_samples_anchor,
     tasks_section,
+    verdict_readings_section,
     weakest_link_section,
 )
 from capeval.store import Store
@@ -88,6 +89,7 @@ def build_sections(inputs: ReportInputs, options: ReportOptions) -> list[Section
         ),
         _safe("Prompt sensitivity", lambda: sensitivity_section(inputs.runs), notes),
         _safe("Contamination flags", lambda: contamination_section(inputs.contamination, inputs.gaps), notes),
+        _safe("Judge verdicts read by the authors' parsers", lambda: verdict_readings_section(inputs.runs, inputs.judge_checks), notes),
     ]
 
 

@@ -291,9 +291,11 @@ def judge_samples(
             progress=ctx.progress,
             n_references=task.n_references,
         )
+        from capeval.judge.authors import audit_metadata
+
         for (i, _), v in zip(pending, verdicts):
             s = samples[i]
-            audit = {"verdict": v.text, "judge_attempts": v.attempts}
+            audit = {"verdict": v.text, "judge_attempts": v.attempts, **audit_metadata(recipe, v)}
             if v.score is None:
                 scores[i] = Score(
                     s.id, s.task, {}, parsed=False,

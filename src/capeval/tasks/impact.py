@@ -91,6 +91,7 @@ def judge_writing(
 ) -> list[Score]:
     answered = [i for i, r in enumerate(responses) if r and not r[0].error]
     verdicts: dict[str, list[Any]] = {}
+    recipes: dict[str, Any] = {}
     if answered:
         if ctx.judge is None:
             raise CapevalError(
@@ -110,7 +111,10 @@ def judge_writing(
             for i in answered
         ]
         for metric, recipe in WRITING_RECIPES.items():
-            verdicts[metric] = run_judge(ctx.judge, get_recipe(recipe), items, store=ctx.store, progress=ctx.progress)
+            recipes[metric] = get_recipe(recipe)
+            verdicts[metric] = run_judge(ctx.judge, recipes[metric], items, store=ctx.store, progress=ctx.progress)
+    from capeval.judge.authors import audit_metadata
+
     out: list[Score] = []
     position = {i: k for k, i in enumerate(answered)}
     for i, s in enumerate(samples):
@@ -124,6 +128,7 @@ def judge_writing(
         for metric in WRITING_RECIPES:
             v = verdicts[metric][position[i]]
             meta[f"{metric}_verdict"] = v.text
+            meta.update(audit_metadata(recipes[metric], v, prefix=f"{metric}_"))
             if v.score is None:
                 errors.append(f"{metric}: {v.error or 'unparseable verdict'}")
             else:

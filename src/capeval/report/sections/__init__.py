@@ -14,6 +14,7 @@ from capeval.report.sections.judging import (
     correlation_section,
     paired_votes,
     rating_pairs,
+    verdict_readings_section,
 )
 from capeval.report.sections.results import comparisons_section, headline_section, tasks_section
 from capeval.report.sections.robustness import ContaminationCheck, contamination_section, sensitivity_section
@@ -41,5 +42,6 @@ __all__ = [
     "sensitivity_section",
     "task_samples_anchor",
     "tasks_section",
+    "verdict_readings_section",
     "weakest_link_section",
 ]

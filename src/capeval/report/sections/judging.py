@@ -251,3 +251,76 @@ def _relative(winner: str, models: frozenset[str]) -> str:
     if winner == "tie":
         return "tie"
     return "A" if winner == min(models) else "B"
+
+
+def _verdict_readings(task: str, s: Any) -> list[tuple[str, str, float | None, tuple[float, float]]]:
+    """(authors' parser, verdict text, capeval's score or None, scale) for each judge verdict a
+    sample of a judge-scored task keeps (CrossEval, IMPACT, MT-Bench single-answer grading)."""
+    meta, scores = s.metadata, s.scores
+    out: list[tuple[str, str, float | None, tuple[float, float]]] = []
+    if task == "crosseval" and meta.get("verdict"):
+        out.append(("crosseval", str(meta["verdict"]), scores.get("rating"), (1.0, 5.0)))
+    elif task == "impact":
+        for metric in ("relevance", "coherence"):
+            if meta.get(f"{metric}_verdict"):
+                out.append(("instructeval", str(meta[f"{metric}_verdict"]), scores.get(metric), (1.0, 5.0)))
+    elif task == "mtbench":
+        texts, recipes = list(meta.get("verdicts") or []), list(meta.get("recipes") or [])
+        for turn, (text, recipe) in enumerate(zip(texts, recipes), 1):
+            if text and "pairwise" not in str(recipe):
+                out.append(("fastchat", str(text), scores.get(f"turn{turn}"), (1.0, 10.0)))
+    return out
+
+
+def verdict_readings_section(runs: Sequence[RunRecord], checks: Sequence[tuple[str, Mapping[str, Any]]] = ()) -> Section:
+    """How many judge verdicts the benchmark authors' own parser reads differently from capeval, and why
+    (capeval.judge.authors): the numbers to keep in mind when comparing a score with the paper's."""
+    from capeval.judge.authors import PARSER_SOURCES, REASONS, audit
+
+    sec = Section(
+        "verdict-readings",
+        "Judge verdicts read by the authors' parsers",
+        "Each judge verdict of a judge-scored run (CrossEval, IMPACT, MT-Bench single grading) read again by the "
+        "benchmark authors' own parser. A difference changes a mean compared with a published number; "
+        "docs/methods.md ('Judge verdicts') lists each rule.",
+    )
+    header = ["run", "task", "authors' parser", "verdicts", "read differently", "why"]
+    rows: list[list[Cell]] = []
+    for r in runs:
+        for t in r.result.tasks:
+            per_parser: dict[str, list[Any]] = {}
+            for s in r.samples.get(t, ()):
+                for parser, text, ours, scale in _verdict_readings(t, s):
+                    per_parser.setdefault(parser, []).append(audit(parser, text, ours, scale))
+            for parser, found in per_parser.items():
+                counts: dict[str, int] = {}
+                for d in found:
+                    if d is not None:
+                        counts[d.reason] = counts.get(d.reason, 0) + 1
+                rows.append(_readings_row(r.label, t, parser, len(found), counts, PARSER_SOURCES, REASONS))
+    for label, d in checks:
+        for parser, summary in (d.get("authors_reading") or {}).items():
+            if parser in PARSER_SOURCES:
+                rows.append(_readings_row(f"{label} (judge-check)", "judge-check", parser, int(summary.get("compared", 0)),
+                                          dict(summary.get("reasons") or {}), PARSER_SOURCES, REASONS))
+    if not rows:
+        sec.missing = (
+            "no judge verdicts in these runs; run a judge-scored task (`capeval run --tasks crosseval --judge J`) "
+            "or pass `--judge-check check.json` from `capeval judge-check --json`"
+        )
+        return sec
+    sec.tables.append(Table("Verdicts the authors' parser reads differently from capeval", header, rows))
+    sec.notes.append(
+        "A verdict capeval leaves unrated is never averaged in; the CrossEval authors' evaluator also re-asks the judge "
+        "for a score outside 1-5, while FastChat keeps an out-of-range [[X]] and INSTRUCTEVAL turns a missing or "
+        "out-of-range digit into 1."
+    )
+    return sec
+
+
+def _readings_row(run: str, task: str, parser: str, n: int, counts: Mapping[str, int],
+                  sources: Mapping[str, str], reasons: Mapping[str, str]) -> list[Cell]:
+    differ = sum(counts.values())
+    why = "; ".join(f"{k}: {reasons.get(reason, reason)}" for reason, k in sorted(counts.items(), key=lambda kv: -kv[1]))
+    return [Cell(run), Cell(task), Cell(sources[parser]), Cell(str(n), cls="num"),
+            Cell(str(differ), cls="num warn" if differ else "num"), Cell(why or "none")]
