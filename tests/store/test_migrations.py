@@ -106,6 +106,11 @@ def test_a_file_from_a_newer_capeval_is_refused_and_left_alone(tmp_path):
     )
     assert "upgrade capeval" in e.value.hint
     assert user_version(db) == mig.latest_version() + 3
+    # the same check holds under the migration lock, for a file another process made newer meanwhile
+    con = sqlite3.connect(db)
+    with pytest.raises(StoreError, match="written by a newer capeval"):
+        mig.migrate(con, db)
+    con.close()
 
 
 def test_a_new_migration_runs_once_and_a_failing_one_changes_nothing(tmp_path, monkeypatch):

@@ -41,6 +41,22 @@ def test_a_file_that_is_not_sqlite(tmp_path):
     assert db.read_text().startswith("these are my notes")
 
 
+def test_another_programs_sqlite_database_is_left_alone(tmp_path):
+    db = tmp_path / "app.sqlite"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+    con.commit()
+    con.close()
+    out = capeval("runs", "list", "--db", str(db))
+    assert_one_line_error(out, f"{db} is a SQLite database but not a capeval store (its tables: notes)",
+                          "pass --db a capeval store file")
+    con = sqlite3.connect(db)
+    assert [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")] == ["notes"]
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 0
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    con.close()
+
+
 def test_a_store_from_a_newer_capeval(tmp_path):
     db = tmp_path / "future.db"
     with Store(db):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from capeval.errors import StoreError
-from capeval.store.migrations import migrate, schema_version
+from capeval.store.migrations import check_before_opening, migrate, schema_version
 from capeval.types import MetricResult, Request, Response, RunResult, Score
 
 # How long an open or a write waits for another process's write lock before "database is locked".
@@ -260,6 +260,7 @@ def open_store(path: Path, busy_timeout_s: float = BUSY_TIMEOUT_S) -> sqlite3.Co
     conn: sqlite3.Connection | None = None
     try:
         conn = sqlite3.connect(str(path), check_same_thread=False, timeout=busy_timeout_s)
+        check_before_opening(conn, path)
         if not memory:
             _set_wal(conn, busy_timeout_s)
         conn.execute("PRAGMA synchronous=NORMAL")

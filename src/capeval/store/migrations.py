@@ -182,6 +182,28 @@ def newer_store_error(path: Path | str, version: int) -> StoreError:
     )
 
 
+def check_before_opening(conn: sqlite3.Connection, path: Path | str) -> None:
+    """Refuse, before anything is written (even the journal mode), a file from a newer capeval and an
+    unversioned file with tables, none of them capeval's: someone else's database, left as it is."""
+    version = schema_version(conn)
+    if version > latest_version():
+        raise newer_store_error(path, version)
+    if version > 0:
+        return
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")}
+    reference = sqlite3.connect(":memory:")
+    try:
+        reference.executescript(SCHEMA_1)
+        ours = {r[0] for r in reference.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")}
+    finally:
+        reference.close()
+    if tables and not tables & ours:
+        raise StoreError(
+            f"{path} is a SQLite database but not a capeval store (its tables: {', '.join(sorted(tables)[:5])})",
+            "pass --db a capeval store file, or a new file name to start one",
+        )
+
+
 def migrate(conn: sqlite3.Connection, path: Path | str) -> int:
     """Apply the migrations `conn`'s file lacks; returns the version it ends at.
 
