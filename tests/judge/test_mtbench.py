@@ -198,3 +198,31 @@ def test_smollm2_answers_and_judges_two_questions(smollm2, store):
     overall = res.run.metric("mtbench", "score")
     assert overall.n == sum(v.score is not None for v in res.verdicts)
     assert overall.unparsed_rate == pytest.approx(sum(v.score is None for v in res.verdicts) / 4)
+
+
+def test_turns_fastchat_reads_differently_are_counted_and_kept(store):
+    """A verdict revised in its text ([[4]] then [[6]]) and an off-scale [[11]]: capeval reads 6 and
+    leaves the 11 unrated; FastChat's llm_judge would read 4 and average in 11. The run says so."""
+    from capeval.report.data import load_inputs
+    from capeval.report.sections import verdict_readings_section
+
+    def judge_rule(model: str, messages: list[dict[str, str]]) -> str:
+        turn = int(TAG.search(messages[-1]["content"].split("<response>")[-1]).group(3))
+        return "First [[4]], then after a second look: Rating: [[6]]" if turn == 1 else "Rating: [[11]]"
+
+    with ScriptedChatServer(answer_rule("Answer")) as mut_srv, ScriptedChatServer(judge_rule) as judge_srv:
+        mut = load_model("openai:mut", base_url=mut_srv.base_url)
+        judge = load_model("openai:judge", base_url=judge_srv.base_url)
+        res = run_mtbench(mut, judge, store, questions=load_questions(question_ids=(81,)), max_tokens=64)
+    assert res.run.metric("mtbench", "score").value == 6.0
+    warning = " ".join(res.run.warnings)
+    assert "mtbench: 2 of 2 judged turns read differently by the FastChat llm_judge one_score_pattern" in warning
+    assert "1 several: several different verdicts" in warning and "1 out_of_scale:" in warning
+    (row,) = store.iter_samples(res.run.run_id, "mtbench")
+    assert row["metadata"]["authors_reading"] == {
+        "turn1": [{"parser": "fastchat", "authors": 4.0, "capeval": 6.0, "reason": "several"}],
+        "turn2": [{"parser": "fastchat", "authors": 11.0, "capeval": None, "reason": "out_of_scale"}],
+    }
+    section = verdict_readings_section(load_inputs(store, [res.run.run_id]).runs)
+    (cells,) = [[c.text for c in r] for r in section.tables[0].rows]
+    assert cells[1] == "mtbench" and cells[3:5] == ["2", "2"]

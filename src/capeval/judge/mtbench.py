@@ -75,6 +75,8 @@ class TurnVerdict:
     error: str | None
     text: str
     recipe: str
+    # where FastChat's llm_judge parser reads this turn's verdict text(s) differently (authors.Difference.to_dict)
+    authors_reading: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass
@@ -258,6 +260,7 @@ def judge_conversations(
     from dataclasses import replace
 
     from capeval.judge import get_recipe, run_judge
+    from capeval.judge.authors import audit_verdict
 
     if mode == "pairwise" and baseline is None:
         raise CapevalError("pairwise MT-Bench needs a baseline model's answers", "pass --baseline MODEL")
@@ -272,7 +275,7 @@ def judge_conversations(
             recipe = replace(recipe, max_tokens=judge_max_tokens)
         verdicts = run_judge(judge, recipe, items, store=store, progress=progress, max_parse_retries=max_parse_retries)
         for item, v in zip(items, verdicts):
-            found[item.id] = _turn_verdict(item, v, recipe.name, mode)
+            found[item.id] = _turn_verdict(item, v, recipe.name, mode, tuple(d.to_dict() for d in audit_verdict(recipe, v)))
     for qid, t, why in skipped:
         c = next(c for c in conversations if c.question.question_id == qid)
         found[f"{qid}/turn{t}"] = TurnVerdict(qid, c.question.category, t, None, None, why, "", "")
@@ -283,14 +286,34 @@ def judge_conversations(
 _OUTCOME = {"A": 1.0, "tie": 0.5, "B": 0.0}
 
 
-def _turn_verdict(item: JudgeItem, v: Verdict, recipe: str, mode: Mode) -> TurnVerdict:
+def _turn_verdict(
+    item: JudgeItem, v: Verdict, recipe: str, mode: Mode, authors_reading: tuple[dict[str, Any], ...] = ()
+) -> TurnVerdict:
     meta = item.metadata
     outcome = _OUTCOME.get(v.winner or "") if mode == "pairwise" and v.parsed else None
     return TurnVerdict(
         int(meta["question_id"]), str(meta["category"]), int(meta["turn"]),
         v.score if mode == "single" and v.parsed else None, outcome,
-        None if v.parsed else (v.error or "unparseable verdict"), v.text, recipe,
+        None if v.parsed else (v.error or "unparseable verdict"), v.text, recipe, authors_reading,
     )
+
+
+def authors_warning(verdicts: Sequence[TurnVerdict], mode: Mode) -> str | None:
+    """How many judged turns FastChat's llm_judge parser reads differently from capeval, and why
+    (None when none does): the turns to keep in mind when comparing with the MT-Bench leaderboard."""
+    from capeval.judge.authors import PARSER_SOURCES, REASONS
+
+    judged = [v for v in verdicts if v.text]
+    differing = [v for v in judged if v.authors_reading]
+    if not differing:
+        return None
+    reasons: dict[str, int] = {}
+    for v in differing:
+        for d in v.authors_reading:
+            reasons[d["reason"]] = reasons.get(d["reason"], 0) + 1
+    parser = "fastchat_pairwise" if mode == "pairwise" else "fastchat"
+    why = "; ".join(f"{k} {r}: {REASONS[r]}" for r, k in sorted(reasons.items(), key=lambda kv: -kv[1]))
+    return f"{TASK}: {len(differing)} of {len(judged)} judged turns read differently by the {PARSER_SOURCES[parser]} ({why})"
 
 
 def _metric(task: str, name: str, values: Sequence[float], n_total: int) -> MetricResult:
@@ -352,6 +375,8 @@ def _sample_rows(
             values[key] = sum(got.values()) / len(got)
         errors = [f"turn {v.turn}: {v.error}" for v in vs if v.error]
         meta: dict[str, Any] = {"category": q.category, "verdicts": [v.text for v in vs], "recipes": [v.recipe for v in vs]}
+        if any(v.authors_reading for v in vs):
+            meta["authors_reading"] = {f"turn{v.turn}": list(v.authors_reading) for v in vs if v.authors_reading}
         if errors:
             meta["error"] = "; ".join(errors)
             meta["unrated"] = True
@@ -433,6 +458,9 @@ def run_mtbench(
     warnings = []
     if failed:
         warnings.append(f"{TASK}: {failed} of {len(verdicts)} turns have no verdict (failed call or unparseable verdict); left out of the means")
+    authors = authors_warning(verdicts, mode)
+    if authors:
+        warnings.append(authors)
     run = RunResult(
         run_id=run_id, model=model_spec or model.model_id, tasks=(TASK,), metrics=tuple(metrics),
         n_calls_cached=stats.cached, n_calls_new=stats.new, config=config, warnings=tuple(warnings),
