@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -9,6 +11,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from capeval.analysis.stats import bootstrap_ci, small_sample_warning, wilson_interval
 from capeval.models.base import Model
+from capeval.models.fingerprint import identity_changes
 from capeval.prompting import PromptConfig
 from capeval.store import Store
 from capeval.tasks.base import ScoringContext, Task
@@ -17,6 +20,8 @@ from capeval.types import MetricResult, Request, Response, RunResult, Sample, Sc
 # Requests per backend call: each chunk is saved before the next starts, so a killed run loses
 # at most one chunk; big enough for the backend to batch well.
 DEFAULT_CHUNK = 64
+
+log = logging.getLogger("capeval.engine")
 
 
 @dataclass
@@ -207,12 +212,19 @@ def evaluate_tasks(
     try:
         plans = [plan_task(t, config, limit, strict) for t in tasks]
         run_config = {"prompt": asdict(config), "limit": limit, **(extra_config or {})}
+        warnings: list[str] = []
+        identity = getattr(model, "identity", None)
+        if identity:
+            run_config["model_identity"] = identity
+            changed = changed_model_warning(store, identity)
+            if changed:
+                log.warning(changed)
+                warnings.append(changed)
         run_id = store.start_run(model.model_id, model_spec or model.model_id, [t.name for t in tasks], run_config)
         flat = [r for p in plans for rs in p.requests for r in rs]
         with Progress(progress) as bar:
             responses, stats = execute(model, flat, store, chunk_size=chunk_size, progress=bar)
         metrics: list[MetricResult] = []
-        warnings: list[str] = []
         pos = 0
         for p in plans:
             per_sample = []
@@ -264,6 +276,26 @@ def evaluate_tasks(
     finally:
         if own_store:
             store.close()
+
+
+def changed_model_warning(store: Store, identity: Mapping[str, Any]) -> str | None:
+    """"the model at DIR changed since run X: ..." when the latest run of the same model (same
+    `base_id`: path or hub id, dtype and options) saw other files or another hub commit; None when
+    it saw the same, or there is none."""
+    rows = store.query(
+        "SELECT run_id, config FROM runs WHERE json_extract(config, '$.model_identity.base_id') = ? "
+        "ORDER BY created_at DESC LIMIT 1",
+        (identity["base_id"],),
+    )
+    if not rows:
+        return None
+    before = json.loads(rows[0]["config"]).get("model_identity") or {}
+    if before.get("model_id") == identity.get("model_id"):
+        return None
+    return (
+        f"the model at {identity.get('location')} changed since run {rows[0]['run_id']} "
+        f"({identity_changes(before, identity)}): answers are not reused"
+    )
 
 
 def _response_record(reqs: Sequence[Request], resps: Sequence[Response]) -> list[dict[str, Any]]:

@@ -19,7 +19,12 @@ class Model(Protocol):
     answers must have different ids (backend, weights, dtype, chat template use...).
     Both methods answer every request in order; a request that fails for good is answered with
     `Response(error=...)` rather than an exception, so that finished answers are never lost.
-    Optional: `hidden_states(texts, ends)` (per-layer hidden states, for `capeval probe`; the
+    Backends over local files or hub snapshots put what the files hold into `model_id` (a
+    fingerprint of the weights, config, tokenizer and chat template, or the hub commit), so new
+    weights saved into the same folder are never answered from the old weights' cache rows.
+    Optional: `identity` (a dict the run config records: `base_id`, the id without the
+    fingerprint or commit, and that `fingerprint` or `revision`; see models.fingerprint),
+    `hidden_states(texts, ends)` (per-layer hidden states, for `capeval probe`; the
     transformers backend has it) and `close()`.
     """
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from capeval.errors import ModelError
 from capeval.models.base import check_options, option_names, register_backend, sampling_seed
+from capeval.models.fingerprint import source_identity
 from capeval.models.tokenization import PromptTokens
 from capeval.types import GenerationParams, Request, Response
 
@@ -89,8 +90,10 @@ class HFModel(PromptTokens):
             if it has none); True also wraps plain-text prompts as one user message; False refuses
             chat prompts; a string is a Jinja chat template to use instead of the tokenizer's.
         revision: hub revision (commit, tag or branch).
-        model_id: identity in the cache key, overriding the one derived from `spec` (the bundled
-            models use their package name and version).
+        model_id: the name in the cache key's model identity, in place of the resolved path or hub
+            id (the bundled models use their package name and version). What the files hold is
+            always added: the local files' fingerprint (`#<16 hex>`, models.fingerprint) or the hub
+            snapshot's commit (`@<commit>`); `identity` records both for the run config.
         fast_paths: False scores every continuation as its own full sequence (the plain
             computation, for checking the fast paths; the results are the same).
         concurrency: accepted and ignored: a command's --concurrency goes to every model it loads
@@ -175,18 +178,22 @@ class HFModel(PromptTokens):
         self._prefix_lru: OrderedDict[tuple[int, ...], Any] = OrderedDict()
         self._prefix_token_memo: dict[str, tuple[int, ...]] = {}
         self.last_stats = ScoringStats()
-        self.model_id = model_id or _model_id(source, revision, gguf_file)
-        self.model_id += f"|{dtype}"
+        # after loading: a hub id's snapshot commit is known once transformers has fetched it
+        source_id = source_identity(source, revision, gguf_file)
+        base_id = model_id or "hf:" + source_id.name
+        options = f"|{dtype}"
         if chat_template is True:
-            self.model_id += "|chat=always"
+            options += "|chat=always"
         elif chat_template is False:
-            self.model_id += "|chat=never"
+            options += "|chat=never"
         elif isinstance(chat_template, str):
-            self.model_id += "|chat=" + hashlib.sha256(chat_template.encode()).hexdigest()[:12]
+            options += "|chat=" + hashlib.sha256(chat_template.encode()).hexdigest()[:12]
         if max_length:
-            self.model_id += f"|ctx={max_length}"
+            options += f"|ctx={max_length}"
         if self.dola is not None:
-            self.model_id += "|" + self.dola.settings.tag
+            options += "|" + self.dola.settings.tag
+        self.model_id = base_id + source_id.tag() + options
+        self.identity = source_id.record(self.model_id, base_id + options)
 
     # ---- log-likelihood ---------------------------------------------------------------------
     def loglikelihood(self, requests: Sequence[Request]) -> list[Response]:
@@ -666,16 +673,6 @@ def _load_hint(spec: str) -> str:
         f"offline? download it where you have internet (huggingface-cli download {spec}) and pass the "
         "local folder, or use a bundled model (capeval models)"
     )
-
-
-def _model_id(source: str, revision: str | None, gguf_file: str | None) -> str:
-    path = Path(source)
-    ident = f"hf:{path.resolve()}" if path.exists() else f"hf:{source}"
-    if revision:
-        ident += f"@{revision}"
-    if gguf_file:
-        ident += f"/{gguf_file}"
-    return ident
 
 
 def _error_text(e: BaseException) -> str:

@@ -17,13 +17,14 @@ check is `bench/vllm_check.py`.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from capeval.errors import MissingExtraError, ModelError
 from capeval.models.base import check_options, option_names, register_backend, sampling_seed
+from capeval.models.fingerprint import source_identity
 from capeval.models.tokenization import PromptTokens
 from capeval.types import Request, Response
 
@@ -39,7 +40,8 @@ class VLLMModel(PromptTokens):
         revision: hub revision.
         tensor_parallel_size: GPUs to shard the model over.
         gpu_memory_utilization: share of GPU memory vLLM may take.
-        model_id: identity in the cache key (default "vllm:<spec>|<dtype>").
+        model_id: the name in the cache key's model identity (default "vllm:<resolved path or hub id>");
+            the files' fingerprint or the hub commit is always added, as for the transformers backend.
         concurrency: accepted and ignored (vLLM schedules its own batches).
         engine: an engine object to use instead of building `vllm.LLM` (the CPU test seam).
     """
@@ -78,16 +80,20 @@ class VLLMModel(PromptTokens):
         self.chat_template = chat_template
         self.setup_tokens(self.tokenizer)
         self.max_length = int(max_length or getattr(engine, "max_model_len", None) or 4096)
-        path = Path(spec).expanduser()
-        source = str(path.resolve()) if path.exists() else spec
-        self.model_id = model_id or f"vllm:{source}" + (f"@{revision}" if revision else "")
-        self.model_id += f"|{dtype}"
+        # the same identity as the transformers backend: the folder's fingerprint or the hub commit
+        source_id = source_identity(spec, revision)
+        base_id = model_id or "vllm:" + source_id.name
+        options = f"|{dtype}"
         if chat_template is True:
-            self.model_id += "|chat=always"
+            options += "|chat=always"
         elif chat_template is False:
-            self.model_id += "|chat=never"
+            options += "|chat=never"
+        elif isinstance(chat_template, str):
+            options += "|chat=" + hashlib.sha256(chat_template.encode()).hexdigest()[:12]
         if max_length:
-            self.model_id += f"|ctx={max_length}"
+            options += f"|ctx={max_length}"
+        self.model_id = base_id + source_id.tag() + options
+        self.identity = source_id.record(self.model_id, base_id + options)
 
     # ---- generation -------------------------------------------------------------------------
     def generate(self, requests: Sequence[Request]) -> list[Response]:
