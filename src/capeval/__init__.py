@@ -31,6 +31,8 @@ def evaluate(
     system: str | None = None,
     chat: bool = False,
     limit: int | None = None,
+    sample: int | None = None,
+    seed: int = 1234,
     db: str | None = None,
     progress: bool = False,
     **model_options: Any,
@@ -46,9 +48,10 @@ def evaluate(
         return evaluate_tasks(
             m,
             [get_task(n) for n in names],
-            PromptConfig(shots=shots, cot=cot, system=system, chat=chat),
+            PromptConfig(shots=shots, cot=cot, system=system, chat=chat, seed=seed),
             store=store,
             limit=limit,
+            sample=sample,
             model_spec=model if isinstance(model, str) else None,
             progress=progress,
         )

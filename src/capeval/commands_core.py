@@ -38,19 +38,34 @@ def _fmt(v: float) -> str:
 
 def results_table(result: RunResult) -> Table:
     table = Table(title=f"run {result.run_id}  model {result.model}")
-    for col in ("task", "metric", "value", "95% CI", "n", "unparsed"):
+    # "items" appears when a metric was computed on a subset: "sample 40/80" of the task's items
+    subset = any(m.subset for m in result.metrics)
+    for col in ("task", "metric", "value", "95% CI", "n", "unparsed", *(("items",) if subset else ())):
         table.add_column(col, justify="right" if col not in ("task", "metric") else "left")
     for m in result.metrics:
         table.add_row(
-            m.task, m.metric, _fmt(m.value), f"[{_fmt(m.ci_low)}, {_fmt(m.ci_high)}]", str(m.n), f"{m.unparsed_rate:.1%}"
+            m.task, m.metric, _fmt(m.value), f"[{_fmt(m.ci_low)}, {_fmt(m.ci_high)}]", str(m.n), f"{m.unparsed_rate:.1%}",
+            *((m.subset or "all",) if subset else ()),
         )
     return table
+
+
+def subset_lines(result: RunResult) -> list[str]:
+    """One line per task evaluated on a subset of its items, from the run config."""
+    from capeval.tasks.subsets import Subset
+
+    return [
+        f"{task}: {Subset.from_config(d).describe()}; its metrics describe these items, not the whole task"
+        for task, d in (result.config.get("subsets") or {}).items()
+    ]
 
 
 def print_result(result: RunResult) -> None:
     console = _console()
     console.print(results_table(result))
     console.print(f"model calls: {result.n_calls_cached} cached, {result.n_calls_new} new")
+    for line in subset_lines(result):
+        console.print(f"[cyan]subset[/] {line}")
     warned: set[str] = set()
     for m in result.metrics:
         if m.warning and m.task not in warned:
@@ -104,6 +119,20 @@ def _parse_task_options(items: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _parse_stratify(items: list[str], names: list[str]) -> dict[str, str]:
+    """--stratify FIELD (every task) or TASK=FIELD (one task) to {task: field}."""
+    out: dict[str, str] = {}
+    for item in items:
+        task, sep, key = item.rpartition("=")
+        if not key or (sep and not task):
+            raise CapevalError(f"--stratify expects FIELD or TASK=FIELD, got '{item}'", "e.g. --stratify category")
+        if sep and task not in names:
+            raise CapevalError(f"--stratify names a task not being run: {task}", f"the run's tasks: {', '.join(names)}")
+        for name in [task] if sep else names:
+            out[name] = key
+    return out
+
+
 def run(
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Model spec: bundled name, hf:PATH, openai:NAME, vllm:PATH."),
     tasks: Optional[str] = typer.Option(None, "--tasks", "-t", help=f"Comma-separated tasks or suites (default: {DEFAULT_TASKS})."),
@@ -111,7 +140,9 @@ def run(
     cot: bool = typer.Option(False, "--cot", help="Chain of thought: rationale exemplars or 'Let's think step by step'."),
     system: Optional[str] = typer.Option(None, "--system", help="System / role prompt, the same for every model."),
     chat: bool = typer.Option(False, "--chat", help="Send chat messages through the model's chat template."),
-    limit: Optional[int] = typer.Option(None, "--limit", "-n", help="At most N samples per task (per subject for MMLU, CMMLU, C-Eval, BBH, MATH, HHH)."),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", help="The first N samples of each task (per subject for MMLU, CMMLU, C-Eval, BBH, MATH, HHH), as lm-eval; warns when they leave categories out."),
+    sample: int | None = typer.Option(None, "--sample", help="A seeded sample of N items per task (--seed), stratified by the task's subjects or categories; the same items for every model."),
+    stratify: list[str] = typer.Option([], "--stratify", help="FIELD or TASK=FIELD: stratify --sample by this item field (default: the task's subject/category; repeatable)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Backend batch size."),
     concurrency: Optional[int] = typer.Option(None, "--concurrency", "-c", help="Requests in flight (openai backend)."),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible server URL (openai backend)."),
@@ -123,7 +154,7 @@ def run(
     model_option: list[str] = typer.Option([], "--model-option", "-o", help="KEY=VALUE passed to the backend, e.g. dtype=bfloat16, max_retries=3, timeout=60 (repeatable)."),
     judge: Optional[str] = typer.Option(None, "--judge", help="Judge model spec for judged tasks (CrossEval, writing)."),
     prompt_variants: int = typer.Option(1, "--prompt-variants", help="Run each task with N prompt templates and report the spread."),
-    seed: int = typer.Option(1234, "--seed", help="Seed for few-shot exemplar selection."),
+    seed: int = typer.Option(1234, "--seed", help="Seed for few-shot exemplar selection and --sample."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write results as JSON here."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
     save_every: int = typer.Option(64, "--save-every", min=1, help="Save finished model calls every N requests (a killed run loses at most N)."),
@@ -161,6 +192,9 @@ def run(
             raise CapevalError(
                 f"{flag} names tasks not being run: {', '.join(sorted(unknown))}", f"the run's tasks: {', '.join(names)}"
             )
+    strata = _parse_stratify(stratify, names)
+    if strata and sample is None:
+        raise CapevalError("--stratify only applies to --sample", "e.g. --sample 40 --stratify category")
     task_objs = [get_task(n, data=local.get(n), options=task_opts.get(n)) for n in names]
     judged = [t.name for t in task_objs if t.settings.get("judge")]
     if judged and not judge:
@@ -179,7 +213,7 @@ def run(
 
             results, summary = run_variants(
                 m, task_objs, config, prompt_variants, store=store, limit=limit, strict=strict,
-                model_spec=model, progress=not no_progress,
+                model_spec=model, progress=not no_progress, sample=sample, stratify=strata,
             )
             for r in results:
                 print_result(r)
@@ -189,6 +223,7 @@ def run(
             result = evaluate_tasks(
                 m, task_objs, config, store=store, limit=limit, strict=strict, model_spec=model,
                 progress=not no_progress, extra_config=extra, judge=judge_model, chunk_size=save_every,
+                sample=sample, stratify=strata,
             )
             print_result(result)
         for t in task_objs:

@@ -6,7 +6,7 @@ import json
 import logging
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Mapping, Sequence
 
 from capeval.analysis.stats import bootstrap_ci, small_sample_warning, wilson_interval
@@ -15,6 +15,7 @@ from capeval.models.fingerprint import identity_changes
 from capeval.prompting import PromptConfig
 from capeval.store import Store
 from capeval.tasks.base import ScoringContext, Task
+from capeval.tasks.subsets import Subset, choose_items
 from capeval.types import MetricResult, Request, Response, RunResult, Sample, Score
 
 # Requests per backend call: each chunk is saved before the next starts, so a killed run loses
@@ -141,10 +142,21 @@ class TaskPlan:
     prompts: list[str]
     requests: list[list[Request]]
     malformed: list[str] = field(default_factory=list)
+    subset: Subset | None = None  # set when not every item of the task is evaluated
+    warnings: list[str] = field(default_factory=list)
 
 
-def plan_task(task: Task, config: PromptConfig, limit: int | None = None, strict: bool = False) -> TaskPlan:
-    loaded = task.load(limit=limit, strict=strict)
+def plan_task(
+    task: Task,
+    config: PromptConfig,
+    limit: int | None = None,
+    strict: bool = False,
+    sample: int | None = None,
+    stratify: str | None = None,
+) -> TaskPlan:
+    """The task's items (all, the first `limit`, or a seeded sample of `sample` stratified by the
+    task's strata or the `stratify` field) with their prompts and requests."""
+    loaded, subset, warning = choose_items(task, limit=limit, sample=sample, seed=config.seed, stratify=stratify, strict=strict)
     k = task.shots if config.shots is None else config.shots
     pool: list[Sample] = []
     if k > 0:
@@ -156,7 +168,7 @@ def plan_task(task: Task, config: PromptConfig, limit: int | None = None, strict
         rendered = task.render(s, exemplars, config)
         prompts.append(rendered.text)
         reqs.append(task.requests(s, rendered, config))
-    return TaskPlan(task, loaded.samples, prompts, reqs, loaded.malformed)
+    return TaskPlan(task, loaded.samples, prompts, reqs, loaded.malformed, subset, [warning] if warning else [])
 
 
 def aggregate(task: str, scores: Sequence[Score], seed: int = 0, expected: Sequence[str] = ()) -> list[MetricResult]:
@@ -192,6 +204,19 @@ def aggregate(task: str, scores: Sequence[Score], seed: int = 0, expected: Seque
     return out
 
 
+def mark_subset(task: str, metrics: Sequence[MetricResult], subset: Subset | None) -> list[MetricResult]:
+    """Label each metric computed on a subset with the items it covers ("sample 40/80"): a
+    per-stratum row with its stratum's count, every other row with the task's."""
+    if subset is None:
+        return list(metrics)
+    out = []
+    for m in metrics:
+        group = m.task[len(task) + 1 :] if m.task.startswith(task + "/") else None
+        k, total = subset.per_stratum.get(group, (subset.n, subset.total)) if group else (subset.n, subset.total)
+        out.append(replace(m, subset=f"{subset.label} {k}/{total}"))
+    return out
+
+
 def evaluate_tasks(
     model: Model,
     tasks: Sequence[Task],
@@ -204,14 +229,23 @@ def evaluate_tasks(
     chunk_size: int = DEFAULT_CHUNK,
     extra_config: Mapping[str, Any] | None = None,
     judge: Model | None = None,
+    sample: int | None = None,
+    stratify: Mapping[str, str] | None = None,
 ) -> RunResult:
     """Run every task on one model: plan prompts, answer all calls through the store, score,
-    save every sample (prompt, raw output, extracted answer, scores) and aggregate with CIs."""
+    save every sample (prompt, raw output, extracted answer, scores) and aggregate with CIs.
+
+    `limit` takes the first N items (per subject on multi-subject tasks); `sample` a seeded sample
+    of N stratified by each task's strata, or by `stratify[task]`; the run config records which."""
     own_store = store is None
     store = store or Store()
     try:
-        plans = [plan_task(t, config, limit, strict) for t in tasks]
-        run_config = {"prompt": asdict(config), "limit": limit, **(extra_config or {})}
+        plans = [plan_task(t, config, limit, strict, sample, (stratify or {}).get(t.name)) for t in tasks]
+        subsets = {p.task.name: p.subset.to_config() for p in plans if p.subset is not None}
+        run_config = {
+            "prompt": asdict(config), "limit": limit, "sample": sample, "stratify": dict(stratify or {}),
+            "subsets": subsets, **(extra_config or {}),
+        }
         warnings: list[str] = []
         identity = getattr(model, "identity", None)
         if identity:
@@ -253,8 +287,9 @@ def evaluate_tasks(
                     f"{p.task.name}: {len(scores) - len(supported)} samples unsupported by this model "
                     "(e.g. need images or tools); left out of the metrics"
                 )
-            metrics.extend(aggregate(p.task.name, supported, expected=p.task.metrics))
-            metrics.extend(p.task.group_metrics(supported))
+            task_metrics = aggregate(p.task.name, supported, expected=p.task.metrics) + p.task.group_metrics(supported)
+            metrics.extend(mark_subset(p.task.name, task_metrics, p.subset))
+            warnings.extend(p.warnings)
             if p.malformed:
                 warnings.append(f"{p.task.name}: {len(p.malformed)} malformed rows skipped (first: {p.malformed[0]})")
             if not p.samples:

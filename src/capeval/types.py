@@ -155,7 +155,10 @@ class Score:
 
 @dataclass(frozen=True)
 class MetricResult:
-    """An aggregate metric with its bootstrap 95% confidence interval."""
+    """An aggregate metric with its bootstrap 95% confidence interval.
+
+    `subset` says which items it was computed on when they are not all of the task's (or
+    group's): "sample 40/80" (a seeded stratified sample) or "first 20/80" (--limit)."""
 
     task: str
     metric: str
@@ -165,6 +168,7 @@ class MetricResult:
     n: int
     unparsed_rate: float = 0.0
     warning: str | None = None
+    subset: str | None = None
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,9 @@ def compare(
     db: Optional[Path] = typer.Option(None, help=DB_HELP),
     csv: Optional[Path] = typer.Option(None, help="Per-item scores CSV instead of the store: " + tables.SCORES_CSV_HELP),
     json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
+    allow_different_subsets: bool = typer.Option(
+        False, "--allow-different-subsets", help="Compare runs that evaluated different items of a task (paired on the shared ones)."
+    ),
 ) -> None:
     """Is A better than B? Paired test per task on the items both runs scored.
 
@@ -91,6 +94,8 @@ def compare(
     for t in tasks_:
         if t not in shared:
             raise CapevalError(f"task '{t}' is not in both runs", f"shared tasks: {', '.join(shared) or 'none'}")
+    if not allow_different_subsets:
+        tables.check_same_items([a, b], tasks_)
     results = []
     for t in tasks_:
         m = a.primary(t, metric)
@@ -125,6 +130,9 @@ def headline(
     resamples: int = typer.Option(1000),
     seed: int = typer.Option(0),
     json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
+    allow_different_subsets: bool = typer.Option(
+        False, "--allow-different-subsets", help="Put side by side runs that evaluated different items of a task."
+    ),
 ) -> None:
     """One number per run: the mean over tasks of each task's primary metric, with a 95% CI.
 
@@ -141,13 +149,20 @@ def headline(
         if not sep or not task_name or not metric_name:
             raise CapevalError(f"--primary expects TASK=METRIC, got '{spec}'")
         chosen[task_name] = metric_name
-    for rs in _runs_or_models(runs, db, csv):
+    loaded = _runs_or_models(runs, db, csv)
+    if not allow_different_subsets:
+        tables.check_same_items(loaded, list(dict.fromkeys(t for rs in loaded for t in rs.metrics)))
+    notes = []
+    for rs in loaded:
+        notes += [f"{rs.name} {t}: {how}" for t, how in rs.selection.items() if not how.startswith("all ")]
         metrics = {t: rs.primary(t, chosen.get(t)) for t in rs.metrics}
         per_task = {t: list(rs.per_item(t, metrics[t]).values()) for t in rs.metrics}
         h = headline_score(per_task, n_resamples=resamples, seed=seed, metrics=metrics)
         out[rs.name] = h
         tbl.add_row(rs.name, rs.model, f"{h.value:.3f}", _ci(h.ci_low, h.ci_high), str(h.n_tasks), str(h.n_items))
     console.print(tbl)
+    for note in notes:
+        console.print(f"[cyan]subset[/] {note}")
     _write_json(json_path, out)
 
 

@@ -35,6 +35,8 @@ class RunScores:
     metrics: dict[str, list[str]] = field(default_factory=dict)  # task -> metric names, primary first
     values: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     capability: dict[tuple[str, str], str] = field(default_factory=dict)  # (task, sample id) -> capability
+    items: dict[str, frozenset[str]] = field(default_factory=dict)  # task -> ids of the items the run evaluated
+    selection: dict[str, str] = field(default_factory=dict)  # task -> how those items were chosen (for messages)
 
     def add(self, task: str, sample_id: str, metric: str, value: float) -> None:
         names = self.metrics.setdefault(task, [])
@@ -79,10 +81,14 @@ def load_run_scores(store: Any, run_id: str) -> RunScores:
     # rowid order is insertion order, i.e. the order the scorer listed its metrics
     for r in store.query("SELECT task, sample_id, metric, value FROM scores WHERE run_id = ? ORDER BY rowid", (rid,)):
         rs.add(r["task"], r["sample_id"], r["metric"], float(r["value"]))
+    items: dict[str, set[str]] = {}
     for r in store.query("SELECT task, sample_id, metadata FROM samples WHERE run_id = ?", (rid,)):
+        items.setdefault(r["task"], set()).add(r["sample_id"])
         meta = json.loads(r["metadata"]) if r["metadata"] else {}
         if isinstance(meta, dict) and meta.get("capability"):
             rs.capability[(r["task"], r["sample_id"])] = str(meta["capability"])
+    rs.items = {t: frozenset(ids) for t, ids in items.items()}
+    rs.selection = {t: _selection(result.config if result else {}, t, len(ids)) for t, ids in items.items()}
     # results may list aggregate-only metrics (macro means, per-group breakdowns) that have no
     # per-item values: the analyses need items, so keep only metrics scored per item
     rs.metrics = {
@@ -91,6 +97,36 @@ def load_run_scores(store: Any, run_id: str) -> RunScores:
     if not rs.values:
         raise TableError(f"run {rid} has no scores", "was it interrupted? re-run it to finish scoring")
     return rs
+
+
+def _selection(config: Mapping[str, Any], task: str, n_items: int) -> str:
+    """How a run chose a task's items, from its config: "stratified sample: 40 of 80 items (...)"."""
+    from capeval.tasks.subsets import Subset
+
+    subset = (config.get("subsets") or {}).get(task)
+    if subset:
+        return Subset.from_config(subset).describe()
+    if config.get("limit") is not None and "subsets" not in config:  # runs recorded before subsets were
+        return f"--limit {config['limit']}: {n_items} items"
+    return f"all {n_items} items"
+
+
+class SubsetMismatchError(TableError):
+    """Runs that evaluated different items of a task, compared without --allow-different-subsets."""
+
+
+def check_same_items(runs: Sequence[RunScores], tasks: Sequence[str]) -> None:
+    """Refuse runs that evaluated different items of a shared task: their numbers describe
+    different subsets (a --limit, another --sample size or seed), not different models."""
+    for t in tasks:
+        having = [rs for rs in runs if t in rs.items]
+        if len({rs.items[t] for rs in having}) > 1:
+            how = "; ".join(f"{rs.name} {rs.selection.get(t, '')}" for rs in having)
+            raise SubsetMismatchError(
+                f"runs evaluated different items of {t} ({how})",
+                "re-run them with the same --sample N --seed S (or both in full), "
+                "or pass --allow-different-subsets to compare them anyway",
+            )
 
 
 def _read_csv(path: str | Path) -> list[dict[str, str]]:

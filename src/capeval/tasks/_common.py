@@ -116,6 +116,7 @@ class SubjectTask(FewShotTask):
     subject_names: Mapping[str, str] = field(default_factory=dict)
     sampler: Literal["first_n", "seeded"] = "seeded"
     holdout_first: int = 0
+    strata: str | None = "subject"
     _heldout: dict[str, list[Sample]] = field(default_factory=dict, init=False, repr=False, compare=False)
     _by_subject: tuple[tuple[int, int], dict[Any, list[Sample]]] | None = field(
         default=None, init=False, repr=False, compare=False

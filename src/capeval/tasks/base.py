@@ -80,6 +80,9 @@ class Task:
     # Paraphrased prompt layouts for prompt-sensitivity runs: PromptConfig.variant i > 0 uses
     # variants[i - 1] in place of `layout` (variant 0 is the default prompt).
     variants: tuple[PromptLayout, ...] = ()
+    # The Sample.metadata key naming each item's subject or category: what `--sample` stratifies by
+    # and what `--limit` is checked against (None: the task is one stratum).
+    strata: str | None = None
     # Evaluate only these sample ids of `split` (None: all); `limit` then counts the kept ones.
     only_ids: frozenset[str] | None = field(default=None, repr=False)
 
@@ -249,6 +252,7 @@ class Task:
             "metrics": ", ".join(self.metrics),
             "capabilities": ", ".join(self.capabilities),
             "description": self.description,
+            **({"strata": self.strata} if self.strata else {}),
             **({"prompt variants": self.n_variants} if self.variants else {}),
             **self.settings,
         }

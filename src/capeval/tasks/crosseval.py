@@ -342,6 +342,7 @@ def crosseval(data: str | None = None) -> Task:
         metrics=("score_100", "rating"),
         description="CrossEval: 1,400 prompts over 7 individual + 7 cross capabilities, LLM-judged 1-100",
         row_to_sample_fn=_row_to_sample(root),
+        strata="capability",
         settings={"judge": "crosseval (multi-reference, 3 refs)", "breakdown": BreakdownPrinter("crosseval", crosseval_breakdown)},
         data_root=root,
     )

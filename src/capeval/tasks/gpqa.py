@@ -93,6 +93,7 @@ def _gpqa(name: str, data: str | None) -> GpqaTask:
         capabilities=("Knowledge", "Reasoning"),
         description=f"GPQA {name.split('_')[1]} (0-shot; choices shuffled with a fixed seed per item)",
         row_to_sample_fn=gpqa_row,
+        strata="domain",
         settings={"gated": "yes (hub terms)", "choice order": f"shuffled, seed {SHUFFLE_SEED} + Record ID"},
     )
 

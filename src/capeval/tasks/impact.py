@@ -169,5 +169,6 @@ def impact(data: str | None = None) -> Task:
         metrics=tuple(WRITING_RECIPES),
         description="INSTRUCTEVAL IMPACT writing: 200 prompts, judge rates relevance and coherence 1-5",
         row_to_sample_fn=row_to_sample,
+        strata="category",
         settings={"judge": "writing_relevance + writing_coherence (1-5)", "breakdown": BreakdownPrinter("impact", impact_breakdown)},
     )

@@ -21,6 +21,7 @@ scorer: exact_match                 # mc_loglikelihood, mc_generate, exact_match
 metrics: [acc, acc_norm]
 capabilities: [Reasoning]
 metadata: {subject: "{{ subject }}"}
+strata: subject                     # the metadata key (or row field) --sample stratifies by
 ```
 """
 
@@ -42,7 +43,7 @@ KNOWN_KEYS = {
     "name", "description", "source", "split", "fewshot_split", "shots", "output_type", "mc_mode",
     "choice_format", "id", "question", "choices", "target", "answer", "rationale", "answer_prefix",
     "target_delimiter", "fewshot_delimiter", "instruction", "generation", "scorer", "metrics",
-    "capabilities", "metadata", "repeats",
+    "capabilities", "metadata", "repeats", "strata",
 }
 REQUIRED_KEYS = ("name", "source", "question", "target")
 
@@ -212,6 +213,7 @@ def build_task(spec: Mapping[str, Any], data: str | None = None) -> Task:
         row_to_sample_fn=row_to_sample,
         answer_fn=answer_fn if answer_t is not None else None,
         settings={"spec": str(path)},
+        strata=str(spec["strata"]) if spec.get("strata") else None,
     )
 
 

@@ -20,6 +20,7 @@ from capeval.report.sections.base import (
     task_samples_anchor,
     task_scale,
 )
+from capeval.tasks.subsets import Subset
 
 
 def headline_section(runs: Sequence[RunRecord]) -> Section:
@@ -67,11 +68,17 @@ def tasks_section(runs: Sequence[RunRecord]) -> Section:
     )
     tasks = list(dict.fromkeys(t for r in runs for t in r.result.tasks))
     for t in tasks:
-        table = Table(t, ["model", "metric", "value", "95% CI", "n", "unparsed", "note"], [])
+        # "items" (e.g. "sample 40/80") appears when a run computed the task's metrics on a subset
+        subset = any(m.subset for r in runs for m in r.result.metrics if m.task == t)
+        columns = ["model", "metric", "value", "95% CI", "n", *(["items"] if subset else []), "unparsed", "note"]
+        table = Table(t, columns, [])
         chart_rows: list[svg.Interval] = []
         for r in runs:
             if t not in r.result.tasks:
                 continue
+            how = (r.result.config.get("subsets") or {}).get(t)
+            if how:
+                sec.notes.append(f"{r.label}: {t} was evaluated on a {Subset.from_config(how).describe()}")
             for m in r.result.metrics:
                 if m.task != t:
                     continue
@@ -83,6 +90,7 @@ def tasks_section(runs: Sequence[RunRecord]) -> Section:
                         num(shown(m.value, scale), digits(m.metric, scale)),
                         ci(shown(m.ci_low, scale), shown(m.ci_high, scale), digits(m.metric, scale)),
                         Cell(str(m.n), cls="num"),
+                        *([Cell(m.subset or "all", cls="warn" if m.subset else "")] if subset else []),
                         Cell(f"{m.unparsed_rate * 100:.1f}%", cls="num warn" if m.unparsed_rate > 0.1 else "num"),
                         Cell(m.warning or "", cls="warn" if m.warning else ""),
                     ]
@@ -169,6 +177,8 @@ def comparisons_section(runs: Sequence[RunRecord], seed: int = 0, n_resamples: i
                 )
                 better = a.label if c.diff > 0 else b.label
                 verdict = f"{better} is better" if c.significant else "no significant difference"
+                if c.n_only_a or c.n_only_b:
+                    verdict += f" (runs evaluated different items: {c.n} shared, {c.n_only_a + c.n_only_b} left out)"
                 table.rows.append(
                     [
                         Cell(t),
