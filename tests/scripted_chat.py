@@ -11,7 +11,10 @@ import json
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 # rule(model name, chat messages as dicts) -> the assistant's text
 Rule = Callable[[str, list[dict[str, str]]], str]
@@ -56,7 +59,7 @@ class ScriptedChatServer:
         self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def __enter__(self) -> ScriptedChatServer:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

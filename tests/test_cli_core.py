@@ -10,7 +10,7 @@ from capeval.types import MetricResult, RunResult, Score
 
 
 def capeval(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "capeval", *args], capture_output=True, text=True, timeout=120, env=env)
+    return subprocess.run([sys.executable, "-m", "capeval", *args], capture_output=True, text=True, timeout=120, env=env, check=False)
 
 
 def test_tasks_lists_builtin_tasks():

@@ -8,7 +8,7 @@ import math
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -135,27 +135,27 @@ def _parse_stratify(items: list[str], names: list[str]) -> dict[str, str]:
 
 def run(
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Model spec: bundled name, hf:PATH, openai:NAME, vllm:PATH."),
-    tasks: Optional[str] = typer.Option(None, "--tasks", "-t", help=f"Comma-separated tasks or suites (default: {DEFAULT_TASKS})."),
-    shots: Optional[int] = typer.Option(None, "--shots", "-k", help="Few-shot exemplars (default: each task's own)."),
+    tasks: str | None = typer.Option(None, "--tasks", "-t", help=f"Comma-separated tasks or suites (default: {DEFAULT_TASKS})."),
+    shots: int | None = typer.Option(None, "--shots", "-k", help="Few-shot exemplars (default: each task's own)."),
     cot: bool = typer.Option(False, "--cot", help="Chain of thought: rationale exemplars or 'Let's think step by step'."),
-    system: Optional[str] = typer.Option(None, "--system", help="System / role prompt, the same for every model."),
+    system: str | None = typer.Option(None, "--system", help="System / role prompt, the same for every model."),
     chat: bool = typer.Option(False, "--chat", help="Send chat messages through the model's chat template."),
-    limit: Optional[int] = typer.Option(None, "--limit", "-n", help="The first N samples of each task (per subject for MMLU, CMMLU, C-Eval, BBH, MATH, HHH), as lm-eval; warns when they leave categories out."),
+    limit: int | None = typer.Option(None, "--limit", "-n", help="The first N samples of each task (per subject for MMLU, CMMLU, C-Eval, BBH, MATH, HHH), as lm-eval; warns when they leave categories out."),
     sample: int | None = typer.Option(None, "--sample", help="A seeded sample of N items per task (--seed), stratified by the task's subjects or categories; the same items for every model."),
     stratify: list[str] = typer.Option([], "--stratify", help="FIELD or TASK=FIELD: stratify --sample by this item field (default: the task's subject/category; repeatable)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Backend batch size."),
-    concurrency: Optional[int] = typer.Option(None, "--concurrency", "-c", help="Requests in flight (openai backend)."),
-    base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible server URL (openai backend)."),
-    db: Optional[Path] = typer.Option(None, "--db", help="SQLite store (default: $CAPEVAL_DB or the user data dir)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", "-b", help="Backend batch size."),
+    concurrency: int | None = typer.Option(None, "--concurrency", "-c", help="Requests in flight (openai backend)."),
+    base_url: str | None = typer.Option(None, "--base-url", help="OpenAI-compatible server URL (openai backend)."),
+    db: Path | None = typer.Option(None, "--db", help="SQLite store (default: $CAPEVAL_DB or the user data dir)."),
     include_path: list[Path] = typer.Option([], "--include-path", help="Folder of YAML task specs (repeatable)."),
     data: list[str] = typer.Option([], "--data", help="TASK=PATH: read TASK from a local file/folder (repeatable)."),
     task_option: list[str] = typer.Option([], "--task-option", help="TASK.KEY=VALUE passed to the task, e.g. humaneval.n_samples=10, 'humaneval.k_values=[1,10]' (repeatable; `capeval tasks` lists the tasks)."),
     strict: bool = typer.Option(False, "--strict", help="Fail on the first malformed dataset row."),
     model_option: list[str] = typer.Option([], "--model-option", "-o", help="KEY=VALUE passed to the backend, e.g. dtype=bfloat16, max_retries=3, timeout=60 (repeatable)."),
-    judge: Optional[str] = typer.Option(None, "--judge", help="Judge model spec for judged tasks (CrossEval, writing)."),
+    judge: str | None = typer.Option(None, "--judge", help="Judge model spec for judged tasks (CrossEval, writing)."),
     prompt_variants: int = typer.Option(1, "--prompt-variants", help="Run each task with N prompt templates and report the spread."),
     seed: int = typer.Option(1234, "--seed", help="Seed for few-shot exemplar selection and --sample."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write results as JSON here."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write results as JSON here."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
     save_every: int = typer.Option(64, "--save-every", min=1, help="Save finished model calls every N requests (a killed run loses at most N)."),
 ) -> None:
@@ -305,7 +305,7 @@ def models_cmd() -> None:
 
 @runs_app.command("list")
 def runs_list(
-    db: Optional[Path] = typer.Option(None, "--db"),
+    db: Path | None = typer.Option(None, "--db"),
     limit: int = typer.Option(50, "--limit"),
 ) -> None:
     """Stored runs, newest first."""
@@ -328,7 +328,7 @@ def runs_list(
 @runs_app.command("show")
 def runs_show(
     run_id: str = typer.Argument(..., help="Run id (a unique prefix is enough)."),
-    db: Optional[Path] = typer.Option(None, "--db"),
+    db: Path | None = typer.Option(None, "--db"),
     samples: int = typer.Option(3, "--samples", help="Show this many samples per task."),
 ) -> None:
     """A run's results table and its first samples (prompt, output, extracted answer, scores)."""
@@ -358,7 +358,7 @@ def runs_show(
 def runs_export(
     run_id: str = typer.Argument(..., help="Run id (a unique prefix is enough)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output file: .jsonl or .csv."),
-    db: Optional[Path] = typer.Option(None, "--db"),
+    db: Path | None = typer.Option(None, "--db"),
 ) -> None:
     """Every sample of a run (prompt, response, extracted answer, target, scores) as JSONL or CSV."""
     from capeval.store import Store

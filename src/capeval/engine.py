@@ -6,8 +6,9 @@ import json
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from capeval.analysis.stats import bootstrap_ci, small_sample_warning, wilson_interval
 from capeval.models.base import Model
@@ -17,6 +18,9 @@ from capeval.store import Store
 from capeval.tasks.base import ScoringContext, Task
 from capeval.tasks.subsets import Subset, choose_items
 from capeval.types import MetricResult, Request, Response, RunResult, Sample, Score
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 # Requests per backend call: each chunk is saved before the next starts, so a killed run loses
 # at most one chunk; big enough for the backend to batch well.
@@ -40,15 +44,17 @@ class Progress:
         self.enabled = enabled
         self._progress: Any = None
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Self:
         if self.enabled:
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
-                Progress as RichProgress,
                 TextColumn,
                 TimeElapsedColumn,
                 TimeRemainingColumn,
+            )
+            from rich.progress import (
+                Progress as RichProgress,
             )
 
             self._progress = RichProgress(
@@ -220,7 +226,7 @@ def mark_subset(task: str, metrics: Sequence[MetricResult], subset: Subset | Non
 def evaluate_tasks(
     model: Model,
     tasks: Sequence[Task],
-    config: PromptConfig = PromptConfig(),
+    config: PromptConfig | None = None,
     store: Store | None = None,
     limit: int | None = None,
     strict: bool = False,
@@ -237,6 +243,7 @@ def evaluate_tasks(
 
     `limit` takes the first N items (per subject on multi-subject tasks); `sample` a seeded sample
     of N stratified by each task's strata, or by `stratify[task]`; the run config records which."""
+    config = config or PromptConfig()
     own_store = store is None
     store = store or Store()
     try:
@@ -313,7 +320,7 @@ def evaluate_tasks(
             store.close()
 
 
-def changed_model_warning(store: Store, identity: Mapping[str, Any]) -> str | None:
+def changed_model_warning(store: Store, identity: dict[str, Any]) -> str | None:
     """"the model at DIR changed since run X: ..." when the latest run of the same model (same
     `base_id`: path or hub id, dtype and options) saw other files or another hub commit; None when
     it saw the same, or there is none."""

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 from capeval.errors import StoreError
 
@@ -120,7 +121,7 @@ class Response:
         return json.dumps(d, ensure_ascii=False)
 
     @classmethod
-    def from_json(cls, s: str, cached: bool = True) -> "Response":
+    def from_json(cls, s: str, cached: bool = True) -> Response:
         """Read a stored response; rows written before format versions (no `format_version`) are format 0,
         which has the same fields."""
         d = json.loads(s)

@@ -239,9 +239,24 @@ def test_entity_state_is_read_at_its_last_token(smollm2):
     # and batching (padding) changes nothing
     texts, ends = entity_prompts(["Ada Lovelace", "Isaac Newton"], "{entity} was born in the year")
     inside = smollm2.hidden_states(texts, ends)
-    np.testing.assert_allclose(inside, alone, atol=1e-4)
+    assert_close_to_layer_scale(inside, alone)
     single = smollm2.hidden_states(["Isaac Newton"])
-    np.testing.assert_allclose(single[:, 0], alone[:, 1], atol=1e-4)
+    assert_close_to_layer_scale(single[:, 0], alone[:, 1])
+    # the check can fail: another entity's state is far off on that scale
+    with pytest.raises(AssertionError):
+        assert_close_to_layer_scale(single[:, 0], alone[:, 0])
+
+
+def assert_close_to_layer_scale(got: np.ndarray, want: np.ndarray, rtol: float = 1e-5) -> None:
+    """Equal up to float32 rounding: every element within rtol of its layer's largest |value|.
+
+    Hidden states reach ~10^2-10^3 in later layers, where batch shape and thread scheduling move the
+    last float32 digits (213.05571 vs 213.05559); a tolerance on the layer's scale holds for both the
+    small embedding layer and those, and elements near zero are not held to a relative tolerance of
+    their own tiny size."""
+    scale = np.abs(want).reshape(want.shape[0], -1).max(axis=1)  # one scale per layer
+    diff = np.abs(got - want).reshape(want.shape[0], -1).max(axis=1)
+    assert (diff <= rtol * scale).all(), f"max |diff| / layer scale per layer: {diff / scale}"
 
 
 @pytest.mark.slow

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import re
+
 import pytest
-from scripted_chat import ScriptedChatServer  # tests/ is on sys.path (rootdir conftest)
 
 from capeval.errors import CapevalError
 from capeval.judge.mtbench import generate_answers, load_questions, run_mtbench
 from capeval.models import load_model
+from scripted_chat import ScriptedChatServer  # tests/ is on sys.path (rootdir conftest)
 
 IDS = (81, 82, 101, 121)  # writing, writing, reasoning, coding
 TAG = re.compile(r"(Answer|Baseline) (\d+)\.(\d)")

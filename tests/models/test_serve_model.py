@@ -78,7 +78,7 @@ def test_echo_logprobs_score_the_prompt(srv, smollm2):
     assert lp["token_logprobs"][0] is None and all(x < 0 for x in lp["token_logprobs"][1:])
     assert lp["text_offset"][-1] == len(context) and lp["tokens"][-1] == answer
     (direct,) = smollm2.loglikelihood([Request("loglikelihood", context, continuations=(answer,))])
-    assert lp["token_logprobs"][-1] == pytest.approx(direct.logprobs[0], abs=1e-3)
+    assert lp["token_logprobs"][-1] == pytest.approx(direct.logprobs[0], rel=1e-5, abs=1e-3)
     # " Paris" is SmolLM2's greedy continuation here, so it is its own top alternative
     assert direct.is_greedy[0] and lp["top_logprobs"][-1] == {answer: lp["token_logprobs"][-1]}
 
@@ -113,7 +113,7 @@ def test_any_model_is_scored_piece_by_piece(smollm2):
             json={"prompt": "The capital of France is Paris", "echo": True, "logprobs": 1, "max_tokens": 0},
         ).json()["choices"][0]["logprobs"]
     for d, r in zip(direct, remote):
-        assert r.logprobs == pytest.approx(d.logprobs, abs=2e-3)  # the chain rule over pieces
+        assert r.logprobs == pytest.approx(d.logprobs, rel=1e-5, abs=2e-3)  # the chain rule over pieces
         assert r.is_greedy == d.is_greedy
     assert calls == 4  # one scoring call per continuation
     assert echoed["tokens"] == ["The", " capital", " of", " France", " is", " Paris"]
@@ -173,13 +173,11 @@ def test_server_answers_while_the_model_works(srv):
     worker.start()
     while srv.app.state.stats.model_calls == 0:
         time.sleep(0.01)
-    start = time.monotonic()
-    listed = httpx.get(f"{srv.base_url}/models", timeout=5)
-    waited = time.monotonic() - start
+    listed = httpx.get(f"{srv.base_url}/models", timeout=30)
+    # /models answered while the generation was still in flight (no wall-clock bound: load varies)
     still_generating = srv.app.state.stats.in_flight == 1
     worker.join()
     assert listed.status_code == 200 and still_generating
-    assert waited < 1.0  # generating 60 tokens takes seconds
     assert done["r"].json()["usage"]["completion_tokens"] > 20
 
 
@@ -274,7 +272,7 @@ def test_choices_sharing_a_question_reuse_its_kv_cache(srv, smollm2):
     remote = load_model(f"openai:{SERVED}@{srv.base_url}", concurrency=1).loglikelihood(reqs)
     direct = smollm2.loglikelihood(reqs)
     for d, r in zip(direct, remote):
-        assert r.logprobs == pytest.approx(d.logprobs, abs=1e-3)
+        assert r.logprobs == pytest.approx(d.logprobs, rel=1e-5, abs=1e-3)
         assert r.is_greedy == d.is_greedy
     # the same choice wins as when the model is called directly
     assert [max(range(3), key=r.logprobs.__getitem__) for r in remote] == [max(range(3), key=d.logprobs.__getitem__) for d in direct]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from math import comb
 
 import pytest
 
+from capeval.errors import CapevalError
 from capeval.scoring import metrics
 from capeval.scoring.metrics import (
     drop_em_f1,
@@ -72,6 +74,11 @@ def test_drop_takes_the_best_alternative_answer() -> None:
         ("(1,2)", "\\left( 1, 2 \\right)", True),
         ("5\\text{ cm}", "5", True),
         ("5", "6", False),
+        ("\\frac{2}{4}", "0.5", True),
+        ("\\sqrt{8}", "2\\sqrt{2}", True),
+        ("\\pi/2", "\\frac{\\pi}{2}", True),
+        ("-\\frac{1}{2}", "\\frac{1}{2}", False),
+        ("\\frac{1}{", "\\frac{1}{2}", False),
         ("\\frac{1}{3}", "0.33", False),
         (None, "3", False),
     ],
@@ -80,13 +87,14 @@ def test_math_equivalent(pred, gold, same: bool) -> None:
     assert math_equivalent(pred, gold) is same
 
 
-@pytest.mark.parametrize(
-    "pred,gold,same",
-    [("\\frac{2}{4}", "0.5", True), ("\\sqrt{8}", "2\\sqrt{2}", True), ("3", "2", False), ("\\pi/2", "\\frac{\\pi}{2}", True)],
-)
-def test_math_equivalent_without_math_verify(monkeypatch, pred: str, gold: str, same: bool) -> None:
-    monkeypatch.setattr(metrics, "_math_verify", lambda p, g: None)
-    assert math_equivalent(pred, gold) is same
+def test_math_grader_is_math_verify_and_required(monkeypatch) -> None:
+    from importlib import metadata
+
+    assert metrics.math_grader() == f"math-verify {metadata.version('math-verify')}"
+    # without math-verify there is no second grader to fall back to: one clear error
+    monkeypatch.setitem(sys.modules, "math_verify", None)
+    with pytest.raises(CapevalError, match="math-verify, is not installed"):
+        math_equivalent("\\frac{2}{4}", "0.5")
 
 
 @pytest.mark.parametrize(

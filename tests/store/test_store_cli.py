@@ -16,7 +16,7 @@ from capeval.store import Store, latest_version
 
 def capeval(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "400"}  # rich would wrap a long path at 80 columns
-    return subprocess.run([sys.executable, "-m", "capeval", *args], capture_output=True, text=True, timeout=120, env=env)
+    return subprocess.run([sys.executable, "-m", "capeval", *args], capture_output=True, text=True, timeout=120, env=env, check=False)
 
 
 def assert_one_line_error(out: subprocess.CompletedProcess, message: str, hint: str) -> None:
@@ -78,14 +78,14 @@ def make_read_only(path: Path) -> bool:
     """Read-only for this user: chmod for a normal user; root ignores modes, so the immutable flag."""
     if os.geteuid() != 0:
         path.chmod(0o555 if path.is_dir() else 0o444)
-    elif shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode:
+    elif shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)], capture_output=True, check=False).returncode:
         return False
     return not os.access(path, os.W_OK)
 
 
 def make_writable(path: Path) -> None:
     if os.geteuid() == 0:
-        subprocess.run(["chattr", "-i", str(path)], capture_output=True)
+        subprocess.run(["chattr", "-i", str(path)], capture_output=True, check=False)
     path.chmod(0o755 if path.is_dir() else 0o644)
 
 

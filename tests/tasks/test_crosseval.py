@@ -10,7 +10,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from scripted_chat import ScriptedChatServer
 
 from capeval.engine import evaluate_tasks
 from capeval.errors import CapevalError
@@ -18,6 +17,7 @@ from capeval.models import load_model
 from capeval.tasks import get_task
 from capeval.tasks.crosseval import CrossEvalTask, crosseval_breakdown, read_references
 from capeval.types import GenerationParams
+from scripted_chat import ScriptedChatServer
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "crosseval"
 CASE = re.compile(r"\(case: (\w+)\)")

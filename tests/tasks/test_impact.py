@@ -7,13 +7,13 @@ import re
 from pathlib import Path
 
 import pytest
-from scripted_chat import ScriptedChatServer
 
 from capeval.engine import evaluate_tasks
 from capeval.errors import CapevalError
 from capeval.models import load_model
 from capeval.tasks import get_task
 from capeval.tasks.impact import category_of
+from scripted_chat import ScriptedChatServer
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "impact"
 CASE = re.compile(r"\(case: (rel\w+) (coh\w+)\)")

@@ -7,7 +7,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -36,7 +36,7 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def _write_json(path: Optional[Path], payload: Any) -> None:
+def _write_json(path: Path | None, payload: Any) -> None:
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(_jsonable(payload), indent=2, ensure_ascii=False))
@@ -47,14 +47,14 @@ def _ci(lo: float, hi: float, digits: int = 3) -> str:
     return f"[{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
-def _store(db: Optional[Path]) -> Any:
+def _store(db: Path | None) -> Any:
     from capeval.store.db import default_db_path
 
     path = db if db is not None else default_db_path()
     return tables.open_store(path)
 
 
-def _runs_or_models(names: Sequence[str], db: Optional[Path], csv: Optional[Path]) -> list[tables.RunScores]:
+def _runs_or_models(names: Sequence[str], db: Path | None, csv: Path | None) -> list[tables.RunScores]:
     if csv is not None:
         by_model = tables.read_scores_csv(csv)
         missing = [n for n in names if n not in by_model]
@@ -68,14 +68,14 @@ def _runs_or_models(names: Sequence[str], db: Optional[Path], csv: Optional[Path
 def compare(
     run_a: str = typer.Argument(..., help="Run id (prefix ok), or a model name with --csv."),
     run_b: str = typer.Argument(..., help="Run id (prefix ok), or a model name with --csv."),
-    task: Optional[list[str]] = typer.Option(None, "--task", "-t", help="Task(s) to compare (default: all shared)."),
-    metric: Optional[str] = typer.Option(None, help="Metric (default: each task's primary, its first metric)."),
+    task: list[str] | None = typer.Option(None, "--task", "-t", help="Task(s) to compare (default: all shared)."),
+    metric: str | None = typer.Option(None, help="Metric (default: each task's primary, its first metric)."),
     test: str = typer.Option("permutation", help="permutation (sign flips) or bootstrap."),
     resamples: int = typer.Option(10000, help="Resamples for the test and the CI."),
     seed: int = typer.Option(0),
-    db: Optional[Path] = typer.Option(None, help=DB_HELP),
-    csv: Optional[Path] = typer.Option(None, help="Per-item scores CSV instead of the store: " + tables.SCORES_CSV_HELP),
-    json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
+    db: Path | None = typer.Option(None, help=DB_HELP),
+    csv: Path | None = typer.Option(None, help="Per-item scores CSV instead of the store: " + tables.SCORES_CSV_HELP),
+    json_path: Path | None = typer.Option(None, "--json", help=JSON_HELP),
     allow_different_subsets: bool = typer.Option(
         False, "--allow-different-subsets", help="Compare runs that evaluated different items of a task (paired on the shared ones)."
     ),
@@ -122,14 +122,14 @@ def compare(
 
 def headline(
     runs: list[str] = typer.Argument(..., help="Run ids (or model names with --csv)."),
-    db: Optional[Path] = typer.Option(None, help=DB_HELP),
-    csv: Optional[Path] = typer.Option(None, help="Per-item scores CSV: " + tables.SCORES_CSV_HELP),
-    primary: Optional[list[str]] = typer.Option(
+    db: Path | None = typer.Option(None, help=DB_HELP),
+    csv: Path | None = typer.Option(None, help="Per-item scores CSV: " + tables.SCORES_CSV_HELP),
+    primary: list[str] | None = typer.Option(
         None, help="TASK=METRIC: summarise TASK by METRIC instead of its first metric (repeatable)."
     ),
     resamples: int = typer.Option(1000),
     seed: int = typer.Option(0),
-    json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
+    json_path: Path | None = typer.Option(None, "--json", help=JSON_HELP),
     allow_different_subsets: bool = typer.Option(
         False, "--allow-different-subsets", help="Put side by side runs that evaluated different items of a task."
     ),
@@ -167,13 +167,13 @@ def headline(
 
 
 def weakest_link_cmd(
-    run: Optional[list[str]] = typer.Option(None, "--run", help="Run id(s) in the store; repeat for several models."),
-    csv: Optional[Path] = typer.Option(None, help=tables.SCORES_CSV_HELP),
+    run: list[str] | None = typer.Option(None, "--run", help="Run id(s) in the store; repeat for several models."),
+    csv: Path | None = typer.Option(None, help=tables.SCORES_CSV_HELP),
     threshold: float = typer.Option(3.0, help="Points (1-100 scale) by which the two parts must differ."),
     scale: str = typer.Option("auto", help="Scale of stored scores: auto, 0-1, 1-5 or 1-100."),
-    metric: Optional[str] = typer.Option(None, help="Metric to use (default: each task's primary)."),
-    db: Optional[Path] = typer.Option(None, help=DB_HELP),
-    json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
+    metric: str | None = typer.Option(None, help="Metric to use (default: each task's primary)."),
+    db: Path | None = typer.Option(None, help=DB_HELP),
+    json_path: Path | None = typer.Option(None, "--json", help=JSON_HELP),
 ) -> None:
     """Law of the Weakest Link (CrossEval): cross capability scores vs their two parts.
 
@@ -214,14 +214,14 @@ def weakest_link_cmd(
 
 
 def arena_cmd(
-    db: Optional[Path] = typer.Option(None, help=DB_HELP + " Battles come from its pairwise_votes table."),
-    csv: Optional[Path] = typer.Option(None, help=tables.BATTLES_CSV_HELP),
-    source: Optional[str] = typer.Option(None, help="Only votes from this source (e.g. human, or a judge)."),
+    db: Path | None = typer.Option(None, help=DB_HELP + " Battles come from its pairwise_votes table."),
+    csv: Path | None = typer.Option(None, help=tables.BATTLES_CSV_HELP),
+    source: str | None = typer.Option(None, help="Only votes from this source (e.g. human, or a judge)."),
     bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the 95% CIs."),
     seed: int = typer.Option(0),
-    anchor: Optional[str] = typer.Option(None, help="Model pinned at --anchor-rating (default: mean at 1000)."),
+    anchor: str | None = typer.Option(None, help="Model pinned at --anchor-rating (default: mean at 1000)."),
     anchor_rating: float = typer.Option(1000.0),
-    json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
+    json_path: Path | None = typer.Option(None, "--json", help=JSON_HELP),
 ) -> None:
     """Arena leaderboard: Bradley-Terry ratings as Chatbot Arena computes them, with 95% CIs.
 
@@ -263,18 +263,18 @@ contamination_app = typer.Typer(help="Contamination checks: split gap, perturbed
 def contamination_gap(
     public: str = typer.Option(..., help="Run on the public split (or model name with --csv)."),
     private: str = typer.Option(..., help="Run on the private split (or model name with --csv)."),
-    task: Optional[str] = typer.Option(None, help="Task in the public run (default: its only task)."),
-    private_task: Optional[str] = typer.Option(None, help="Task in the private run (default: same as --task)."),
-    metric: Optional[str] = typer.Option(None),
-    db: Optional[Path] = typer.Option(None, help=DB_HELP),
-    csv: Optional[Path] = typer.Option(None, help=tables.SCORES_CSV_HELP),
-    variants: Optional[Path] = typer.Option(
+    task: str | None = typer.Option(None, help="Task in the public run (default: its only task)."),
+    private_task: str | None = typer.Option(None, help="Task in the private run (default: same as --task)."),
+    metric: str | None = typer.Option(None),
+    db: Path | None = typer.Option(None, help=DB_HELP),
+    csv: Path | None = typer.Option(None, help=tables.SCORES_CSV_HELP),
+    variants: Path | None = typer.Option(
         None, help="If the private run was on `contamination perturb` output: that JSONL, to pair each "
         "variant with its original item (by the original's id or row index)."
     ),
     resamples: int = typer.Option(10000),
     seed: int = typer.Option(0),
-    json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
+    json_path: Path | None = typer.Option(None, "--json", help=JSON_HELP),
 ) -> None:
     """Public vs private split: is the score on public items higher than CIs allow?
 
@@ -283,7 +283,7 @@ def contamination_gap(
 
     pub, priv = _runs_or_models([public, private], db, csv)
 
-    def pick(rs: tables.RunScores, t: Optional[str]) -> str:
+    def pick(rs: tables.RunScores, t: str | None) -> str:
         if t:
             return t
         if len(rs.metrics) != 1:
@@ -325,7 +325,7 @@ def contamination_perturb(
     out: Path = typer.Option(..., help="Where to write the variants (JSONL with question, answer, original fields)."),
     variants: int = typer.Option(1, help="Variants per item."),
     seed: int = typer.Option(0),
-    json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP + " (the summary)"),
+    json_path: Path | None = typer.Option(None, "--json", help=JSON_HELP + " (the summary)"),
 ) -> None:
     """GSM-Symbolic style variants: new names and numbers, answers recomputed.
 
@@ -346,7 +346,7 @@ def contamination_perturb(
                             "fraction_perturbed": rep.fraction_perturbed, "n_variants": len(rep.variants), "rejected": rep.rejected})
 
 
-def _task_items(task: str, data: Optional[Path], limit: Optional[int]) -> list[tuple[str, str]]:
+def _task_items(task: str, data: Path | None, limit: int | None) -> list[tuple[str, str]]:
     from capeval.tasks import get_task
 
     t = get_task(task, data=str(data) if data else None)
@@ -370,9 +370,9 @@ def contamination_ngram(
     corpus: Path = typer.Option(..., help="Plain-text corpus, streamed line by line."),
     n: int = typer.Option(13, help="n-gram size in words."),
     flag_ratio: float = typer.Option(0.5, help="Flag items with at least this share of n-grams in the corpus."),
-    data: Optional[Path] = typer.Option(None, help="Local copy of the task's data."),
-    limit: Optional[int] = typer.Option(None),
-    json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
+    data: Path | None = typer.Option(None, help="Local copy of the task's data."),
+    limit: int | None = typer.Option(None),
+    json_path: Path | None = typer.Option(None, "--json", help=JSON_HELP),
 ) -> None:
     """n-gram overlap between a task's items and a corpus (lowercased words, punctuation removed)."""
     from capeval.analysis.contamination import ngram_overlap
@@ -398,13 +398,13 @@ def contamination_memorisation(
     model: str = typer.Option(..., help="Model spec, e.g. smollm2-135m-instruct."),
     task: str = typer.Option(..., help="Benchmark whose items are given half-way."),
     prefix_fraction: float = typer.Option(0.5, help="Share of each item's words given as the prompt."),
-    data: Optional[Path] = typer.Option(None, help="Local copy of the task's data."),
-    limit: Optional[int] = typer.Option(100),
-    db: Optional[Path] = typer.Option(None, help=DB_HELP + " Model calls are cached there."),
+    data: Path | None = typer.Option(None, help="Local copy of the task's data."),
+    limit: int | None = typer.Option(100),
+    db: Path | None = typer.Option(None, help=DB_HELP + " Model calls are cached there."),
     model_option: list[str] = typer.Option(
         [], "--model-option", "-o", help="KEY=VALUE passed to the backend, e.g. dtype=bfloat16, max_retries=3 (repeatable)."
     ),
-    json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
+    json_path: Path | None = typer.Option(None, "--json", help=JSON_HELP),
 ) -> None:
     """Verbatim memorisation: does the model continue an item's first part with its true rest?"""
     from capeval.analysis.contamination import verbatim_memorisation

@@ -1,6 +1,6 @@
 """CLI of the interpretability tools: `capeval probe` (per-layer linear probes)."""
 
-# ruff: noqa: B008  (typer declares options as call defaults)
+
 
 from __future__ import annotations
 

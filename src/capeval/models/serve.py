@@ -43,11 +43,14 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from capeval.errors import CapevalError, MissingExtraError
 from capeval.models.base import Model
 from capeval.types import GenerationParams, Message, Request, Response
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 log = logging.getLogger("capeval.serve")
 
@@ -740,7 +743,7 @@ class ServerThread:
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
 
-    def start(self, wait_s: float = 30.0) -> "ServerThread":
+    def start(self, wait_s: float = 30.0) -> "Self":
         self.thread.start()
         deadline = time.monotonic() + wait_s
         while not self.server.started:
@@ -753,7 +756,7 @@ class ServerThread:
         self.server.should_exit = True
         self.thread.join(timeout=10)
 
-    def __enter__(self) -> "ServerThread":
+    def __enter__(self) -> "Self":
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -7,8 +7,8 @@ template does with the messages is the backend's business (and part of its model
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Sequence
 
 from capeval.types import Message, Sample
 

@@ -150,7 +150,7 @@ def task_capabilities(task: str, notes: list[str]) -> tuple[str, ...]:
         return tuple(get_task(task).capabilities)
     except CapevalError:
         return ()
-    except Exception as e:  # another task module failing to import must not sink the report
+    except Exception as e:  # noqa: BLE001 - another task module failing to import must not sink the report
         notes.append(f"capability tags of task '{task}' could not be read ({type(e).__name__}: {e})")
         return ()
 

@@ -4,8 +4,10 @@ numeric and MATH equivalence, DROP EM/F1, pass@k of code run in the sandbox)."""
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
+from capeval.scoring.code import humaneval_scorer, score_code_samples
 from capeval.scoring.extract import (
     extract_after_answer_is,
     extract_boxed,
@@ -17,7 +19,6 @@ from capeval.scoring.extract import (
     normalize_number,
     strip_reasoning,
 )
-from capeval.scoring.code import humaneval_scorer, score_code_samples
 from capeval.scoring.metrics import drop_em_f1, drop_max_em_f1, math_equivalent, pass_at_k
 from capeval.types import Response, Sample, Score
 
@@ -34,11 +35,11 @@ def _error_score(sample: Sample, responses: Sequence[Response]) -> Score | None:
     return None
 
 
-def mc_loglikelihood() -> "Scorer":
+def mc_loglikelihood() -> Scorer:
     """acc: the choice with the highest log-likelihood is right. acc_norm: the same after dividing
     each log-likelihood by the continuation's length in characters (as lm-evaluation-harness)."""
 
-    def score(sample: Sample, responses: Sequence[Response], task: "Task") -> Score:
+    def score(sample: Sample, responses: Sequence[Response], task: Task) -> Score:
         err = _error_score(sample, responses)
         if err:
             return err
@@ -61,10 +62,10 @@ def mc_loglikelihood() -> "Scorer":
     return score
 
 
-def mc_generate() -> "Scorer":
+def mc_generate() -> Scorer:
     """Generative multiple choice: the letter read from the output must be the right one."""
 
-    def score(sample: Sample, responses: Sequence[Response], task: "Task") -> Score:
+    def score(sample: Sample, responses: Sequence[Response], task: Task) -> Score:
         err = _error_score(sample, responses)
         if err:
             return err
@@ -76,7 +77,7 @@ def mc_generate() -> "Scorer":
     return score
 
 
-def exact_match(extract: Callable[[str], str | None] | None = None, normalize: Callable[[str], str] | None = None) -> "Scorer":
+def exact_match(extract: Callable[[str], str | None] | None = None, normalize: Callable[[str], str] | None = None) -> Scorer:
     """exact_match: the extracted answer equals the target after normalisation.
 
     Args:
@@ -85,7 +86,7 @@ def exact_match(extract: Callable[[str], str | None] | None = None, normalize: C
     """
     norm = normalize or (lambda s: s.strip().lower())
 
-    def score(sample: Sample, responses: Sequence[Response], task: "Task") -> Score:
+    def score(sample: Sample, responses: Sequence[Response], task: Task) -> Score:
         err = _error_score(sample, responses)
         if err:
             return err
@@ -97,7 +98,7 @@ def exact_match(extract: Callable[[str], str | None] | None = None, normalize: C
     return score
 
 
-def numeric_match() -> "Scorer":
+def numeric_match() -> Scorer:
     """exact_match on numbers: '1,000', '$1000.00' and '1000' are equal."""
     return exact_match(extract=extract_number, normalize=lambda s: normalize_number(s) or s.strip())
 
@@ -109,14 +110,14 @@ def _gold_number(target: Any) -> str | None:
     return normalize_number(text) or extract_number(text)
 
 
-def gsm8k_scorer() -> "Scorer":
+def gsm8k_scorer() -> Scorer:
     """exact_match for GSM8K: the number the model gave for the question asked equals the gold one.
 
     The output is first cut at an invented follow-up question (`first_answer_segment`), then read
     by `extract_number` ("####", then "the answer is", then \\boxed{}, then the last number).
     The target may be the bare number or the dataset's full answer ending in "#### N"."""
 
-    def score(sample: Sample, responses: Sequence[Response], task: "Task") -> Score:
+    def score(sample: Sample, responses: Sequence[Response], task: Task) -> Score:
         err = _error_score(sample, responses)
         if err:
             return err
@@ -128,12 +129,12 @@ def gsm8k_scorer() -> "Scorer":
     return score
 
 
-def math_scorer() -> "Scorer":
+def math_scorer() -> Scorer:
     """equiv for MATH: the final answer (\\boxed{} first, see `extract_math_answer`) is
-    mathematically equal to the gold answer (`math_equivalent`: math-verify, else sympy).
+    mathematically equal to the gold answer (`math_equivalent`: normalised strings, then math-verify).
     A target holding a full solution is reduced to its last \\boxed{} answer."""
 
-    def score(sample: Sample, responses: Sequence[Response], task: "Task") -> Score:
+    def score(sample: Sample, responses: Sequence[Response], task: Task) -> Score:
         err = _error_score(sample, responses)
         if err:
             return err
@@ -174,11 +175,11 @@ def bbh_answer(text: str, target: str) -> str | None:
     return body.strip() or None
 
 
-def bbh_scorer() -> "Scorer":
+def bbh_scorer() -> Scorer:
     """exact_match for BIG-Bench Hard (chain of thought): the answer after "the answer is",
     read in the target's form (`bbh_answer`), equals the target after trimming and lower-casing."""
 
-    def score(sample: Sample, responses: Sequence[Response], task: "Task") -> Score:
+    def score(sample: Sample, responses: Sequence[Response], task: Task) -> Score:
         err = _error_score(sample, responses)
         if err:
             return err
@@ -204,12 +205,12 @@ def _drop_golds(target: Any) -> list[list[str]]:
     return [[str(s) for s in i] if not isinstance(i, str) else [i] for i in items]
 
 
-def drop_scorer() -> "Scorer":
+def drop_scorer() -> Scorer:
     """em and f1 for DROP (official normalisation and span alignment, `drop_em_f1`), the max over
     the alternative gold answers. The prediction is the text after the last "the answer is" /
     "Answer:", else the first line of the output."""
 
-    def score(sample: Sample, responses: Sequence[Response], task: "Task") -> Score:
+    def score(sample: Sample, responses: Sequence[Response], task: Task) -> Score:
         err = _error_score(sample, responses)
         if err:
             return err
@@ -224,13 +225,13 @@ def drop_scorer() -> "Scorer":
     return score
 
 
-def default_scorer(task: "Task") -> "Scorer":
+def default_scorer(task: Task) -> Scorer:
     if task.output_type == "multiple_choice":
         return mc_loglikelihood() if task.mc_mode == "loglikelihood" else mc_generate()
     return exact_match()
 
 
-SCORERS: dict[str, Callable[[], "Scorer"]] = {
+SCORERS: dict[str, Callable[[], Scorer]] = {
     "mc_loglikelihood": mc_loglikelihood,
     "mc_generate": mc_generate,
     "exact_match": exact_match,
@@ -262,10 +263,10 @@ __all__ = [
     "humaneval_scorer",
     "math_equivalent",
     "math_scorer",
-    "pass_at_k",
-    "score_code_samples",
     "mc_generate",
     "mc_loglikelihood",
     "numeric_match",
+    "pass_at_k",
+    "score_code_samples",
     "strip_reasoning",
 ]

@@ -109,7 +109,7 @@ def _capeval_undumpable():
         import ctypes
 
         ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)
-    except Exception:
+    except Exception:  # noqa: BLE001, S110 - no prctl (not Linux): the audit hook still guards
         pass
     for name in [m for m in sys.modules if m == "ctypes" or m.startswith(("ctypes.", "_ctypes"))]:
         del sys.modules[name]  # a later import by the program raises the (refused) import event
@@ -165,7 +165,7 @@ def _flush():
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except BaseException:
+        except BaseException:  # noqa: BLE001, S110 - a closed or broken stream at exit has nothing left to say
             pass
 
 

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from capeval.errors import CapevalError
+
 # ---- pass@k -------------------------------------------------------------------------------------
 
 
@@ -170,62 +172,46 @@ def normalize_math_string(s: str) -> str:
     return s
 
 
-def _sympy_value(s: str) -> object | None:
-    """A sympy value of a simple normalised answer (numbers, fractions, roots, pi), or None."""
-    import sympy
+def math_grader() -> str:
+    """The grader `math_equivalent` uses, with its version ("math-verify 0.9.0"), as a run records it.
 
-    expr = s
-    for _ in range(3):  # nested \frac
-        expr = re.sub(r"\\frac\{([^{}]*)\}\{([^{}]*)\}", r"((\1)/(\2))", expr)
-    expr = re.sub(r"\\sqrt\{([^{}]*)\}", r"sqrt(\1)", expr)
-    expr = expr.replace("\\pi", "pi").replace("\\cdot", "*").replace("\\times", "*").replace("^", "**")
-    expr = expr.replace("{", "(").replace("}", ")").replace(",", "")
-    expr = re.sub(r"(\d)\s*([a-z(])", r"\1*\2", expr)  # "2sqrt(2)", "3(x)": implicit products
-    if not re.fullmatch(r"[\d\s.+\-*/()a-z]*", expr) or not expr.strip():
-        return None
+    Raises CapevalError when math-verify is missing: it is a dependency of capeval, and scoring MATH
+    without it would give different numbers on different machines."""
+    from importlib import metadata
+
     try:
-        return sympy.nsimplify(sympy.sympify(expr, rational=True))
-    except (sympy.SympifyError, TypeError, ValueError, SyntaxError, ZeroDivisionError, AttributeError):
-        return None
+        import math_verify  # noqa: F401
+    except ImportError as e:
+        raise CapevalError(
+            "capeval's MATH grader, math-verify, is not installed",
+            "pip install math-verify  (it is a dependency of capeval: reinstall with scripts/install.sh)",
+        ) from e
+    return f"math-verify {metadata.version('math-verify')}"
 
 
-def _math_verify(pred: str, gold: str) -> bool | None:
-    try:
-        from math_verify import parse, verify
-    except ImportError:
-        return None
-    # math-verify times out through SIGALRM, which only the main thread may set
+def _math_verify(pred: str, gold: str) -> bool:
+    math_grader()
+    from math_verify import parse, verify
+
+    # math-verify times out through SIGALRM, which only the main thread may set; it never raises
+    # (raise_on_error=False): unparseable LaTeX parses to [] and a timeout verifies as False
     main = threading.current_thread() is threading.main_thread()
     timeout = 5 if main else None
-    try:
-        g = parse(f"${gold}$", parsing_timeout=timeout)
-        p = parse(f"${pred}$", parsing_timeout=timeout)
-        if not g or not p:
-            return None
-        return bool(verify(g, p, timeout_seconds=timeout))
-    except Exception:  # math-verify raises many sympy errors on odd LaTeX; fall back to strings
-        return None
+    g = parse(f"${gold}$", parsing_timeout=timeout)  # type: ignore[arg-type]
+    p = parse(f"${pred}$", parsing_timeout=timeout)  # type: ignore[arg-type]
+    if not g or not p:
+        return False
+    return bool(verify(g, p, timeout_seconds=timeout))
 
 
 def math_equivalent(pred: str | None, gold: str) -> bool:
     """Whether a predicted MATH answer equals the gold answer.
 
-    Equal normalised strings (`normalize_math_string`) are equivalent; otherwise math-verify
-    decides when it is installed, else sympy compares the values of simple expressions."""
+    One grading path: equal normalised strings (`normalize_math_string`) are equivalent; otherwise
+    math-verify (a required dependency) decides, on the two answers wrapped in `$...$`. An answer
+    math-verify cannot parse is not equivalent."""
     if pred is None:
         return False
-    a, b = normalize_math_string(pred), normalize_math_string(gold)
-    if a == b:
+    if normalize_math_string(pred) == normalize_math_string(gold):
         return True
-    verdict = _math_verify(pred, gold)
-    if verdict is not None:
-        return verdict
-    va, vb = _sympy_value(a), _sympy_value(b)
-    if va is None or vb is None:
-        return False
-    try:
-        import sympy
-
-        return bool(sympy.simplify(va - vb) == 0)  # type: ignore[operator]
-    except Exception:
-        return False
+    return _math_verify(pred, gold)

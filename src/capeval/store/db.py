@@ -9,13 +9,17 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from capeval.errors import StoreError
 from capeval.store.migrations import check_before_opening, migrate, schema_version
 from capeval.types import MetricResult, Request, Response, RunResult, Score
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 # How long an open or a write waits for another process's write lock before "database is locked".
 BUSY_TIMEOUT_S = 60.0
@@ -50,7 +54,7 @@ class Store:
     def close(self) -> None:
         self.conn.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -14,9 +14,9 @@ tables and columns; migration 1 creates what is missing and adds the missing col
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from capeval.errors import StoreError
 

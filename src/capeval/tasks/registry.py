@@ -52,7 +52,6 @@ def register_suite(name: str, tasks: list[str]) -> None:
 
 def add_include_path(path: str | Path) -> None:
     """A folder of YAML task specs (`--include-path`)."""
-    global _loaded
     p = Path(path)
     if p not in _include_paths:
         _include_paths.append(p)

