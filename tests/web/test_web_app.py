@@ -9,10 +9,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from web_fixtures import MODELS, AnnotationFixture
+from web_fixtures import MODELS, AnnotationFixture, invite
 
 from capeval.store import Store
-from capeval.web.app import create_app
+from capeval.web.app import Limits, create_app
 from capeval.web.export import write_ratings_csv
 from capeval.web.items import ItemPool, WebError
 
@@ -40,6 +40,12 @@ def token(page: str) -> str:
     return m.group(1)
 
 
+def csrf_of(page: str) -> str:
+    m = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert m, "no CSRF token on the page"
+    return m.group(1)
+
+
 def message(page: str) -> str:
     m = re.search(r'<p id="message">(.*?)</p>', page, re.DOTALL)
     assert m, page[:500]
@@ -49,21 +55,31 @@ def message(page: str) -> str:
 @pytest.fixture
 def app_store(annotation: AnnotationFixture):
     store = Store(annotation.db)
-    app = create_app(store, list(annotation.run_ids.values()), n_bootstrap=200, seed=7)
+    app = create_app(store, list(annotation.run_ids.values()), n_bootstrap=200, seed=7, limits=Limits(rate_limit=10_000))
     yield app
     store.close()
 
 
-def client(app, name: str | None = None):
+def sign_in(c, token: str) -> None:
+    """Open an invite link and press Start, as a browser does; `c.csrf` is then the session's CSRF token."""
+    page = c.get(f"/invite/{token}")
+    assert page.status_code == 200, page.text
+    r = c.post("/invite", data={"token": token, "csrf": csrf_of(page.text)})
+    assert r.status_code == 303 and "capeval_session" in r.cookies
+    c.csrf = csrf_of(c.get("/").text)
+
+
+def client(app, db: Path | None = None, name: str | None = None):
+    """A client of `app`, signed in as `name` through a fresh invite link when a name is given."""
     c = testclient.TestClient(app, follow_redirects=False)
     if name is not None:
-        r = c.post("/login", data={"name": name})
-        assert r.status_code == 303 and "capeval_annotator" in r.cookies
+        assert db is not None
+        sign_in(c, invite(db, name))
     return c
 
 
 def test_ratings_are_stored_with_their_sample_and_never_served_twice(app_store, annotation: AnnotationFixture) -> None:
-    ann = client(app_store, "Ada")
+    ann = client(app_store, annotation.db, "Ada")
     page = ann.get("/rate").text
     # a reload shows the same open item instead of drawing another
     assert token(ann.get("/rate").text) == token(page)
@@ -74,7 +90,7 @@ def test_ratings_are_stored_with_their_sample_and_never_served_twice(app_store, 
         model = annotation.model_of_text[text]
         assert not any(m in page for m in MODELS), "the rating page must not name the model"
         assert "<script>" not in page  # outputs are shown as text, never as markup
-        r = ann.post("/rate", data={"item": token(page), "rating": str(1 + k % 5), "explanation": f"reason {k}"})
+        r = ann.post("/rate", data={"csrf": ann.csrf, "item": token(page), "rating": str(1 + k % 5), "explanation": f"reason {k}"})
         assert r.status_code == 303 and r.headers["location"] == "/rate?saved=1"
         (row,) = rows(annotation.db, "SELECT * FROM human_ratings ORDER BY rating_id DESC LIMIT 1")
         assert (row["rating"], row["explanation"], row["model_id"], row["run_id"]) == (1 + k % 5, f"reason {k}", model, annotation.run_ids[model])
@@ -84,31 +100,31 @@ def test_ratings_are_stored_with_their_sample_and_never_served_twice(app_store, 
     assert 'id="done"' in page and f"Rated {annotation.n_ratings} of {annotation.n_ratings}" in page
     (who,) = rows(annotation.db, "SELECT DISTINCT h.annotator_id, a.name FROM human_ratings h JOIN annotators a USING (annotator_id)")
     assert who["name"] == "Ada"
-    # the same name later continues as the same annotator, with nothing left to rate
-    again = client(app_store, "Ada")
+    # the same person signing in later (a new link, a new session) continues, with nothing left to rate
+    again = client(app_store, annotation.db, "Ada")
     assert 'id="done"' in again.get("/rate").text
     assert len(rows(annotation.db, "SELECT * FROM annotators")) == 1
     # someone else starts from the beginning
-    assert 'id="done"' not in client(app_store, "Grace").get("/rate").text
+    assert 'id="done"' not in client(app_store, annotation.db, "Grace").get("/rate").text
 
 
 def test_an_app_restarted_on_the_same_store_does_not_repeat_items(annotation: AnnotationFixture) -> None:
     runs = list(annotation.run_ids.values())
     with Store(annotation.db) as store:
-        first = client(create_app(store, runs, seed=1), "Ada")
+        first = client(create_app(store, runs, seed=1), annotation.db, "Ada")
         done = set()
         for _ in range(5):
             page = first.get("/rate").text
             done.add(pre(page, "prompt") + pre(page, "response"))
-            assert first.post("/rate", data={"item": token(page), "rating": "3", "explanation": "ok"}).status_code == 303
+            assert first.post("/rate", data={"csrf": first.csrf, "item": token(page), "rating": "3", "explanation": "ok"}).status_code == 303
         # same seed, fresh app: the store, not the app's memory, says what Ada has done
-        second = client(create_app(store, runs, seed=1), "Ada")
+        second = client(create_app(store, runs, seed=1), annotation.db, "Ada")
         for _ in range(annotation.n_ratings - 5):
             page = second.get("/rate").text
             shown = pre(page, "prompt") + pre(page, "response")
             assert shown not in done
             done.add(shown)
-            assert second.post("/rate", data={"item": token(page), "rating": "3", "explanation": "ok"}).status_code == 303
+            assert second.post("/rate", data={"csrf": second.csrf, "item": token(page), "rating": "3", "explanation": "ok"}).status_code == 303
         assert 'id="done"' in second.get("/rate").text
 
 
@@ -125,45 +141,43 @@ def test_an_app_restarted_on_the_same_store_does_not_repeat_items(annotation: An
     ],
 )
 def test_bad_ratings_are_refused_with_a_message(app_store, annotation: AnnotationFixture, form, status, says) -> None:
-    ann = client(app_store, "Ada")
+    ann = client(app_store, annotation.db, "Ada")
     item = token(ann.get("/rate").text)
-    r = ann.post("/rate", data={"item": item, **form})
+    r = ann.post("/rate", data={"csrf": ann.csrf, "item": item, **form})
     assert r.status_code == status and says in message(r.text)
     assert rows(annotation.db, "SELECT * FROM human_ratings") == []
     # the item stays open: a corrected answer is accepted
-    assert ann.post("/rate", data={"item": item, "rating": "4", "explanation": "fine"}).status_code == 303
+    assert ann.post("/rate", data={"csrf": ann.csrf, "item": item, "rating": "4", "explanation": "fine"}).status_code == 303
 
 
 def test_answers_to_items_not_served_to_you_are_refused(app_store, annotation: AnnotationFixture) -> None:
-    ada, grace = client(app_store, "Ada"), client(app_store, "Grace")
+    ada, grace = client(app_store, annotation.db, "Ada"), client(app_store, annotation.db, "Grace")
     ada_item = token(ada.get("/rate").text)
-    r = grace.post("/rate", data={"item": ada_item, "rating": "4", "explanation": "x"})
+    r = grace.post("/rate", data={"csrf": grace.csrf, "item": ada_item, "rating": "4", "explanation": "x"})
     assert r.status_code == 403 and "served to another annotator" in message(r.text)
-    r = ada.post("/rate", data={"item": "made-up", "rating": "4", "explanation": "x"})
+    r = ada.post("/rate", data={"csrf": ada.csrf, "item": "made-up", "rating": "4", "explanation": "x"})
     assert r.status_code == 404 and "unknown rating item" in message(r.text)
     battle_item = token(ada.get("/battle").text)
-    r = ada.post("/rate", data={"item": battle_item, "rating": "4", "explanation": "x"})
+    r = ada.post("/rate", data={"csrf": ada.csrf, "item": battle_item, "rating": "4", "explanation": "x"})
     assert r.status_code == 404  # a battle's token is not a rating item
-    assert ada.post("/rate", data={"item": ada_item, "rating": "4", "explanation": "x"}).status_code == 303
-    r = ada.post("/rate", data={"item": ada_item, "rating": "5", "explanation": "again"})
+    assert ada.post("/rate", data={"csrf": ada.csrf, "item": ada_item, "rating": "4", "explanation": "x"}).status_code == 303
+    r = ada.post("/rate", data={"csrf": ada.csrf, "item": ada_item, "rating": "5", "explanation": "again"})
     assert r.status_code == 409 and "already answered" in message(r.text)
     r = client(app_store).post("/rate", data={"item": ada_item, "rating": "4", "explanation": "x"})
-    assert r.status_code == 401 and "log in first" in message(r.text)
+    assert r.status_code == 401 and "sign in first" in message(r.text)
     r = ada.post("/rate", json={"item": ada_item, "rating": 4, "explanation": "x"})
     assert r.status_code == 415 and "x-www-form-urlencoded" in message(r.text)
-    r = ada.post("/battle", data={"item": battle_item, "choice": "C"})
+    r = ada.post("/battle", data={"csrf": ada.csrf, "item": battle_item, "choice": "C"})
     assert r.status_code == 400 and "not one of A, B, tie, bothbad" in message(r.text)
-    r = ada.post("/battle", data={"item": ada_item, "choice": "A"})
+    r = ada.post("/battle", data={"csrf": ada.csrf, "item": ada_item, "choice": "A"})
     assert r.status_code == 404 and "unknown battle" in message(r.text)
-    assert client(app_store).post("/login", data={"name": "x" * 81}).status_code == 400
-    assert client(app_store).post("/login", data={"name": " "}).status_code == 400
     assert rows(annotation.db, "SELECT COUNT(*) AS n FROM annotators")[0]["n"] == 2
     (rating,) = rows(annotation.db, "SELECT rating FROM human_ratings")
     assert rating["rating"] == 4 and rows(annotation.db, "SELECT * FROM pairwise_votes") == []
 
 
 def test_battles_hide_models_until_the_vote_and_store_what_was_shown(app_store, annotation: AnnotationFixture) -> None:
-    ann = client(app_store, "Ada")
+    ann = client(app_store, annotation.db, "Ada")
     seen, firsts = Counter(), Counter()
     choices = ["A", "B", "tie", "bothbad"]
     for k in range(annotation.n_battles):
@@ -174,7 +188,7 @@ def test_battles_hide_models_until_the_vote_and_store_what_was_shown(app_store, 
         model_a, model_b = annotation.model_of_text[a], annotation.model_of_text[b]
         assert model_a != model_b
         choice = choices[k % 4]
-        r = ann.post("/battle", data={"item": token(page), "choice": choice, "explanation": "" if k % 2 else "clearer"})
+        r = ann.post("/battle", data={"csrf": ann.csrf, "item": token(page), "choice": choice, "explanation": "" if k % 2 else "clearer"})
         assert r.status_code == 200
         # after the vote the page names both sides
         assert re.search(rf'id="model-a">{model_a}<', r.text) and re.search(rf'id="model-b">{model_b}<', r.text)
@@ -192,7 +206,7 @@ def test_battles_hide_models_until_the_vote_and_store_what_was_shown(app_store, 
     assert set(firsts) == set(MODELS)
     assert 'id="done"' in ann.get("/battle").text
     # the same vote cannot be sent twice
-    assert ann.post("/battle", data={"item": token(page), "choice": "A"}).status_code == 409
+    assert ann.post("/battle", data={"csrf": ann.csrf, "item": token(page), "choice": "A"}).status_code == 409
 
 
 def vote_as_people_would(c, fx: AnnotationFixture, k0: int) -> int:
@@ -206,7 +220,7 @@ def vote_as_people_would(c, fx: AnnotationFixture, k0: int) -> int:
         better_a = MODELS.index(a) < MODELS.index(b)
         k = k0 + n
         choice = "tie" if k % 6 == 5 else ("A" if better_a else "B") if k % 7 != 3 else ("B" if better_a else "A")
-        assert c.post("/battle", data={"item": token(page), "choice": choice}).status_code == 200
+        assert c.post("/battle", data={"csrf": c.csrf, "item": token(page), "choice": choice}).status_code == 200
         n += 1
 
 
@@ -217,7 +231,7 @@ def test_leaderboard_and_capeval_arena_rank_the_voted_models(app_store, annotati
     assert "no human votes yet" in client(app_store).get("/leaderboard").text
     total = 0
     for i, name in enumerate(("Ada", "Grace", "Linus")):
-        total += vote_as_people_would(client(app_store, name), annotation, 100 * i)
+        total += vote_as_people_would(client(app_store, annotation.db, name), annotation, 100 * i)
     assert total == 3 * annotation.n_battles
     with Store(annotation.db) as store:
         battles = battles_from_store(store, "human")
@@ -252,12 +266,12 @@ def test_exported_ratings_are_what_judge_check_reads(app_store, annotation: Anno
 
     given: dict[str, list[float]] = {}
     for name, n_items in (("Ada", annotation.n_ratings), ("Grace", 6)):
-        c = client(app_store, name)
+        c = client(app_store, annotation.db, name)
         for k in range(n_items):
             page = c.get("/rate").text
             score = 1 + (k + len(name)) % 5
             given.setdefault(pre(page, "prompt") + "\n" + pre(page, "response"), []).append(score)
-            assert c.post("/rate", data={"item": token(page), "rating": str(score), "explanation": "why"}).status_code == 303
+            assert c.post("/rate", data={"csrf": c.csrf, "item": token(page), "rating": str(score), "explanation": "why"}).status_code == 303
     with Store(annotation.db) as store:
         n = write_ratings_csv(store, tmp_path / "ratings.csv")
     assert n == annotation.n_ratings + 6

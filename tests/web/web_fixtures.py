@@ -7,6 +7,7 @@ from pathlib import Path
 
 from capeval.store import Store
 from capeval.types import MetricResult, RunResult, Score
+from capeval.web.auth import AuthError, add_annotator, reset_credentials
 
 TASK = "qa"
 N_QUESTIONS = 10
@@ -63,3 +64,14 @@ def build(db: Path) -> AnnotationFixture:
     fx.n_ratings = len(MODELS) * N_QUESTIONS + 2
     fx.n_battles = 3 * N_QUESTIONS
     return fx
+
+
+def invite(db: Path, name: str, quota: int | None = None) -> str:
+    """An invite token for `name`: a new annotator's, or a new link for one that exists."""
+    with Store(db) as store:
+        try:
+            token = add_annotator(store, name, quota=quota)[1]
+        except AuthError:
+            token = reset_credentials(store, name)
+    assert token is not None
+    return token

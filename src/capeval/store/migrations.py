@@ -166,6 +166,30 @@ def initial_schema(conn: sqlite3.Connection) -> None:
     execute_script(conn, SCHEMA_1)
 
 
+@migration
+def annotator_sign_in(conn: sqlite3.Connection) -> None:
+    """How annotators sign in to the web app (an invite link or a password, stored only hashed:
+    sha256 of a 32-byte random invite token, argon2id of a password) with their answer quota, and
+    the signed-in browsers (sha256 of the session cookie, its CSRF token, its expiry)."""
+    execute_script(conn, """
+CREATE TABLE IF NOT EXISTS annotator_credentials (
+    annotator_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('invite', 'password')),
+    secret_hash TEXT NOT NULL,
+    quota INTEGER,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS annotator_credentials_secret ON annotator_credentials(secret_hash);
+CREATE TABLE IF NOT EXISTS annotator_sessions (
+    session_hash TEXT PRIMARY KEY,
+    annotator_id TEXT NOT NULL,
+    csrf_token TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL
+)
+""")
+
+
 def latest_version() -> int:
     return len(MIGRATIONS)
 

@@ -7,6 +7,11 @@ as the report's judge-vs-human section reads them), votes in pairwise_votes with
 drawn at random per battle and kept server-side, so the page never carries a model name before
 the vote. An item is identified by a one-time token handed out with the page; answers to tokens
 this app never served, or served to someone else, are refused with a 4xx and a message.
+
+Annotators are created beforehand (`capeval annotators add`) and sign in with their invite link or
+password (capeval.web.auth); a session lasts `session_hours` and every form carries the session's
+CSRF token. Each annotator's answers are rate-limited and may have a quota. The admin page (token
+from `capeval annotate`) lists annotators with their counts and their agreement.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations at runtime.
@@ -14,6 +19,7 @@ import math
 import random
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,15 +30,25 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from capeval.errors import MissingExtraError
 from capeval.store import Store
+from capeval.web import auth
 from capeval.web.items import Battle, ItemPool, Response
 
-COOKIE = "capeval_annotator"
+SESSION_COOKIE = "capeval_session"
+LOGIN_COOKIE = "capeval_login"  # double-submit CSRF token of the sign-in forms (there is no session yet)
+ADMIN_COOKIE = "capeval_admin"
 TEMPLATES = Path(__file__).parent / "templates"
 MAX_FORM_BYTES = 64 * 1024
 MAX_EXPLANATION = 5000
-MAX_NAME = 80
 CHOICES = {"A": "model_a", "B": "model_b", "tie": "tie", "bothbad": "tie (bothbad)"}
 CHOICE_LABELS = {"A": "A is better", "B": "B is better", "tie": "Tie", "bothbad": "Both are bad"}
+# No scripts at all, styles inline, forms only to this app, never framed, invite tokens never sent as Referer.
+SECURITY_HEADERS = {
+    "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+    "cache-control": "no-store",
+}
 
 
 class BadInput(Exception):
@@ -59,8 +75,8 @@ class Served:
 
 
 @dataclass
-class Session:
-    """The app's state besides the store: what was served to whom, and a random source for sides."""
+class Assignments:
+    """What was served to whom (besides the store), and a random source for sides."""
 
     pool: ItemPool
     rng: random.Random = field(default_factory=random.Random)
@@ -143,8 +159,29 @@ def parse_explanation(value: str | None, required: bool) -> str | None:
     return text
 
 
-def create_app(store: Store, run_ids: list[str], n_bootstrap: int = 500, seed: int | None = None) -> Any:
-    """The FastAPI app over the given runs (id prefixes allowed); answers are written to `store`."""
+@dataclass
+class Limits:
+    """How much each annotator may answer: `rate_limit` answers per minute, at most `quota` answers in all
+    (an annotator's own quota from `capeval annotators add --quota` comes first; None: no limit)."""
+
+    rate_limit: int = 30
+    quota: int | None = None
+    session_hours: float = 12.0
+
+
+def create_app(
+    store: Store,
+    run_ids: list[str],
+    n_bootstrap: int = 500,
+    seed: int | None = None,
+    admin_token: str | None = None,
+    limits: Limits | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Any:
+    """The FastAPI app over the given runs (id prefixes allowed); answers are written to `store`.
+
+    `admin_token` opens the admin page (none: the page is off); `clock` (seconds) times sessions and
+    rate limits, so tests can move it."""
     try:
         from fastapi import FastAPI
         from fastapi import Request as HTTPRequest
@@ -152,64 +189,150 @@ def create_app(store: Store, run_ids: list[str], n_bootstrap: int = 500, seed: i
     except ImportError:
         raise MissingExtraError("fastapi", "web") from None
 
-    session = Session(ItemPool.load(store, run_ids), rng=random.Random(seed))
+    limits = limits or Limits()
+    desk = Assignments(ItemPool.load(store, run_ids), rng=random.Random(seed))
+    limiter = auth.RateLimiter(limits.rate_limit, 60.0, clock)
+    ttl_s = limits.session_hours * 3600
+    admin_hash = auth.token_hash(admin_token) if admin_token else None
+    admin_sessions: dict[str, float] = {}  # sha256 of an admin cookie -> expiry
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]))
+    env.filters["utc"] = lambda t: time.strftime("%Y-%m-%d %H:%M", time.gmtime(t))
     app = FastAPI(title="capeval annotation", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.middleware("http")
+    async def security_headers(request: HTTPRequest, call_next: Any) -> Any:
+        response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        return response
 
     def page(template: str, http_status: int = 200, **ctx: Any) -> Any:
         return HTMLResponse(env.get_template(template).render(**ctx), status_code=http_status)
 
-    def annotator(request: Any) -> tuple[str, str] | None:
-        aid = request.cookies.get(COOKIE)
-        name = store.annotator_name(aid) if aid else None
-        return (aid, name) if aid and name is not None else None
+    def sign_in_page(request: Any, template: str, http_status: int = 200, **ctx: Any) -> Any:
+        """A page with a sign-in form: its CSRF token is also set as a cookie, which the POST must echo."""
+        token = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(24)
+        resp = page(template, http_status, login_csrf=token, **ctx)
+        resp.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="strict")
+        return resp
 
-    def who(request: Any) -> tuple[str, str]:
-        me = annotator(request)
+    def check_login_csrf(request: Any, form: dict[str, str]) -> None:
+        cookie, given = request.cookies.get(LOGIN_COOKIE), form.get("csrf", "")
+        if not cookie or not given or not auth.same_secret(given, cookie):
+            raise BadInput(403, "the sign-in form is stale or was not sent from this app: open the page again")
+
+    def signed_in(request: Any) -> auth.SignedIn | None:
+        cookie = request.cookies.get(SESSION_COOKIE)
+        return auth.session_of(store, cookie, clock()) if cookie else None
+
+    def who(request: Any) -> auth.SignedIn:
+        me = signed_in(request)
         if me is None:
-            raise BadInput(401, "log in first: open the start page and give your name")
+            expired = request.cookies.get(SESSION_COOKIE) is not None
+            raise BadInput(
+                401, ("your session has expired" if expired else "sign in first")
+                + ": open your invite link, or sign in with your name and password on the start page",
+            )
         return me
 
-    def common(me: tuple[str, str]) -> dict[str, Any]:
-        return {"name": me[1], "progress": session.pool.progress(me[0])}
+    def check_csrf(me: auth.SignedIn, form: dict[str, str]) -> None:
+        given = form.get("csrf", "")
+        if not given:
+            raise BadInput(403, "the form carries no CSRF token: answer from the app's own page")
+        if not auth.same_secret(given, me.csrf):
+            raise BadInput(403, "the form's CSRF token is not this session's: reload the page and answer again")
+
+    def answers(annotator_id: str) -> int:
+        """Every answer this annotator gave, in any session: what a quota counts."""
+        rows = store.query(
+            "SELECT (SELECT COUNT(*) FROM human_ratings WHERE annotator_id = ?) "
+            "+ (SELECT COUNT(*) FROM pairwise_votes WHERE source = 'human' AND annotator_id = ?) AS n",
+            (annotator_id, annotator_id),
+        )
+        return int(rows[0]["n"])
+
+    def quota_of(me: auth.SignedIn) -> int | None:
+        return me.annotator.quota if me.annotator.quota is not None else limits.quota
+
+    def quota_left(me: auth.SignedIn) -> bool:
+        quota = quota_of(me)
+        return quota is None or answers(me.annotator.annotator_id) < quota
+
+    def check_may_answer(me: auth.SignedIn) -> None:
+        wait = limiter.wait_s(me.annotator.annotator_id)
+        if wait > 0:
+            raise BadInput(429, f"you are answering faster than {limits.rate_limit} per minute: wait {math.ceil(wait)} s and send it again")
+        if not quota_left(me):
+            raise BadInput(403, f"you have reached your quota of {quota_of(me)} answers: thank you!")
+
+    def common(me: auth.SignedIn) -> dict[str, Any]:
+        return {"name": me.annotator.name, "csrf": me.csrf, "progress": desk.pool.progress(me.annotator.annotator_id)}
+
+    def start_session(annotator: auth.Annotator) -> Any:
+        cookie, _ = auth.open_session(store, annotator, ttl_s, clock())
+        resp = RedirectResponse("/", status_code=303)
+        resp.set_cookie(SESSION_COOKIE, cookie, max_age=int(ttl_s), httponly=True, samesite="lax")
+        resp.delete_cookie(LOGIN_COOKIE)
+        return resp
 
     @app.exception_handler(BadInput)
     async def bad_input(request: HTTPRequest, exc: BadInput) -> Any:
-        me = annotator(request)
+        me = signed_in(request)
         return page("error.html", exc.status, status=exc.status, message=exc.message, **(common(me) if me else {}))
 
     @app.get("/", response_class=HTMLResponse)
     def index(request: HTTPRequest) -> Any:
-        me = annotator(request)
+        me = signed_in(request)
         if me is None:
-            return page("login.html")
-        pool = session.pool
-        return page("index.html", runs=len(pool.run_ids), **common(me))
+            return sign_in_page(request, "login.html", expired=request.cookies.get(SESSION_COOKIE) is not None)
+        return page("index.html", runs=len(desk.pool.run_ids), **common(me))
+
+    @app.get("/invite/{token}", response_class=HTMLResponse)
+    def invite_page(request: HTTPRequest, token: str) -> Any:
+        annotator = auth.by_invite(store, token)
+        if annotator is None:
+            raise BadInput(404, "this invite link is not valid (it may have been replaced by a newer one): ask for a new link")
+        return sign_in_page(request, "invite.html", invited=annotator.name, token=token)
+
+    @app.post("/invite")
+    async def invite(request: HTTPRequest) -> Any:
+        form = await _form(request)
+        check_login_csrf(request, form)
+        annotator = auth.by_invite(store, form.get("token", ""))
+        if annotator is None:
+            raise BadInput(404, "this invite link is not valid (it may have been replaced by a newer one): ask for a new link")
+        return start_session(annotator)
 
     @app.post("/login")
     async def login(request: HTTPRequest) -> Any:
-        name = (await _form(request)).get("name", "").strip()
-        if not name:
-            raise BadInput(400, "give your name to start")
-        if len(name) > MAX_NAME:
-            raise BadInput(400, f"the name is longer than {MAX_NAME} characters")
-        aid = store.annotator_for_name(name)
-        resp = RedirectResponse("/", status_code=303)
-        resp.set_cookie(COOKIE, aid, httponly=True, samesite="lax")
-        return resp
+        form = await _form(request)
+        check_login_csrf(request, form)
+        name, password = form.get("name", "").strip(), form.get("password", "")
+        if not name or not password:
+            raise BadInput(400, "give your name and password to sign in (or open your invite link)")
+        if len(name) > auth.MAX_NAME:
+            raise BadInput(400, f"the name is longer than {auth.MAX_NAME} characters")
+        annotator = auth.by_password(store, name, password)
+        if annotator is None:
+            raise BadInput(403, "wrong name or password")
+        return start_session(annotator)
 
     @app.post("/logout")
-    def logout() -> Any:
+    async def logout(request: HTTPRequest) -> Any:
+        me = who(request)
+        check_csrf(me, await _form(request))
+        auth.close_session(store, request.cookies[SESSION_COOKIE])
         resp = RedirectResponse("/", status_code=303)
-        resp.delete_cookie(COOKIE)
+        resp.delete_cookie(SESSION_COOKIE)
         return resp
 
     def item_page(request: Any, kind: str, template: str, fill: Callable[[str, Served], dict[str, Any]]) -> Any:
         """The annotator's open item of this kind, or the page saying they have done them all."""
-        me = annotator(request)
+        me = signed_in(request)
         if me is None:
             return RedirectResponse("/", status_code=303)
-        got = session.serve(me[0], kind)
+        if not quota_left(me):
+            return page(template, quota_reached=quota_of(me), **common(me))
+        got = desk.serve(me.annotator.annotator_id, kind)
         return page(template, **(fill(*got) if got else {}), **common(me))
 
     @app.get("/rate", response_class=HTMLResponse)
@@ -221,14 +344,17 @@ def create_app(store: Store, run_ids: list[str], n_bootstrap: int = 500, seed: i
     async def rate(request: HTTPRequest) -> Any:
         me = who(request)
         form = await _form(request)
-        with session.lock:
-            served = session.claim(me[0], "rate", form.get("item", ""))
+        check_csrf(me, form)
+        aid = me.annotator.annotator_id
+        with desk.lock:
+            served = desk.claim(aid, "rate", form.get("item", ""))
+            check_may_answer(me)
             rating = parse_rating(form.get("rating"))
             explanation = parse_explanation(form.get("explanation"), required=True)
             r = served.item
             assert isinstance(r, Response)
-            store.add_human_rating(me[0], r.run_id, r.task, r.sample_id, r.model_id, rating, explanation or "")
-            session.done(me[0], "rate")
+            store.add_human_rating(aid, r.run_id, r.task, r.sample_id, r.model_id, rating, explanation or "")
+            desk.done(aid, "rate")
         return RedirectResponse("/rate?saved=1", status_code=303)
 
     @app.get("/battle", response_class=HTMLResponse)
@@ -241,8 +367,11 @@ def create_app(store: Store, run_ids: list[str], n_bootstrap: int = 500, seed: i
     async def vote(request: HTTPRequest) -> Any:
         me = who(request)
         form = await _form(request)
-        with session.lock:
-            served = session.claim(me[0], "battle", form.get("item", ""))
+        check_csrf(me, form)
+        aid = me.annotator.annotator_id
+        with desk.lock:
+            served = desk.claim(aid, "battle", form.get("item", ""))
+            check_may_answer(me)
             choice = form.get("choice", "")
             if choice not in CHOICES:
                 raise BadInput(400, f"choice '{choice}' is not one of {', '.join(CHOICES)}")
@@ -251,10 +380,10 @@ def create_app(store: Store, run_ids: list[str], n_bootstrap: int = 500, seed: i
             battle = served.item
             assert isinstance(battle, Battle)
             store.add_pairwise_vote(
-                a.model_id, b.model_id, CHOICES[choice], source="human", annotator_id=me[0],
+                a.model_id, b.model_id, CHOICES[choice], source="human", annotator_id=aid,
                 prompt_id=battle.prompt_id, run_a=a.run_id, run_b=b.run_id, explanation=explanation,
             )
-            session.done(me[0], "battle")
+            desk.done(aid, "battle")
         # the vote is in: now the page may say which model wrote which side
         return page("voted.html", sides=(a, b), choice=CHOICE_LABELS[choice], **common(me))
 
@@ -263,7 +392,7 @@ def create_app(store: Store, run_ids: list[str], n_bootstrap: int = 500, seed: i
         from capeval.analysis.arena import ArenaError, arena_leaderboard
         from capeval.analysis.tables import battles_from_store
 
-        me = annotator(request)
+        me = signed_in(request)
         battles = battles_from_store(store, "human")
         board, problem = None, None
         if len({m for b in battles for m in (b.model_a, b.model_b)}) < 2:
@@ -275,14 +404,63 @@ def create_app(store: Store, run_ids: list[str], n_bootstrap: int = 500, seed: i
                 problem = str(e)
         return page("leaderboard.html", board=board, problem=problem, n_bootstrap=n_bootstrap, **(common(me) if me else {}))
 
+    def is_admin(request: Any) -> bool:
+        if admin_hash is None:
+            raise BadInput(404, "the admin page is off: start `capeval annotate` with an admin token")
+        header = request.headers.get("authorization", "")
+        if header.lower().startswith("bearer ") and auth.same_secret(auth.token_hash(header[7:].strip()), admin_hash):
+            return True
+        cookie = request.cookies.get(ADMIN_COOKIE)
+        return bool(cookie) and admin_sessions.get(auth.token_hash(cookie), 0.0) > clock()
+
+    @app.get("/admin", response_class=HTMLResponse)
+    def admin(request: HTTPRequest) -> Any:
+        if not is_admin(request):
+            return sign_in_page(request, "admin_login.html", 401)
+        from capeval.analysis.agreement import rating_agreement
+
+        run_ids = desk.pool.run_ids
+        people = auth.annotator_counts(store, run_ids)
+        names = {p.annotator_id: p.name for p in people}
+        marks = ",".join("?" * len(run_ids))
+        rows = store.query(
+            f"SELECT run_id, task, sample_id, annotator_id, rating FROM human_ratings WHERE run_id IN ({marks}) "
+            "AND annotator_id IS NOT NULL ORDER BY rating_id",
+            run_ids,
+        )
+        agreement = rating_agreement(((r["run_id"], r["task"], r["sample_id"]), names.get(r["annotator_id"], r["annotator_id"]), r["rating"]) for r in rows)
+        return page("admin.html", people=people, agreement=agreement, limits=limits, runs=len(run_ids), finite=math.isfinite)
+
+    @app.post("/admin/login")
+    async def admin_login(request: HTTPRequest) -> Any:
+        form = await _form(request)
+        check_login_csrf(request, form)
+        if admin_hash is None:
+            raise BadInput(404, "the admin page is off: start `capeval annotate` with an admin token")
+        if not auth.same_secret(auth.token_hash(form.get("token", "").strip()), admin_hash):
+            raise BadInput(403, "wrong admin token: `capeval annotate` printed it when it started")
+        cookie = secrets.token_urlsafe(auth.SESSION_BYTES)
+        admin_sessions[auth.token_hash(cookie)] = clock() + ttl_s
+        resp = RedirectResponse("/admin", status_code=303)
+        resp.set_cookie(ADMIN_COOKIE, cookie, max_age=int(ttl_s), httponly=True, samesite="strict")
+        return resp
+
     return app
 
 
-def serve(store: Store, run_ids: list[str], host: str = "127.0.0.1", port: int = 8000, n_bootstrap: int = 500) -> None:
+def serve(
+    store: Store,
+    run_ids: list[str],
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    n_bootstrap: int = 500,
+    admin_token: str | None = None,
+    limits: Limits | None = None,
+) -> None:
     """Serve the app in the foreground until interrupted."""
     try:
         import uvicorn
     except ImportError:
         raise MissingExtraError("uvicorn", "web") from None
-    app = create_app(store, run_ids, n_bootstrap=n_bootstrap)
+    app = create_app(store, run_ids, n_bootstrap=n_bootstrap, admin_token=admin_token, limits=limits)
     uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
