@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-from web_fixtures import MODELS, AnnotationFixture
+from web_fixtures import MODELS, AnnotationFixture, add_run, invite
 
 from browser import launch_chromium, needs_chromium
 from capeval.store import Store
@@ -35,8 +35,9 @@ def test_log_in_rate_and_vote_by_clicking(browser, server: str, annotation: Anno
     requests: list[str] = []
     page.on("request", lambda r: requests.append(r.url))
     page.goto(server + "/")
-    page.fill("#name", "Ada")
-    page.get_by_role("button", name="Start").click()
+    assert page.get_by_role("button", name="Sign in").is_visible()  # a name alone is not enough: name and password
+    page.goto(f"{server}/invite/{invite(annotation.db, 'Ada')}")
+    page.get_by_role("button", name="Start as Ada").click()
     assert page.get_by_role("heading", name="Welcome, Ada").is_visible()
 
     page.get_by_role("link", name="Rate", exact=True).click()
@@ -83,3 +84,47 @@ def test_log_in_rate_and_vote_by_clicking(browser, server: str, annotation: Anno
     assert votes == [("Ada", "human", model_a, model_b, "model_a")]
     # everything the pages needed came from the app itself
     assert all(u.startswith(server) for u in requests), [u for u in requests if not u.startswith(server)]
+
+
+ATTACKS = ["<script>alert('xss')</script>", '"><img src=x onerror=alert(1)>', "</pre><b id=injected>bold</b>"]
+
+
+def test_model_output_and_names_stay_text_in_the_browser(browser, annotation: AnnotationFixture) -> None:
+    from capeval.models.serve import ServerThread
+    from capeval.web.app import create_app
+
+    store = Store(annotation.db)
+    evil = add_run(store, "model-evil", [("qa", f"x{i}", f"Repeat this: {a}", a) for i, a in enumerate(ATTACKS)])
+    srv = ServerThread(create_app(store, [evil], admin_token="admin-token")).start()
+    server = f"http://{srv.host}:{srv.port}"
+    from playwright.sync_api import expect
+
+    page = browser.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    try:
+        page.goto(f"{server}/invite/{invite(annotation.db, '<img src=y onerror=alert(2)>Eve')}")
+        page.get_by_role("button", name="Start as <img src=y onerror=alert(2)>Eve").click()
+        with page.expect_navigation():
+            page.get_by_role("link", name="Rate", exact=True).click()
+        for k in range(len(ATTACKS)):  # each saved rating's page shows the next response
+            shown = page.locator("#response").inner_text()
+            assert shown in ATTACKS  # the text exactly as the model wrote it
+            assert page.locator("#prompt").inner_text().endswith(shown)
+            assert page.locator("main img, main script, #injected").count() == 0
+            page.get_by_label("2").check()
+            page.fill("#explanation", "it tries to inject markup")
+            page.get_by_role("button", name="Save rating").click()
+            # the next page has loaded once the progress line counts this rating (expect waits for it)
+            expect(page.locator("#progress")).to_contain_text(f"Rated {k + 1} of {len(ATTACKS)} responses")
+            assert page.get_by_text("Rating saved.").is_visible()
+        assert page.locator(".who").inner_text().startswith("<img src=y onerror=alert(2)>Eve")
+        page.goto(server + "/admin")
+        page.fill("#token", "admin-token")
+        page.get_by_role("button", name="Open").click()
+        assert page.locator("#annotators").get_by_text("<img src=y onerror=alert(2)>Eve").is_visible()
+        assert page.locator("img").count() == 0 and dialogs == []
+    finally:
+        page.close()
+        srv.stop()
+        store.close()

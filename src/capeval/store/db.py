@@ -195,24 +195,7 @@ class Store:
             d["scores"] = scores.get((d["task"], d["sample_id"]), {})
             yield d
 
-    # ---- people: annotators, their 1-5 ratings and pairwise votes (the web app writes these) ----
-    def annotator_for_name(self, name: str) -> str:
-        """The id of the annotator called `name`, created on first use (a returning name continues)."""
-        with self._lock:
-            row = self.conn.execute(
-                "SELECT annotator_id FROM annotators WHERE name = ? ORDER BY created_at LIMIT 1", (name,)
-            ).fetchone()
-            if row:
-                return str(row[0])
-            annotator_id = uuid.uuid4().hex
-            self.conn.execute("INSERT INTO annotators (annotator_id, name, created_at) VALUES (?,?,?)", (annotator_id, name, time.time()))
-            self.conn.commit()
-            return annotator_id
-
-    def annotator_name(self, annotator_id: str) -> str | None:
-        rows = self.query("SELECT name FROM annotators WHERE annotator_id = ?", (annotator_id,))
-        return rows[0]["name"] if rows else None
-
+    # ---- people's 1-5 ratings and pairwise votes (the web app writes these; capeval.web.auth keeps annotators) ----
     def add_human_rating(
         self, annotator_id: str, run_id: str, task: str, sample_id: str, model_id: str, rating: float, explanation: str
     ) -> int:

@@ -20,6 +20,7 @@ import random
 import secrets
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +70,13 @@ class Served:
     item: Response | Battle
     swapped: bool = False  # battle: the pool's second run is shown as A
 
+    @property
+    def key(self) -> tuple[str, ...]:
+        """The item as the pool counts answers to it."""
+        if isinstance(self.item, Battle):
+            return self.item.key
+        return (self.item.run_id, self.item.task, self.item.sample_id)
+
     def sides(self) -> tuple[Response, Response]:
         assert isinstance(self.item, Battle)
         return (self.item.second, self.item.first) if self.swapped else (self.item.first, self.item.second)
@@ -90,10 +98,12 @@ class Assignments:
             token = self.pending.get((annotator_id, kind))
             if token is not None:
                 return token, self.served[token]
+            # items open on other people's pages count as answered, so people arriving together spread out
+            busy: Counter[Any] = Counter(self.served[t].key for (_, k), t in self.pending.items() if k == kind)
             if kind == "rate":
-                item: Response | Battle | None = self.pool.next_rating(annotator_id, self.rng)
+                item: Response | Battle | None = self.pool.next_rating(annotator_id, self.rng, busy)
             else:
-                item = self.pool.next_battle(annotator_id, self.rng)
+                item = self.pool.next_battle(annotator_id, self.rng, busy)
             if item is None:
                 return None
             token = secrets.token_urlsafe(12)
@@ -325,20 +335,20 @@ def create_app(
         resp.delete_cookie(SESSION_COOKIE)
         return resp
 
-    def item_page(request: Any, kind: str, template: str, fill: Callable[[str, Served], dict[str, Any]]) -> Any:
+    def item_page(request: Any, kind: str, template: str, fill: Callable[[str, Served], dict[str, Any]], **ctx: Any) -> Any:
         """The annotator's open item of this kind, or the page saying they have done them all."""
         me = signed_in(request)
         if me is None:
             return RedirectResponse("/", status_code=303)
         if not quota_left(me):
-            return page(template, quota_reached=quota_of(me), **common(me))
+            return page(template, quota_reached=quota_of(me), **ctx, **common(me))
         got = desk.serve(me.annotator.annotator_id, kind)
-        return page(template, **(fill(*got) if got else {}), **common(me))
+        return page(template, **(fill(*got) if got else {}), **ctx, **common(me))
 
     @app.get("/rate", response_class=HTMLResponse)
     def rate_page(request: HTTPRequest) -> Any:
-        saved = request.query_params.get("saved")
-        return item_page(request, "rate", "rate.html", lambda token, s: {"item": s.item, "token": token, "saved": saved})
+        # "saved" also on the last item's page: the annotator sees that their last rating counted
+        return item_page(request, "rate", "rate.html", lambda token, s: {"item": s.item, "token": token}, saved=request.query_params.get("saved"))
 
     @app.post("/rate")
     async def rate(request: HTTPRequest) -> Any:

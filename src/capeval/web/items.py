@@ -162,21 +162,24 @@ class ItemPool:
                 out[key] += 1
         return out
 
-    def next_rating(self, annotator_id: str, rng: random.Random) -> Response | None:
+    def next_rating(self, annotator_id: str, rng: random.Random, busy: Counter[Any] | None = None) -> Response | None:
+        """A response this annotator has not rated, among those with the fewest ratings plus `busy`
+        (items now open on someone's page, keyed as rated_keys)."""
         mine = self.rated_keys(annotator_id)
         todo = [r for r in self.ratings if (r.run_id, r.task, r.sample_id) not in mine]
         if not todo:
             return None
-        everyone = self.rated_keys()
+        everyone = self.rated_keys() + (busy or Counter())
         fewest = min(everyone[(r.run_id, r.task, r.sample_id)] for r in todo)
         return rng.choice([r for r in todo if everyone[(r.run_id, r.task, r.sample_id)] == fewest])
 
-    def next_battle(self, annotator_id: str, rng: random.Random) -> Battle | None:
+    def next_battle(self, annotator_id: str, rng: random.Random, busy: Counter[Any] | None = None) -> Battle | None:
+        """A battle this annotator has not voted in, among those with the fewest votes plus `busy` (keyed by Battle.key)."""
         mine = self.voted_keys(annotator_id)
         todo = [b for b in self.battles if b.key not in mine]
         if not todo:
             return None
-        everyone = self.voted_keys()
+        everyone = self.voted_keys() + (busy or Counter())
         fewest = min(everyone[b.key] for b in todo)
         return rng.choice([b for b in todo if everyone[b.key] == fewest])
 
