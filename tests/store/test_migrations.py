@@ -38,8 +38,10 @@ def user_version(db) -> int:
 
 
 def reference_columns() -> dict[str, list[str]]:
+    """The tables and columns of a new file: every migration applied to an empty database."""
     con = sqlite3.connect(":memory:")
-    con.executescript(mig.SCHEMA_1)
+    for m in mig.MIGRATIONS:
+        m.apply(con)
     names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")]
     return {t: [r[1] for r in con.execute(f"PRAGMA table_info({t})")] for t in sorted(names)}
 

@@ -288,3 +288,27 @@ def test_people_arriving_together_are_served_different_items(store, annotation: 
     shown = [pre(c.get("/rate").text, "prompt") + "\n" + pre(c.get("/rate").text, "response") for c in people]
     assert len(set(shown[: annotation.n_ratings])) == annotation.n_ratings
     assert len(set(shown)) == annotation.n_ratings
+
+
+def test_a_store_from_before_sign_in_gains_its_tables_and_keeps_each_persons_ratings(tmp_path) -> None:
+    import sqlite3
+
+    from capeval.store import migrations
+
+    db = tmp_path / "v1.db"
+    con = sqlite3.connect(db)
+    migrations.MIGRATIONS[0].apply(con)
+    con.execute("PRAGMA user_version = 1")
+    # a name-only annotator and their rating, as the app wrote them before sign-in was required
+    con.execute("INSERT INTO annotators VALUES ('old-ada-id', 'Ada', 1.0)")
+    con.execute("INSERT INTO human_ratings (annotator_id, run_id, task, sample_id, model_id, rating, explanation, created_at) "
+                "VALUES ('old-ada-id', 'r', 'qa', 'q0', 'm', 4, 'fine', 2.0)")
+    con.commit()
+    con.close()
+    with Store(db) as store:
+        assert store.schema_version == migrations.latest_version()
+        assert [p.sign_in for p in auth.annotator_counts(store)] == ["none"]  # cannot sign in yet
+        annotator, link = auth.add_annotator(store, "Ada")
+        assert annotator.annotator_id == "old-ada-id" and auth.by_invite(store, link) == annotator
+        (ada,) = auth.annotator_counts(store)
+        assert (ada.name, ada.sign_in, ada.ratings) == ("Ada", "invite", 1)
