@@ -226,7 +226,7 @@ def test_missing_inputs_are_named_not_faked(tmp_path: Path) -> None:
     html = out.read_text(encoding="utf-8")
     page = parse(html)
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    assert "capeval serve" in page.section_text("arena")
+    assert "capeval annotate" in page.section_text("arena")
     assert "--prompt-variants" in page.section_text("sensitivity")
     assert "--gap" in page.section_text("contamination")
     assert "another --model" in page.section_text("comparisons")

@@ -14,6 +14,7 @@ from markupsafe import Markup
 from capeval.report.data import ReportInputs, load_inputs, read_judge_checks
 from capeval.report.sections import (
     Section,
+    agreement_section,
     alteration_section,
     arena_section,
     capabilities_section,
@@ -87,6 +88,7 @@ def build_sections(inputs: ReportInputs, options: ReportOptions) -> list[Section
             ),
             notes,
         ),
+        _safe("Agreement between annotators", lambda: agreement_section(inputs.runs, inputs.human_ratings), notes),
         _safe("Prompt sensitivity", lambda: sensitivity_section(inputs.runs), notes),
         _safe("Contamination flags", lambda: contamination_section(inputs.contamination, inputs.gaps), notes),
         _safe("Judge verdicts read by the authors' parsers", lambda: verdict_readings_section(inputs.runs, inputs.judge_checks), notes),

@@ -78,6 +78,8 @@ class HumanRating:
     sample_id: str | None
     model_id: str | None
     rating: float
+    annotator_id: str | None = None
+    annotator: str | None = None  # the annotator's name
 
 
 @dataclass
@@ -227,8 +229,11 @@ def load_inputs(store: Store, run_ids: Sequence[str]) -> ReportInputs:
         for r in store.query("SELECT source, prompt_id, model_a, model_b, winner FROM pairwise_votes ORDER BY created_at, vote_id")
     ]
     ratings = [
-        HumanRating(r["run_id"], r["task"], r["sample_id"], r["model_id"], float(r["rating"]))
-        for r in store.query("SELECT run_id, task, sample_id, model_id, rating FROM human_ratings ORDER BY rating_id")
+        HumanRating(r["run_id"], r["task"], r["sample_id"], r["model_id"], float(r["rating"]), r["annotator_id"], r["name"])
+        for r in store.query(
+            "SELECT h.run_id, h.task, h.sample_id, h.model_id, h.rating, h.annotator_id, a.name "
+            "FROM human_ratings h LEFT JOIN annotators a USING (annotator_id) ORDER BY h.rating_id"
+        )
     ]
     return ReportInputs(runs, votes, ratings, caps, notes)
 

@@ -1,5 +1,6 @@
 """Report sections: each turns plain data into tables and charts, or says which command makes its data."""
 
+from capeval.report.sections.agreement import agreement_section
 from capeval.report.sections.alteration import alteration_section
 from capeval.report.sections.base import Cell, Section, Table, task_samples_anchor
 from capeval.report.sections.capabilities import (
@@ -28,6 +29,7 @@ __all__ = [
     "SampleGroup",
     "Section",
     "Table",
+    "agreement_section",
     "alteration_section",
     "arena_section",
     "capabilities_section",

@@ -36,7 +36,7 @@ def arena_section(votes_by_source: Mapping[str, Sequence[Any]], n_bootstrap: int
     if not any(votes_by_source.values()):
         sec.missing = (
             "no pairwise votes in the store; people's votes are recorded there by the annotation web app "
-            "(`capeval serve`); for battles in a CSV file use `capeval arena --csv FILE`"
+            "(`capeval annotate`); for battles in a CSV file use `capeval arena --csv FILE`"
         )
         return sec
     for source, battles in votes_by_source.items():
@@ -121,7 +121,7 @@ def correlation_section(
         sec.missing = (
             f"needs responses rated by both the judge and people (have {len(pairs)} in these runs); run "
             "`capeval judge-check --judge J --data FILE --json check.json` and pass `--judge-check check.json`, "
-            "or collect ratings and votes of judged runs with `capeval serve`"
+            "or collect ratings and votes of judged runs with `capeval annotate`"
         )
         return sec
     header = ["source", "scope", "method", "coefficient", "95% CI", "p", "responses"]
