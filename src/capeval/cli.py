@@ -5,12 +5,14 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import typer
 from rich.console import Console
 
+from capeval import plugins
 from capeval.errors import CapevalError
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, help="Evaluate LLMs: benchmarks, judges, analysis.")
@@ -18,18 +20,10 @@ console = Console()
 err_console = Console(stderr=True)
 _debug = False
 
-# Areas register their own sub-commands: each module has `register(app: typer.Typer) -> None`.
-COMMAND_MODULES = [
-    "capeval.commands_core",
-    "capeval.models.commands",
-    "capeval.analysis.commands",
-    "capeval.report.commands",
-    "capeval.judge.bench_commands",
-    "capeval.judge.commands",
-    "capeval.judge.alter_commands",
-    "capeval.web.commands",
-    "capeval.interpret.commands",
-]
+# Areas register their own sub-commands through `capeval.commands` entry points (capeval's own are
+# listed in capeval.plugins.BUILTIN): each names `register(app: typer.Typer) -> None`, or a
+# typer.Typer added as a command group under the entry point's name.
+COMMANDS: plugins.Registry[str] = plugins.Registry("command", "capeval.commands")
 
 
 def fail(message: str, hint: str | None = None) -> None:
@@ -45,9 +39,27 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks."))
     _debug = debug or os.environ.get("CAPEVAL_DEBUG") == "1"
 
 
+def _command_names() -> list[str]:
+    names = [c.name or (c.callback.__name__.lower().replace("_", "-") if c.callback else "") for c in app.registered_commands]
+    return names + [g.name or (g.typer_instance.info.name or "" if g.typer_instance else "") for g in app.registered_groups]
+
+
 def _register_all() -> None:
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(app)
+    if COMMANDS:
+        return
+    for ep, origin in plugins.discover("capeval.commands"):
+        before = Counter(_command_names())
+        obj = plugins.load(ep, origin)
+        if isinstance(obj, typer.Typer):
+            app.add_typer(obj, name=ep.name)
+        elif callable(obj):
+            obj(app)
+        else:
+            raise plugins.PluginLoadError(f"{origin}: {ep.value} is neither register(app) nor a typer.Typer")
+        for name, count in (Counter(_command_names()) - before).items():
+            if count > 1:
+                raise plugins.PluginConflictError(f"command '{name}' is registered twice by {origin}")
+            COMMANDS.add(name, name, origin)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -153,6 +153,7 @@ def run(
     strict: bool = typer.Option(False, "--strict", help="Fail on the first malformed dataset row."),
     model_option: list[str] = typer.Option([], "--model-option", "-o", help="KEY=VALUE passed to the backend, e.g. dtype=bfloat16, max_retries=3, timeout=60 (repeatable)."),
     judge: str | None = typer.Option(None, "--judge", help="Judge model spec for judged tasks (CrossEval, writing)."),
+    recipe_file: list[Path] = typer.Option([], "--recipe-file", help="Your edited copy of a judge recipe (`capeval judge-recipes`); it replaces the recipe its header names in the judged tasks (repeatable)."),
     prompt_variants: int = typer.Option(1, "--prompt-variants", help="Run each task with N prompt templates and report the spread."),
     seed: int = typer.Option(1234, "--seed", help="Seed for few-shot exemplar selection and --sample."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write results as JSON here."),
@@ -196,6 +197,10 @@ def run(
     if strata and sample is None:
         raise CapevalError("--stratify only applies to --sample", "e.g. --sample 40 --stratify category")
     task_objs = [get_task(n, data=local.get(n), options=task_opts.get(n)) for n in names]
+    if recipe_file:
+        from capeval.judge.recipes import use_recipe_files
+
+        task_objs = use_recipe_files(task_objs, recipe_file)
     judged = [t.name for t in task_objs if t.settings.get("judge")]
     if judged and not judge:
         raise CapevalError(
@@ -207,6 +212,8 @@ def run(
     judge_model = load_model(judge, **model_options(concurrency=concurrency)) if judge else None
     config = PromptConfig(shots=shots, cot=cot, system=system, chat=chat, seed=seed)
     extra = {"model_options": opts, "judge": judge, "task_options": task_opts}
+    if recipe_file:
+        extra["recipe_files"] = [str(p) for p in recipe_file]
     with Store(db) as store:
         if prompt_variants > 1:
             from capeval.analysis.sensitivity import run_variants
@@ -281,10 +288,10 @@ def tasks_cmd(
 
 
 def models_cmd() -> None:
-    """List the bundled models and the backends' spec formats."""
+    """List the bundled models and the backends' spec formats (other packages' backends included)."""
     from rich.markup import escape
 
-    from capeval.models import bundled
+    from capeval.models import bundled, plugin_backends
 
     table = Table(title="models")
     for col in ("spec", "what", "status"):
@@ -300,6 +307,8 @@ def models_cmd() -> None:
     )
     for spec, what in rows:
         table.add_row(escape(spec), escape(what), "")
+    for name, doc, origin in plugin_backends():
+        table.add_row(escape(f"{name}:SPEC"), escape(doc), escape(f"from {origin}"))
     _console().print(table)
 
 

@@ -25,12 +25,27 @@ def did_you_mean(key: str, accepted: Iterable[str], owner: str) -> str:
     return (f"did you mean '{close[0]}'? " if close else "") + f"{owner} takes: {', '.join(known)}"
 
 
+# the command that lists each kind of name (a kind without one gets the known names in the hint)
+LISTING_COMMANDS = {
+    "task": "capeval tasks",
+    "model": "capeval models",
+    "model backend": "capeval models",
+    "judge recipe": "capeval judge-recipes",
+}
+
+
 class UnknownNameError(CapevalError):
     """A model, task, recipe or metric name that is not registered."""
 
     def __init__(self, kind: str, name: str, known: Iterable[str]) -> None:
-        close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
-        hint = f"did you mean {', '.join(close)}?" if close else f"run `capeval {kind}s` to list them"
+        known = list(known)
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        if close:
+            hint = f"did you mean {', '.join(close)}?"
+        elif kind in LISTING_COMMANDS:
+            hint = f"run `{LISTING_COMMANDS[kind]}` to list them"
+        else:
+            hint = f"known: {', '.join(sorted(known))}"
         super().__init__(f"unknown {kind} '{name}'", hint)
         self.name = name
         self.close_matches = close

@@ -21,6 +21,9 @@ def mtbench(
     limit: int | None = typer.Option(None, "--limit", "-n", help="At most N questions."),
     max_tokens: int = typer.Option(1024, "--max-tokens", help="New tokens per answer (FastChat: 1024)."),
     judge_max_tokens: int | None = typer.Option(None, "--judge-max-tokens", help="The judge's output budget (default: the recipe's)."),
+    recipe_file: list[Path] = typer.Option(
+        [], "--recipe-file", help="Your edited copy of a judge recipe (single, reference_guided, pairwise, reference_guided_pairwise); it replaces the recipe its header names (repeatable)."
+    ),
     system: str | None = typer.Option(None, "--system", help="System prompt for the model under test (and the baseline)."),
     fastchat_temperatures: bool = typer.Option(
         False, "--fastchat-temperatures", help="Sample with FastChat's per-category temperatures (writing 0.7, ..., math 0) instead of greedy."
@@ -39,6 +42,7 @@ def mtbench(
     from capeval.commands_core import print_result
     from capeval.engine import Progress
     from capeval.judge.mtbench import load_questions, run_mtbench
+    from capeval.judge.recipes import load_recipe_files
     from capeval.models import load_model
     from capeval.models.base import model_options
     from capeval.store import Store
@@ -49,6 +53,7 @@ def mtbench(
         raise CapevalError("--mode pairwise needs a baseline model", "add --baseline MODEL")
     if mode == "single" and baseline:
         raise CapevalError("--baseline is only used with --mode pairwise", "add --mode pairwise, or drop --baseline")
+    recipes = load_recipe_files(recipe_file)
     cats = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
     questions = load_questions(categories=cats, limit=limit)
     loaded: dict[str, Any] = {}
@@ -68,6 +73,7 @@ def mtbench(
             m, j, store, mode=mode, baseline_model=b, questions=questions,  # type: ignore[arg-type]
             max_tokens=max_tokens, system=system, category_temperatures=fastchat_temperatures,
             judge_max_tokens=judge_max_tokens, model_spec=model, judge_spec=judge, baseline_spec=baseline, progress=bar,
+            recipes=recipes,
         )
         path = store.path
     print_result(result.run)

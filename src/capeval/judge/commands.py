@@ -267,7 +267,7 @@ def judge_robustness(
 
 def judge_recipes() -> None:
     """List the judge recipes with their scale, verdict format and template file (copy one to edit it)."""
-    from capeval.judge.recipes import builtin_path, get_recipe, recipe_names
+    from capeval.judge.recipes import get_recipe, recipe_names, recipe_path
 
     t = Table(title="judge recipes (edit a copy, pass it with --recipe-file)")
     for col in ("name", "kind", "scale", "verdict", "references", "template file"):
@@ -275,7 +275,7 @@ def judge_recipes() -> None:
     for name in recipe_names():
         r = get_recipe(name)
         scale = "-" if r.pairwise else f"{r.scale[0]:g}-{r.scale[1]:g}"
-        t.add_row(name, r.kind, scale, r.verdict, "yes" if r.uses_references else "no", str(builtin_path(name)))
+        t.add_row(name, r.kind, scale, r.verdict, "yes" if r.uses_references else "no", str(recipe_path(name)))
     _console().print(t)
 
 

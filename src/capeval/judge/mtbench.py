@@ -15,7 +15,7 @@ overall, per turn and per category; a failed verdict is counted, never turned in
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -27,6 +27,7 @@ from capeval.types import GenerationParams, Message, MetricResult, Request, RunR
 if TYPE_CHECKING:
     from capeval.engine import CallStats
     from capeval.judge.core import JudgeItem, Verdict
+    from capeval.judge.recipes import JudgeRecipe
     from capeval.models.base import Model
     from capeval.store import Store
 
@@ -40,6 +41,11 @@ CATEGORY_TEMPERATURE = {
 }
 DEFAULT_MAX_TOKENS = 1024  # FastChat's max_new_token
 Mode = Literal["single", "pairwise"]
+# the judge recipes each grading mode uses: (plain turns, reference-guided turns)
+MTBENCH_RECIPES: dict[str, tuple[str, str]] = {
+    "single": ("single", "reference_guided"),
+    "pairwise": ("pairwise", "reference_guided_pairwise"),
+}
 
 
 @dataclass(frozen=True)
@@ -255,22 +261,25 @@ def judge_conversations(
     progress: Any = None,
     max_parse_retries: int = 1,
     judge_max_tokens: int | None = None,
+    recipes: Mapping[str, JudgeRecipe] | None = None,
 ) -> list[TurnVerdict]:
-    """One TurnVerdict per (question, turn), in question then turn order."""
+    """One TurnVerdict per (question, turn), in question then turn order. `recipes`: edited recipe
+    files by the recipe each replaces (`--recipe-file`)."""
     from dataclasses import replace
 
-    from capeval.judge import get_recipe, run_judge
+    from capeval.judge import run_judge
     from capeval.judge.authors import audit_verdict
+    from capeval.judge.recipes import pick_recipe
 
     if mode == "pairwise" and baseline is None:
         raise CapevalError("pairwise MT-Bench needs a baseline model's answers", "pass --baseline MODEL")
     plain, guided, skipped = judge_items(conversations, baseline if mode == "pairwise" else None)
-    names = ("pairwise", "reference_guided_pairwise") if mode == "pairwise" else ("single", "reference_guided")
+    names = MTBENCH_RECIPES[mode]
     found: dict[str, TurnVerdict] = {}
     for items, name in ((plain, names[0]), (guided, names[1])):
         if not items:
             continue
-        recipe = get_recipe(name)
+        recipe = pick_recipe(name, recipes)
         if judge_max_tokens is not None:
             recipe = replace(recipe, max_tokens=judge_max_tokens)
         verdicts = run_judge(judge, recipe, items, store=store, progress=progress, max_parse_retries=max_parse_retries)
@@ -424,11 +433,17 @@ def run_mtbench(
     judge_spec: str | None = None,
     baseline_spec: str | None = None,
     progress: Any = None,
+    recipes: Mapping[str, JudgeRecipe] | None = None,
 ) -> MTBenchResult:
-    """Generate (or read from the cache) the answers, judge them, save the run, return the numbers."""
+    """Generate (or read from the cache) the answers, judge them, save the run, return the numbers.
+    `recipes`: edited recipe files by the recipe each replaces (`--recipe-file`)."""
+    from capeval.judge.recipes import check_replacements
+
     questions = list(questions) if questions is not None else load_questions()
     if mode == "pairwise" and baseline_model is None:
         raise CapevalError("pairwise MT-Bench needs a baseline model", "pass --baseline MODEL (e.g. another model spec)")
+    if recipes:
+        check_replacements(recipes, MTBENCH_RECIPES[mode], f"MT-Bench {mode} grading")
     from capeval.engine import CallStats
 
     stats = CallStats()
@@ -439,12 +454,13 @@ def run_mtbench(
     )
     verdicts = judge_conversations(
         judge, conversations, mode, baseline if mode == "pairwise" else None, store=store, progress=progress,
-        judge_max_tokens=judge_max_tokens,
+        judge_max_tokens=judge_max_tokens, recipes=recipes,
     )
     metrics = summarize(verdicts, mode)
     config: dict[str, Any] = {
         "mode": mode, "judge": judge_spec or judge.model_id, "baseline": baseline_spec or (baseline_model.model_id if baseline_model else None),
         "n_questions": len(questions), **gen,
+        **({"recipe_files": {n: r.path for n, r in recipes.items()}} if recipes else {}),
     }
     run_id = store.start_run(model.model_id, model_spec or model.model_id, [TASK], config)
     rows, scores = _sample_rows(conversations, verdicts, mode)

@@ -1,8 +1,9 @@
 """Judge recipes: Jinja2 template files (system, user and reminder blocks) with a small YAML header.
 
-Every built-in recipe is a file in capeval/judge/templates/; `capeval judge-recipes` prints their
-paths. To change a rubric, copy a file, edit it and pass it with `--recipe-file PATH` (or
-`get_recipe(name, path=PATH)`). The header, a Jinja comment at the top of the file, declares:
+Every built-in recipe is a file in capeval/judge/templates/ (other packages add theirs through
+`capeval.recipes` entry points); `capeval judge-recipes` prints their paths. To change a rubric, copy
+a file, edit it and pass it with `--recipe-file PATH` to any judged command or task (the file replaces
+the recipe its header names), or use `get_recipe(name, path=PATH)`. The header, a Jinja comment at the top of the file, declares:
 
     {#- capeval judge recipe
     name: single            # any name; it becomes part of the judge calls' task label
@@ -23,6 +24,7 @@ paths. To change a rubric, copy a file, edit it and pass it with `--recipe-file 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -31,8 +33,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
+from capeval import plugins
 from capeval.errors import CapevalError, UnknownNameError
 from capeval.judge.parse import VerdictFormat
+from capeval.plugins import Registry
 from capeval.types import Message
 
 if TYPE_CHECKING:
@@ -183,23 +187,113 @@ def templates_dir() -> Path:
     return Path(str(resources.files("capeval.judge") / "templates"))
 
 
+# capeval's own recipes: the `capeval.recipes` entry point "builtin" names this folder
+TEMPLATES_DIR = templates_dir()
+
+# recipe name -> template file; capeval's and other packages' `capeval.recipes` entry points
+RECIPES: Registry[Path] = Registry("judge recipe", "capeval.recipes")
+_recipes_loaded = False
+
+
+def _ensure_recipes() -> None:
+    """Read every `capeval.recipes` entry point: a template file (the recipe is the entry point's
+    name) or a folder of them (each file's stem is a recipe)."""
+    global _recipes_loaded
+    if _recipes_loaded:
+        return
+    _recipes_loaded = True
+    for ep, origin in plugins.discover("capeval.recipes"):
+        target = Path(str(plugins.load(ep, origin)))
+        if target.is_dir():
+            for file in sorted(target.glob("*.jinja")):
+                RECIPES.add(file.stem, file, origin)
+        elif target.is_file():
+            RECIPES.add(ep.name, target, origin)
+        else:
+            raise plugins.PluginLoadError(f"{origin}: judge recipe template not found: {target}")
+
+
 def recipe_names() -> list[str]:
-    return sorted(p.stem for p in templates_dir().glob("*.jinja"))
+    _ensure_recipes()
+    return sorted(RECIPES)
 
 
-def builtin_path(name: str) -> Path:
-    path = templates_dir() / f"{name}.jinja"
-    if not path.is_file():
+def recipe_path(name: str) -> Path:
+    """The template file of a registered recipe (capeval's or a plugin's)."""
+    _ensure_recipes()
+    if name not in RECIPES:
         raise UnknownNameError("judge recipe", name, recipe_names())
-    return path
+    return RECIPES[name]
+
+
+builtin_path = recipe_path  # the name judge commands and tests used before plugins could add recipes
+
+
+def recipe_origin(name: str) -> str | None:
+    _ensure_recipes()
+    return RECIPES.origin(name)
 
 
 def get_recipe(name: str, path: str | Path | None = None) -> JudgeRecipe:
-    """A built-in recipe by name, or the recipe in the template file `path` (a user's edited copy)."""
-    file = Path(path) if path is not None else builtin_path(name)
+    """A registered recipe by name, or the recipe in the template file `path` (a user's edited copy)."""
+    file = Path(path) if path is not None else recipe_path(name)
     if not file.is_file():
         raise RecipeError(f"judge recipe file not found: {file}", "copy a built-in one: `capeval judge-recipes` lists them")
     return load_recipe_text(file.read_text(encoding="utf-8"), str(file), default_name=name)
+
+
+def load_recipe_files(paths: Sequence[str | Path]) -> dict[str, JudgeRecipe]:
+    """Edited recipe files (`--recipe-file`) by the recipe each replaces: the `name` in its header
+    (a copy of crosseval.jinja says `name: crosseval`), else the file's stem."""
+    out: dict[str, JudgeRecipe] = {}
+    for path in paths:
+        recipe = get_recipe(Path(path).stem, path=path)
+        if recipe.name in out:
+            raise RecipeError(
+                f"two --recipe-file files replace judge recipe '{recipe.name}': {out[recipe.name].path} and {path}",
+                "give one file per recipe",
+            )
+        out[recipe.name] = recipe
+    return out
+
+
+def pick_recipe(name: str, replacements: Mapping[str, JudgeRecipe] | None = None) -> JudgeRecipe:
+    """The recipe `name`, or the user's edited file that replaces it (see load_recipe_files)."""
+    if replacements and name in replacements:
+        return replacements[name]
+    return get_recipe(name)
+
+
+def use_recipe_files(tasks: Sequence[Any], paths: Sequence[str | Path]) -> list[Any]:
+    """The tasks with the edited recipe files (`--recipe-file`) in place of the recipes they replace.
+
+    A judged task (CrossEval, IMPACT) says which recipes it uses (`judge_recipe_names()`) and takes
+    its replacements in `recipe_replacements`; a file that replaces none of them is refused."""
+    from dataclasses import replace
+
+    if not paths:
+        return list(tasks)
+    replacements = load_recipe_files(paths)
+    judged = [t for t in tasks if callable(getattr(t, "judge_recipe_names", None))]
+    if not judged:
+        raise RecipeError(
+            "--recipe-file is given but none of the run's tasks is judged",
+            "judged tasks: crosseval, impact (and `capeval mtbench --recipe-file`)",
+        )
+    used = sorted({n for t in judged for n in t.judge_recipe_names()})
+    check_replacements(replacements, used, "the run's judged tasks")
+    return [replace(t, recipe_replacements=replacements) if t in judged else t for t in tasks]
+
+
+def check_replacements(replacements: Mapping[str, JudgeRecipe], used: Sequence[str], who: str) -> None:
+    """Refuse an edited recipe file that would replace none of the recipes `who` uses (a typo in the
+    header's name would otherwise leave the built-in recipe in use without a word)."""
+    for name, recipe in replacements.items():
+        if name not in used:
+            raise RecipeError(
+                f"--recipe-file {recipe.path} is recipe '{name}', which {who} does not use",
+                f"{who} uses: {', '.join(used)}; set `name:` in the file's header to the recipe it replaces",
+            )
 
 
 def load_recipe_text(source: str, label: str = "<string>", default_name: str = "custom") -> JudgeRecipe:

@@ -1,46 +1,53 @@
 """Model backends behind one protocol, addressed by a spec string.
 
 Specs: a bundled short name (`smollm2-135m-instruct`, `gemma3-270m`), `hf:<dir | hub id | file.gguf>`,
-`openai:<model>` (with base_url), `vllm:<dir | hub id>`, `ray:<any other spec>` (replicas on a Ray cluster). Backends come from capeval and from other
-packages' `capeval.models` entry points.
+`openai:<model>` (with base_url), `vllm:<dir | hub id>`, `ray:<any other spec>` (replicas on a Ray
+cluster), `<name>:<spec>` for a backend another package adds through a `capeval.backends` entry point
+(capeval's own backends are entry points of that group too; see capeval.plugins).
 """
 
 from __future__ import annotations
 
-import importlib
-from importlib.metadata import entry_points
 from typing import Any
 
+from capeval import plugins
 from capeval.errors import UnknownNameError
 from capeval.models.base import (
     BACKENDS,
     Model,
+    backend_entry_points,
     check_options,
     option_names,
     register_backend,
     takes_any_option,
 )
 
-# backend name -> module that registers it (imported lazily: torch, httpx, vllm are heavy)
-_BUILTIN = {
-    "hf": "capeval.models.hf",
-    "bundled": "capeval.models.bundled",
-    "openai": "capeval.models.openai_api",
-    "vllm": "capeval.models.vllm",
-    "ray": "capeval.distributed.ray_replicas",
-}
-
 
 def _backend(name: str) -> Any:
-    if name not in BACKENDS and name in _BUILTIN:
-        importlib.import_module(_BUILTIN[name])
     if name not in BACKENDS:
-        for ep in entry_points(group="capeval.models"):
-            if ep.name == name:
-                BACKENDS[name] = ep.load()
-    if name not in BACKENDS:
-        raise UnknownNameError("model backend", name, list(_BUILTIN) + list(BACKENDS))
+        declared = backend_entry_points()
+        if name not in declared:
+            raise UnknownNameError("model backend", name, list(declared) + list(BACKENDS))
+        ep, origin = declared[name]
+        BACKENDS.add(name, plugins.load(ep, origin), origin)
     return BACKENDS[name]
+
+
+def backend_names() -> list[str]:
+    """Every backend: capeval's, other packages' entry points, and ones registered in this process."""
+    return list(dict.fromkeys([*backend_entry_points(), *BACKENDS]))
+
+
+def plugin_backends() -> list[tuple[str, str, str]]:
+    """(name, first docstring line, origin) of each backend that is not capeval's own."""
+    out = []
+    for name in backend_names():
+        origin = BACKENDS.origin(name) or backend_entry_points()[name][1]
+        if origin == plugins.BUILTIN_ORIGIN:
+            continue
+        doc = (getattr(_backend(name), "__doc__", None) or "").strip().splitlines()
+        out.append((name, doc[0] if doc else "", origin))
+    return out
 
 
 def bundled_names() -> list[str]:
@@ -79,4 +86,4 @@ def load_model(spec: str, **options: Any) -> Model:
     return factory(rest, **options)
 
 
-__all__ = ["Model", "bundled_names", "check_model_options", "load_model", "register_backend", "resolve"]
+__all__ = ["Model", "backend_names", "bundled_names", "check_model_options", "load_model", "plugin_backends", "register_backend", "resolve"]

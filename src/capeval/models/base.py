@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from importlib.metadata import EntryPoint
 from typing import Any, Protocol, runtime_checkable
 
+from capeval import plugins
 from capeval.errors import ModelError, did_you_mean
+from capeval.plugins import Registry
 from capeval.types import Request, Response
 
 
@@ -37,13 +40,30 @@ class Model(Protocol):
 
 ModelFactory = Callable[..., Model]
 
-# backend name -> factory(spec: str, **options)
-BACKENDS: dict[str, ModelFactory] = {}
+# backend name -> factory(spec: str, **options); filled as backends are used (torch, httpx, vllm
+# are heavy), from the `capeval.backends` entry points (capeval's own and other packages')
+BACKENDS: Registry[ModelFactory] = Registry("model backend", "capeval.backends")
+
+
+def backend_entry_points() -> dict[str, tuple[EntryPoint, str]]:
+    """Every backend name an entry point declares, with the entry point and its origin (built-in
+    first); two origins declaring one name raise PluginConflictError."""
+    return plugins.index("capeval.backends", BACKENDS.kind)
 
 
 def register_backend(name: str) -> Callable[[ModelFactory], ModelFactory]:
+    """Register `factory(spec, **options) -> Model` as the backend `name:` (e.g. from a script or a
+    test). A name another origin already has (a built-in such as `hf`, or a plugin) is refused."""
+
     def deco(factory: ModelFactory) -> ModelFactory:
-        BACKENDS[name] = factory
+        origin = plugins.origin_of(factory)
+        declared = backend_entry_points().get(name)
+        if declared is not None and declared[1] != origin:
+            raise plugins.PluginConflictError(
+                f"model backend '{name}' is registered twice: by {declared[1]} and by {origin}",
+                "rename one of them (entry point group capeval.backends)",
+            )
+        BACKENDS.add(name, factory, origin)
         return factory
 
     return deco

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from capeval import plugins
+from capeval.plugins import Registry
 from capeval.scoring.code import humaneval_scorer, score_code_samples
 from capeval.scoring.extract import (
     extract_after_answer_is,
@@ -231,7 +234,10 @@ def default_scorer(task: Task) -> Scorer:
     return exact_match()
 
 
-SCORERS: dict[str, Callable[[], Scorer]] = {
+# scorer name -> factory returning the scorer (YAML `scorer: NAME`); capeval's own, then other
+# packages' `capeval.scorers` entry points (read on first lookup)
+SCORERS: Registry[Callable[..., Any]] = Registry("scorer", "capeval.scorers")
+for _name, _factory in {
     "mc_loglikelihood": mc_loglikelihood,
     "mc_generate": mc_generate,
     "exact_match": exact_match,
@@ -241,7 +247,48 @@ SCORERS: dict[str, Callable[[], Scorer]] = {
     "bbh": bbh_scorer,
     "drop": drop_scorer,
     "humaneval": humaneval_scorer,
-}
+}.items():
+    SCORERS.add(_name, _factory, plugins.BUILTIN_ORIGIN)
+
+
+def scorer_names() -> list[str]:
+    """capeval's scorers and those installed packages declare (a name two origins declare raises)."""
+    for name, (_, origin) in plugins.index("capeval.scorers", SCORERS.kind).items():
+        SCORERS.check(name, origin)
+    return sorted({*SCORERS, *plugins.index("capeval.scorers", SCORERS.kind)})
+
+
+def get_scorer(name: str) -> Scorer:
+    """The scorer registered as `name`. An entry may be the scorer itself or a factory taking no
+    arguments that returns one (as capeval's are)."""
+    declared = plugins.index("capeval.scorers", SCORERS.kind)
+    if name in declared:
+        ep, origin = declared[name]
+        SCORERS.check(name, origin)
+        if name not in SCORERS:
+            SCORERS.add(name, plugins.load(ep, origin), origin)
+    if name not in SCORERS:
+        from capeval.errors import UnknownNameError
+
+        raise UnknownNameError("scorer", name, scorer_names())
+    return plugins.call_factory(SCORERS[name])
+
+
+def scorer_from_reference(reference: str, near: Path | None = None) -> Scorer:
+    """The scorer at `module:function` (YAML `scorer: my_scorers:contains_answer`): `module` is an
+    importable module, or `module.py` beside the task file (`near`)."""
+    import importlib
+
+    module_name, _, attr = reference.partition(":")
+    file = near / f"{module_name}.py" if near is not None else None
+    if file is not None and file.is_file():
+        module = plugins.import_file(file)
+    else:
+        module = importlib.import_module(module_name)
+    if not hasattr(module, attr):
+        raise AttributeError(f"module {module_name} has no attribute '{attr}'")
+    return plugins.call_factory(getattr(module, attr))
+
 
 __all__ = [
     "SCORERS",
@@ -259,6 +306,7 @@ __all__ = [
     "extract_math_answer",
     "extract_number",
     "first_answer_segment",
+    "get_scorer",
     "gsm8k_scorer",
     "humaneval_scorer",
     "math_equivalent",
@@ -268,5 +316,7 @@ __all__ = [
     "numeric_match",
     "pass_at_k",
     "score_code_samples",
+    "scorer_from_reference",
+    "scorer_names",
     "strip_reasoning",
 ]

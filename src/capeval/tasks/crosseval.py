@@ -213,6 +213,8 @@ class CrossEvalTask(Task):
     recipe: str = "crosseval"
     n_references: int | None = None
     judge_max_tokens: int | None = None
+    # edited recipe files by the recipe each replaces (`--recipe-file`; judge.recipes.use_recipe_files)
+    recipe_replacements: Mapping[str, Any] = field(default_factory=dict, repr=False)
     data_root: Path | None = field(default=None, repr=False)
 
     def render(self, sample: Sample, exemplars: Sequence[Sample], config: PromptConfig) -> RenderedPrompt:
@@ -227,6 +229,9 @@ class CrossEvalTask(Task):
         if sample.fields.get("unsupported"):
             return []  # never paid for: the sample is reported as unsupported
         return super().requests(sample, rendered, config)
+
+    def judge_recipe_names(self) -> tuple[str, ...]:
+        return (self.recipe,)
 
     def score_all(
         self, samples: Sequence[Sample], responses: Sequence[Sequence[Response]], ctx: ScoringContext
@@ -261,7 +266,8 @@ def judge_samples(
                 "pass --judge MODEL (e.g. --judge openai:gpt-4o, or openai:NAME@URL for a served judge); "
                 "the answers generated so far are cached, so the re-run only pays for the judge",
             )
-        from capeval.judge import JudgeItem, Reference, get_recipe, run_judge
+        from capeval.judge import JudgeItem, Reference, run_judge
+        from capeval.judge.recipes import pick_recipe
 
         items = []
         for i, text in pending:
@@ -280,7 +286,7 @@ def judge_samples(
                     metadata=dict(s.metadata),
                 )
             )
-        recipe = get_recipe(task.recipe)
+        recipe = pick_recipe(task.recipe, task.recipe_replacements)
         if task.judge_max_tokens is not None:
             recipe = replace(recipe, max_tokens=task.judge_max_tokens)
         verdicts = run_judge(

@@ -12,7 +12,7 @@ turned it into a 1).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,12 @@ def row_to_sample(row: Mapping[str, Any], index: int, task: Task) -> Sample:
 class ImpactTask(Task):
     """Generation from definition + prompt, then two judge passes (relevance, coherence)."""
 
+    # edited recipe files by the recipe each replaces (`--recipe-file`; judge.recipes.use_recipe_files)
+    recipe_replacements: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def judge_recipe_names(self) -> tuple[str, ...]:
+        return tuple(WRITING_RECIPES.values())
+
     def render(self, sample: Sample, exemplars: Sequence[Sample], config: PromptConfig) -> RenderedPrompt:
         text = " ".join(p for p in (sample.fields["definition"], sample.fields["prompt"]) if p)
         messages = [Message("system", config.system)] if config.system else []
@@ -99,7 +105,8 @@ def judge_writing(
                 "pass --judge MODEL (the authors used ChatGPT; any capeval model spec works); "
                 "the answers generated so far are cached, so the re-run only pays for the judge",
             )
-        from capeval.judge import JudgeItem, get_recipe, run_judge
+        from capeval.judge import JudgeItem, run_judge
+        from capeval.judge.recipes import pick_recipe
 
         items = [
             JudgeItem(
@@ -111,7 +118,7 @@ def judge_writing(
             for i in answered
         ]
         for metric, recipe in WRITING_RECIPES.items():
-            recipes[metric] = get_recipe(recipe)
+            recipes[metric] = pick_recipe(recipe, getattr(task, "recipe_replacements", None))
             verdicts[metric] = run_judge(ctx.judge, recipes[metric], items, store=ctx.store, progress=ctx.progress)
     from capeval.judge.authors import audit_metadata
 

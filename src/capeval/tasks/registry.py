@@ -1,31 +1,39 @@
-"""The task registry: built-in task files, YAML specs, user folders and entry points."""
+"""The task registry: built-in task files, YAML specs, `--include-path` files and entry points.
+
+capeval's task files are `capeval.tasks` entry points like any plugin's: each is loaded by the same
+`_load_entry`, and every name remembers its origin, so a second `register_task("mmlu")` from a
+plugin, a task file or a script raises PluginConflictError naming both origins."""
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import pkgutil
 from collections.abc import Callable, Iterable, Mapping
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
+from capeval import plugins
 from capeval.errors import TaskSpecError, UnknownNameError, did_you_mean
+from capeval.plugins import Registry
 from capeval.tasks.base import Task
 
 # A factory builds a Task; `data` is a local file or folder that replaces the task's source
 # (same field names as the hub dataset), so users with a downloaded copy run offline.
 TaskFactory = Callable[..., Task]
 
-TASKS: dict[str, TaskFactory] = {}
+TASKS: Registry[TaskFactory] = Registry("task", "capeval.tasks")
 SUITES: dict[str, list[str]] = {}
 _include_paths: list[Path] = []
 _loaded = False
 
 
 def register_task(name: str) -> Callable[[TaskFactory], TaskFactory]:
+    """Register `factory(data=None, **options) -> Task` under `name` (refused if another origin has it)."""
+
     def deco(factory: TaskFactory) -> TaskFactory:
-        TASKS[name] = factory
+        TASKS.add(name, factory)
         return factory
 
     return deco
@@ -51,19 +59,58 @@ def register_suite(name: str, tasks: list[str]) -> None:
 
 
 def add_include_path(path: str | Path) -> None:
-    """A folder of YAML task specs (`--include-path`)."""
+    """A folder of task files, or one file (`--include-path`): YAML specs (*.yaml, *.yml) and Python
+    files (*.py, whose `register_task` calls register their tasks)."""
     p = Path(path)
     if p not in _include_paths:
         _include_paths.append(p)
         if _loaded:
-            _load_yaml_dir(p)
+            _load_include(p)
 
 
-def _load_yaml_dir(folder: Path) -> None:
-    from capeval.tasks.yaml_spec import load_yaml_tasks
+def _task_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise TaskSpecError(f"--include-path {path}: no such file or folder")
+    files = [*path.rglob("*.yaml"), *path.rglob("*.yml"), *path.rglob("*.py")]
+    return sorted(f for f in files if not f.name.startswith((".", "_")))
 
-    for factory_name, factory in load_yaml_tasks(folder).items():
-        TASKS[factory_name] = factory
+
+def _load_include(path: Path, origin: str | None = None) -> None:
+    from capeval.tasks.yaml_spec import load_yaml_file
+
+    for file in _task_files(path):
+        if file.suffix == ".py":
+            plugins.import_file(file)
+        elif file.suffix in (".yaml", ".yml"):
+            name, factory = load_yaml_file(file)
+            TASKS.add(name, factory, origin or f"file {file.resolve()}")
+        else:
+            raise TaskSpecError(f"--include-path {file}: not a task file", "give .yaml, .yml or .py files, or a folder of them")
+
+
+def _builtin_entry_points() -> list[EntryPoint]:
+    """One entry point per capeval task file (each registers its tasks when imported)."""
+    import capeval.tasks as pkg
+
+    skip = {"base", "registry", "sources", "yaml_spec"}
+    return [
+        EntryPoint(m.name, f"capeval.tasks.{m.name}", "capeval.tasks")
+        for m in pkgutil.iter_modules(pkg.__path__)
+        if m.name not in skip and not m.name.startswith("_")
+    ]
+
+
+def _load_entry(ep: EntryPoint, origin: str) -> None:
+    """A `capeval.tasks` entry point names a module (its register_task calls run on import) or a
+    task factory (registered under the entry point's name)."""
+    obj = plugins.load(ep, origin)
+    if isinstance(obj, ModuleType):
+        return
+    if not callable(obj):
+        raise plugins.PluginLoadError(f"{origin}: {ep.value} is neither a module nor a task factory")
+    TASKS.add(ep.name, obj, origin)
 
 
 def _ensure_loaded() -> None:
@@ -73,14 +120,19 @@ def _ensure_loaded() -> None:
     _loaded = True
     import capeval.tasks as pkg
 
-    for mod in pkgutil.iter_modules(pkg.__path__):
-        if mod.name not in {"base", "registry", "sources", "yaml_spec"} and not mod.name.startswith("_"):
-            importlib.import_module(f"capeval.tasks.{mod.name}")
-    _load_yaml_dir(Path(pkg.__path__[0]) / "specs")
+    for ep in _builtin_entry_points():
+        _load_entry(ep, plugins.BUILTIN_ORIGIN)
+    _load_include(Path(pkg.__path__[0]) / "specs", plugins.BUILTIN_ORIGIN)
+    for ep, origin in plugins.discover("capeval.tasks"):
+        _load_entry(ep, origin)
     for p in _include_paths:
-        _load_yaml_dir(p)
-    for ep in entry_points(group="capeval.tasks"):
-        TASKS.setdefault(ep.name, ep.load())
+        _load_include(p)
+
+
+def task_origin(name: str) -> str | None:
+    """Where a task comes from: capeval, a plugin package, or a task file."""
+    _ensure_loaded()
+    return TASKS.origin(name)
 
 
 def task_names() -> list[str]:

