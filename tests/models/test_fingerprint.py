@@ -201,3 +201,20 @@ def test_hub_id_is_named_by_its_snapshot_commit_and_a_moved_revision_is_answered
     # asking for the old commit by name finds the old answers
     pinned = load_model("hf:org/tiny", revision=old)
     assert pinned.model_id == first.config["model_identity"]["model_id"]
+
+
+def test_the_hash_memo_file_is_versioned_and_shared_like_the_store(tmp_path):
+    import sqlite3
+
+    db = tmp_path / "memo.sqlite"
+    # a memo written before it had versions: the table, user_version 0, a remembered hash
+    con = sqlite3.connect(db)
+    fingerprint._file_hashes_table(con)
+    con.execute("INSERT INTO file_hashes VALUES ('/x', 1, 2, 3, 4, 'h', 'abc', 0)")
+    con.commit()
+    con.close()
+    memo = fingerprint.HashMemo(db)
+    assert memo.conn.execute("PRAGMA user_version").fetchone()[0] == len(fingerprint.MEMO_MIGRATIONS) == 1
+    assert memo.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert memo.conn.execute("SELECT sha256 FROM file_hashes").fetchall() == [("abc",)]
+    memo.close()

@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from capeval.store.db import BUSY_TIMEOUT_S, enable_wal
+from capeval.store.migrations import Migration, migrate
+
 # Names transformers reads from a model folder, besides the weights (checked with a suffix rule
 # below so new tokenizer formats are covered too); training state and documentation are left out.
 _CONFIG_SUFFIXES = (".json", ".jinja", ".model", ".txt", ".tiktoken", ".py")
@@ -67,6 +70,19 @@ class SourceIdentity:
         return out
 
 
+def _file_hashes_table(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS file_hashes (path TEXT NOT NULL, size INTEGER NOT NULL, "
+        "mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, inode INTEGER NOT NULL, header TEXT NOT NULL, "
+        "sha256 TEXT NOT NULL, hashed_at REAL NOT NULL, "
+        "PRIMARY KEY (path, size, mtime_ns, ctime_ns, inode, header))"
+    )
+
+
+# The memo file's schema versions, applied as the store's are (store/migrations.py); append, never edit.
+MEMO_MIGRATIONS = [Migration(1, "file_hashes", _file_hashes_table)]
+
+
 class HashMemo:
     """Content hashes remembered per (path, size, mtime, ctime, inode, header), in SQLite so that
     several capeval processes can share it."""
@@ -79,14 +95,9 @@ class HashMemo:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self.conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
-        self.conn.execute(
-            "CREATE TABLE IF NOT EXISTS file_hashes (path TEXT NOT NULL, size INTEGER NOT NULL, "
-            "mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, inode INTEGER NOT NULL, header TEXT NOT NULL, "
-            "sha256 TEXT NOT NULL, hashed_at REAL NOT NULL, "
-            "PRIMARY KEY (path, size, mtime_ns, ctime_ns, inode, header))"
-        )
-        self.conn.commit()
+        self.conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=BUSY_TIMEOUT_S)
+        enable_wal(self.conn, BUSY_TIMEOUT_S)
+        migrate(self.conn, self.path, MEMO_MIGRATIONS)
         self.hashed = 0  # files hashed in full by this memo (the bench and tests read it)
 
     def close(self) -> None:
@@ -112,7 +123,11 @@ class HashMemo:
         with self._lock:
             # old versions of this path are never looked up again
             self.conn.execute("DELETE FROM file_hashes WHERE path=?", key[:1])
-            self.conn.execute("INSERT OR REPLACE INTO file_hashes VALUES (?,?,?,?,?,?,?,?)", (*key, digest, time.time()))
+            self.conn.execute(
+                "INSERT OR REPLACE INTO file_hashes (path, size, mtime_ns, ctime_ns, inode, header, sha256, hashed_at) "
+                "VALUES (?,?,?,?,?,?,?,?)",
+                (*key, digest, time.time()),
+            )
             self.conn.commit()
         return digest
 

@@ -261,7 +261,7 @@ def open_store(path: Path, busy_timeout_s: float = BUSY_TIMEOUT_S) -> sqlite3.Co
         conn = sqlite3.connect(str(path), check_same_thread=False, timeout=busy_timeout_s)
         check_before_opening(conn, path)
         if not memory:
-            _set_wal(conn, busy_timeout_s)
+            enable_wal(conn, busy_timeout_s)
         conn.execute("PRAGMA synchronous=NORMAL")
         migrate(conn, path)
         return conn
@@ -316,7 +316,8 @@ def store_error(path: Path, e: sqlite3.DatabaseError) -> StoreError:
     return StoreError(f"cannot open the store {path}: {msg}", "pass --db a capeval store file, or a new file name")
 
 
-def _set_wal(conn: sqlite3.Connection, busy_timeout_s: float) -> None:
+def enable_wal(conn: sqlite3.Connection, busy_timeout_s: float) -> None:
+    """Put `conn`'s file in WAL mode (readers never wait for the writer), retrying while it is locked."""
     deadline = time.monotonic() + busy_timeout_s
     while True:
         try:

@@ -190,18 +190,18 @@ CREATE TABLE IF NOT EXISTS annotator_sessions (
 """)
 
 
-def latest_version() -> int:
-    return len(MIGRATIONS)
+def latest_version(migrations: Sequence[Migration] | None = None) -> int:
+    return len(MIGRATIONS if migrations is None else migrations)
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
-def newer_store_error(path: Path | str, version: int) -> StoreError:
+def newer_store_error(path: Path | str, version: int, latest: int | None = None) -> StoreError:
     return StoreError(
         f"the store {path} was written by a newer capeval (schema version {version}; "
-        f"this capeval knows up to {latest_version()})",
+        f"this capeval knows up to {latest_version() if latest is None else latest})",
         "upgrade capeval (pip install -U capeval) or pass --db a different file",
     )
 
@@ -228,27 +228,31 @@ def check_before_opening(conn: sqlite3.Connection, path: Path | str) -> None:
         )
 
 
-def migrate(conn: sqlite3.Connection, path: Path | str) -> int:
+def migrate(conn: sqlite3.Connection, path: Path | str, migrations: Sequence[Migration] | None = None) -> int:
     """Apply the migrations `conn`'s file lacks; returns the version it ends at.
 
-    The version is read again once the write lock is held: another process may have migrated
-    while this one waited. `conn` must have its busy timeout set and no open transaction.
+    `migrations` defaults to the store's; another SQLite file capeval keeps (the model-file hash memo)
+    passes its own list and gets the same once-only, one-process-at-a-time behaviour. The version is
+    read again once the write lock is held: another process may have migrated while this one waited.
+    `conn` must have its busy timeout set and no open transaction.
     """
+    migrations = MIGRATIONS if migrations is None else migrations
+    latest = len(migrations)
     version = schema_version(conn)
-    if version > latest_version():
-        raise newer_store_error(path, version)
-    if version == latest_version():
+    if version > latest:
+        raise newer_store_error(path, version, latest)
+    if version == latest:
         return version
     conn.execute("BEGIN IMMEDIATE")
     try:
         version = schema_version(conn)
-        if version > latest_version():
-            raise newer_store_error(path, version)
-        for m in MIGRATIONS[version:]:
+        if version > latest:
+            raise newer_store_error(path, version, latest)
+        for m in migrations[version:]:
             m.apply(conn)
             conn.execute(f"PRAGMA user_version = {m.version}")
         conn.commit()
     except BaseException:
         conn.rollback()
         raise
-    return latest_version()
+    return latest
