@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from capeval.analysis.agreement import cohen_kappa, krippendorff_alpha, rating_agreement
+from capeval.analysis.agreement import annotator_labels, cohen_kappa, krippendorff_alpha, rating_agreement
 
 # Krippendorff (2011), "Computing Krippendorff's alpha-reliability", section C: 4 coders, 12 units,
 # None = not coded. The paper works the example by hand: nominal 0.743, ordinal 0.815, interval 0.849.
@@ -103,3 +103,8 @@ def test_rating_agreement_uses_only_items_rated_by_several_people() -> None:
     assert got.alpha_ordinal == pytest.approx(krippendorff_alpha([[5, 4, 5], [1, 2], [4, 4]], "ordinal"))
     assert got.alpha_interval == pytest.approx(krippendorff_alpha([[5, 4, 5], [1, 2], [4, 4]], "interval"))
     assert rating_agreement([("q1", "ada", 3)]).n_items == 0
+
+
+def test_two_people_with_one_name_stay_two_raters() -> None:
+    labels = annotator_labels([("a1b2c3d4e5", "Ada"), ("f6e5d4c3b2", "Ada"), ("0123456789abcdef", None), ("77", "Grace")])
+    assert labels == {"a1b2c3d4e5": "Ada (a1b2c3)", "f6e5d4c3b2": "Ada (f6e5d4)", "0123456789abcdef": "01234567", "77": "Grace"}

@@ -13,7 +13,7 @@ from web_fixtures import AnnotationFixture, add_run, invite
 from capeval.analysis.agreement import rating_agreement
 from capeval.store import Store
 from capeval.web import auth
-from capeval.web.app import SECURITY_HEADERS, Limits, create_app
+from capeval.web.app import LOGIN_ATTEMPTS, SECURITY_HEADERS, Limits, create_app
 
 testclient = pytest.importorskip("fastapi.testclient")
 
@@ -83,6 +83,23 @@ def test_a_name_alone_signs_nobody_in_and_passwords_are_checked(store, annotatio
         auth.add_annotator(store, "Grace")
     with pytest.raises(auth.AuthError, match="shorter than 8"):
         auth.add_annotator(store, "Linus", password="short")
+
+
+def test_password_guesses_are_limited_per_name(store, annotation: AnnotationFixture) -> None:
+    clock = Clock()
+    app = make_app(store, annotation, clock=clock)
+    auth.add_annotator(store, "Grace", password="correct horse battery")
+    c = client(app)
+    csrf = csrf_of(c.get("/").text)
+    guesses = [c.post("/login", data={"csrf": csrf, "name": "Grace", "password": f"guess {i}"}).status_code for i in range(LOGIN_ATTEMPTS)]
+    assert guesses == [403] * LOGIN_ATTEMPTS
+    # the next attempt is refused before the password is checked, even the right one, and from another client
+    other = client(app)
+    r = other.post("/login", data={"csrf": csrf_of(other.get("/").text), "name": "grace", "password": "correct horse battery"})
+    assert r.status_code == 429 and "too many sign-in attempts" in message(r.text)
+    clock.now += 61
+    r = c.post("/login", data={"csrf": csrf, "name": "Grace", "password": "correct horse battery"})
+    assert r.status_code == 303
 
 
 def test_forged_and_replayed_posts_are_refused(store, annotation: AnnotationFixture) -> None:

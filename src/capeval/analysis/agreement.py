@@ -100,6 +100,18 @@ def krippendorff_alpha(units: Iterable[Sequence[float]], level: AlphaLevel = "or
     return 1.0 - disagreement_observed / disagreement_expected
 
 
+def annotator_labels(annotators: Iterable[tuple[str, str | None]]) -> dict[str, str]:
+    """(annotator id, name) -> the label agreement tables show: the name, or the id's start where there
+    is none; a name two ids share gets the id's start too, so two people are never merged into one rater."""
+    names: dict[str, str] = {}
+    for annotator_id, name in annotators:
+        names.setdefault(annotator_id, name or annotator_id[:8])
+    counts: dict[str, int] = {}
+    for name in names.values():
+        counts[name] = counts.get(name, 0) + 1
+    return {aid: (f"{name} ({aid[:6]})" if counts[name] > 1 else name) for aid, name in names.items()}
+
+
 @dataclass(frozen=True)
 class PairAgreement:
     """Cohen's kappa of two annotators over the items both rated."""

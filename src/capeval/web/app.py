@@ -40,6 +40,7 @@ ADMIN_COOKIE = "capeval_admin"
 TEMPLATES = Path(__file__).parent / "templates"
 MAX_FORM_BYTES = 64 * 1024
 MAX_EXPLANATION = 5000
+LOGIN_ATTEMPTS = 10
 CHOICES = {"A": "model_a", "B": "model_b", "tie": "tie", "bothbad": "tie (bothbad)"}
 CHOICE_LABELS = {"A": "A is better", "B": "B is better", "tie": "Tie", "bothbad": "Both are bad"}
 # No scripts at all, styles inline, forms only to this app, never framed, invite tokens never sent as Referer.
@@ -202,6 +203,8 @@ def create_app(
     limits = limits or Limits()
     desk = Assignments(ItemPool.load(store, run_ids), rng=random.Random(seed))
     limiter = auth.RateLimiter(limits.rate_limit, 60.0, clock)
+    # password guesses: at most LOGIN_ATTEMPTS a minute per name, whoever sends them
+    login_limiter = auth.RateLimiter(LOGIN_ATTEMPTS, 60.0, clock)
     ttl_s = limits.session_hours * 3600
     admin_hash = auth.token_hash(admin_token) if admin_token else None
     admin_sessions: dict[str, float] = {}  # sha256 of an admin cookie -> expiry
@@ -321,6 +324,9 @@ def create_app(
             raise BadInput(400, "give your name and password to sign in (or open your invite link)")
         if len(name) > auth.MAX_NAME:
             raise BadInput(400, f"the name is longer than {auth.MAX_NAME} characters")
+        wait = login_limiter.wait_s(name.casefold())
+        if wait > 0:
+            raise BadInput(429, f"too many sign-in attempts for this name: wait {math.ceil(wait)} s")
         annotator = auth.by_password(store, name, password)
         if annotator is None:
             raise BadInput(403, "wrong name or password")
@@ -427,18 +433,20 @@ def create_app(
     def admin(request: HTTPRequest) -> Any:
         if not is_admin(request):
             return sign_in_page(request, "admin_login.html", 401)
-        from capeval.analysis.agreement import rating_agreement
+        from capeval.analysis.agreement import annotator_labels, rating_agreement
 
         run_ids = desk.pool.run_ids
         people = auth.annotator_counts(store, run_ids)
-        names = {p.annotator_id: p.name for p in people}
+        labels = annotator_labels((p.annotator_id, p.name) for p in people)
         marks = ",".join("?" * len(run_ids))
         rows = store.query(
             f"SELECT run_id, task, sample_id, annotator_id, rating FROM human_ratings WHERE run_id IN ({marks}) "
             "AND annotator_id IS NOT NULL ORDER BY rating_id",
             run_ids,
         )
-        agreement = rating_agreement(((r["run_id"], r["task"], r["sample_id"]), names.get(r["annotator_id"], r["annotator_id"]), r["rating"]) for r in rows)
+        agreement = rating_agreement(
+            ((r["run_id"], r["task"], r["sample_id"]), labels.get(r["annotator_id"], r["annotator_id"]), r["rating"]) for r in rows
+        )
         return page("admin.html", people=people, agreement=agreement, limits=limits, runs=len(run_ids), finite=math.isfinite)
 
     @app.post("/admin/login")

@@ -159,9 +159,9 @@ _DUMMY_HASH: list[str] = []
 
 def by_password(store: Store, name: str, password: str) -> Annotator | None:
     """The annotator `name` if `password` is theirs."""
+    hasher = _hasher()
     from argon2.exceptions import InvalidHashError, VerificationError
 
-    hasher = _hasher()
     rows = store.query(
         "SELECT a.annotator_id, a.name, c.quota, c.secret_hash FROM annotator_credentials c "
         "JOIN annotators a USING (annotator_id) WHERE c.kind = 'password' AND a.name = ?",

@@ -9,21 +9,9 @@ from capeval.report.data import RunRecord
 from capeval.report.sections.base import Cell, Section, Table, num
 
 
-def annotator_labels(ratings: Sequence[Any]) -> dict[str, str]:
-    """annotator id -> the name shown; a name two ids share gets the id's start, so they stay apart."""
-    names: dict[str, str] = {}
-    for h in ratings:
-        if h.annotator_id:
-            names.setdefault(h.annotator_id, h.annotator or h.annotator_id[:8])
-    counts: dict[str, int] = {}
-    for name in names.values():
-        counts[name] = counts.get(name, 0) + 1
-    return {aid: (f"{name} ({aid[:6]})" if counts[name] > 1 else name) for aid, name in names.items()}
-
-
 def agreement_section(runs: Sequence[RunRecord], ratings: Sequence[Any]) -> Section:
     """`ratings`: capeval.report.data.HumanRating rows; those of the reported runs with a known annotator count."""
-    from capeval.analysis.agreement import RATING_SCALE, rating_agreement
+    from capeval.analysis.agreement import RATING_SCALE, annotator_labels, rating_agreement
 
     sec = Section(
         "annotator-agreement",
@@ -35,7 +23,7 @@ def agreement_section(runs: Sequence[RunRecord], ratings: Sequence[Any]) -> Sect
     )
     run_ids = {r.run_id for r in runs}
     mine = [h for h in ratings if h.run_id in run_ids and h.annotator_id]
-    labels = annotator_labels(mine)
+    labels = annotator_labels((h.annotator_id, h.annotator) for h in mine)
     values = {h.rating for h in mine}
     # ratings imported from elsewhere may lie off the app's 1-5 scale: then kappa's categories are the values seen
     scale = RATING_SCALE if values <= set(RATING_SCALE) else tuple(sorted(values))
