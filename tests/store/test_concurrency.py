@@ -1,4 +1,5 @@
-"""Many capeval processes on one store file: started together on a new file or an old-schema file, none fails, no row is lost."""
+"""Many capeval processes on one store file, started together on a new file, a file from before schema
+versions, or a file one migration behind: none fails, no row is lost."""
 
 from __future__ import annotations
 
@@ -31,13 +32,28 @@ def old_schema_file(db: Path) -> int:
     return 1
 
 
-@pytest.mark.parametrize("start", ["new", "old_schema"])
+def previous_version_file(db: Path) -> int:
+    """A store at the version before the latest (every migration but the last applied); returns its votes."""
+    con = sqlite3.connect(db, isolation_level=None)
+    con.execute("BEGIN")
+    for m in mig.MIGRATIONS[:-1]:
+        m.apply(con)
+    con.execute(f"PRAGMA user_version = {mig.latest_version() - 1}")
+    con.execute("INSERT INTO pairwise_votes (model_a, model_b, winner, created_at) VALUES ('old', 'ref', 'tie', 1)")
+    con.execute("INSERT INTO runs (run_id, model_id, model_spec, tasks, config, status, created_at) "
+                "VALUES ('old-run', 'old', 'spec', '[]', '{}', 'finished', 1)")
+    con.execute("COMMIT")
+    con.close()
+    return 1
+
+
+@pytest.mark.parametrize("start", ["new", "old_schema", "previous_version"])
 def test_processes_started_together_lose_nothing(tmp_path, start):
     db = tmp_path / "shared" / "capeval.db"
     old_votes = 0
-    if start == "old_schema":
+    if start != "new":
         db.parent.mkdir()
-        old_votes = old_schema_file(db)
+        old_votes = (old_schema_file if start == "old_schema" else previous_version_file)(db)
     procs = [
         subprocess.Popen([sys.executable, str(WORKER), str(db), str(i), str(ROUNDS)],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -69,7 +85,7 @@ def test_processes_started_together_lose_nothing(tmp_path, start):
     assert count("SELECT COUNT(*) FROM pairwise_votes WHERE run_a IS NOT NULL") == PROCESSES * ROUNDS
     finished = {r[0] for r in con.execute("SELECT run_id FROM runs WHERE status = 'finished' AND results IS NOT NULL")}
     assert finished >= set(run_ids) and len(set(run_ids)) == PROCESSES
-    if start == "old_schema":
+    if start != "new":
         assert count("SELECT model_a FROM pairwise_votes WHERE vote_id = 1") == "old"
         assert count("SELECT status FROM runs WHERE run_id = 'old-run'") == "finished"
     con.close()
