@@ -67,6 +67,43 @@ NUMBER_CASES = [
     ("He earns $ 2,500 per month.\n#### $2,500", "2500"),
 ]
 
+# The sign on every path that reads a number (issue 10: "The answer is -10." was read as 10).
+SIGN_CASES = [
+    ("11 - 39 = -28 degrees. #### -28", "-28"),
+    ("#### - 28", "-28"),
+    ("#### \u221228", "-28"),
+    ("It fell to -28. So the answer is -10.", "-10"),
+    ("The answer is \u221210.", "-10"),
+    ("The answer is \u201310.", "-10"),
+    ("The answer is - 10 dollars.", "-10"),
+    ("The final answer is: -4", "-4"),
+    ("Answer: -10", "-10"),
+    ("Answer: $-12$", "-12"),
+    ("answer = -0.5", "-0.5"),
+    ("So the balance is \\boxed{-19} dollars.", "-19"),
+    ("\\boxed{\u2212\\frac{1}{2}}", "-0.5"),
+    ("\\boxed{- \\frac{3}{4}}", "-0.75"),
+    ("The answer is -$12.", "-12"),
+    ("The answer is $-12.", "-12"),
+    ("The temperature at midnight was -7 degrees.", "-7"),
+    ("It was \u22123.5 degrees at dawn.", "-3.5"),
+    ("The temperature is negative 10 degrees.", "-10"),
+    ("The answer is minus 3.", "-3"),
+    # a subtraction and a range are not signs
+    ("20 minus 5 is 15", "15"),
+    ("Total: 20 - 5", "5"),
+    ("Read pages 5\u201310", "10"),
+    ("The answer is 7 - 10 = -3.", "-3"),
+    ("So \\boxed{2 + 3 = 5}", "5"),
+    # spelled-out numbers are not read
+    ("The answer is negative ten.", None),
+]
+
+
+@pytest.mark.parametrize("text,expected", SIGN_CASES)
+def test_extract_number_keeps_the_sign(text: str, expected: str | None) -> None:
+    assert extract_number(first_answer_segment(text)) == expected
+
 
 @pytest.mark.parametrize("text,expected", NUMBER_CASES)
 def test_extract_number(text: str, expected: str | None) -> None:

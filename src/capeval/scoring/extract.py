@@ -85,8 +85,9 @@ def extract_boxed(text: str) -> str | None:
 
 # ---- "the answer is" -----------------------------------------------------------------------------
 
+# No dash in the separator: "The answer is -10" keeps its minus sign.
 _ANSWER_IS = re.compile(
-    r"(?:final\s+answer|answer)\s*(?:is|:|=|would\s+be|should\s+be)\s*[:\-]?[ \t]*",
+    r"(?:final\s+answer|answer)\s*(?:is|:|=|would\s+be|should\s+be)\s*:?[ \t]*",
     re.IGNORECASE,
 )
 
@@ -159,10 +160,17 @@ def extract_letter(text: str, n_choices: int) -> str | None:
 
 # ---- numbers -------------------------------------------------------------------------------------
 
-# A number as written in answers: "-1,234.5", "$12", "3/4", ".5". The lookbehind keeps "5-6" from
-# reading "-6" and "v2" from reading "2".
-_NUMBER = re.compile(r"(?<![\w.])-?\$?\s?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?|(?<![\w.])-?\.\d+")
-_MINUS = str.maketrans({"−": "-", "–": "-", "\u2009": "", "\u202f": ""})
+# A number as written in answers: "-1,234.5", "$12", "-$12", "$ 12", "3/4", ".5". The lookbehind
+# keeps "5-6" from reading "-6" and "v2" from reading "2"; the minus must touch the number (or its
+# "$"), so "20 - 5" is 20 and 5, not -5.
+_NUMBER = re.compile(r"(?<![\w.])-?(?:\$\s?)?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?|(?<![\w.])-?\.\d+")
+# U+2212 (minus sign) and U+2013 (en dash) read as "-": before a number they are a minus sign, and
+# between two numbers ("5–10") the lookbehind above keeps them a separator. Thin spaces go.
+_MINUS = str.maketrans({"\u2212": "-", "\u2013": "-", "\u2009": "", "\u202f": ""})
+# Number words that carry a sign: "negative 10" always; "minus 10" unless it follows a number or a
+# closing bracket ("20 minus 5" is a subtraction). Spelled-out numbers ("ten") are not read.
+_NEGATIVE_WORD = re.compile(r"\bnegative\s+(?=\$?\d|\.\d)", re.IGNORECASE)
+_MINUS_WORD = re.compile(r"(?<![\d)\]}]\s)(?<![\d)\]}])\bminus\s+(?=\$?\d|\.\d)", re.IGNORECASE)
 
 
 def normalize_number(s: str) -> str | None:
@@ -183,18 +191,33 @@ def normalize_number(s: str) -> str | None:
     return str(int(v)) if v == int(v) else repr(v)
 
 
+def _signed(text: str) -> str:
+    """Unicode minus signs and sign words as "-": "−10", "–10", "negative 10", "minus 10" -> "-10"."""
+    text = text.translate(_MINUS)
+    return _MINUS_WORD.sub("-", _NEGATIVE_WORD.sub("-", text))
+
+
 def _numbers(text: str) -> list[str]:
-    return [m.group(0) for m in _NUMBER.finditer(text.translate(_MINUS))]
+    return [m.group(0) for m in _NUMBER.finditer(_signed(text))]
+
+
+def _marked_numbers(text: str) -> list[str]:
+    """The numbers of an answer that follows a marker ("####", "Answer:", \\boxed{}): there is
+    nothing before it to subtract from, so a leading "- 10" is -10."""
+    return _numbers(re.sub(r"^\s*-\s+(?=\$?\d|\.\d)", "-", _signed(text)))
 
 
 def _latex_number(s: str) -> str | None:
-    """A number inside simple LaTeX: "\\frac{3}{4}", "\\$18", "18\\%", "1{,}000"."""
-    s = s.replace("{,}", ",").replace("\\$", "$").replace("\\%", "%").replace("\\!", "")
+    """The number an answer marker or \\boxed{} gives: "\\frac{3}{4}", "\\$18", "18\\%", "1{,}000",
+    "- 5" (a leading dash is a sign), "7 - 10 = -3" (what follows the last "=")."""
+    s = _signed(s).replace("{,}", ",").replace("\\$", "$").replace("\\%", "%").replace("\\!", "")
     s = re.sub(r"\\text\{[^}]*\}", "", s)
-    frac = re.fullmatch(r"\s*(-?)\\[dt]?frac\{(-?\d+)\}\{(\d+)\}\s*", s)
+    if "=" in s and re.search(r"\d", s.rsplit("=", 1)[1]):
+        s = s.rsplit("=", 1)[1]  # "7 - 10 = -3": the result, not the first operand
+    frac = re.fullmatch(r"\s*(-?)\s*\\[dt]?frac\{(-?\d+)\}\{(\d+)\}\s*", s)
     if frac:
         return normalize_number(f"{frac.group(1)}{frac.group(2)}/{frac.group(3)}")
-    nums = _numbers(s)
+    nums = _marked_numbers(s)
     return normalize_number(nums[0]) if nums else None
 
 
@@ -206,7 +229,7 @@ def extract_number(text: str) -> str | None:
     text = strip_reasoning(text)
     marks = list(re.finditer(r"####\s*", text))
     if marks:
-        nums = _numbers(text[marks[-1].end() :].split("\n", 1)[0])
+        nums = _marked_numbers(text[marks[-1].end() :].split("\n", 1)[0])
         if nums:
             return normalize_number(nums[0])
     after = extract_after_answer_is(text)
