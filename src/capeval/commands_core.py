@@ -66,6 +66,8 @@ def print_result(result: RunResult) -> None:
     console.print(f"model calls: {result.n_calls_cached} cached, {result.n_calls_new} new")
     for line in subset_lines(result):
         console.print(f"[cyan]subset[/] {line}")
+    for task, grader in (result.config.get("graders") or {}).items():
+        console.print(f"[cyan]graded by[/] {task}: {grader}", markup=True, highlight=False)
     warned: set[str] = set()
     for m in result.metrics:
         if m.warning and m.task not in warned:

@@ -288,6 +288,9 @@ def evaluate_tasks(
                     }
                 )
             store.save_samples(run_id, rows, scores)
+            grader = task_grader(p.task, scores, judge)
+            if grader:
+                run_config.setdefault("graders", {})[p.task.name] = grader
             supported = [s for s in scores if not s.metadata.get("unsupported")]
             if len(supported) < len(scores):
                 warnings.append(
@@ -338,6 +341,16 @@ def changed_model_warning(store: Store, identity: dict[str, Any]) -> str | None:
         f"the model at {identity.get('location')} changed since run {rows[0]['run_id']} "
         f"({identity_changes(before, identity)}): answers are not reused"
     )
+
+
+def task_grader(task: Task, scores: Sequence[Score], judge: Model | None) -> str | None:
+    """Who graded a task's answers where that could differ between runs: the judge model of a judged
+    task, or the graders scorers name in their scores' metadata (MATH's math-verify and its version,
+    HumanEval's sandbox isolation level). None for tasks graded by capeval's extractors alone."""
+    named = sorted({str(s.metadata["grader"]) for s in scores if s.metadata.get("grader")})
+    if task.settings.get("judge") and judge is not None:
+        named.insert(0, f"judge {judge.model_id}")
+    return "; ".join(named) or None
 
 
 def _response_record(reqs: Sequence[Request], resps: Sequence[Response]) -> list[dict[str, Any]]:

@@ -459,7 +459,7 @@ def run_mtbench(
     metrics = summarize(verdicts, mode)
     config: dict[str, Any] = {
         "mode": mode, "judge": judge_spec or judge.model_id, "baseline": baseline_spec or (baseline_model.model_id if baseline_model else None),
-        "n_questions": len(questions), **gen,
+        "n_questions": len(questions), **gen, "graders": {TASK: f"judge {judge.model_id}"},
         **({"recipe_files": {n: r.path for n, r in recipes.items()}} if recipes else {}),
     }
     run_id = store.start_run(model.model_id, model_spec or model.model_id, [TASK], config)

@@ -22,7 +22,7 @@ from capeval.scoring.extract import (
     normalize_number,
     strip_reasoning,
 )
-from capeval.scoring.metrics import drop_em_f1, drop_max_em_f1, math_equivalent, pass_at_k
+from capeval.scoring.metrics import drop_em_f1, drop_max_em_f1, math_equivalent, math_grader, pass_at_k
 from capeval.types import Response, Sample, Score
 
 if TYPE_CHECKING:
@@ -135,7 +135,9 @@ def gsm8k_scorer() -> Scorer:
 def math_scorer() -> Scorer:
     """equiv for MATH: the final answer (\\boxed{} first, see `extract_math_answer`) is
     mathematically equal to the gold answer (`math_equivalent`: normalised strings, then math-verify).
-    A target holding a full solution is reduced to its last \\boxed{} answer."""
+    A target holding a full solution is reduced to its last \\boxed{} answer. Each score's metadata
+    names the grader and its version (`math_grader`), which the run's config records."""
+    grader = math_grader()
 
     def score(sample: Sample, responses: Sequence[Response], task: Task) -> Score:
         err = _error_score(sample, responses)
@@ -145,7 +147,7 @@ def math_scorer() -> Scorer:
         gold = str(sample.target)
         gold = extract_boxed(gold) or gold
         ok = math_equivalent(got, gold)
-        return Score(sample.id, sample.task, {"equiv": float(ok)}, got, got is not None, gold)
+        return Score(sample.id, sample.task, {"equiv": float(ok)}, got, got is not None, gold, {"grader": grader})
 
     return score
 

@@ -68,7 +68,10 @@ def _score_from_results(
         extracted=first,
         parsed=first is not None and first.strip() != "",
         target=sample.fields.get("entry_point"),
-        metadata={"n": n, "n_correct": c, "isolation": isolation, "runs": runs, "programs": list(codes)},
+        metadata={
+            "n": n, "n_correct": c, "isolation": isolation, "runs": runs, "programs": list(codes),
+            "grader": f"capeval sandbox, isolation {isolation}",
+        },
     )
 
 

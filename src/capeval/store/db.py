@@ -163,9 +163,18 @@ class Store:
             self.conn.commit()
 
     def finish_run(self, result: RunResult, status: str = "finished") -> None:
+        # the start's config, with what scoring added (the graders) merged in
+        started = self.query("SELECT config FROM runs WHERE run_id = ?", (result.run_id,))
+        config = {**(json.loads(started[0]["config"]) if started else {}), **result.config}
         self.execute(
-            "UPDATE runs SET status=?, results=?, finished_at=? WHERE run_id=?",
-            (status, json.dumps(run_result_to_dict(result), default=str), time.time(), result.run_id),
+            "UPDATE runs SET status=?, results=?, config=?, finished_at=? WHERE run_id=?",
+            (
+                status,
+                json.dumps(run_result_to_dict(result), default=str),
+                json.dumps(config, default=str),
+                time.time(),
+                result.run_id,
+            ),
         )
 
     def runs(self, limit: int = 50) -> list[sqlite3.Row]:

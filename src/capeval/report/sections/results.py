@@ -73,6 +73,16 @@ def tasks_section(runs: Sequence[RunRecord]) -> Section:
         columns = ["model", "metric", "value", "95% CI", "n", *(["items"] if subset else []), "unparsed", "note"]
         table = Table(t, columns, [])
         chart_rows: list[svg.Interval] = []
+        graders = {r.label: (r.result.config.get("graders") or {}).get(t) for r in runs if t in r.result.tasks}
+        for label, grader in graders.items():
+            if grader:
+                sec.notes.append(f"{label}: {t} graded by {grader}")
+        if len(set(graders.values())) > 1:
+            sec.notes.append(
+                f"WARNING: {t} was graded differently across runs ("
+                + "; ".join(f"{label}: {g or 'extraction only'}" for label, g in graders.items())
+                + "): its numbers are not directly comparable"
+            )
         for r in runs:
             if t not in r.result.tasks:
                 continue
