@@ -74,7 +74,7 @@ WIDE = {**os.environ, "COLUMNS": "400"}  # rich wraps long error lines at the te
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "capeval", *args], capture_output=True, text=True, env=WIDE, timeout=600)
+    return subprocess.run([sys.executable, "-m", "capeval", *args], capture_output=True, text=True, env=WIDE, timeout=600, check=False)
 
 
 def test_include_path_loads_python_task_files_and_a_clash_names_the_file(tmp_path):
@@ -134,7 +134,7 @@ def test_installed_plugin_package_adds_task_backend_scorer_recipe_and_command(tm
 
     def cli(*args):
         r = subprocess.run([str(py), "-m", "capeval", *args], capture_output=True, text=True, env=env, timeout=600,
-                           cwd=tmp_path)
+                           cwd=tmp_path, check=False)
         assert r.returncode == 0, r.stderr
         return r.stdout
 
@@ -179,7 +179,7 @@ def test_installed_plugin_package_adds_task_backend_scorer_recipe_and_command(tm
     subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-deps",
                     "--no-build-isolation", "--no-index", str(clone)], check=True, capture_output=True, timeout=600)
     r = subprocess.run([str(py), "-m", "capeval", "run", "-m", "calc:demo", "-t", "example_arith", "--db", str(tmp_path / "db.sqlite")],
-                       capture_output=True, text=True, env=env, timeout=600)
+                       capture_output=True, text=True, env=env, timeout=600, check=False)
     assert r.returncode == 2
     assert "model backend 'calc' is registered twice: by package capeval-plugin-example 0.1.0" in r.stderr
     assert "and by package capeval-calc-clone 0.2.0" in r.stderr

@@ -213,7 +213,7 @@ def run(
     m = load_model(model, **opts)
     judge_model = load_model(judge, **model_options(concurrency=concurrency)) if judge else None
     config = PromptConfig(shots=shots, cot=cot, system=system, chat=chat, seed=seed)
-    extra = {"model_options": opts, "judge": judge, "task_options": task_opts}
+    extra: dict[str, Any] = {"model_options": opts, "judge": judge, "task_options": task_opts}
     if recipe_file:
         extra["recipe_files"] = [str(p) for p in recipe_file]
     with Store(db) as store:
