@@ -14,7 +14,7 @@ tables and columns; migration 1 creates what is missing and adds the missing col
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
