@@ -98,3 +98,69 @@ def test_include_folder_registers_tasks(tmp_path):
     local = tmp_path / "other.jsonl"
     local.write_text(json.dumps(ROWS[0]) + "\n")
     assert [s.id for s in factories["tiny-mc"](data=str(local)).load().samples] == ["q1"]
+
+
+SAMPLER_SPEC = """\
+name: fewshot-sums
+source: {local: data}
+split: test
+fewshot_split: dev
+shots: 2
+output_type: generate
+question: "{{ q }} ="
+target: "{{ a }}"
+"""
+
+
+def _sums(tmp_path, sampler=None, scorer=None):
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    (data / "test.jsonl").write_text("".join(json.dumps({"q": f"{i}+{i}", "a": str(2 * i)}) + "\n" for i in range(8)))
+    (data / "dev.jsonl").write_text("".join(json.dumps({"q": f"d{i}", "a": f"D{i}"}) + "\n" for i in range(6)))
+    spec = SAMPLER_SPEC + (f"sampler: {sampler}\n" if sampler else "") + (f"scorer: {scorer}\n" if scorer else "")
+    return build_task(parse_spec(_write(tmp_path, spec=spec, rows=[], name="sums.yaml")))
+
+
+def _prefixes(task):
+    plan = plan_task(task, PromptConfig(seed=7))
+    return [reqs[0].shared_prefix for reqs in plan.requests]
+
+
+def test_sampler_fixed_shares_one_prefix_per_item_varies_first_n_takes_the_first(tmp_path):
+    fixed = _prefixes(_sums(tmp_path, "fixed"))
+    assert len(fixed) == 8 and len(set(fixed)) == 1  # one draw: every prompt starts the same (KV prefix reuse)
+    per_item = _prefixes(_sums(tmp_path, "per_item"))
+    assert len(set(per_item)) > 1
+    assert per_item == _prefixes(_sums(tmp_path, "per_item"))  # seeded: the same on a re-run
+    first = _prefixes(_sums(tmp_path, "first_n"))
+    assert set(first) == {"d0 = D0\n\nd1 = D1\n\n"}
+    # without `sampler` a spec keeps its old draw: the same seeded order, but dev row ids "0".."5"
+    # collide with test ids, so each of the two items whose id is drawn gets another pair
+    default = _prefixes(_sums(tmp_path))
+    assert len(set(default)) == 3
+    assert max(set(default), key=default.count) == fixed[0] and default.count(fixed[0]) == 6
+
+
+def test_sampler_unknown_is_refused_with_the_known_ones(tmp_path):
+    with pytest.raises(TaskSpecError, match="unknown sampler 'random'") as e:
+        _sums(tmp_path, "random")
+    assert e.value.hint == "known: first_n, fixed, per_item"
+
+
+def test_scorer_module_function_beside_the_spec(tmp_path):
+    (tmp_path / "my_scorers.py").write_text(
+        "from capeval.types import Score\n"
+        "def ends_with_target(sample, responses, task):\n"
+        "    hit = (responses[0].text or '').strip().endswith(str(sample.target))\n"
+        "    return Score(sample.id, sample.task, {'ends': float(hit)})\n"
+    )
+    task = _sums(tmp_path, "fixed", scorer="my_scorers:ends_with_target")
+    from capeval.types import Response
+
+    sample = task.load().samples[3]
+    assert task.score(sample, [Response(text="so it is 6")]).values == {"ends": 1.0}
+    assert task.score(sample, [Response(text="7")]).values == {"ends": 0.0}
+    with pytest.raises(TaskSpecError, match="cannot load scorer 'my_scorers:nope'"):
+        _sums(tmp_path, scorer="my_scorers:nope")
+    with pytest.raises(TaskSpecError, match="unknown scorer 'no_such'"):
+        _sums(tmp_path, scorer="no_such")
