@@ -43,7 +43,7 @@ class ScriptedChatServer:
                 choice: dict[str, Any] = {"index": 0, "finish_reason": "stop"}
                 choice[key] = {"role": "assistant", "content": text} if key == "message" else text
                 payload = json.dumps(
-                    {"id": "scripted", "object": "chat.completion", "choices": [choice],
+                    {"id": "scripted", "object": "chat.completion" if key == "message" else "text_completion", "choices": [choice],
                      "usage": {"prompt_tokens": 1, "completion_tokens": len(text.split())}}
                 ).encode()
                 self.send_response(200)

@@ -54,7 +54,10 @@ def test_evaluate_stores_every_sample_and_reports_ci(smollm2, store):
 
 def _calls(db):
     with sqlite3.connect(db) as c:
-        return dict(c.execute("SELECT key, created_at FROM model_calls").fetchall())
+        try:
+            return dict(c.execute("SELECT key, created_at FROM model_calls").fetchall())
+        except sqlite3.OperationalError:  # the run has created the file but not its tables yet
+            return {}
 
 
 def test_sigkill_halfway_then_rerun_resends_no_finished_call(tmp_path):

@@ -14,6 +14,7 @@ from rich.console import Console
 
 from capeval import plugins
 from capeval.errors import CapevalError
+from capeval.interrupts import Interrupted
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, help="Evaluate LLMs: benchmarks, judges, analysis.")
 console = Console()
@@ -66,7 +67,11 @@ def main(argv: list[str] | None = None) -> None:
     _register_all()
     args = sys.argv[1:] if argv is None else argv
     try:
-        app(args=args, standalone_mode=False)
+        # With standalone_mode=False click returns what a command's typer.Exit carried (and 130
+        # for Ctrl-C) instead of exiting: that value is the process's exit code.
+        code = app(args=args, standalone_mode=False)
+    except Interrupted as e:
+        sys.exit(e.exit_code)
     except CapevalError as e:
         if _debug or "--debug" in args:
             raise
@@ -90,6 +95,10 @@ def main(argv: list[str] | None = None) -> None:
         err_console.print(f"[bold red]error:[/] {type(e).__name__}: {e}")
         err_console.print("  [dim]hint:[/] re-run with --debug for the traceback")
         sys.exit(1)
+    if isinstance(code, int) and code:
+        if code == 130:
+            err_console.print("aborted; finished model calls are saved and a re-run resumes from them")
+        sys.exit(code)
 
 
 def lazy(module: str, attr: str) -> Callable[..., Any]:

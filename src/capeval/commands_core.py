@@ -37,16 +37,25 @@ def _fmt(v: float) -> str:
 
 
 def results_table(result: RunResult) -> Table:
-    table = Table(title=f"run {result.run_id}  model {result.model}")
+    """The metric table. When calls failed, `n` reads answered/asked and a `failed` column counts
+    the items left out (a failed call is not a wrong answer)."""
+    failures = any(m.n_failed for m in result.metrics)
+    table = Table(title=f"run {result.run_id}  model {result.model}" + ("  [bold red]INCOMPLETE[/]" if failures else ""))
     # "items" appears when a metric was computed on a subset: "sample 40/80" of the task's items
     subset = any(m.subset for m in result.metrics)
-    for col in ("task", "metric", "value", "95% CI", "n", "unparsed", *(("items",) if subset else ())):
+    cols = ["task", "metric", "value", "95% CI", "n answered/total" if failures else "n", "unparsed"]
+    cols += ["failed"] if failures else []
+    cols += ["items"] if subset else []
+    for col in cols:
         table.add_column(col, justify="right" if col not in ("task", "metric") else "left")
     for m in result.metrics:
-        table.add_row(
-            m.task, m.metric, _fmt(m.value), f"[{_fmt(m.ci_low)}, {_fmt(m.ci_high)}]", str(m.n), f"{m.unparsed_rate:.1%}",
-            *((m.subset or "all",) if subset else ()),
-        )
+        n = f"{m.n}/{m.n + m.n_failed}" if failures else str(m.n)
+        row = [m.task, m.metric, _fmt(m.value), f"[{_fmt(m.ci_low)}, {_fmt(m.ci_high)}]", n, f"{m.unparsed_rate:.1%}"]
+        if failures:
+            row.append(f"[red]{m.n_failed}[/]" if m.n_failed else "0")
+        if subset:
+            row.append(m.subset or "all")
+        table.add_row(*row)
     return table
 
 
@@ -63,7 +72,10 @@ def subset_lines(result: RunResult) -> list[str]:
 def print_result(result: RunResult) -> None:
     console = _console()
     console.print(results_table(result))
-    console.print(f"model calls: {result.n_calls_cached} cached, {result.n_calls_new} new")
+    console.print(
+        f"model calls: {result.n_calls_cached} cached, {result.n_calls_new} new"
+        + (f", [bold red]{result.n_calls_failed} failed[/]" if result.n_calls_failed else "")
+    )
     for line in subset_lines(result):
         console.print(f"[cyan]subset[/] {line}")
     for task, grader in (result.config.get("graders") or {}).items():
@@ -160,15 +172,20 @@ def run(
     seed: int = typer.Option(1234, "--seed", help="Seed for few-shot exemplar selection and --sample."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write results as JSON here."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
-    save_every: int = typer.Option(64, "--save-every", min=1, help="Save finished model calls every N requests (a killed run loses at most N)."),
+    save_every: int | None = typer.Option(None, "--save-every", min=1, help="Local backends: requests per backend call, each call saved before the next (default: the backend's batch size). Streaming backends (openai): commit answers every N (default 16) or every 0.25 s."),
 ) -> None:
     """Evaluate a model on tasks. With no arguments: the bundled SmolLM2 on packaged HumanEval and
     MT-Bench data, offline, in a few minutes.
 
     --task-option TASK.KEY=VALUE sets a keyword argument of a task's factory.
     HumanEval pass@1 and pass@10 from 10 samples per problem (temperature 0.8):
-    --task-option humaneval.n_samples=10 --task-option 'humaneval.k_values=[1,10]'"""
+    --task-option humaneval.n_samples=10 --task-option 'humaneval.k_values=[1,10]'
+
+    Exit codes: 0 every model call answered; 3 some calls failed for good (run `incomplete`,
+    metrics over the answered items; re-run to retry them); 130 / 143 stopped by SIGINT / SIGTERM
+    (run `interrupted`; re-run the same command to resume); 2 a usage error; 1 an unexpected error."""
     from capeval.engine import evaluate_tasks
+    from capeval.interrupts import EXIT_INCOMPLETE, Interrupted, handle_signals
     from capeval.models import load_model
     from capeval.models.base import model_options
     from capeval.prompting import PromptConfig
@@ -216,25 +233,30 @@ def run(
     extra: dict[str, Any] = {"model_options": opts, "judge": judge, "task_options": task_opts}
     if recipe_file:
         extra["recipe_files"] = [str(p) for p in recipe_file]
-    with Store(db) as store:
-        if prompt_variants > 1:
-            from capeval.analysis.sensitivity import run_variants
+    with Store(db) as store, handle_signals():
+        try:
+            if prompt_variants > 1:
+                from capeval.analysis.sensitivity import run_variants
 
-            results, summary = run_variants(
-                m, task_objs, config, prompt_variants, store=store, limit=limit, strict=strict,
-                model_spec=model, progress=not no_progress, sample=sample, stratify=strata,
-            )
-            for r in results:
-                print_result(r)
-            _print_sensitivity(summary)
-            result = results[0]
-        else:
-            result = evaluate_tasks(
-                m, task_objs, config, store=store, limit=limit, strict=strict, model_spec=model,
-                progress=not no_progress, extra_config=extra, judge=judge_model, chunk_size=save_every,
-                sample=sample, stratify=strata,
-            )
-            print_result(result)
+                results, summary = run_variants(
+                    m, task_objs, config, prompt_variants, store=store, limit=limit, strict=strict,
+                    model_spec=model, progress=not no_progress, sample=sample, stratify=strata,
+                )
+                for r in results:
+                    print_result(r)
+                _print_sensitivity(summary)
+                result = results[0]
+            else:
+                result = evaluate_tasks(
+                    m, task_objs, config, store=store, limit=limit, strict=strict, model_spec=model,
+                    progress=not no_progress, extra_config=extra, judge=judge_model, chunk_size=save_every,
+                    sample=sample, stratify=strata,
+                )
+                results = [result]
+                print_result(result)
+        except Interrupted as e:
+            _print_interrupted(e, store)
+            raise typer.Exit(e.exit_code) from None
         for t in task_objs:
             breakdown = t.settings.get("breakdown")
             if callable(breakdown):
@@ -243,6 +265,30 @@ def run(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(asdict(result), indent=2, default=str))
         console.print(f"results: {out}   samples: capeval runs show {result.run_id}" + (f" --db {db}" if db else ""))
+    failed = sum(r.n_calls_failed for r in results)
+    if failed:
+        from capeval.cli import err_console
+
+        err_console.print(
+            f"[yellow]incomplete run[/]: {failed} model calls failed for good (exit code {EXIT_INCOMPLETE}); "
+            f"retry them with: {_this_command()}"
+        )
+        raise typer.Exit(EXIT_INCOMPLETE)
+
+
+def _this_command() -> str:
+    import shlex
+
+    return "capeval " + shlex.join(sys.argv[1:])
+
+
+def _print_interrupted(e: Any, store: Any) -> None:
+    from capeval.cli import err_console
+
+    stored = f"{e.stored} of {e.total} model calls are stored" if e.stored is not None else "finished model calls are stored"
+    where = f"run {e.run_id} marked interrupted; " if e.run_id else ""
+    err_console.print(f"[yellow]interrupted[/] ({e}): {where}{stored} in {store.path}")
+    err_console.print(f"resume with: {_this_command()}")
 
 
 def _print_sensitivity(summary: Any) -> None:
@@ -314,6 +360,14 @@ def models_cmd() -> None:
     _console().print(table)
 
 
+def _status(store: Any, row: Any) -> str:
+    """A run's state, coloured; a run left `running` by a process that is gone reads `interrupted`."""
+    status = store.run_status(row)
+    colour = {"finished": "green", "incomplete": "red", "interrupted": "yellow", "running": "cyan"}.get(status, "")
+    note = " (process gone)" if status != row["status"] else ""
+    return f"[{colour}]{status}[/]{note}" if colour else status
+
+
 @runs_app.command("list")
 def runs_list(
     db: Path | None = typer.Option(None, "--db"),
@@ -332,7 +386,7 @@ def runs_list(
             if res and res["metrics"]:
                 m = res["metrics"][0]
                 head = f"{m['task']}/{m['metric']} {_fmt(m['value'])}"
-            table.add_row(r["run_id"], r["model_spec"], ",".join(json.loads(r["tasks"])), r["status"], head)
+            table.add_row(r["run_id"], r["model_spec"], ",".join(json.loads(r["tasks"])), _status(store, r), head)
         _console().print(table)
 
 
@@ -350,10 +404,15 @@ def runs_show(
         if row is None:
             raise CapevalError(f"no run '{run_id}' in {store.path}", "capeval runs list")
         result = store.run_result(row["run_id"])
+        status = store.run_status(row)
         if result is None:
-            _console().print(f"run {row['run_id']} is {row['status']} (no results yet)")
+            _console().print(f"run {row['run_id']} is {_status(store, row)} (no results yet)")
         else:
             print_result(result)
+            if status != "finished":
+                _console().print(f"status: {_status(store, row)}")
+        if status == "interrupted":
+            _console().print("[dim]re-run the command that started it to resume: stored model calls are not sent again[/]")
         shown: dict[str, int] = {}
         for s in store.iter_samples(row["run_id"]):
             if shown.get(s["task"], 0) >= samples:

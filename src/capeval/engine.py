@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import threading
 import time
-from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from capeval import interrupts
 from capeval.analysis.stats import bootstrap_ci, small_sample_warning, wilson_interval
 from capeval.models.base import Model
 from capeval.models.fingerprint import identity_changes
 from capeval.prompting import PromptConfig
 from capeval.store import Store
+from capeval.store.db import HEARTBEAT_S
 from capeval.tasks.base import ScoringContext, Task
 from capeval.tasks.subsets import Subset, choose_items
 from capeval.types import MetricResult, Request, Response, RunResult, Sample, Score
@@ -22,11 +26,16 @@ from capeval.types import MetricResult, Request, Response, RunResult, Sample, Sc
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-# Requests per backend call: each chunk is saved before the next starts, so a killed run loses
-# at most one chunk; big enough for the backend to batch well.
-DEFAULT_CHUNK = 64
-
 log = logging.getLogger("capeval.engine")
+
+# Requests per backend call for a batched backend without a `batch_size` of its own: each call's
+# answers are saved before the next starts, so a killed run loses at most one call's work.
+DEFAULT_CHUNK = 64
+# A streaming backend's answers are committed in small groups: every SAVE_EVERY answers, or
+# SAVE_S seconds after the oldest unsaved one, whichever comes first. A SIGKILL so re-sends at
+# most the calls in flight plus the answers of the last SAVE_S seconds (at most SAVE_EVERY).
+SAVE_EVERY = 16
+SAVE_S = 0.25
 
 
 @dataclass
@@ -35,6 +44,48 @@ class CallStats:
     new: int = 0
     failed: int = 0
     duplicates: int = 0
+    # why calls failed for good: "HTTP 500", "malformed reply", "timed out", ... -> count
+    failures: Counter[str] = field(default_factory=Counter)
+
+    def record(self, resp: Response) -> None:
+        if resp.error is None:
+            self.new += 1
+        else:
+            self.failed += 1
+            self.failures[failure_reason(resp.error)] += 1
+
+
+def failure_reason(error: str) -> str:
+    """A failed call's error reduced to its kind, for counting: the last error of a backend that
+    retried ("...; last error: HTTP 503: busy" -> "HTTP 503"), else the message's first clause."""
+    last = error.rpartition("last error: ")[2] if "last error: " in error else error
+    head = re.split(r"[:(;]", last, maxsplit=1)[0].strip()
+    return head[:60] or "error"
+
+
+class _Saver:
+    """Commits answers in small groups (by count or age), so the store keeps up with a stream."""
+
+    def __init__(self, store: Store | None, model_id: str, every: int, max_age_s: float) -> None:
+        self.store, self.model_id, self.every, self.max_age_s = store, model_id, every, max_age_s
+        self.pending: list[tuple[str, Request, Response]] = []
+        self.oldest = 0.0
+
+    def add(self, key: str, req: Request, resp: Response) -> None:
+        if not self.pending:
+            self.oldest = time.monotonic()
+        self.pending.append((key, req, resp))
+        if len(self.pending) >= self.every:
+            self.flush()
+
+    def tick(self) -> None:
+        if self.pending and time.monotonic() - self.oldest >= self.max_age_s:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending and self.store is not None:
+            self.store.put_calls(self.model_id, self.pending)
+        self.pending = []
 
 
 class Progress:
@@ -93,11 +144,18 @@ def execute(
     model: Model,
     requests: Sequence[Request],
     store: Store | None = None,
-    chunk_size: int = DEFAULT_CHUNK,
+    chunk_size: int | None = None,
     progress: Progress | None = None,
 ) -> tuple[list[Response], CallStats]:
     """Answer `requests` in order. Identical calls are sent once; calls already in the store are
-    not sent; every finished chunk is written to the store before the next one is sent."""
+    not sent; answers are written to the store as they come.
+
+    A backend with `stream` (the openai one) keeps its calls in flight all the time and its
+    answers are committed in groups of `chunk_size` (default SAVE_EVERY) or every SAVE_S seconds.
+    Any other backend is called with batches of `chunk_size` requests (default: its `batch_size`,
+    else DEFAULT_CHUNK), each batch saved before the next is sent. After a SIGINT / SIGTERM
+    (capeval.interrupts) no new call is sent, every answer is saved, and `Interrupted` is raised
+    with the count of stored calls."""
     stats = CallStats()
     keys = [r.key(model.model_id) for r in requests]
     answers: dict[str, Response] = store.get_calls(set(keys)) if store is not None else {}
@@ -107,30 +165,86 @@ def execute(
         if k not in answers and k not in todo:
             todo[k] = r
     stats.duplicates = len(keys) - len(set(keys))
-    by_kind: dict[str, list[tuple[str, Request]]] = defaultdict(list)
-    for k, r in todo.items():
-        by_kind[r.kind].append((k, r))
     advance = (progress or Progress(False)).track(f"{model.model_id[:40]} calls", len(todo)) if todo else None
-    for kind, items in by_kind.items():
-        # A backend batches within one chunk: requests sharing a few-shot prefix stay together
+    try:
+        stream = getattr(model, "stream", None)
+        if callable(stream):
+            _execute_streaming(model, stream, list(todo.items()), store, chunk_size or SAVE_EVERY, answers, stats, advance)
+        else:
+            _execute_batched(model, list(todo.items()), store, chunk_size, answers, stats, advance)
+    except interrupts.Interrupted as e:
+        e.stored = stats.cached + stats.new
+        e.total = len(set(keys))
+        raise
+    return [answers[k] for k in keys], stats
+
+
+def _execute_streaming(
+    model: Model,
+    stream: Callable[[Sequence[Request]], Iterator[tuple[int, Response] | None]],
+    items: list[tuple[str, Request]],
+    store: Store | None,
+    save_every: int,
+    answers: dict[str, Response],
+    stats: CallStats,
+    advance: Callable[[int], None] | None,
+) -> None:
+    if not items:
+        return
+    saver = _Saver(store, model.model_id, save_every, SAVE_S)
+    answered = stream([r for _, r in items])
+    try:
+        for item in answered:
+            if item is not None:
+                i, resp = item
+                key, req = items[i]
+                answers[key] = resp
+                stats.record(resp)
+                saver.add(key, req, resp)
+                if advance:
+                    advance(1)
+            saver.tick()
+            interrupts.check()
+    finally:
+        close = getattr(answered, "close", None)
+        if callable(close):
+            close()  # abandons the calls still in flight
+        saver.flush()
+
+
+def _execute_batched(
+    model: Model,
+    items: list[tuple[str, Request]],
+    store: Store | None,
+    chunk_size: int | None,
+    answers: dict[str, Response],
+    stats: CallStats,
+    advance: Callable[[int], None] | None,
+) -> None:
+    chunk = chunk_size or int(getattr(model, "batch_size", 0) or 0) or DEFAULT_CHUNK
+    by_kind: dict[str, list[tuple[str, Request]]] = defaultdict(list)
+    for k, r in items:
+        by_kind[r.kind].append((k, r))
+    for kind, group in by_kind.items():
+        # A backend batches within one call: requests sharing a few-shot prefix stay together
         # (its KV cache is computed once), and within that, longest prompts first, so batches
         # are padded as little as one sort over the whole run would allow.
-        items.sort(key=lambda item: (item[1].shared_prefix or "", -_prompt_chars(item[1])))
+        group.sort(key=lambda item: (item[1].shared_prefix or "", -_prompt_chars(item[1])))
         call = model.generate if kind == "generate" else model.loglikelihood
-        for i in range(0, len(items), chunk_size):
-            chunk = items[i : i + chunk_size]
-            responses = call([r for _, r in chunk])
-            if len(responses) != len(chunk):
-                raise RuntimeError(f"backend {model.model_id} answered {len(responses)} of {len(chunk)} requests")
+        for i in range(0, len(group), chunk):
+            part = group[i : i + chunk]
+            # Nothing of a batch is answered until it returns, so a signal may stop it at once.
+            with interrupts.cancellable():
+                responses = call([r for _, r in part])
+            if len(responses) != len(part):
+                raise RuntimeError(f"backend {model.model_id} answered {len(responses)} of {len(part)} requests")
             if store is not None:
-                store.put_calls(model.model_id, [(k, r, resp) for (k, r), resp in zip(chunk, responses)])
-            for (k, _), resp in zip(chunk, responses):
+                store.put_calls(model.model_id, [(k, r, resp) for (k, r), resp in zip(part, responses)])
+            for (k, _), resp in zip(part, responses):
                 answers[k] = resp
-                stats.new += resp.error is None
-                stats.failed += resp.error is not None
+                stats.record(resp)
             if advance:
-                advance(len(chunk))
-    return [answers[k] for k in keys], stats
+                advance(len(part))
 
 
 def _prompt_chars(req: Request) -> int:
@@ -177,15 +291,21 @@ def plan_task(
     return TaskPlan(task, loaded.samples, prompts, reqs, loaded.malformed, subset, [warning] if warning else [])
 
 
-def aggregate(task: str, scores: Sequence[Score], seed: int = 0, expected: Sequence[str] = ()) -> list[MetricResult]:
-    """Mean of each metric over the task's samples, with a bootstrap 95% CI, n and unparsed rate.
+def aggregate(
+    task: str, scores: Sequence[Score], seed: int = 0, expected: Sequence[str] = (), n_failed: int = 0
+) -> list[MetricResult]:
+    """Mean of each metric over the task's answered samples, with a bootstrap 95% CI, n and
+    unparsed rate.
 
-    A sample whose answer could not be parsed counts as wrong (0) in the metric and is also
-    reported in `unparsed_rate`; a sample whose model call failed counts as unparsed. Judge-scored
-    samples marked `metadata["unrated"]` are left out of the means of the metrics they lack."""
+    `scores` are the samples whose model calls were answered; `n_failed` more were asked but their
+    calls failed for good: they are not wrong answers, so they are left out of every mean and
+    only counted (MetricResult.n_failed). A sample whose answer could not be parsed counts as
+    wrong (0) in the metric and is also reported in `unparsed_rate`. Judge-scored samples marked
+    `metadata["unrated"]` are left out of the means of the metrics they lack."""
     # When no sample produced any value (every call or verdict failed), the task's declared
-    # metrics are still reported, so the run shows its unparsed rate instead of no line at all.
-    names: list[str] = list(expected) if scores and not any(s.values for s in scores) else []
+    # metrics are still reported, so the run shows its unparsed rate or failed count instead of
+    # no line at all.
+    names: list[str] = list(expected) if (scores or n_failed) and not any(s.values for s in scores) else []
     for s in scores:
         for m in s.values:
             if m not in names:
@@ -206,7 +326,7 @@ def aggregate(task: str, scores: Sequence[Score], seed: int = 0, expected: Seque
             wlo, whi = wilson_interval(int(sum(vals)), len(vals))
             warn_lo, warn_hi = min(lo, wlo), max(hi, whi)
         warning = small_sample_warning(len(rated), warn_lo, warn_hi)
-        out.append(MetricResult(task, m, mean, lo, hi, len(rated), unparsed, warning))
+        out.append(MetricResult(task, m, mean, lo, hi, len(rated), unparsed, warning, n_failed=n_failed))
     return out
 
 
@@ -223,6 +343,30 @@ def mark_subset(task: str, metrics: Sequence[MetricResult], subset: Subset | Non
     return out
 
 
+class Heartbeat:
+    """Says every HEARTBEAT_S that the process running a run is alive (`capeval runs list` shows
+    a `running` run whose heartbeat stopped as `interrupted`)."""
+
+    def __init__(self, store: Store, run_id: str, interval: float = HEARTBEAT_S) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, args=(store, run_id, interval), name="capeval-heartbeat", daemon=True)
+
+    def _beat(self, store: Store, run_id: str, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                store.beat(run_id)
+            except Exception as e:  # noqa: BLE001 - a busy or closed store must not kill the run
+                log.debug("heartbeat of run %s not recorded: %s", run_id, e)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
 def evaluate_tasks(
     model: Model,
     tasks: Sequence[Task],
@@ -232,7 +376,7 @@ def evaluate_tasks(
     strict: bool = False,
     model_spec: str | None = None,
     progress: bool = True,
-    chunk_size: int = DEFAULT_CHUNK,
+    chunk_size: int | None = None,
     extra_config: Mapping[str, Any] | None = None,
     judge: Model | None = None,
     sample: int | None = None,
@@ -242,10 +386,16 @@ def evaluate_tasks(
     save every sample (prompt, raw output, extracted answer, scores) and aggregate with CIs.
 
     `limit` takes the first N items (per subject on multi-subject tasks); `sample` a seeded sample
-    of N stratified by each task's strata, or by `stratify[task]`; the run config records which."""
+    of N stratified by each task's strata, or by `stratify[task]`; the run config records which.
+
+    The run ends `finished` when every model call was answered, `incomplete` when some failed for
+    good (metrics then cover the answered samples; RunResult.n_calls_failed counts the rest), and
+    `interrupted` when a signal stopped it (capeval.interrupts.Interrupted is raised, carrying the
+    run id and how many calls are stored)."""
     config = config or PromptConfig()
     own_store = store is None
     store = store or Store()
+    run_id: str | None = None
     try:
         plans = [plan_task(t, config, limit, strict, sample, (stratify or {}).get(t.name)) for t in tasks]
         subsets = {p.task.name: p.subset.to_config() for p in plans if p.subset is not None}
@@ -262,65 +412,107 @@ def evaluate_tasks(
                 log.warning(changed)
                 warnings.append(changed)
         run_id = store.start_run(model.model_id, model_spec or model.model_id, [t.name for t in tasks], run_config)
-        flat = [r for p in plans for rs in p.requests for r in rs]
-        with Progress(progress) as bar:
-            responses, stats = execute(model, flat, store, chunk_size=chunk_size, progress=bar)
-        metrics: list[MetricResult] = []
-        pos = 0
-        for p in plans:
-            per_sample = []
-            for reqs in p.requests:
-                per_sample.append(responses[pos : pos + len(reqs)])
-                pos += len(reqs)
-            with Progress(progress) as bar:
-                ctx = ScoringContext(judge=judge, store=store, progress=bar)
-                scores = p.task.score_all(p.samples, per_sample, ctx)
-            rows = []
-            for s, prompt, reqs, resps in zip(p.samples, p.prompts, p.requests, per_sample):
-                rows.append(
-                    {
-                        "task": p.task.name,
-                        "sample_id": s.id,
-                        "prompt": prompt,
-                        "response": _response_record(reqs, resps),
-                        "metadata": s.metadata,
-                        "request_keys": [r.key(model.model_id) for r in reqs],
-                    }
-                )
-            store.save_samples(run_id, rows, scores)
-            grader = task_grader(p.task, scores, judge)
-            if grader:
-                run_config.setdefault("graders", {})[p.task.name] = grader
-            supported = [s for s in scores if not s.metadata.get("unsupported")]
-            if len(supported) < len(scores):
-                warnings.append(
-                    f"{p.task.name}: {len(scores) - len(supported)} samples unsupported by this model "
-                    "(e.g. need images or tools); left out of the metrics"
-                )
-            task_metrics = aggregate(p.task.name, supported, expected=p.task.metrics) + p.task.group_metrics(supported)
-            metrics.extend(mark_subset(p.task.name, task_metrics, p.subset))
-            warnings.extend(p.warnings)
-            if p.malformed:
-                warnings.append(f"{p.task.name}: {len(p.malformed)} malformed rows skipped (first: {p.malformed[0]})")
-            if not p.samples:
-                warnings.append(f"{p.task.name}: no samples to evaluate")
-        if stats.failed:
-            warnings.append(f"{stats.failed} model calls failed; their samples count as unparsed. Re-run to retry them.")
-        result = RunResult(
-            run_id=run_id,
-            model=model_spec or model.model_id,
-            tasks=tuple(t.name for t in tasks),
-            metrics=tuple(metrics),
-            n_calls_cached=stats.cached,
-            n_calls_new=stats.new,
-            config=run_config,
-            warnings=tuple(warnings),
-        )
-        store.finish_run(result)
+        with Heartbeat(store, run_id):
+            result = _run_plans(model, plans, store, run_id, run_config, model_spec, progress, chunk_size, judge, warnings)
+        store.finish_run(result, "finished" if result.complete else "incomplete")
         return result
+    except interrupts.Interrupted as e:
+        if run_id is not None:
+            store.mark_run(run_id, "interrupted")
+            e.run_id = run_id
+        raise
     finally:
         if own_store:
             store.close()
+
+
+def _run_plans(
+    model: Model,
+    plans: Sequence[TaskPlan],
+    store: Store,
+    run_id: str,
+    run_config: dict[str, Any],
+    model_spec: str | None,
+    progress: bool,
+    chunk_size: int | None,
+    judge: Model | None,
+    warnings: list[str],
+) -> RunResult:
+    flat = [r for p in plans for rs in p.requests for r in rs]
+    with Progress(progress) as bar:
+        responses, stats = execute(model, flat, store, chunk_size=chunk_size, progress=bar)
+    n_calls = len({r.key(model.model_id) for r in flat})
+    metrics: list[MetricResult] = []
+    pos = 0
+    for p in plans:
+        per_sample = []
+        for reqs in p.requests:
+            per_sample.append(responses[pos : pos + len(reqs)])
+            pos += len(reqs)
+        with Progress(progress) as bar:
+            ctx = ScoringContext(judge=judge, store=store, progress=bar)
+            scores = p.task.score_all(p.samples, per_sample, ctx)
+        interrupts.check()
+        # A sample whose model call failed for good has no answer to grade: it keeps no scores
+        # (so no analysis reads it as wrong) and says why in its metadata.
+        scores = [
+            _unanswered(s, resps) if any(r.error is not None for r in resps) else s for s, resps in zip(scores, per_sample)
+        ]
+        rows = []
+        for s, prompt, reqs, resps in zip(p.samples, p.prompts, p.requests, per_sample):
+            rows.append(
+                {
+                    "task": p.task.name,
+                    "sample_id": s.id,
+                    "prompt": prompt,
+                    "response": _response_record(reqs, resps),
+                    "metadata": s.metadata,
+                    "request_keys": [r.key(model.model_id) for r in reqs],
+                }
+            )
+        store.save_samples(run_id, rows, scores)
+        grader = task_grader(p.task, scores, judge)
+        if grader:
+            run_config.setdefault("graders", {})[p.task.name] = grader
+        supported = [s for s in scores if not s.metadata.get("unsupported")]
+        if len(supported) < len(scores):
+            warnings.append(
+                f"{p.task.name}: {len(scores) - len(supported)} samples unsupported by this model "
+                "(e.g. need images or tools); left out of the metrics"
+            )
+        answered = [s for s in supported if not s.metadata.get("call_failed")]
+        task_metrics = aggregate(
+            p.task.name, answered, expected=p.task.metrics, n_failed=len(supported) - len(answered)
+        ) + p.task.group_metrics(answered)
+        metrics.extend(mark_subset(p.task.name, task_metrics, p.subset))
+        warnings.extend(p.warnings)
+        if p.malformed:
+            warnings.append(f"{p.task.name}: {len(p.malformed)} malformed rows skipped (first: {p.malformed[0]})")
+        if not p.samples:
+            warnings.append(f"{p.task.name}: no samples to evaluate")
+    if stats.failed:
+        why = ", ".join(f"{n} {reason}" for reason, n in stats.failures.most_common())
+        warnings.append(
+            f"incomplete: {stats.failed} of {n_calls} model calls failed for good ({why}); their samples are left "
+            "out of the metrics, not counted wrong. Re-run the same command to retry only them."
+        )
+    return RunResult(
+        run_id=run_id,
+        model=model_spec or model.model_id,
+        tasks=tuple(p.task.name for p in plans),
+        metrics=tuple(metrics),
+        n_calls_cached=stats.cached,
+        n_calls_new=stats.new,
+        config=run_config,
+        warnings=tuple(warnings),
+        n_calls_failed=stats.failed,
+    )
+
+
+def _unanswered(score: Score, resps: Sequence[Response]) -> Score:
+    error = next(r.error for r in resps if r.error is not None)
+    meta = {**dict(score.metadata), "call_failed": True, "error": error}
+    return replace(score, values={}, extracted=None, parsed=False, metadata=meta)
 
 
 def changed_model_warning(store: Store, identity: dict[str, Any]) -> str | None:
@@ -357,7 +549,10 @@ def _response_record(reqs: Sequence[Request], resps: Sequence[Response]) -> list
     out: list[dict[str, Any]] = []
     for req, r in zip(reqs, resps):
         if req.kind == "generate":
-            out.append({"text": r.text, "error": r.error, "finish_reason": r.finish_reason})
+            record: dict[str, Any] = {"text": r.text, "error": r.error, "finish_reason": r.finish_reason}
+            if r.error is None and r.text == "":
+                record["empty_reply"] = True  # the model answered nothing (a real, kept answer)
+            out.append(record)
         else:
             out.append({"continuations": list(req.continuations), "logprobs": list(r.logprobs), "is_greedy": list(r.is_greedy), "error": r.error})
     return out

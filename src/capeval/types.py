@@ -159,7 +159,10 @@ class MetricResult:
     """An aggregate metric with its bootstrap 95% confidence interval.
 
     `subset` says which items it was computed on when they are not all of the task's (or
-    group's): "sample 40/80" (a seeded stratified sample) or "first 20/80" (--limit)."""
+    group's): "sample 40/80" (a seeded stratified sample) or "first 20/80" (--limit).
+    `n` counts the items the value is computed over; `n_failed` the items left out because their
+    model call failed for good (a failed call is not a wrong answer), so n + n_failed items were
+    asked."""
 
     task: str
     metric: str
@@ -170,6 +173,7 @@ class MetricResult:
     unparsed_rate: float = 0.0
     warning: str | None = None
     subset: str | None = None
+    n_failed: int = 0
 
 
 @dataclass(frozen=True)
@@ -184,6 +188,12 @@ class RunResult:
     n_calls_new: int = 0
     config: Mapping[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    n_calls_failed: int = 0
+
+    @property
+    def complete(self) -> bool:
+        """Every model call was answered (a run with failed calls is `incomplete`)."""
+        return self.n_calls_failed == 0
 
     def metric(self, task: str, metric: str) -> MetricResult:
         for m in self.metrics:

@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
             "", help="Faults for the next requests, in order, for chaos testing: e.g. '429x2,500,hang,malformed,drop'."
         ),
         fault_rate: float = typer.Option(0.0, help="After the queued faults, the fraction of requests that fail."),
-        fault_kinds: str = typer.Option("429,500", help="Kinds drawn for --fault-rate (429, 500, hang, malformed, drop)."),
+        fault_kinds: str = typer.Option("429,500", help="Kinds drawn for --fault-rate (429, 500, hang, malformed, drop, nochoices, notext, nulltext, wrongobject, empty)."),
         retry_after: float = typer.Option(1.0, help="Retry-After seconds sent with injected 429s."),
         fault_seed: int = typer.Option(0, help="Seed for which requests --fault-rate hits."),
         fault_match: str = typer.Option("", help="Only requests whose JSON body contains this text get faults."),

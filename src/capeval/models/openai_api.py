@@ -6,24 +6,29 @@ to `/chat/completions` as one user message). Log-likelihood uses `/completions` 
 `echo=True, logprobs=1, max_tokens=0` on prompt + continuation and sums the log-probabilities of
 the tokens that lie in the continuation, located by their `text_offset`.
 
-Transient failures (429, 5xx, timeouts, connection errors, malformed JSON) are retried with
-exponential backoff and jitter, honouring Retry-After; a request that still fails is answered with
-`Response(error=...)` so that the engine keeps every finished answer and a re-run retries only it.
+Requests stream (`OpenAIModel.stream`): `concurrency` calls stay on the wire, the next starting the
+moment one ends, and answers come back in completion order, so the engine saves them as they arrive.
+Transient failures (429, 5xx, timeouts, connection errors, and malformed replies: invalid or
+truncated JSON, no choices, a choice without text or with null content, a wrong `object` type) are
+retried with exponential backoff and jitter, honouring Retry-After; a request that still fails is
+answered with `Response(error=...)` so that the engine keeps every finished answer and a re-run
+retries only it. An empty string with a finish_reason is a real (empty) answer and is kept.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import email.utils
 import json
 import logging
 import os
+import queue
 import random
+import threading
 import time
-from collections.abc import Awaitable, Coroutine, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import httpx
 
@@ -34,7 +39,10 @@ from capeval.types import Message, Request, Response
 log = logging.getLogger("capeval.models.openai")
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-T = TypeVar("T")
+# While no call finishes, `stream` yields None this often (seconds) so its caller stays responsive.
+TICK_S = 0.1
+# The `object` field an OpenAI-style server puts in each endpoint's reply (where it sends one).
+REPLY_OBJECT = {"/completions": "text_completion", "/chat/completions": "chat.completion"}
 
 # Statuses after which waiting and sending the same request again can succeed.
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
@@ -115,17 +123,6 @@ def _server_message(resp: httpx.Response) -> str:
     return str(body)[:500]
 
 
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion from synchronous code, even inside a running event loop
-    (a notebook, an async web handler): then it runs on a fresh loop in a worker thread."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="capeval-openai") as pool:
-        return pool.submit(asyncio.run, coro).result()
-
-
 class OpenAIModel:
     """A model behind an OpenAI-compatible HTTP API (OpenAI, vLLM serve, llama.cpp server,
     `capeval serve-model`, ...).
@@ -176,30 +173,111 @@ class OpenAIModel:
 
     # ---- the Model protocol ----------------------------------------------------------------
     def generate(self, requests: Sequence[Request]) -> list[Response]:
-        return self._answer_all(self._generate_one, requests)
+        return self._answer_all(requests)
 
     def loglikelihood(self, requests: Sequence[Request]) -> list[Response]:
-        return self._answer_all(self._loglikelihood_one, requests)
+        return self._answer_all(requests)
 
-    # ---- running a chunk -------------------------------------------------------------------
-    def _answer_all(self, answer_one: Any, requests: Sequence[Request]) -> list[Response]:
+    def stream(self, requests: Sequence[Request]) -> Iterator[tuple[int, Response] | None]:
+        """Answer `requests` (any mix of kinds) as they finish: yields `(index, response)` in
+        completion order, and `None` every `TICK_S` while nothing finishes, so the caller can save
+        answers and notice interrupts. `concurrency` calls are on the wire at all times: the next
+        one starts the moment one ends, so a slow call holds one slot, never the others. Closing
+        the iterator abandons the calls in flight. A configuration error (wrong key, unknown
+        model, no prompt logprobs) is raised here, after the answers already yielded."""
         if not requests:
-            return []
+            return
+        answers: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        control: dict[str, Any] = {}
+        started = threading.Event()
 
-        async def main() -> list[Any]:
-            sem = asyncio.Semaphore(self.concurrency)
-            limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
-            async with httpx.AsyncClient(timeout=self.timeout, limits=limits, headers=self._headers()) as client:
-                jobs: list[Awaitable[Response]] = [answer_one(client, sem, r) for r in requests]
-                return await asyncio.gather(*jobs, return_exceptions=True)
+        def loop_thread() -> None:
+            try:
+                asyncio.run(self._schedule(requests, answers, control, started))
+            except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+                answers.put(e)
+            finally:
+                started.set()
 
-        results = run_sync(main())
-        # A capability or configuration error (no logprobs, wrong key, unknown model) would hit
-        # every request alike: stop with its message rather than store the same error n times.
-        for res in results:
-            if isinstance(res, BaseException):
-                raise res
-        return list(results)
+        # The event loop runs in its own thread, so this works from synchronous code and from
+        # inside a running loop (a notebook, an async web handler) alike.
+        thread = threading.Thread(target=loop_thread, name="capeval-openai", daemon=True)
+        thread.start()
+        started.wait()
+        remaining = len(requests)
+        try:
+            while remaining:
+                try:
+                    item = answers.get(timeout=TICK_S)
+                except queue.Empty:
+                    if not thread.is_alive() and answers.empty():
+                        raise ModelError(f"{self.model_id}: the request scheduler stopped with {remaining} calls unanswered") from None
+                    yield None
+                    continue
+                if isinstance(item, BaseException):
+                    raise item
+                remaining -= 1
+                yield item
+        finally:
+            loop, stop = control.get("loop"), control.get("stop")
+            if loop is not None and stop is not None and thread.is_alive():
+                try:
+                    loop.call_soon_threadsafe(stop.set)
+                except RuntimeError:  # the loop closed meanwhile
+                    pass
+            thread.join(timeout=10)
+
+    # ---- scheduling ------------------------------------------------------------------------
+    def _answer_all(self, requests: Sequence[Request]) -> list[Response]:
+        out: list[Response | None] = [None] * len(requests)
+        for item in self.stream(requests):
+            if item is not None:
+                out[item[0]] = item[1]
+        return [r if r is not None else Response(error="not answered") for r in out]
+
+    async def _schedule(
+        self, requests: Sequence[Request], answers: queue.SimpleQueue[Any], control: dict[str, Any], started: threading.Event
+    ) -> None:
+        stop = asyncio.Event()
+        control["loop"], control["stop"] = asyncio.get_running_loop(), stop
+        started.set()
+        # The semaphore bounds calls on the wire; a few more are started than it admits, so that a
+        # call backing off after a 429 or 5xx gives its slot to the next one instead of idling it.
+        sem = asyncio.Semaphore(self.concurrency)
+        window = 2 * self.concurrency + 8
+        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+        todo = iter(enumerate(requests))
+        running: dict[asyncio.Task[Response], int] = {}
+        stopper = asyncio.ensure_future(stop.wait())
+        async with httpx.AsyncClient(timeout=self.timeout, limits=limits, headers=self._headers()) as client:
+            try:
+                while True:
+                    while len(running) < window:
+                        nxt = next(todo, None)
+                        if nxt is None:
+                            break
+                        i, req = nxt
+                        one = self._generate_one if req.kind == "generate" else self._loglikelihood_one
+                        running[asyncio.ensure_future(one(client, sem, req))] = i
+                    if not running:
+                        return
+                    done, _ = await asyncio.wait([*running, stopper], return_when=asyncio.FIRST_COMPLETED)
+                    if stopper in done:
+                        return
+                    for task in done:
+                        i = running.pop(task)  # type: ignore[call-overload]
+                        exc = task.exception()
+                        if exc is not None:
+                            # A capability or configuration error would hit every request alike:
+                            # stop with its message rather than answer each with the same error.
+                            answers.put(exc)
+                            return
+                        answers.put((i, task.result()))
+            finally:
+                stopper.cancel()
+                for task in running:
+                    task.cancel()
+                await asyncio.gather(*running, return_exceptions=True)
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
@@ -208,9 +286,17 @@ class OpenAIModel:
         return headers
 
     async def _post(
-        self, client: httpx.AsyncClient, sem: asyncio.Semaphore, path: str, body: dict[str, Any]
-    ) -> tuple[dict[str, Any], float]:
-        """POST with retries; returns (JSON body, latency of the successful attempt)."""
+        self,
+        client: httpx.AsyncClient,
+        sem: asyncio.Semaphore,
+        path: str,
+        body: dict[str, Any],
+        check: Callable[[dict[str, Any]], Any] | None = None,
+    ) -> tuple[dict[str, Any], float, Any]:
+        """POST with retries; returns (JSON body, latency of the successful attempt, check(body)).
+
+        `check` reads what the caller needs from the body and raises `_Transient` when the reply
+        is malformed (no text, null content...): such a reply is retried like a 5xx."""
         url = self.base_url + path
         last = ""
         for attempt in range(self.policy.max_retries + 1):
@@ -219,12 +305,15 @@ class OpenAIModel:
                 async with sem:  # held only while a request is on the wire, not while backing off
                     self.n_attempts += 1
                     start = time.monotonic()
-                    resp = await client.post(url, json=body)
+                    # httpx's timeout bounds each read; this bounds the whole attempt, so a server
+                    # that trickles bytes forever is abandoned too.
+                    resp = await asyncio.wait_for(client.post(url, json=body), self.timeout)
                     latency = time.monotonic() - start
-                return self._parse(resp), latency
+                data = self._parse(resp, path)
+                return data, latency, check(data) if check is not None else None
             except _Transient as e:
                 last, retry_after = str(e), e.retry_after
-            except httpx.TimeoutException as e:
+            except (httpx.TimeoutException, asyncio.TimeoutError) as e:
                 last = f"timed out after {self.timeout:g}s ({type(e).__name__})"
             except httpx.TransportError as e:
                 last = f"connection error: {type(e).__name__}: {e}"
@@ -237,7 +326,7 @@ class OpenAIModel:
             await asyncio.sleep(wait)
         raise _GaveUp(f"POST {url} failed after {self.policy.max_retries + 1} attempts; last error: {last}")
 
-    def _parse(self, resp: httpx.Response) -> dict[str, Any]:
+    def _parse(self, resp: httpx.Response, path: str) -> dict[str, Any]:
         status = resp.status_code
         if status in RETRYABLE_STATUS or status >= 500:
             raise _Transient(f"HTTP {status}: {_server_message(resp)}", parse_retry_after(resp.headers.get("retry-after")))
@@ -246,10 +335,15 @@ class OpenAIModel:
         try:
             data = json.loads(resp.content)
         except ValueError as e:
-            raise _Transient(f"malformed JSON from server ({e})") from None
-        choices = data.get("choices") if isinstance(data, dict) else None
+            raise _Transient(f"malformed reply: invalid JSON ({e})") from None
+        if not isinstance(data, dict):
+            raise _Transient(f"malformed reply: not a JSON object: {resp.text[:200]!r}")
+        expected = REPLY_OBJECT.get(path)
+        if "object" in data and expected and data["object"] != expected:
+            raise _Transient(f"malformed reply: object is {data['object']!r}, expected {expected!r}")
+        choices = data.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-            raise _Transient(f"malformed response from server: no choices in {resp.text[:200]!r}")
+            raise _Transient(f"malformed reply: no choices in {resp.text[:200]!r}")
         return data
 
     def _fatal(self, path: str, e: _Rejected) -> ModelError:
@@ -283,23 +377,17 @@ class OpenAIModel:
             body["messages"] = [{"role": m.role, "content": m.content} for m in prompt]
         limit_field = "max_tokens" if path == "/completions" else self._chat_limit_field
         body[limit_field] = p.max_tokens
+        check = _completion_text if path == "/completions" else _chat_text
         try:
             try:
-                data, latency = await self._post(client, sem, path, body)
+                data, latency, (text, finish_reason) = await self._post(client, sem, path, body, check)
             except _Rejected as e:
                 # OpenAI's newer chat models refuse `max_tokens` and ask for `max_completion_tokens`.
                 if e.status != 400 or limit_field != "max_tokens" or "max_completion_tokens" not in e.message:
                     raise
                 self._chat_limit_field = "max_completion_tokens"
                 body["max_completion_tokens"] = body.pop("max_tokens")
-                data, latency = await self._post(client, sem, path, body)
-            choice = data["choices"][0]
-            if path == "/completions":
-                text = choice.get("text")
-            else:
-                text = (choice.get("message") or {}).get("content")
-            if text is not None and not isinstance(text, str):
-                raise _GaveUp(f"server answered a non-text completion: {text!r}")
+                data, latency, (text, finish_reason) = await self._post(client, sem, path, body, check)
         except _Rejected as e:
             if e.status in FATAL_STATUS:
                 raise self._fatal(path, e) from None
@@ -308,11 +396,11 @@ class OpenAIModel:
             return Response(error=str(e))
         usage = data.get("usage") or {}
         return Response(
-            text=text or "",
+            text=text,
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
             latency_s=latency,
-            finish_reason=choice.get("finish_reason"),
+            finish_reason=finish_reason,
         )
 
     # ---- log-likelihood --------------------------------------------------------------------
@@ -366,14 +454,14 @@ class OpenAIModel:
             "temperature": 0.0,
         }
         try:
-            data, latency = await self._post(client, sem, "/completions", body)
+            data, latency, _ = await self._post(client, sem, "/completions", body)
         except _Rejected as e:
             # Some servers (vLLM) refuse max_tokens=0; with 1, the one generated token lies past
             # the continuation's end and is left out of the sum below.
             if e.status != 400 or "max_tokens" not in e.message or body["max_tokens"] != 0:
                 raise
             self._score_max_tokens = body["max_tokens"] = 1
-            data, latency = await self._post(client, sem, "/completions", body)
+            data, latency, _ = await self._post(client, sem, "/completions", body)
         lp = data["choices"][0].get("logprobs")
         try:
             tokens: list[str] = list(lp["tokens"])
@@ -420,6 +508,35 @@ class OpenAIModel:
         )
 
 
+def _reply_text(text: Any, finish_reason: Any, what: str) -> tuple[str, str | None]:
+    """A choice's text, or `_Transient` when the reply carries none: a missing or null text is a
+    broken reply (retried, never cached), while an empty string with a finish reason is a real,
+    empty answer (kept; the sample says so)."""
+    if text is None:
+        raise _Transient(f"malformed reply: {what}")
+    if not isinstance(text, str):
+        raise _Transient(f"malformed reply: non-text completion {text!r:.100}")
+    if text == "" and not finish_reason:
+        raise _Transient("malformed reply: empty text without a finish_reason")
+    return text, str(finish_reason) if finish_reason else None
+
+
+def _completion_text(data: dict[str, Any]) -> tuple[str, str | None]:
+    choice = data["choices"][0]
+    return _reply_text(choice.get("text"), choice.get("finish_reason"), "choice without text")
+
+
+def _chat_text(data: dict[str, Any]) -> tuple[str, str | None]:
+    choice = data["choices"][0]
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        raise _Transient("malformed reply: choice without message")
+    content = message.get("content")
+    if content is None and isinstance(message.get("refusal"), str):
+        content = message["refusal"]  # OpenAI puts a refusal here with content null
+    return _reply_text(content, choice.get("finish_reason"), "message content is null" if "content" in message else "message without content")
+
+
 @register_backend("openai")
 def openai_backend(
     spec: str,
@@ -439,10 +556,11 @@ def openai_backend(
     Args:
         base_url: the API root, e.g. http://127.0.0.1:8000/v1 (default: $OPENAI_BASE_URL, else OpenAI).
         api_key: sent as a Bearer token (default: $OPENAI_API_KEY; local servers need none).
-        concurrency: the most requests in flight at once.
+        concurrency: requests kept in flight: a new one starts as soon as one ends.
         max_retries: retries after the first attempt for 429 / 5xx / timeouts / connection errors /
-            malformed JSON; then the request is answered with an error and a re-run retries it.
-        timeout: seconds per attempt.
+            malformed replies; then the request is answered with an error and a re-run retries it.
+        timeout: seconds per attempt, the whole attempt: a call hung longer is abandoned and
+            retried, while the other calls go on.
         backoff_base, backoff_max: exponential backoff between attempts, in seconds.
         string_prompts: "completions" sends plain-text prompts to /completions; "chat" sends each
             as one user message to /chat/completions (for chat-only servers).

@@ -22,8 +22,12 @@ This costs one request per piece over all the text before it, so it suits short 
 
 Fault injection (`FaultPlan`) makes chosen requests to the two POST endpoints fail the way real
 servers do: `429` (with Retry-After), `500`, `hang` (no answer until the client gives up),
-`malformed` (a 200 with truncated JSON), `drop` (the connection closes after the headers) and
-`400` (a bad-request answer, which a client must not retry).
+`malformed` (a 200 with truncated JSON), `drop` (the connection closes after the headers),
+`400` (a bad-request answer, which a client must not retry), and 200 replies that carry no answer:
+`nochoices` (an empty `choices` list), `notext` (a choice without `text`, or a chat message without
+`content`), `nulltext` (`text` / `content` null) and `wrongobject` (an `object` of another type).
+`empty` is not a fault but a legitimate empty answer (`""` with finish_reason "stop"), which a
+client must keep. `ServerStats.answered` counts the model's real (200) answers.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations at runtime,
@@ -54,7 +58,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("capeval.serve")
 
-FAULT_KINDS = ("429", "500", "hang", "malformed", "drop", "400")
+FAULT_KINDS = ("429", "500", "hang", "malformed", "drop", "400", "nochoices", "notext", "nulltext", "wrongobject", "empty")
+# Faults that answer 200 with a body an OpenAI client must treat as broken (and retry).
+BROKEN_REPLIES = ("malformed", "nochoices", "notext", "nulltext", "wrongobject")
 MODEL_PATHS = ("/v1/completions", "/v1/chat/completions")
 
 
@@ -145,9 +151,10 @@ class ServerStats:
     max_in_flight: int = 0
     model_calls: int = 0
     skipped: int = 0  # requests whose client had gone before their model call
+    answered: int = 0  # requests answered 200 by the model (injected faults not counted)
 
     def reset(self) -> None:
-        self.requests = self.max_in_flight = self.model_calls = self.skipped = 0
+        self.requests = self.max_in_flight = self.model_calls = self.skipped = self.answered = 0
 
 
 class _FaultsAndStats:
@@ -173,15 +180,45 @@ class _FaultsAndStats:
                 body, receive = await _buffer_body(receive)
                 fault = self.faults.next_fault(body)
             if fault is None:
-                await self.app(scope, receive, send)
+                await self.app(scope, receive, self._counting(send))
             else:
                 log.info("injecting fault %s into %s", fault, scope["path"])
-                await self._inject(fault, receive, send)
+                await self._inject(fault, scope["path"], receive, send)
         finally:
             stats.in_flight -= 1
 
-    async def _inject(self, fault: str, receive: Any, send: Any) -> None:
+    def _counting(self, send: Any) -> Any:
+        """`send` that counts a 200 answer once its body has gone out."""
+        status = [0]
+
+        async def counted(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = int(message["status"])
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body") and status[0] == 200:
+                self.stats.answered += 1
+
+        return counted
+
+    async def _inject(self, fault: str, path: str, receive: Any, send: Any) -> None:
         assert self.faults is not None
+        chat = path.endswith("/chat/completions")
+        if fault in ("nochoices", "notext", "nulltext", "wrongobject", "empty"):
+            choice: dict[str, Any] = {"index": 0, "finish_reason": "stop"}
+            text: dict[str, Any] = {} if fault == "notext" else {"content" if chat else "text": None if fault == "nulltext" else ""}
+            if chat:
+                choice["message"] = {"role": "assistant", **text}
+            else:
+                choice.update(text)
+            obj = "chat.completion" if chat else "text_completion"
+            body = {
+                "id": "injected",
+                "object": "error" if fault == "wrongobject" else obj,
+                "choices": [] if fault == "nochoices" else [choice],
+                "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+            }
+            await _send_json(send, 200, body)
+            return
         if fault == "429":
             await _send_json(
                 send,
@@ -611,10 +648,14 @@ def create_app(
         return JSONResponse(_error_body(message, code, kind), status_code=status)
 
     async def read_body(req: HTTPRequest) -> dict[str, Any]:
+        from starlette.requests import ClientDisconnect
+
         try:
             body = await req.json()
         except ValueError:
             raise BadRequest("the request body is not valid JSON") from None
+        except ClientDisconnect:  # the client gave up (or was killed) while sending
+            raise ClientGone() from None
         if not isinstance(body, dict):
             raise BadRequest("the request body must be a JSON object")
         asked = body.get("model")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import socket
 import sqlite3
 import threading
 import time
@@ -24,6 +25,14 @@ if TYPE_CHECKING:
 
 # How long an open or a write waits for another process's write lock before "database is locked".
 BUSY_TIMEOUT_S = 60.0
+# Run states: `running` (its process is alive), `finished` (every call answered), `incomplete`
+# (some model calls failed for good; metrics cover the answered items), `interrupted` (stopped by
+# a signal, or its process is gone). Re-running the same command resumes the last two.
+RUN_STATES = ("running", "finished", "incomplete", "interrupted")
+# A run on another host is taken for dead when its heartbeat is older than this (seconds); a
+# running capeval beats every HEARTBEAT_S.
+HEARTBEAT_S = 5.0
+STALE_AFTER_S = 60.0
 
 
 def default_db_path() -> Path:
@@ -128,12 +137,44 @@ class Store:
     # ---- runs -------------------------------------------------------------------------------
     def start_run(self, model_id: str, model_spec: str, tasks: Sequence[str], config: Mapping[str, Any]) -> str:
         run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        now = time.time()
         self.execute(
-            "INSERT INTO runs (run_id, model_id, model_spec, tasks, config, status, results, created_at, finished_at) "
-            "VALUES (?,?,?,?,?,?,?,?,?)",
-            (run_id, model_id, model_spec, json.dumps(list(tasks)), json.dumps(config, default=str), "running", None, time.time(), None),
+            "INSERT INTO runs (run_id, model_id, model_spec, tasks, config, status, results, created_at, finished_at, "
+            "pid, host, heartbeat_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (run_id, model_id, model_spec, json.dumps(list(tasks)), json.dumps(config, default=str), "running", None,
+             now, None, os.getpid(), socket.gethostname(), now),
         )
         return run_id
+
+    def beat(self, run_id: str) -> None:
+        """Record that the process running `run_id` is alive."""
+        self.execute("UPDATE runs SET heartbeat_at=? WHERE run_id=? AND status='running'", (time.time(), run_id))
+
+    def mark_run(self, run_id: str, status: str) -> None:
+        """Set a run's state without results (an interrupted run)."""
+        if status not in RUN_STATES:
+            raise ValueError(f"unknown run state {status!r}")
+        self.execute("UPDATE runs SET status=?, finished_at=? WHERE run_id=?", (status, time.time(), run_id))
+
+    def run_status(self, row: Mapping[str, Any]) -> str:
+        """A run's state as it truly is: a `running` run whose process is gone is `interrupted`.
+
+        On this host the process id decides (a heartbeat an hour old means the id was reused);
+        elsewhere, a heartbeat older than STALE_AFTER_S. A row of an older capeval without
+        liveness columns cannot be running any more."""
+        status = str(row["status"])
+        if status != "running":
+            return status
+        keys = row.keys() if hasattr(row, "keys") else row
+        pid = row["pid"] if "pid" in keys else None
+        host = row["host"] if "host" in keys else None
+        beat = row["heartbeat_at"] if "heartbeat_at" in keys else None
+        age = time.time() - beat if beat is not None else None
+        if pid is not None and host == socket.gethostname():
+            alive = _pid_alive(int(pid)) and (age is None or age < 3600)
+        else:
+            alive = age is not None and age < STALE_AFTER_S
+        return "running" if alive else "interrupted"
 
     def save_samples(self, run_id: str, rows: Sequence[dict[str, Any]], scores: Sequence[Score]) -> None:
         with self._lock:
@@ -237,6 +278,18 @@ class Store:
         return int(cur.lastrowid or 0)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    except OSError:
+        return False
+    return True
+
+
 def run_result_to_dict(r: RunResult) -> dict[str, Any]:
     return asdict(r)
 
@@ -249,6 +302,7 @@ def run_result_from_dict(d: Mapping[str, Any]) -> RunResult:
         metrics=tuple(MetricResult(**m) for m in d["metrics"]),
         n_calls_cached=d.get("n_calls_cached", 0),
         n_calls_new=d.get("n_calls_new", 0),
+        n_calls_failed=d.get("n_calls_failed", 0),
         config=d.get("config", {}),
         warnings=tuple(d.get("warnings", ())),
     )

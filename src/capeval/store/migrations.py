@@ -190,6 +190,15 @@ CREATE TABLE IF NOT EXISTS annotator_sessions (
 """)
 
 
+@migration
+def run_liveness(conn: sqlite3.Connection) -> None:
+    """A run's process id, host and last heartbeat, so a `running` run whose process is gone
+    can be told apart (and shown as interrupted)."""
+    add_column(conn, "runs", "pid", "INTEGER")
+    add_column(conn, "runs", "host", "TEXT")
+    add_column(conn, "runs", "heartbeat_at", "REAL")
+
+
 def latest_version(migrations: Sequence[Migration] | None = None) -> int:
     return len(MIGRATIONS if migrations is None else migrations)
 
