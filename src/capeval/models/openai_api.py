@@ -247,7 +247,7 @@ class OpenAIModel:
         window = 2 * self.concurrency + 8
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         todo = iter(enumerate(requests))
-        running: dict[asyncio.Task[Response], int] = {}
+        running: dict[asyncio.Future[Any], int] = {}
         stopper = asyncio.ensure_future(stop.wait())
         async with httpx.AsyncClient(timeout=self.timeout, limits=limits, headers=self._headers()) as client:
             try:
@@ -265,7 +265,7 @@ class OpenAIModel:
                     if stopper in done:
                         return
                     for task in done:
-                        i = running.pop(task)  # type: ignore[call-overload]
+                        i = running.pop(task)
                         exc = task.exception()
                         if exc is not None:
                             # A capability or configuration error would hit every request alike:

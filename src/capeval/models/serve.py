@@ -211,13 +211,13 @@ class _FaultsAndStats:
             else:
                 choice.update(text)
             obj = "chat.completion" if chat else "text_completion"
-            body = {
+            reply: dict[str, Any] = {
                 "id": "injected",
                 "object": "error" if fault == "wrongobject" else obj,
                 "choices": [] if fault == "nochoices" else [choice],
                 "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
             }
-            await _send_json(send, 200, body)
+            await _send_json(send, 200, reply)
             return
         if fault == "429":
             await _send_json(

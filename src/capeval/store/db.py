@@ -156,7 +156,7 @@ class Store:
             raise ValueError(f"unknown run state {status!r}")
         self.execute("UPDATE runs SET status=?, finished_at=? WHERE run_id=?", (status, time.time(), run_id))
 
-    def run_status(self, row: Mapping[str, Any]) -> str:
+    def run_status(self, row: sqlite3.Row | Mapping[str, Any]) -> str:
         """A run's state as it truly is: a `running` run whose process is gone is `interrupted`.
 
         On this host the process id decides (a heartbeat an hour old means the id was reused);
