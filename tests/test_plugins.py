@@ -183,3 +183,20 @@ def test_installed_plugin_package_adds_task_backend_scorer_recipe_and_command(tm
     assert r.returncode == 2
     assert "model backend 'calc' is registered twice: by package capeval-plugin-example 0.1.0" in r.stderr
     assert "and by package capeval-calc-clone 0.2.0" in r.stderr
+
+
+def test_a_plugin_that_cannot_load_is_one_error_line_naming_the_package(tmp_path):
+    # an installed distribution is a dist-info folder on the path; this one names a missing module
+    dist = tmp_path / "broken_plugin-0.3.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.3\n")
+    (dist / "entry_points.txt").write_text("[capeval.commands]\nbroken = no_such_module_4f2c:register\n")
+    env = {**WIDE, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(tmp_path)])}
+    r = subprocess.run([sys.executable, "-m", "capeval", "--help"], capture_output=True, text=True, env=env,
+                       timeout=600, check=False)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert r.stderr.startswith(
+        "error: package broken-plugin 0.3 (entry point capeval.commands: broken = no_such_module_4f2c:register): "
+        "cannot load no_such_module_4f2c:register: ModuleNotFoundError"
+    )

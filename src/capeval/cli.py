@@ -64,9 +64,9 @@ def _register_all() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    _register_all()
     args = sys.argv[1:] if argv is None else argv
     try:
+        _register_all()  # a plugin command that cannot load (or clashes) is an error line, not a traceback
         # With standalone_mode=False click returns what a command's typer.Exit carried (and 130
         # for Ctrl-C) instead of exiting: that value is the process's exit code.
         code = app(args=args, standalone_mode=False)
