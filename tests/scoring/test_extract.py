@@ -100,6 +100,23 @@ SIGN_CASES = [
 ]
 
 
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("The answer is $-3$.", "-3"),
+        ("Thus $\\boxed{-\\frac{4}{7}}$", "-\\frac{4}{7}"),
+        ("The final answer is \u22125.", "-5"),
+        ("The final answer is \u20135.", "-5"),
+        # the last $...$ counts only when the response ends on it (corpus: smollm2 math_algebra/44)
+        ("So $x = -3$.", "x = -3"),
+        ("To find the value of $(8 - 12)^3$, we can use the binomial theorem.", None),
+        ("It meets the parabola at $(x, 12)$ and $(x, 12)$ respectively.", None),
+    ],
+)
+def test_extract_math_answer_keeps_the_sign(text: str, expected: str | None) -> None:
+    assert extract_math_answer(text) == expected
+
+
 @pytest.mark.parametrize("text,expected", SIGN_CASES)
 def test_extract_number_keeps_the_sign(text: str, expected: str | None) -> None:
     assert extract_number(first_answer_segment(text)) == expected

@@ -249,13 +249,16 @@ def extract_number(text: str) -> str | None:
 
 # ---- MATH answers ---------------------------------------------------------------------------------
 
+_MATH_MINUS = str.maketrans({"\u2212": "-", "\u2013": "-"})
 _INLINE_MATH = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
 
 
 def extract_math_answer(text: str) -> str | None:
     """A MATH-style final answer as LaTeX: the last \\boxed{}; else what follows "the (final)
-    answer is" (dollar signs removed); else the last inline $...$ expression."""
-    text = strip_reasoning(text)
+    answer is" (dollar signs removed); else the last inline $...$ expression when nothing but
+    punctuation follows it (the response ends on its result). U+2212 and en dashes
+    are written as "-" (math-verify reads U+2212 but not an en dash)."""
+    text = strip_reasoning(text).translate(_MATH_MINUS)
     boxed = extract_boxed(text)
     if boxed is not None:
         return boxed
@@ -265,9 +268,11 @@ def extract_math_answer(text: str) -> str | None:
         inner = next((g for g in m.groups() if g), None) if m else None
         return (inner if inner is not None else after).strip()
     spans = list(_INLINE_MATH.finditer(text))
-    if spans:
-        last = spans[-1]
-        return next(g for g in last.groups() if g is not None).strip()
+    # the last $...$ is the answer only when the response ends with it: one cut off mid-working, or
+    # one that goes on in prose ("... at $(x, 12)$ respectively."), states no result, and reading it
+    # graded a restated question ("$(8 - 12)^3$ ...") as the right answer
+    if spans and re.fullmatch(r"[\s.,;:!]*", text[spans[-1].end() :]):
+        return next(g for g in spans[-1].groups() if g is not None).strip()
     return None
 
 
