@@ -55,6 +55,13 @@ def test_drop_em_f1(prediction, gold, expected) -> None:
     assert drop_em_f1(prediction, gold) == expected
 
 
+def test_drop_minus_signs_score_as_the_official_script_scores_a_hyphen() -> None:
+    # the official tokeniser splits on hyphens, so "-5" equals "5"; U+2212 and en dashes do the same
+    assert drop_em_f1("-5", ["5"]) == (1.0, 1.0)
+    assert drop_em_f1("\u22125", ["-5"]) == (1.0, 1.0)
+    assert drop_em_f1("5\u201310", ["5-10"]) == (1.0, 1.0)
+
+
 def test_drop_takes_the_best_alternative_answer() -> None:
     assert drop_max_em_f1("4", [["4 touchdowns"], ["4"]]) == (1.0, 1.0)
     assert drop_max_em_f1("Tom Brady", [["Brady"], ["Tom"]]) == (0.0, pytest.approx(0.67))

@@ -111,7 +111,6 @@ def test_infinite_loop_times_out(level: str) -> None:
     r = run_program("while True:\n    pass\n", test=TEST, timeout_s=1.5, isolation=level)  # type: ignore[arg-type]
     # the sandbox's own timer stopped it (no wall-clock bound here: a loaded machine is slower)
     assert (r.status, r.passed) == ("timeout", False)
-    assert _stray_sandbox_processes() == []
 
 
 @pytest.mark.parametrize("level", LEVELS)

@@ -168,7 +168,8 @@ def bbh_answer(text: str, target: str) -> str | None:
     body = after if after is not None else seg
     t = target.strip()
     if re.fullmatch(r"\([A-Z]\)", t):
-        letter = extract_letter(body, 26) if after is not None else extract_letter(seg, 26)
+        # the whole segment: extract_letter reads "the answer is (b)" itself, in either case
+        letter = extract_letter(seg, 26)
         return f"({letter})" if letter else None
     if normalize_number(t) is not None:
         return extract_number(body)

@@ -59,7 +59,9 @@ def _normalize_drop_token(token: str) -> str:
 
 
 def normalize_drop_answer(text: str) -> str:
-    """One span normalised as the official DROP evaluation does."""
+    """One span normalised as the official DROP evaluation does. U+2212 and en dashes count as the
+    hyphen the official tokeniser splits on, so "−5" scores as "-5" does there (equal to "5")."""
+    text = text.replace("\u2212", "-").replace("\u2013", "-")
     parts = [_normalize_drop_token(t) for t in re.split(r" |-", text)]
     return " ".join(p for p in parts if p.strip()).strip()
 
