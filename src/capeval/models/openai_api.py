@@ -401,6 +401,8 @@ class OpenAIModel:
             completion_tokens=int(usage.get("completion_tokens") or 0),
             latency_s=latency,
             finish_reason=finish_reason,
+            system_fingerprint=_served_by([data], "system_fingerprint"),
+            served_model=_served_by([data], "model"),
         )
 
     # ---- log-likelihood --------------------------------------------------------------------
@@ -416,7 +418,7 @@ class OpenAIModel:
         scored = await asyncio.gather(
             *(self._continuation_logprob(client, sem, context, c) for c in req.continuations), return_exceptions=True
         )
-        logprobs, greedy, n_tokens = [], [], []
+        logprobs, greedy, n_tokens, bodies = [], [], [], []
         prompt_tokens = latency = 0.0
         for res in scored:
             if isinstance(res, _GaveUp):
@@ -427,7 +429,8 @@ class OpenAIModel:
                 return Response(error=f"{self.base_url}/completions rejected the request: {res}")
             if isinstance(res, BaseException):
                 raise res
-            lp, is_greedy, n, ptoks, lat = res
+            lp, is_greedy, n, ptoks, lat, data = res
+            bodies.append(data)
             logprobs.append(lp)
             greedy.append(is_greedy)
             n_tokens.append(n)
@@ -439,12 +442,15 @@ class OpenAIModel:
             n_tokens=tuple(n_tokens),
             prompt_tokens=int(prompt_tokens),
             latency_s=latency,
+            system_fingerprint=_served_by(bodies, "system_fingerprint"),
+            served_model=_served_by(bodies, "model"),
         )
 
     async def _continuation_logprob(
         self, client: httpx.AsyncClient, sem: asyncio.Semaphore, context: str, continuation: str
-    ) -> tuple[float, bool, int, int, float]:
-        """(summed logprob, greedy?, token count, prompt tokens, latency) of one continuation."""
+    ) -> tuple[float, bool, int, int, float, dict[str, Any]]:
+        """(summed logprob, greedy?, token count, prompt tokens, latency, the server's answer) of one
+        continuation."""
         body = {
             "model": self.model,
             "prompt": context + continuation,
@@ -497,7 +503,7 @@ class OpenAIModel:
             # alternatives the server did not list cannot be shown greedy.
             greedy = greedy and isinstance(top, dict) and bool(top) and max(top, key=top.__getitem__) == tokens[i]
         usage = data.get("usage") or {}
-        return total, greedy, len(picked), int(usage.get("prompt_tokens") or len(tokens)), latency
+        return total, greedy, len(picked), int(usage.get("prompt_tokens") or len(tokens)), latency, data
 
     def _no_prompt_logprobs(self) -> UnsupportedRequestError:
         return UnsupportedRequestError(
@@ -535,6 +541,13 @@ def _chat_text(data: dict[str, Any]) -> tuple[str, str | None]:
     if content is None and isinstance(message.get("refusal"), str):
         content = message["refusal"]  # OpenAI puts a refusal here with content null
     return _reply_text(content, choice.get("finish_reason"), "message content is null" if "content" in message else "message without content")
+
+
+def _served_by(bodies: Sequence[dict[str, Any]], key: str) -> str | None:
+    """What the server said answered: its `system_fingerprint` or `model` field (several distinct
+    values, from the continuations of one request, joined with ",")."""
+    values = sorted({str(b[key]) for b in bodies if isinstance(b, dict) and b.get(key)})
+    return ",".join(values) if values else None
 
 
 @register_backend("openai")

@@ -634,6 +634,9 @@ def create_app(
         raise MissingExtraError("fastapi", "serve") from None
 
     name = served_name or model.model_id
+    # OpenAI's field for "which backend configuration answered": the served model's full id (its
+    # files' fingerprint included) hashed, so clients see when the model behind `name` changes
+    fingerprint = "fp_" + hashlib.sha256(model.model_id.encode()).hexdigest()[:12]
     stats = ServerStats()
     scorer = prompt_scorer(model)
     runner = ModelRunner(model, max_batch, stats)
@@ -727,6 +730,7 @@ def create_app(
                 "object": "text_completion",
                 "created": int(time.time()),
                 "model": name,
+                "system_fingerprint": fingerprint,
                 "choices": choices,
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
             }
@@ -754,6 +758,7 @@ def create_app(
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": name,
+                "system_fingerprint": fingerprint,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": gen.text or ""}, "finish_reason": gen.finish_reason or "stop"}],
                 "usage": {"prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens, "total_tokens": gen.prompt_tokens + gen.completion_tokens},
             }
