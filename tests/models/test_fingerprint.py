@@ -197,7 +197,7 @@ def test_hub_id_is_named_by_its_snapshot_commit_and_a_moved_revision_is_answered
     assert moved.model_id == f"hf:org/tiny@{new}|float32"
     third = evaluate_tasks(moved, [task], store=store, limit=4, model_spec="hf:org/tiny", progress=False)
     assert (third.n_calls_cached, third.n_calls_new) == (0, 4)
-    assert f"the model at org/tiny changed since run {again.run_id} (revision aaaaaaa -> bbbbbbb)" in third.warnings[-1]
+    assert f"the model at org/tiny changed since run {again.run_id} (revision aaaaaaa -> bbbbbbb)" in " ".join(third.warnings)
     # asking for the old commit by name finds the old answers
     pinned = load_model("hf:org/tiny", revision=old)
     assert pinned.model_id == first.config["model_identity"]["model_id"]
