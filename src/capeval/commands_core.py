@@ -417,6 +417,8 @@ def runs_show(
                 _console().print(f"status: {_status(store, row)}")
         if status == "interrupted":
             _console().print("[dim]re-run the command that started it to resume: stored model calls are not sent again[/]")
+        # the full identity (fingerprint of the files, hub commit) next to the spec as given
+        _console().print(f"model id: {row['model_id']}", markup=False)
         shown: dict[str, int] = {}
         for s in store.iter_samples(row["run_id"]):
             if shown.get(s["task"], 0) >= samples:

@@ -82,6 +82,12 @@ def test_weights_replaced_in_place_are_answered_again_with_the_new_score(tiny, t
     assert ids[first["run_id"]][1] == ids[new["run_id"]][1] == f"hf:{tiny}"  # the spec as given
     assert ids[first["run_id"]][0] != ids[new["run_id"]][0]
     assert new["config"]["model_identity"]["fingerprint"] != first["config"]["model_identity"]["fingerprint"]
+    show = subprocess.run(
+        [sys.executable, "-m", "capeval", "runs", "show", new["run_id"], "--db", str(db), "--samples", "0"],
+        check=False, capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "250"},
+    )
+    fp = new["config"]["model_identity"]["fingerprint"]
+    assert f"model id: hf:{tiny.resolve()}#{fp}|float32" in show.stdout, show.stdout + show.stderr
 
 
 # ---- every file that changes outputs -------------------------------------------------------------
@@ -277,3 +283,19 @@ def test_cache_option_is_checked_on_the_command_line(tmp_path):
     )
     assert proc.returncode != 0
     assert proc.stderr.splitlines()[0] == "error: --cache must be use, refresh or off, got 'sometimes'"
+
+
+def test_mtbench_runs_record_the_identity_and_say_when_the_model_changed(tiny, store):
+    from capeval.judge.mtbench import load_questions, run_mtbench
+    from scripted_chat import ScriptedChatServer
+
+    qs = load_questions()[:2]
+    with ScriptedChatServer(lambda model, messages: "Rating: [[5]]") as judge_srv:
+        judge = load_model("openai:judge", base_url=judge_srv.base_url)
+        first = run_mtbench(load_model(f"hf:{tiny}"), judge, store, questions=qs, max_tokens=4).run
+        assert first.config["model_identity"]["location"] == str(tiny.resolve())
+        assert not any("changed since" in w for w in first.warnings)
+        zero_output_and_embeddings(tiny)
+        second = run_mtbench(load_model(f"hf:{tiny}"), judge, store, questions=qs, max_tokens=4).run
+    assert second.n_calls_new > 0
+    assert f"the model at {tiny.resolve()} changed since run {first.run_id} (model.safetensors differs)" in " ".join(second.warnings)

@@ -444,7 +444,7 @@ def run_mtbench(
         raise CapevalError("pairwise MT-Bench needs a baseline model", "pass --baseline MODEL (e.g. another model spec)")
     if recipes:
         check_replacements(recipes, MTBENCH_RECIPES[mode], f"MT-Bench {mode} grading")
-    from capeval.engine import CallStats
+    from capeval.engine import CallStats, changed_model_warning
 
     stats = CallStats()
     gen: dict[str, Any] = {"max_tokens": max_tokens, "system": system, "category_temperatures": category_temperatures}
@@ -462,6 +462,10 @@ def run_mtbench(
         "n_questions": len(questions), **gen, "graders": {TASK: f"judge {judge.model_id}"},
         **({"recipe_files": {n: r.path for n, r in recipes.items()}} if recipes else {}),
     }
+    identity = getattr(model, "identity", None)
+    changed = changed_model_warning(store, identity) if identity else None
+    if identity:
+        config["model_identity"] = identity
     run_id = store.start_run(model.model_id, model_spec or model.model_id, [TASK], config)
     rows, scores = _sample_rows(conversations, verdicts, mode)
     store.save_samples(run_id, rows, scores)
@@ -471,7 +475,7 @@ def run_mtbench(
             baseline_spec or (baseline_model.model_id if baseline_model else ""), run_id,
         )
     failed = sum(1 for v in verdicts if v.error)
-    warnings = []
+    warnings = [changed] if changed else []
     if failed:
         warnings.append(f"{TASK}: {failed} of {len(verdicts)} turns have no verdict (failed call or unparseable verdict); left out of the means")
     authors = authors_warning(verdicts, mode)
