@@ -6,7 +6,7 @@ import csv
 import json
 import math
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -16,12 +16,9 @@ from rich.table import Table
 from capeval.errors import CapevalError
 from capeval.types import RunResult
 
-# `capeval run` with no arguments: a real offline evaluation of the bundled chat model on
-# packaged data (HumanEval's first problems for code generation, MT-Bench categories for
-# multiple choice), sized to finish in under 5 minutes on 2 CPU cores.
+# `capeval run` with no model and no task is the default job (capeval.first_run): both bundled
+# models on a stratified sample of packaged data, a paired test and the HTML report.
 DEFAULT_MODEL = "smollm2-135m-instruct"
-DEFAULT_TASKS = "humaneval,mtbench-category"
-DEFAULT_LIMIT = 20
 
 runs_app = typer.Typer(help="List, show and export stored runs.", no_args_is_help=True)
 
@@ -148,8 +145,8 @@ def _parse_stratify(items: list[str], names: list[str]) -> dict[str, str]:
 
 
 def run(
-    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Model spec: bundled name, hf:PATH, openai:NAME, vllm:PATH."),
-    tasks: str | None = typer.Option(None, "--tasks", "-t", help=f"Comma-separated tasks or suites (default: {DEFAULT_TASKS})."),
+    model: str | None = typer.Option(None, "--model", "-m", help=f"Model spec: bundled name, hf:PATH, openai:NAME, vllm:PATH (default: {DEFAULT_MODEL})."),
+    tasks: str | None = typer.Option(None, "--tasks", "-t", help="Comma-separated tasks or suites (default: the default job's tasks and --sample)."),
     shots: int | None = typer.Option(None, "--shots", "-k", help="Few-shot exemplars (default: each task's own)."),
     cot: bool = typer.Option(False, "--cot", help="Chain of thought: rationale exemplars or 'Let's think step by step'."),
     system: str | None = typer.Option(None, "--system", help="System / role prompt, the same for every model."),
@@ -175,8 +172,8 @@ def run(
     save_every: int | None = typer.Option(None, "--save-every", min=1, help="Local backends: requests per backend call, each call saved before the next (default: the backend's batch size). Streaming backends (openai): commit answers every N (default 16) or every 0.25 s."),
     cache: str = typer.Option("use", "--cache", help="use: answer calls from the store when it has them; refresh: send every call again and overwrite (a server whose model cannot be identified); off: neither read nor write answers."),
 ) -> None:
-    """Evaluate a model on tasks. With no arguments: the bundled SmolLM2 on packaged HumanEval and
-    MT-Bench data, offline, in a few minutes.
+    """Evaluate a model on tasks. With no arguments: the default job, both bundled models on the
+    same stratified sample of packaged MT-Bench data, offline, with a paired test and an HTML report.
 
     --task-option TASK.KEY=VALUE sets a keyword argument of a task's factory.
     HumanEval pass@1 and pass@10 from 10 samples per problem (temperature 0.8):
@@ -186,6 +183,7 @@ def run(
     metrics over the answered items; re-run to retry them); 130 / 143 stopped by SIGINT / SIGTERM
     (run `interrupted`; re-run the same command to resume); 2 a usage error; 1 an unexpected error."""
     from capeval.engine import CACHE_MODES, CacheMode, evaluate_tasks
+    from capeval.first_run import DEFAULT_JOB, run_default_job
     from capeval.interrupts import EXIT_INCOMPLETE, Interrupted, handle_signals
     from capeval.models import load_model
     from capeval.models.base import model_options
@@ -198,13 +196,40 @@ def run(
     if cache not in CACHE_MODES:
         raise CapevalError(f"--cache must be use, refresh or off, got '{cache}'", "refresh re-sends every call; off skips the store's answers")
     cache_mode = cast("CacheMode", cache)
+    if model is None and tasks is None:
+        others = {
+            "--limit": limit is not None, "--chat": chat, "--cot": cot, "--system": system is not None,
+            "--data": bool(data), "--task-option": bool(task_option), "--model-option": bool(model_option),
+            "--judge": judge is not None, "--prompt-variants": prompt_variants > 1, "--stratify": bool(stratify),
+            "--include-path": bool(include_path), "--batch-size": batch_size is not None,
+            "--concurrency": concurrency is not None, "--base-url": base_url is not None, "--strict": strict,
+            "--recipe-file": bool(recipe_file), "--cache": cache != "use",
+        }
+        single_run = [flag for flag, on in others.items() if on]
+        if single_run:
+            raise CapevalError(
+                f"{', '.join(single_run)} {'needs' if len(single_run) == 1 else 'need'} --model or --tasks "
+                "(with neither, capeval runs its default job)",
+                f"e.g. capeval run --model {DEFAULT_MODEL} --tasks {','.join(DEFAULT_JOB.tasks)} {' '.join(single_run)} ...",
+            )
+        job = replace(
+            DEFAULT_JOB, sample=sample or DEFAULT_JOB.sample, seed=seed,
+            shots=shots if shots is not None else DEFAULT_JOB.shots,
+        )
+        with handle_signals():
+            try:
+                run_default_job(job, db=db, json_out=json_out, progress=not no_progress, chunk_size=save_every)
+            except Interrupted as e:
+                console.print("[yellow]interrupted[/]: finished model calls are stored; `capeval run` again resumes")
+                raise typer.Exit(e.exit_code) from None
+        return
     if tasks is None:
-        tasks = DEFAULT_TASKS
-        if limit is None and model == DEFAULT_MODEL:
-            # the bundled model is a chat model: asked through its chat template it writes whole
-            # functions; as a plain completion it mostly stops at once
-            limit, chat = DEFAULT_LIMIT, True
-            console.print(f"[dim]default job: {model} on {tasks}, --limit {limit} --chat (see --help to change)[/]")
+        # a model without tasks gets the default job's tasks and items, so it compares with its runs
+        tasks = ",".join(DEFAULT_JOB.tasks)
+        if limit is None and sample is None:
+            sample = DEFAULT_JOB.sample
+        console.print(f"[dim]{model} on {tasks}" + (f", --sample {sample}" if sample else "") + " (--tasks to change)[/]")
+    model = model or DEFAULT_MODEL
     for p in include_path:
         add_include_path(p)
     local = _parse_data(data)

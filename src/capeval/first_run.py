@@ -1,0 +1,132 @@
+"""`capeval run` with no arguments: both bundled models on a stratified sample, a paired test, a report."""
+
+from __future__ import annotations
+
+import gc
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from capeval.types import RunResult
+
+
+@dataclass(frozen=True)
+class DefaultJob:
+    """What `capeval run` evaluates when given no model and no task (sizes measured: see README)."""
+
+    models: tuple[str, ...]
+    tasks: tuple[str, ...]
+    sample: int
+    shots: int | None
+    seed: int = 1234
+
+
+DEFAULT_JOB = DefaultJob(
+    models=("smollm2-135m-instruct", "gemma3-270m"),
+    tasks=("mtbench-category",),
+    sample=40,
+    shots=None,
+)
+
+
+def _fmt_ci(value: float, lo: float, hi: float) -> str:
+    return f"{value:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def side_by_side(results: Sequence[RunResult]) -> Table:
+    """Each task's metrics (task-level rows) for every model, one column per model."""
+    table = Table(title="the same items, the same prompts: " + " vs ".join(r.model for r in results))
+    table.add_column("task")
+    table.add_column("metric")
+    for r in results:
+        table.add_column(f"{r.model}\nvalue [95% CI]", justify="right")
+    table.add_column("n", justify="right")
+    table.add_column("items", justify="right")
+    first = results[0]
+    for m in first.metrics:
+        if m.task not in first.tasks:  # per-group rows stay in each run's own table and the report
+            continue
+        cells = []
+        for r in results:
+            other = r.metric(m.task, m.metric)
+            cells.append(_fmt_ci(other.value, other.ci_low, other.ci_high))
+        table.add_row(m.task, m.metric, *cells, str(m.n), m.subset or "all")
+    return table
+
+
+def run_default_job(
+    job: DefaultJob = DEFAULT_JOB,
+    db: Path | None = None,
+    json_out: Path | None = None,
+    progress: bool = True,
+    chunk_size: int | None = None,
+) -> dict[str, Any]:
+    """Evaluate every model of `job` on the same stratified sample, compare them pairwise on those
+    items (paired permutation test) and write the HTML report; print all of it and return it."""
+    from capeval.analysis.stats import compare_paired
+    from capeval.analysis.tables import load_run_scores
+    from capeval.cli import console
+    from capeval.commands_core import subset_lines
+    from capeval.engine import evaluate_tasks
+    from capeval.models import load_model
+    from capeval.prompting import PromptConfig
+    from capeval.report.builder import ReportOptions, build_report
+    from capeval.store import Store
+    from capeval.tasks import get_task
+
+    config = PromptConfig(shots=job.shots, seed=job.seed)
+    console.print(
+        f"[bold]capeval's default job[/]: {' vs '.join(job.models)} on a stratified sample of {job.sample} items "
+        f"of {', '.join(job.tasks)} (seed {job.seed}), offline. Your own: capeval run --model M --tasks T --sample N"
+    )
+    results: list[RunResult] = []
+    with Store(db) as store:
+        for spec in job.models:
+            model = load_model(spec)
+            results.append(
+                evaluate_tasks(
+                    model, [get_task(t) for t in job.tasks], config, store=store, sample=job.sample,
+                    model_spec=spec, progress=progress, chunk_size=chunk_size,
+                )
+            )
+            del model
+            gc.collect()  # one model in memory at a time
+        console.print(side_by_side(results))
+        for line in subset_lines(results[0]):
+            console.print(f"[cyan]subset[/] {line}")
+        for r in results:
+            for w in r.warnings:
+                console.print(f"[yellow]warning[/] {r.model}: {w}")
+        scores = [load_run_scores(store, r.run_id) for r in results]
+        comparisons = []
+        a, b = scores[0], scores[1]
+        for t in job.tasks:
+            metric = a.primary(t)
+            c = compare_paired(b.per_item(t, metric), a.per_item(t, metric), task=t, metric=metric)
+            comparisons.append(c)
+            verdict = (
+                f"[bold green]{b.model if c.diff > 0 else a.model} is better[/]" if c.significant
+                else f"[yellow]no significant difference[/]: {c.n} items detect differences of {c.mdd:.3f} or more "
+                "(80% power); a larger --sample detects smaller ones"
+            )
+            console.print(
+                f"paired test on {t} ({metric}, the same {c.n} items): {b.model} - {a.model} = {c.diff:+.3f}, "
+                f"95% CI [{c.ci_low:+.3f}, {c.ci_high:+.3f}], p = {c.p_value:.4f} ({c.test}): {verdict}"
+            )
+        report_path = store.path.parent / "reports" / f"{results[0].run_id}-vs-{results[-1].run_id}.html"
+        build_report(store, [r.run_id for r in results], report_path, ReportOptions(title="capeval: the default job"))
+        out = {
+            "runs": [asdict(r) for r in results],
+            "comparisons": [asdict(c) for c in comparisons],
+            "report": str(report_path),
+        }
+        json_path = json_out or store.path.parent / "results" / f"{results[0].run_id}-vs-{results[-1].run_id}.json"
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(out, indent=2, default=str))
+    console.print(f"report: {report_path}")
+    console.print(f"results: {json_path}   runs: {', '.join(r.run_id for r in results)}" + (f" --db {db}" if db else ""))
+    return out
