@@ -223,3 +223,53 @@ def test_signal_mid_run_then_resume(tmp_path, sig):
     status, res = latest_run(db)
     assert status == "finished" and (res["n_calls_cached"], res["n_calls_new"]) == (stored, N_SIGNAL - stored)
     assert rows(db, "SELECT COUNT(*) FROM model_calls") == [(N_SIGNAL,)]
+
+
+def test_analyses_say_loudly_when_a_run_is_incomplete(tmp_path, capsys):
+    from capeval.store import Store
+
+    model = AdderModel()
+    plan = FaultPlan(rate=1.0, kinds=("500",), match="FAILME", retry_after=0.05)
+    data, db = write_data(tmp_path / "gsm8k", N_ITEMS), tmp_path / "store.db"
+    with serving(model, plan, served_name="adder") as srv:
+        url = srv.base_url
+        assert run_cli(run_args(url, data, db)) == EXIT_INCOMPLETE
+    (run_id,) = [r for (r,) in rows(db, "SELECT run_id FROM runs")]
+    with Store(db) as store:
+        store.add_pairwise_vote("adder", "other", "model_a", run_a=run_id, run_b=None)
+        store.add_pairwise_vote("other", "adder", "tie", run_a=None, run_b=run_id)
+    capsys.readouterr()
+    loud = f"run {run_id} (openai:adder@{url}) is INCOMPLETE: {len(FAILING)} model calls failed for good"
+
+    assert run_cli(["headline", run_id, "--db", str(db)]) == 0
+    out = capsys.readouterr()
+    assert loud in " ".join(out.err.split())
+    assert "0.75" not in out.out and "1.000" in out.out  # the 9 answered items, all right: not 9/12
+
+    assert run_cli(["arena", "--db", str(db), "--bootstrap", "20"]) == 0
+    assert loud in " ".join(capsys.readouterr().err.split())
+
+    html = tmp_path / "report.html"
+    assert run_cli(["report", run_id, "--db", str(db), "--out", str(html), "--arena-bootstrap", "20"]) == 0
+    assert loud in " ".join(capsys.readouterr().err.split())
+    assert "is INCOMPLETE: 3 model calls failed for good" in html.read_text()
+
+
+def test_a_second_ctrl_c_exits_at_once_and_the_store_stays_whole(tmp_path):
+    model = AdderModel(latency_s=0.01)
+    data, db = write_data(tmp_path / "gsm8k", N_SIGNAL), tmp_path / "store.db"
+    with serving(model, served_name="adder") as srv:
+        args = run_args(srv.base_url, data, db, concurrency=CONCURRENCY, timeout=60)
+        proc = _start(args)
+        _wait_answered(srv, proc, 60)
+        os.killpg(proc.pid, signal.SIGINT)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130
+        assert "SIGINT again: exiting now" in err
+        assert rows(db, "PRAGMA integrity_check") == [("ok",)]
+        stored = rows(db, "SELECT COUNT(*) FROM model_calls")[0][0]
+        srv.app.state.stats.reset()
+        assert run_cli(args) == 0
+        assert srv.app.state.stats.requests == N_SIGNAL - stored
+    assert rows(db, "SELECT COUNT(*) FROM model_calls") == [(N_SIGNAL,)]

@@ -17,6 +17,7 @@ from capeval.analysis import tables
 from capeval.errors import CapevalError
 
 console = Console()
+err_console = Console(stderr=True)
 
 DB_HELP = "SQLite store (default: $CAPEVAL_DB or the user data dir)."
 JSON_HELP = "Also write the full result as JSON to this file."
@@ -62,7 +63,16 @@ def _runs_or_models(names: Sequence[str], db: Path | None, csv: Path | None) -> 
             raise tables.TableError(f"{csv} has no model {', '.join(missing)}", f"its models: {', '.join(by_model)}")
         return [by_model[n] for n in names]
     with _store(db) as store:
-        return [tables.load_run_scores(store, n) for n in names]
+        loaded = [tables.load_run_scores(store, n) for n in names]
+    _warn_incomplete(loaded)
+    return loaded
+
+
+def _warn_incomplete(loaded: Sequence[tables.RunScores]) -> None:
+    """Say loudly when an analysis uses a run whose calls did not all get answered."""
+    for rs in loaded:
+        if rs.incomplete:
+            err_console.print(f"[bold red]warning:[/] {rs.incomplete}")
 
 
 def compare(
@@ -190,7 +200,9 @@ def weakest_link_cmd(
         scores = tables.read_capability_csv(csv, scale)  # type: ignore[arg-type]
     else:
         with _store(db) as store:
-            scores = tables.capability_scores([tables.load_run_scores(store, r) for r in run or []], metric, scale)  # type: ignore[arg-type]
+            loaded = [tables.load_run_scores(store, r) for r in run or []]
+            _warn_incomplete(loaded)
+            scores = tables.capability_scores(loaded, metric, scale)  # type: ignore[arg-type]
     res = weakest_link(scores, threshold=threshold)
     if res.n_cases == 0:
         console.print("[yellow]no cross capability has individual parts differing by more than "
@@ -236,6 +248,8 @@ def arena_cmd(
     else:
         with _store(db) as store:
             battles = tables.battles_from_store(store, source)
+            for note in tables.incomplete_vote_runs(store, source):
+                err_console.print(f"[bold red]warning:[/] votes from {note}")
     if not battles:
         raise CapevalError("no battles found", "collect votes in the web app or with a pairwise judge, or pass --csv")
     lb = arena_leaderboard(battles, n_bootstrap=bootstrap, seed=seed, anchor=anchor, anchor_rating=anchor_rating)

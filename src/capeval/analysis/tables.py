@@ -37,6 +37,7 @@ class RunScores:
     capability: dict[tuple[str, str], str] = field(default_factory=dict)  # (task, sample id) -> capability
     items: dict[str, frozenset[str]] = field(default_factory=dict)  # task -> ids of the items the run evaluated
     selection: dict[str, str] = field(default_factory=dict)  # task -> how those items were chosen (for messages)
+    incomplete: str | None = None  # why this run's numbers do not cover all its items (see incomplete_note)
 
     def add(self, task: str, sample_id: str, metric: str, value: float) -> None:
         names = self.metrics.setdefault(task, [])
@@ -56,6 +57,23 @@ class RunScores:
         return self.values[task][name]
 
 
+def incomplete_note(store: Any, row: Any) -> str | None:
+    """A loud line when a stored run is not `finished`: `incomplete` (model calls failed for good;
+    its numbers cover the answered items only), `interrupted` or still `running`; None when it
+    finished with every call answered."""
+    status = store.run_status(row)
+    if status == "finished":
+        return None
+    who = f"run {row['run_id']} ({row['model_spec']})"
+    if status == "incomplete":
+        failed = int(json.loads(row["results"]).get("n_calls_failed") or 0) if row["results"] else 0
+        return (f"{who} is INCOMPLETE: {failed} model calls failed for good; its numbers cover the answered "
+                "items only (re-run it to retry them)")
+    if status == "interrupted":
+        return f"{who} was INTERRUPTED before it finished: its numbers cover only what it scored (re-run it to resume)"
+    return f"{who} is still RUNNING: its numbers may change"
+
+
 def open_store(db: str | Path | None) -> Any:
     from capeval.store import Store
 
@@ -73,6 +91,7 @@ def load_run_scores(store: Any, run_id: str) -> RunScores:
     rid = row["run_id"]
     result = store.run_result(rid)
     rs = RunScores(name=rid, model=result.model if result else row["model_spec"] or row["model_id"])
+    rs.incomplete = incomplete_note(store, row)
     if result:
         for m in result.metrics:
             names = rs.metrics.setdefault(m.task, [])
@@ -243,6 +262,20 @@ def read_battles_csv(path: str | Path) -> list[Battle]:
     if not need <= _columns(rows):
         raise TableError(f"{path} lacks columns {', '.join(sorted(need - _columns(rows)))}", BATTLES_CSV_HELP)
     return battles_from_rows(rows)
+
+
+def incomplete_vote_runs(store: Any, source: str | None = None) -> list[str]:
+    """incomplete_note of every run that the stored votes name (run_a / run_b) and that did not
+    finish with every call answered."""
+    sql = "SELECT DISTINCT run_a, run_b FROM pairwise_votes" + (" WHERE source = ?" if source else "")
+    ids = sorted({r for row in store.query(sql, (source,) if source else ()) for r in (row["run_a"], row["run_b"]) if r})
+    notes = []
+    for rid in ids:
+        rows = store.query("SELECT * FROM runs WHERE run_id = ?", (rid,))
+        note = incomplete_note(store, rows[0]) if rows else None
+        if note:
+            notes.append(note)
+    return notes
 
 
 def battles_from_store(store: Any, source: str | None = None) -> list[Battle]:

@@ -39,6 +39,8 @@ from capeval.types import Message, Request, Response
 log = logging.getLogger("capeval.models.openai")
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+# Connections per HTTP client in a stream (see _Wire).
+WIRE_SHARD = 16
 # While no call finishes, `stream` yields None this often (seconds) so its caller stays responsive.
 TICK_S = 0.1
 # The `object` field an OpenAI-style server puts in each endpoint's reply (where it sends one).
@@ -121,6 +123,42 @@ def _server_message(resp: httpx.Response) -> str:
             return str(err.get("message") or err)
         return str(err)
     return str(body)[:500]
+
+
+class _Wire:
+    """The HTTP side of a stream: at most `concurrency` requests on the wire (a slot is held only
+    while a request is sent and answered, not while it backs off), spread over several clients
+    of at most WIRE_SHARD connections each.
+
+    Why several: httpcore's connection pool does work quadratic in its connections at every
+    request start and end; at 128 connections in one pool that cost about 13 ms of CPU per call
+    (bench/api_throughput.py), which capped a run at a seventh of the concurrency's bound. Each
+    call goes to the least busy client, so no client ever has more requests than connections."""
+
+    def __init__(self, concurrency: int, timeout: float, headers: dict[str, str]) -> None:
+        n = -(-concurrency // WIRE_SHARD)
+        per = -(-concurrency // n)
+        limits = httpx.Limits(max_connections=per, max_keepalive_connections=per)
+        self.clients = [httpx.AsyncClient(timeout=timeout, limits=limits, headers=headers) for _ in range(n)]
+        self.busy = [0] * n
+        self.sem = asyncio.Semaphore(concurrency)
+
+    async def post(self, url: str, body: dict[str, Any], timeout: float) -> tuple[httpx.Response, float]:
+        """One attempt: (response, seconds it took). The whole attempt is bounded by `timeout`
+        (httpx's own timeout bounds each read only), so a server that trickles bytes or never
+        answers is abandoned too."""
+        async with self.sem:
+            k = min(range(len(self.busy)), key=self.busy.__getitem__)
+            self.busy[k] += 1
+            try:
+                start = time.monotonic()
+                resp = await asyncio.wait_for(self.clients[k].post(url, json=body), timeout)
+                return resp, time.monotonic() - start
+            finally:
+                self.busy[k] -= 1
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(c.aclose() for c in self.clients), return_exceptions=True)
 
 
 class OpenAIModel:
@@ -219,10 +257,10 @@ class OpenAIModel:
                 remaining -= 1
                 yield item
         finally:
-            loop, stop = control.get("loop"), control.get("stop")
-            if loop is not None and stop is not None and thread.is_alive():
+            loop, main = control.get("loop"), control.get("main")
+            if loop is not None and main is not None and thread.is_alive():
                 try:
-                    loop.call_soon_threadsafe(stop.set)
+                    loop.call_soon_threadsafe(main.cancel)  # abandons the calls in flight
                 except RuntimeError:  # the loop closed meanwhile
                     pass
             thread.join(timeout=10)
@@ -238,46 +276,43 @@ class OpenAIModel:
     async def _schedule(
         self, requests: Sequence[Request], answers: queue.SimpleQueue[Any], control: dict[str, Any], started: threading.Event
     ) -> None:
-        stop = asyncio.Event()
-        control["loop"], control["stop"] = asyncio.get_running_loop(), stop
+        control["loop"], control["main"] = asyncio.get_running_loop(), asyncio.current_task()
         started.set()
-        # The semaphore bounds calls on the wire; a few more are started than it admits, so that a
+        # The wire admits `concurrency` calls; a few more are started than it admits, so that a
         # call backing off after a 429 or 5xx gives its slot to the next one instead of idling it.
-        sem = asyncio.Semaphore(self.concurrency)
         window = 2 * self.concurrency + 8
-        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         todo = iter(enumerate(requests))
         running: dict[asyncio.Future[Any], int] = {}
-        stopper = asyncio.ensure_future(stop.wait())
-        async with httpx.AsyncClient(timeout=self.timeout, limits=limits, headers=self._headers()) as client:
-            try:
-                while True:
-                    while len(running) < window:
-                        nxt = next(todo, None)
-                        if nxt is None:
-                            break
-                        i, req = nxt
-                        one = self._generate_one if req.kind == "generate" else self._loglikelihood_one
-                        running[asyncio.ensure_future(one(client, sem, req))] = i
-                    if not running:
-                        return
-                    done, _ = await asyncio.wait([*running, stopper], return_when=asyncio.FIRST_COMPLETED)
-                    if stopper in done:
-                        return
-                    for task in done:
-                        i = running.pop(task)
-                        exc = task.exception()
-                        if exc is not None:
-                            # A capability or configuration error would hit every request alike:
-                            # stop with its message rather than answer each with the same error.
-                            answers.put(exc)
-                            return
-                        answers.put((i, task.result()))
-            finally:
-                stopper.cancel()
-                for task in running:
-                    task.cancel()
-                await asyncio.gather(*running, return_exceptions=True)
+        # Finished calls arrive here through their done callbacks: O(1) per call, whatever the window.
+        finished: asyncio.Queue[asyncio.Future[Any]] = asyncio.Queue()
+        wire = _Wire(self.concurrency, self.timeout, self._headers())
+        try:
+            while True:
+                while len(running) < window:
+                    nxt = next(todo, None)
+                    if nxt is None:
+                        break
+                    i, req = nxt
+                    one = self._generate_one if req.kind == "generate" else self._loglikelihood_one
+                    task = asyncio.ensure_future(one(wire, req))
+                    task.add_done_callback(finished.put_nowait)
+                    running[task] = i
+                if not running:
+                    return
+                task = await finished.get()
+                i = running.pop(task)
+                exc = task.exception()
+                if exc is not None:
+                    # A capability or configuration error would hit every request alike:
+                    # stop with its message rather than answer each with the same error.
+                    answers.put(exc)
+                    return
+                answers.put((i, task.result()))
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            await wire.aclose()
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
@@ -287,8 +322,7 @@ class OpenAIModel:
 
     async def _post(
         self,
-        client: httpx.AsyncClient,
-        sem: asyncio.Semaphore,
+        wire: _Wire,
         path: str,
         body: dict[str, Any],
         check: Callable[[dict[str, Any]], Any] | None = None,
@@ -302,13 +336,8 @@ class OpenAIModel:
         for attempt in range(self.policy.max_retries + 1):
             retry_after: float | None = None
             try:
-                async with sem:  # held only while a request is on the wire, not while backing off
-                    self.n_attempts += 1
-                    start = time.monotonic()
-                    # httpx's timeout bounds each read; this bounds the whole attempt, so a server
-                    # that trickles bytes forever is abandoned too.
-                    resp = await asyncio.wait_for(client.post(url, json=body), self.timeout)
-                    latency = time.monotonic() - start
+                self.n_attempts += 1
+                resp, latency = await wire.post(url, body, self.timeout)
                 data = self._parse(resp, path)
                 return data, latency, check(data) if check is not None else None
             except _Transient as e:
@@ -359,7 +388,7 @@ class OpenAIModel:
         return ModelError(f"{url} answered {e}", f"list the served models at {self.base_url}/models")
 
     # ---- generation ------------------------------------------------------------------------
-    async def _generate_one(self, client: httpx.AsyncClient, sem: asyncio.Semaphore, req: Request) -> Response:
+    async def _generate_one(self, wire: _Wire, req: Request) -> Response:
         p = req.params
         body: dict[str, Any] = {"model": self.model, "temperature": p.temperature, "top_p": p.top_p}
         if p.stop:
@@ -380,14 +409,14 @@ class OpenAIModel:
         check = _completion_text if path == "/completions" else _chat_text
         try:
             try:
-                data, latency, (text, finish_reason) = await self._post(client, sem, path, body, check)
+                data, latency, (text, finish_reason) = await self._post(wire, path, body, check)
             except _Rejected as e:
                 # OpenAI's newer chat models refuse `max_tokens` and ask for `max_completion_tokens`.
                 if e.status != 400 or limit_field != "max_tokens" or "max_completion_tokens" not in e.message:
                     raise
                 self._chat_limit_field = "max_completion_tokens"
                 body["max_completion_tokens"] = body.pop("max_tokens")
-                data, latency, (text, finish_reason) = await self._post(client, sem, path, body, check)
+                data, latency, (text, finish_reason) = await self._post(wire, path, body, check)
         except _Rejected as e:
             if e.status in FATAL_STATUS:
                 raise self._fatal(path, e) from None
@@ -406,7 +435,7 @@ class OpenAIModel:
         )
 
     # ---- log-likelihood --------------------------------------------------------------------
-    async def _loglikelihood_one(self, client: httpx.AsyncClient, sem: asyncio.Semaphore, req: Request) -> Response:
+    async def _loglikelihood_one(self, wire: _Wire, req: Request) -> Response:
         if not isinstance(req.prompt, str):
             raise UnsupportedRequestError(
                 f"{self.model_id}: log-likelihood needs a plain-text prompt, got chat messages",
@@ -416,7 +445,7 @@ class OpenAIModel:
             )
         context = req.prompt
         scored = await asyncio.gather(
-            *(self._continuation_logprob(client, sem, context, c) for c in req.continuations), return_exceptions=True
+            *(self._continuation_logprob(wire, context, c) for c in req.continuations), return_exceptions=True
         )
         logprobs, greedy, n_tokens, bodies = [], [], [], []
         prompt_tokens = latency = 0.0
@@ -447,7 +476,7 @@ class OpenAIModel:
         )
 
     async def _continuation_logprob(
-        self, client: httpx.AsyncClient, sem: asyncio.Semaphore, context: str, continuation: str
+        self, wire: _Wire, context: str, continuation: str
     ) -> tuple[float, bool, int, int, float, dict[str, Any]]:
         """(summed logprob, greedy?, token count, prompt tokens, latency, the server's answer) of one
         continuation."""
@@ -460,14 +489,14 @@ class OpenAIModel:
             "temperature": 0.0,
         }
         try:
-            data, latency, _ = await self._post(client, sem, "/completions", body)
+            data, latency, _ = await self._post(wire, "/completions", body)
         except _Rejected as e:
             # Some servers (vLLM) refuse max_tokens=0; with 1, the one generated token lies past
             # the continuation's end and is left out of the sum below.
             if e.status != 400 or "max_tokens" not in e.message or body["max_tokens"] != 0:
                 raise
             self._score_max_tokens = body["max_tokens"] = 1
-            data, latency, _ = await self._post(client, sem, "/completions", body)
+            data, latency, _ = await self._post(wire, "/completions", body)
         lp = data["choices"][0].get("logprobs")
         try:
             tokens: list[str] = list(lp["tokens"])

@@ -37,7 +37,7 @@ def report(
 ) -> None:
     """Write one HTML file (opens offline) with headline numbers, tables, charts and every sample."""
     from capeval.analysis.tables import open_store
-    from capeval.cli import console
+    from capeval.cli import console, err_console
     from capeval.report.builder import build_report
     from capeval.store import default_db_path
 
@@ -56,6 +56,13 @@ def report(
         f"building the report of {len(runs)} run(s): bootstrap CIs, paired tests, arena fits..."
     ):
         path = build_report(store, runs, out, options)
+        from capeval.analysis.tables import incomplete_note
+
+        for rid in runs:
+            row = store.run(rid)
+            note = incomplete_note(store, row) if row is not None else None
+            if note:
+                err_console.print(f"[bold red]warning:[/] {note}")
     console.print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB); open it in any browser, no network needed")
 
 

@@ -188,8 +188,12 @@ def load_inputs(store: Store, run_ids: Sequence[str]) -> ReportInputs:
             rows.append(row)
     caps: dict[str, tuple[str, ...]] = {}
     per_model: dict[str, int] = {}
+    from capeval.analysis.tables import incomplete_note, incomplete_vote_runs
     from capeval.store import run_result_from_dict
 
+    # Said first, in the report's notes: a run whose calls did not all get answered.
+    notes.extend(n for n in (incomplete_note(store, r) for r in rows) if n)
+    notes.extend(f"votes from {n}" for n in incomplete_vote_runs(store))
     results = [run_result_from_dict(json.loads(r["results"])) for r in rows]
     for res in results:
         per_model[res.model] = per_model.get(res.model, 0) + 1
