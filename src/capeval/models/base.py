@@ -29,6 +29,11 @@ class Model(Protocol):
     fingerprint or commit, and that `fingerprint` or `revision`; see models.fingerprint),
     `hidden_states(texts, ends)` (per-layer hidden states, for `capeval probe`; the
     transformers backend has it) and `close()`.
+    Optional for backends that serve calls concurrently: `stream(requests)`, an iterator that
+    answers requests of any kind as they finish, yielding `(index, Response)` in completion order
+    and `None` every fraction of a second while nothing finishes; closing it abandons the calls
+    in flight. The engine prefers it when present (the openai backend has it) and saves answers
+    as they arrive; a backend without it is called with batches, each saved before the next.
     """
 
     model_id: str
