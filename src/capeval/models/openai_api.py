@@ -24,12 +24,14 @@ import logging
 import os
 import queue
 import random
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import certifi
 import httpx
 
 from capeval.errors import ModelError, UnsupportedRequestError
@@ -135,11 +137,11 @@ class _Wire:
     (bench/api_throughput.py), which capped a run at a seventh of the concurrency's bound. Each
     call goes to the least busy client, so no client ever has more requests than connections."""
 
-    def __init__(self, concurrency: int, timeout: float, headers: dict[str, str]) -> None:
+    def __init__(self, concurrency: int, timeout: float, headers: dict[str, str], tls: ssl.SSLContext) -> None:
         n = -(-concurrency // WIRE_SHARD)
         per = -(-concurrency // n)
         limits = httpx.Limits(max_connections=per, max_keepalive_connections=per)
-        self.clients = [httpx.AsyncClient(timeout=timeout, limits=limits, headers=headers) for _ in range(n)]
+        self.clients = [httpx.AsyncClient(timeout=timeout, limits=limits, headers=headers, verify=tls) for _ in range(n)]
         self.busy = [0] * n
         self.sem = asyncio.Semaphore(concurrency)
 
@@ -200,6 +202,7 @@ class OpenAIModel:
         self.policy = RetryPolicy(max_retries=max_retries, backoff_base=backoff_base, backoff_max=backoff_max)
         self.string_prompts = string_prompts
         self._rng = random.Random(jitter_seed)
+        self._tls: ssl.SSLContext | None = None  # loading the CA bundle takes ~35 ms: once per model
         # Counters a user (or a test) can read after a run.
         self.n_attempts = 0
         self.n_retries = 0
@@ -285,7 +288,9 @@ class OpenAIModel:
         running: dict[asyncio.Future[Any], int] = {}
         # Finished calls arrive here through their done callbacks: O(1) per call, whatever the window.
         finished: asyncio.Queue[asyncio.Future[Any]] = asyncio.Queue()
-        wire = _Wire(self.concurrency, self.timeout, self._headers())
+        if self._tls is None:
+            self._tls = ssl.create_default_context(cafile=certifi.where())
+        wire = _Wire(self.concurrency, self.timeout, self._headers(), self._tls)
         try:
             while True:
                 while len(running) < window:
@@ -294,23 +299,23 @@ class OpenAIModel:
                         break
                     i, req = nxt
                     one = self._generate_one if req.kind == "generate" else self._loglikelihood_one
-                    task = asyncio.ensure_future(one(wire, req))
-                    task.add_done_callback(finished.put_nowait)
-                    running[task] = i
+                    call: asyncio.Future[Any] = asyncio.ensure_future(one(wire, req))
+                    call.add_done_callback(finished.put_nowait)
+                    running[call] = i
                 if not running:
                     return
-                task = await finished.get()
-                i = running.pop(task)
-                exc = task.exception()
+                done = await finished.get()
+                i = running.pop(done)
+                exc = done.exception()
                 if exc is not None:
                     # A capability or configuration error would hit every request alike:
                     # stop with its message rather than answer each with the same error.
                     answers.put(exc)
                     return
-                answers.put((i, task.result()))
+                answers.put((i, done.result()))
         finally:
-            for task in running:
-                task.cancel()
+            for pending in running:
+                pending.cancel()
             await asyncio.gather(*running, return_exceptions=True)
             await wire.aclose()
 
