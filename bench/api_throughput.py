@@ -8,10 +8,13 @@ answer to a real store file. With `--concurrency C` calls kept in flight, no sch
 more than C / (mean delay) calls per second; the script prints the achieved calls/s against that
 bound, with the mean delay the server actually drew in this run.
 
-Two ratios are printed: `overall` is calls / wall time of the whole run, which includes the
-ramp-down at the end (the last calls finish one by one while fewer than C remain), and `steady`
-counts the calls finished between the 10th and 90th percentile of completion times over that
-time span, which is what the scheduler controls. The target is >= 0.9 of the bound.
+Three ratios are printed: `overall` is calls / wall time of the whole run against the bound,
+which includes the ramp-down at the end (the last calls, stragglers among them, finish one by one
+while fewer than C remain); `steady` counts the calls finished between the 10th and 90th
+percentile of completion times over that span, which is what the scheduler controls; and
+`perfect scheduler` is the wall time a zero-overhead scheduler would need for the very delays the
+server drew, in the same order (its ramp-down included), divided by the achieved wall time.
+The target is >= 0.9.
 
     python bench/api_throughput.py                                  # C = 32 and 128, 0% and 10% stragglers
     python bench/api_throughput.py --concurrency 32 --mean 0.5 --calls-per-slot 30
@@ -50,7 +53,8 @@ def _serve(port: int, mean: float, stragglers: float, factor: float, seed: int, 
                 break
         if scope["path"] == "/stats":
             now = time.process_time()
-            out = json.dumps({"n": len(drawn), "mean": sum(drawn) / len(drawn) if drawn else 0.0, "cpu_s": now - cpu[0]}).encode()
+            out = json.dumps({"n": len(drawn), "mean": sum(drawn) / len(drawn) if drawn else 0.0, "cpu_s": now - cpu[0],
+                              "delays": drawn}).encode()
             drawn.clear()
             cpu[0] = now
         else:
@@ -113,7 +117,7 @@ def measure(url: str, concurrency: int, n_calls: int, store_dir: Path) -> dict[s
     with Store(store_dir / f"bench-{concurrency}-{time.time_ns()}.db") as store:
         cpu = time.process_time()
         start = time.monotonic()
-        answers, stats = execute(model, requests, store, progress=timeline)  # type: ignore[arg-type]
+        _, stats = execute(model, requests, store, progress=timeline)  # type: ignore[arg-type]
         wall = time.monotonic() - start
         cpu = time.process_time() - cpu
         stored = store.query("SELECT COUNT(*) AS n FROM model_calls")[0]["n"]
@@ -123,8 +127,22 @@ def measure(url: str, concurrency: int, n_calls: int, store_dir: Path) -> dict[s
     lo, hi = times[int(0.1 * len(times))], times[int(0.9 * len(times))]
     steady = (int(0.9 * len(times)) - int(0.1 * len(times))) / (hi - lo)
     bound = concurrency / drawn["mean"]
+    ideal = ideal_wall(drawn["delays"], concurrency)
     return {"calls": n_calls, "wall_s": wall, "mean_latency_s": drawn["mean"], "bound": bound,
-            "overall": n_calls / wall, "steady": steady, "client_cpu_s": cpu, "server_cpu_s": drawn["cpu_s"]}
+            "overall": n_calls / wall, "steady": steady, "ideal_wall_s": ideal,
+            "client_cpu_s": cpu, "server_cpu_s": drawn["cpu_s"]}
+
+
+def ideal_wall(delays: list[float], concurrency: int) -> float:
+    """Wall time of a perfect scheduler (no overhead) given the same delays in the same order:
+    each call starts the moment one of the `concurrency` slots frees. It includes the ramp-down
+    that no scheduler can avoid (the last calls, stragglers among them, finish one by one)."""
+    import heapq
+
+    slots = [0.0] * concurrency
+    for d in delays:
+        heapq.heappush(slots, heapq.heappop(slots) + d)
+    return max(slots)
 
 
 def main() -> None:
@@ -163,6 +181,7 @@ def main() -> None:
                         f"mean latency {r['mean_latency_s']:.3f}s  bound {r['bound']:6.1f}/s  "
                         f"achieved {r['overall']:6.1f}/s overall ({r['overall'] / r['bound']:.2f} of bound), "
                         f"{r['steady']:6.1f}/s steady ({r['steady'] / r['bound']:.2f}); "
+                        f"perfect scheduler {r['ideal_wall_s']:.1f}s ({r['ideal_wall_s'] / r['wall_s']:.2f} of it); "
                         f"CPU client {r['client_cpu_s']:.1f}s server {r['server_cpu_s']:.1f}s",
                         flush=True,
                     )

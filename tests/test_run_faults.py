@@ -113,6 +113,11 @@ def test_fault_mode_run_twice(tmp_path, mode):
         # failed calls are not wrong answers: the metric is over the 9 answered items, all right
         assert (em["n"], em["n_failed"], em["value"]) == (N_ITEMS - len(FAILING), len(FAILING), 1.0)
         assert any(f"{len(FAILING)} of {N_ITEMS} model calls failed" in w for w in res["warnings"])
+        # the failures are counted by kind: a broken 200 reply is a "malformed reply"
+        why = {"429": "HTTP 429", "500": "HTTP 500", "hang": "timed out", "drop": "connection error"}
+        if mode != "mixed":
+            kind = why.get(mode, "malformed reply")
+            assert any(f"({len(FAILING)} {kind}" in w for w in res["warnings"]), res["warnings"]
         stored = [json.loads(r) for (r,) in rows(db, "SELECT response FROM model_calls")]
         assert len(stored) == N_ITEMS - len(FAILING)
         assert all(s["text"] and s["error"] is None for s in stored), "an empty or failed reply was cached"
