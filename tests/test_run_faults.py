@@ -260,7 +260,24 @@ def test_analyses_say_loudly_when_a_run_is_incomplete(tmp_path, capsys):
     assert "is INCOMPLETE: 3 model calls failed for good" in html.read_text()
 
 
-def test_a_second_ctrl_c_exits_at_once_and_the_store_stays_whole(tmp_path):
+def test_a_second_signal_exits_at_once():
+    code = (
+        "import os, signal\n"
+        "from capeval import interrupts\n"
+        "with interrupts.handle_signals():\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    assert interrupts.requested() == signal.SIGINT  # the first only asks the run to stop\n"
+        "    print('still running', flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    print('not reached', flush=True)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 130
+    assert out.stdout == "still running\n"
+    assert "stopping: no new model calls" in out.stderr and "SIGINT again: exiting now" in out.stderr
+
+
+def test_two_ctrl_c_mid_run_leave_the_store_whole(tmp_path):
     model = AdderModel(latency_s=0.01)
     data, db = write_data(tmp_path / "gsm8k", N_SIGNAL), tmp_path / "store.db"
     with serving(model, served_name="adder") as srv:
@@ -268,10 +285,13 @@ def test_a_second_ctrl_c_exits_at_once_and_the_store_stays_whole(tmp_path):
         proc = _start(args)
         _wait_answered(srv, proc, 60)
         os.killpg(proc.pid, signal.SIGINT)
-        os.killpg(proc.pid, signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
+        assert "stopping" in proc.stderr.readline() + proc.stderr.readline()
+        try:
+            os.killpg(proc.pid, signal.SIGINT)  # whether the run is still saving or already done
+        except ProcessLookupError:
+            pass
+        proc.communicate(timeout=120)
         assert proc.returncode == 130
-        assert "SIGINT again: exiting now" in err
         assert rows(db, "PRAGMA integrity_check") == [("ok",)]
         stored = rows(db, "SELECT COUNT(*) FROM model_calls")[0][0]
         srv.app.state.stats.reset()
