@@ -31,7 +31,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import certifi
 import httpx
 
 from capeval.errors import ModelError, UnsupportedRequestError
@@ -289,7 +288,7 @@ class OpenAIModel:
         # Finished calls arrive here through their done callbacks: O(1) per call, whatever the window.
         finished: asyncio.Queue[asyncio.Future[Any]] = asyncio.Queue()
         if self._tls is None:
-            self._tls = ssl.create_default_context(cafile=certifi.where())
+            self._tls = httpx.create_ssl_context()  # httpx's default: certifi, or $SSL_CERT_FILE / $SSL_CERT_DIR
         wire = _Wire(self.concurrency, self.timeout, self._headers(), self._tls)
         try:
             while True:
