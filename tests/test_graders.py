@@ -78,3 +78,11 @@ def test_run_records_its_graders_and_every_view_shows_them(tmp_path: Path) -> No
     assert "WARNING: math was graded differently across runs" in html
     assert "math-verify 0.0.1" in html
     store.close()
+
+    # capeval compare says so too
+    out = subprocess.run(
+        [sys.executable, "-m", "capeval", "compare", result.run_id, other.run_id, "--task", "math", "--db", str(tmp_path / "runs.db")],
+        capture_output=True, text=True, timeout=120, env=env, check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert f"warning: math was graded differently (A: {math_grader()}; B: math-verify 0.0.1)" in " ".join(out.stdout.split())

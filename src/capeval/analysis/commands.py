@@ -127,6 +127,13 @@ def compare(
                       f"with n={r.n}, differences below {r.mdd:.3f} are not reliably detectable")
         if r.n_only_a or r.n_only_b:
             console.print(f"[yellow]{r.task}: {r.n_only_a} items only in A, {r.n_only_b} only in B were left out[/]")
+        grader_a, grader_b = a.graders.get(r.task), b.graders.get(r.task)
+        if grader_a != grader_b:
+            console.print(
+                f"[yellow]warning: {r.task} was graded differently (A: {grader_a or 'extraction only'}; "
+                f"B: {grader_b or 'extraction only'}): the difference mixes model and grader[/]",
+                highlight=False,
+            )
     _write_json(json_path, {"a": a.name, "b": b.name, "comparisons": results})
 
 

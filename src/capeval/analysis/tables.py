@@ -38,6 +38,7 @@ class RunScores:
     items: dict[str, frozenset[str]] = field(default_factory=dict)  # task -> ids of the items the run evaluated
     selection: dict[str, str] = field(default_factory=dict)  # task -> how those items were chosen (for messages)
     incomplete: str | None = None  # why this run's numbers do not cover all its items (see incomplete_note)
+    graders: dict[str, str] = field(default_factory=dict)  # task -> who graded it, where that can differ (run config)
 
     def add(self, task: str, sample_id: str, metric: str, value: float) -> None:
         names = self.metrics.setdefault(task, [])
@@ -108,6 +109,7 @@ def load_run_scores(store: Any, run_id: str) -> RunScores:
             rs.capability[(r["task"], r["sample_id"])] = str(meta["capability"])
     rs.items = {t: frozenset(ids) for t, ids in items.items()}
     rs.selection = {t: _selection(result.config if result else {}, t, len(ids)) for t, ids in items.items()}
+    rs.graders = dict((result.config.get("graders") or {}) if result else {})
     # results may list aggregate-only metrics (macro means, per-group breakdowns) that have no
     # per-item values: the analyses need items, so keep only metrics scored per item
     rs.metrics = {
