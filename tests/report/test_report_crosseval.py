@@ -108,7 +108,8 @@ def test_judge_check_json_feeds_the_judge_vs_human_section(tmp_path: Path) -> No
     argv = ["report", run.run_id, "--db", str(db), "--out", str(out), "--judge-check", str(check_json), "--arena-bootstrap", "50"]
     assert _exit_code(main, argv) == 0
     page = out.read_text(encoding="utf-8")
-    section = page[page.index('id="judge-human"') : page.index('id="sensitivity"')]
+    start = page.index('id="judge-human"')
+    section = page[start : page.index("</section>", start)]
     assert "Not shown" not in section
     pearson = json.loads(check_json.read_text())["overall"]["pearson"]
     # the judge rates A 5, B 3, C 1 while people gave A 4-5, B 2-3, C 1: a strong correlation
