@@ -10,7 +10,8 @@ from capeval.errors import CapevalError
 from capeval.models.base import BACKENDS, Model, register_backend
 from capeval.plugins import PluginConflictError, Registry
 from capeval.prompting import PromptConfig, PromptLayout
-from capeval.tasks.base import Scorer, Task
+from capeval.scoring.base import Scorer, ScoringContext
+from capeval.tasks.base import Task
 from capeval.tasks.registry import SUITES, TASKS, register_suite, register_task
 from capeval.tasks.sources import Source
 from capeval.types import GenerationParams, MetricResult, Request, Response, RunResult, Sample, Score
@@ -127,6 +128,7 @@ __all__ = [
     "Sample",
     "Score",
     "Scorer",
+    "ScoringContext",
     "Source",
     "Task",
     "evaluate",

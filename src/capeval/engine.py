@@ -17,9 +17,10 @@ from capeval.analysis.stats import bootstrap_ci, small_sample_warning, wilson_in
 from capeval.models.base import Model
 from capeval.models.fingerprint import identity_changes
 from capeval.prompting import PromptConfig
+from capeval.scoring.base import ScoringContext
 from capeval.store import Store
 from capeval.store.db import HEARTBEAT_S
-from capeval.tasks.base import ScoringContext, Task
+from capeval.tasks.base import Task
 from capeval.tasks.subsets import Subset, choose_items
 from capeval.types import MetricResult, Request, Response, RunResult, Sample, Score
 

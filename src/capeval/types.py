@@ -10,6 +10,9 @@ from typing import Any, Literal
 
 from capeval.errors import StoreError
 
+# The labels of multiple-choice options, in order: "A", "B", ...
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
 RequestKind = Literal["generate", "loglikelihood"]
 
 

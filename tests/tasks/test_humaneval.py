@@ -8,9 +8,9 @@ import json
 import pytest
 
 from capeval.prompting import PromptConfig
+from capeval.scoring.base import ScoringContext
 from capeval.scoring.code import build_program
 from capeval.scoring.metrics import pass_at_k
-from capeval.tasks.base import ScoringContext
 from capeval.tasks.registry import get_task
 from capeval.types import Response
 

@@ -31,8 +31,9 @@ from capeval.analysis.weakest_link import DEFAULT_THRESHOLD, cross_parts
 from capeval.errors import CapevalError
 from capeval.judge.principles import Lesson, PrincipleTemplate, Update, update_principles
 from capeval.prompting import PromptConfig
+from capeval.scoring.base import ScoringContext
 from capeval.scoring.extract import strip_reasoning
-from capeval.tasks.base import ScoringContext, Task
+from capeval.tasks.base import Task
 from capeval.types import Sample, Score
 
 if TYPE_CHECKING:

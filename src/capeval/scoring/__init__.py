@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from capeval import plugins
 from capeval.plugins import Registry
+from capeval.scoring.base import Scorer, ScoringContext, error_score, errors_scored
 from capeval.scoring.code import humaneval_scorer, score_code_samples
 from capeval.scoring.extract import (
     extract_after_answer_is,
@@ -23,19 +24,10 @@ from capeval.scoring.extract import (
     strip_reasoning,
 )
 from capeval.scoring.metrics import drop_em_f1, drop_max_em_f1, math_equivalent, math_grader, pass_at_k
-from capeval.types import Response, Sample, Score
+from capeval.types import LETTERS, Response, Sample, Score
 
 if TYPE_CHECKING:
-    from capeval.tasks.base import Scorer, Task
-
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-
-
-def _error_score(sample: Sample, responses: Sequence[Response]) -> Score | None:
-    errors = [r.error for r in responses if r.error]
-    if errors:
-        return Score(sample.id, sample.task, {}, None, False, sample.target, {"error": errors[0]})
-    return None
+    from capeval.tasks.base import Task
 
 
 def mc_loglikelihood() -> Scorer:
@@ -43,9 +35,6 @@ def mc_loglikelihood() -> Scorer:
     each log-likelihood by the continuation's length in characters (as lm-evaluation-harness)."""
 
     def score(sample: Sample, responses: Sequence[Response], task: Task) -> Score:
-        err = _error_score(sample, responses)
-        if err:
-            return err
         (resp,) = responses
         conts = task.continuations(sample)
         lls = resp.logprobs
@@ -62,22 +51,19 @@ def mc_loglikelihood() -> Scorer:
             metadata={"logprobs": list(lls)},
         )
 
-    return score
+    return errors_scored(score)
 
 
 def mc_generate() -> Scorer:
     """Generative multiple choice: the letter read from the output must be the right one."""
 
     def score(sample: Sample, responses: Sequence[Response], task: Task) -> Score:
-        err = _error_score(sample, responses)
-        if err:
-            return err
         assert sample.choices is not None
         letter = extract_letter(responses[0].text or "", len(sample.choices))
         gold = LETTERS[int(sample.target)]
         return Score(sample.id, sample.task, {"acc": float(letter == gold)}, letter, letter is not None, gold)
 
-    return score
+    return errors_scored(score)
 
 
 def exact_match(extract: Callable[[str], str | None] | None = None, normalize: Callable[[str], str] | None = None) -> Scorer:
@@ -90,15 +76,12 @@ def exact_match(extract: Callable[[str], str | None] | None = None, normalize: C
     norm = normalize or (lambda s: s.strip().lower())
 
     def score(sample: Sample, responses: Sequence[Response], task: Task) -> Score:
-        err = _error_score(sample, responses)
-        if err:
-            return err
         text = strip_reasoning(responses[0].text or "")
         got = extract(text) if extract else text.strip()
         ok = got is not None and norm(got) == norm(str(sample.target))
         return Score(sample.id, sample.task, {"exact_match": float(ok)}, got, got is not None, sample.target)
 
-    return score
+    return errors_scored(score)
 
 
 def numeric_match() -> Scorer:
@@ -121,15 +104,12 @@ def gsm8k_scorer() -> Scorer:
     The target may be the bare number or the dataset's full answer ending in "#### N"."""
 
     def score(sample: Sample, responses: Sequence[Response], task: Task) -> Score:
-        err = _error_score(sample, responses)
-        if err:
-            return err
         got = extract_number(first_answer_segment(responses[0].text or ""))
         gold = _gold_number(sample.target)
         ok = got is not None and got == gold
         return Score(sample.id, sample.task, {"exact_match": float(ok)}, got, got is not None, gold)
 
-    return score
+    return errors_scored(score)
 
 
 def math_scorer() -> Scorer:
@@ -140,16 +120,13 @@ def math_scorer() -> Scorer:
     grader = math_grader()
 
     def score(sample: Sample, responses: Sequence[Response], task: Task) -> Score:
-        err = _error_score(sample, responses)
-        if err:
-            return err
         got = extract_math_answer(first_answer_segment(responses[0].text or ""))
         gold = str(sample.target)
         gold = extract_boxed(gold) or gold
         ok = math_equivalent(got, gold)
         return Score(sample.id, sample.task, {"equiv": float(ok)}, got, got is not None, gold, {"grader": grader})
 
-    return score
+    return errors_scored(score)
 
 
 _BBH_WORDS = {"true", "false", "yes", "no", "valid", "invalid"}
@@ -186,9 +163,6 @@ def bbh_scorer() -> Scorer:
     read in the target's form (`bbh_answer`), equals the target after trimming and lower-casing."""
 
     def score(sample: Sample, responses: Sequence[Response], task: Task) -> Score:
-        err = _error_score(sample, responses)
-        if err:
-            return err
         target = str(sample.target)
         got = bbh_answer(responses[0].text or "", target)
         if got is not None and normalize_number(target) is not None:
@@ -197,7 +171,7 @@ def bbh_scorer() -> Scorer:
             ok = got is not None and _bbh_normalize(got) == _bbh_normalize(target)
         return Score(sample.id, sample.task, {"exact_match": float(ok)}, got, got is not None, target)
 
-    return score
+    return errors_scored(score)
 
 
 def _drop_golds(target: Any) -> list[list[str]]:
@@ -217,9 +191,6 @@ def drop_scorer() -> Scorer:
     "Answer:", else the first line of the output."""
 
     def score(sample: Sample, responses: Sequence[Response], task: Task) -> Score:
-        err = _error_score(sample, responses)
-        if err:
-            return err
         seg = first_answer_segment(responses[0].text or "")
         got = extract_after_answer_is(seg)
         if got is None:
@@ -228,7 +199,7 @@ def drop_scorer() -> Scorer:
         em, f1 = drop_max_em_f1(got, golds) if got is not None else (0.0, 0.0)
         return Score(sample.id, sample.task, {"em": em, "f1": f1}, got, got is not None, golds)
 
-    return score
+    return errors_scored(score)
 
 
 def default_scorer(task: Task) -> Scorer:
@@ -294,13 +265,18 @@ def scorer_from_reference(reference: str, near: Path | None = None) -> Scorer:
 
 
 __all__ = [
+    "LETTERS",
     "SCORERS",
+    "Scorer",
+    "ScoringContext",
     "bbh_answer",
     "bbh_scorer",
     "default_scorer",
     "drop_em_f1",
     "drop_max_em_f1",
     "drop_scorer",
+    "error_score",
+    "errors_scored",
     "exact_match",
     "extract_after_answer_is",
     "extract_boxed",

@@ -7,13 +7,14 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from capeval.scoring.base import Scorer
 from capeval.scoring.extract import extract_code
 from capeval.scoring.metrics import pass_at_k
 from capeval.scoring.sandbox import ExecutionResult, Job, run_programs, sandbox_isolation
 from capeval.types import Response, Sample, Score
 
 if TYPE_CHECKING:
-    from capeval.tasks.base import Scorer, Task
+    from capeval.tasks.base import Task
 
 # The Codex paper's stop sequences: a completion ends where a new top-level statement begins.
 CODEX_STOP = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")

@@ -15,7 +15,8 @@ import numpy as np
 from capeval.analysis.stats import bootstrap_ci, small_sample_warning
 from capeval.errors import DatasetError
 from capeval.prompting import PromptConfig, RenderedPrompt
-from capeval.tasks.base import LoadedSamples, Scorer, Task
+from capeval.scoring.base import Scorer
+from capeval.tasks.base import LoadedSamples, Task
 from capeval.tasks.sources import LOCAL_EXTENSIONS, MALFORMED, Source, load_rows
 from capeval.types import MetricResult, Response, Sample, Score
 

@@ -2,38 +2,20 @@
 
 from __future__ import annotations
 
-import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from capeval.errors import DatasetError, TaskSpecError
 from capeval.prompting import PromptConfig, PromptLayout, RenderedPrompt, Turn, render, select_exemplars
+from capeval.scoring.base import Scorer, ScoringContext
 from capeval.tasks.sources import MALFORMED, Source, load_rows
-from capeval.types import GenerationParams, MetricResult, Request, Response, Sample, Score
-
-LETTERS = string.ascii_uppercase
+from capeval.types import LETTERS, GenerationParams, MetricResult, Request, Response, Sample, Score
 
 OutputType = Literal["multiple_choice", "generate"]
 
-
-class Scorer(Protocol):
-    """Grades one sample from the responses to its requests (in request order)."""
-
-    def __call__(self, sample: Sample, responses: Sequence[Response], task: Task) -> Score: ...
-
-
-@dataclass
-class ScoringContext:
-    """What a task may use to score beyond the responses: a judge model and the engine's store.
-
-    Judge-based tasks (CrossEval, writing) send their judge requests with
-    `capeval.engine.execute(ctx.judge, requests, ctx.store)`, so judge calls are cached too."""
-
-    judge: Any = None  # a capeval Model, or None when no --judge was given
-    store: Any = None  # capeval.store.Store | None
-    progress: Any = None  # capeval.engine.Progress | None
-    options: dict[str, Any] = field(default_factory=dict)
+# Scorer and ScoringContext live in capeval.scoring.base; imported here for code that reads them from tasks
+__all__ = ["LETTERS", "LoadedSamples", "OutputType", "Scorer", "ScoringContext", "Task"]
 
 
 @dataclass

@@ -38,8 +38,9 @@ from capeval.judge.crosseval_report import (
     metadata_key,
 )
 from capeval.prompting import PromptConfig, RenderedPrompt
+from capeval.scoring.base import ScoringContext
 from capeval.scoring.extract import strip_reasoning
-from capeval.tasks.base import ScoringContext, Task
+from capeval.tasks.base import Task
 from capeval.tasks.registry import register_task
 from capeval.tasks.sources import Source
 from capeval.types import GenerationParams, Message, MetricResult, Request, Response, Sample, Score

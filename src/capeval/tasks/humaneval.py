@@ -11,9 +11,10 @@ from typing import Any
 
 from capeval.errors import TaskSpecError
 from capeval.prompting import PromptConfig, RenderedPrompt
+from capeval.scoring.base import ScoringContext
 from capeval.scoring.code import CODEX_STOP
 from capeval.tasks._common import local_or
-from capeval.tasks.base import ScoringContext, Task
+from capeval.tasks.base import Task
 from capeval.tasks.registry import register_task
 from capeval.tasks.sources import Source, package_dir, packaged
 from capeval.types import GenerationParams, Message, Request, Response, Sample, Score
