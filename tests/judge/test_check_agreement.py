@@ -18,17 +18,16 @@ from capeval.analysis.correlation import (
     pairwise_agreement,
 )
 from capeval.cli import main
+from capeval.crosseval.human_ratings import crosseval_rated, rotation
 from capeval.judge import get_recipe
 from capeval.judge.check import (
     check_ratings,
     check_votes,
-    crosseval_rated,
     csv_rated,
     detect_format,
     mtbench_category,
     mtbench_votes,
     read_rows,
-    rotation,
 )
 from capeval.models import load_model
 from scripted_chat import ScriptedChatServer

@@ -7,27 +7,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from capeval.crosseval.taxonomy import CROSS_CAPABILITIES, INDIVIDUAL_CAPABILITIES
 from capeval.errors import CapevalError
 
-# CrossEval's capabilities (arXiv 2409.19951): 7 individual, 7 cross ("A & B").
-CROSSEVAL_INDIVIDUAL = (
-    "English",
-    "Reasoning",
-    "Coding",
-    "Image Recognition",
-    "Tool Use",
-    "Long Context",
-    "Spanish",
-)
-CROSSEVAL_CROSS = (
-    "Coding & Reasoning",
-    "Image Recognition & Reasoning",
-    "Tool Use & Coding",
-    "Tool Use & Reasoning",
-    "Long Context & Coding",
-    "Spanish & Reasoning",
-    "Spanish & Image Recognition",
-)
+# CrossEval's capabilities: 7 individual, 7 cross ("A & B")
+CROSSEVAL_INDIVIDUAL = INDIVIDUAL_CAPABILITIES
+CROSSEVAL_CROSS = CROSS_CAPABILITIES
 # The paper calls one part stronger only when the two differ by more than 3 points (1-100 scale).
 DEFAULT_THRESHOLD = 3.0
 

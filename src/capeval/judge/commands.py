@@ -161,6 +161,7 @@ def judge_check(
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
 ) -> None:
     """Check a judge against people: correlation with human ratings (or agreement with votes), per capability."""
+    from capeval.crosseval.human_ratings import crosseval_rated
     from capeval.engine import Progress
     from capeval.judge import check
     from capeval.store import Store
@@ -183,7 +184,7 @@ def judge_check(
                                        n_resamples=bootstrap, seed=seed, progress=bar, source=str(data),
                                        reference_recipe=ref_recipe)
         else:
-            rated = check.crosseval_rated(rows) if source == "crosseval" else check.csv_rated(rows)
+            rated = crosseval_rated(rows) if source == "crosseval" else check.csv_rated(rows)
             report = check.check_ratings(judge_model, rec, rated, store=store, n_references=n_references,
                                          ablation=ablation, max_parse_retries=max_parse_retries,
                                          n_resamples=bootstrap, seed=seed, progress=bar, source=str(data))
@@ -216,6 +217,7 @@ def judge_robustness(
     no_progress: bool = typer.Option(False, "--no-progress"),
 ) -> None:
     """Attack the judge: how much addressing it, fake verdicts, hidden comments and padding move its score."""
+    from capeval.crosseval.human_ratings import crosseval_rated
     from capeval.engine import Progress
     from capeval.judge import check
     from capeval.judge.robustness import run_robustness
@@ -231,7 +233,7 @@ def judge_robustness(
             raise CapevalError("MT-Bench votes are pairwise; the robustness check needs single responses",
                                "pass a CrossEval-format file or a CSV with prompt,response[,human_score]")
         if source == "crosseval":
-            rated = check.crosseval_rated(rows)
+            rated = crosseval_rated(rows)
         else:
             rated = check.csv_rated(rows) if "human_score" in rows[0] else [
                 check.RatedResponse(check.JudgeItem(f"row{k + 1}", str(r["prompt"]), str(r["response"])), (), "all")

@@ -6,6 +6,7 @@ import csv
 import gzip
 import importlib.util
 import json
+import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -39,6 +40,11 @@ class Source:
 
     def describe(self) -> str:
         return f"{self.kind}:{self.path}" + (f" ({self.name})" if self.name else "")
+
+
+def blank_cell(v: Any) -> bool:
+    """An empty cell: CSV gives "", parquet/pandas gives NaN for missing cells."""
+    return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v.strip())
 
 
 def packaged(name: str) -> Callable[[Callable[[str], list[dict[str, Any]]]], Callable[[str], list[dict[str, Any]]]]:

