@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from capeval.crosseval.references import read_references
+from capeval.crosseval.task import CrossEvalTask, crosseval_breakdown
 from capeval.engine import evaluate_tasks
 from capeval.errors import CapevalError
 from capeval.models import load_model
 from capeval.tasks import get_task
-from capeval.crosseval.references import read_references
-from capeval.crosseval.task import CrossEvalTask, crosseval_breakdown
 from capeval.types import GenerationParams
 from scripted_chat import ScriptedChatServer
 
