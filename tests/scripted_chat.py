@@ -26,6 +26,8 @@ class ScriptedChatServer:
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
         self.requests: list[dict[str, Any]] = []
+        # each request's Authorization header (None when absent), in the order of `requests`
+        self.authorizations: list[str | None] = []
         self._lock = threading.Lock()
         server = self
 
@@ -34,6 +36,7 @@ class ScriptedChatServer:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 with server._lock:
                     server.requests.append(body)
+                    server.authorizations.append(self.headers.get("Authorization"))
                 if self.path.endswith("/chat/completions"):
                     messages = body.get("messages", [])
                 else:

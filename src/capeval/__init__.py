@@ -10,6 +10,7 @@ from capeval.errors import CapevalError
 from capeval.models.base import BACKENDS, Model, register_backend
 from capeval.plugins import PluginConflictError, Registry
 from capeval.prompting import PromptConfig, PromptLayout
+from capeval.runspec import RunOutcome, RunSpec, evaluate_spec
 from capeval.scoring.base import Scorer, ScoringContext
 from capeval.tasks.base import Task
 from capeval.tasks.registry import SUITES, TASKS, register_suite, register_task
@@ -44,15 +45,24 @@ def evaluate(
     chat: bool = False,
     seed: int = 1234,
     limit: int | None = None,
+    sample: int | None = None,
+    stratify: str | Sequence[str] | Mapping[str, str] = (),
     strict: bool = False,
     data: Mapping[str, str] | None = None,
     task_options: Mapping[str, Mapping[str, Any]] | None = None,
+    include_paths: Sequence[str | Path] = (),
     recipe_files: Sequence[str | Path] = (),
+    judge_options: Mapping[str, Any] | None = None,
     db: str | Path | None = None,
+    save_every: int | None = None,
+    cache: str = "use",
     progress: bool = False,
     **model_options: Any,
 ) -> RunResult:
     """Evaluate `model` on `tasks`, as `capeval run` does, and return the run's metrics.
+
+    The arguments fill a `RunSpec` (capeval.runspec), the same one `capeval run` fills; for prompt
+    variants build one yourself: `evaluate_spec(RunSpec(model, tasks, prompt_variants=3))`.
 
     Args:
         tasks: task or suite names (a list, or one comma-separated string) and Task objects, mixed.
@@ -60,54 +70,29 @@ def evaluate(
         judge: a judge model (spec or Model) for judged tasks (CrossEval, IMPACT).
         shots, cot, system, chat, seed: the prompt (`--shots`, `--cot`, `--system`, `--chat`, `--seed`).
         limit, strict: at most N samples per task; fail on the first malformed row.
+        sample, stratify: a seeded sample of N items per task, stratified by a field (`--sample`, `--stratify`).
         data: task name -> local file or folder (`--data TASK=PATH`).
         task_options: task name -> its factory's keyword arguments (`--task-option`).
+        include_paths: folders of YAML task specs (`--include-path`).
         recipe_files: edited judge recipe files (`--recipe-file`).
+        judge_options: backend options for a judge spec string.
         db: the SQLite store (default: $CAPEVAL_DB or the user data dir).
+        save_every, cache: requests per saved backend call (`--save-every`); use, refresh or off (`--cache`).
         **model_options: backend options for a spec string (batch_size, dtype, base_url, ...).
     """
-    from capeval.engine import evaluate_tasks
-    from capeval.judge.recipes import use_recipe_files
-    from capeval.store import Store
-    from capeval.tasks import expand, get_task
+    from capeval.runspec import RunSpec, evaluate_spec
 
     if isinstance(tasks, Model) and not isinstance(model, Model):
         raise CapevalError("evaluate() takes the tasks first, then the model", "capeval.evaluate(tasks, model)")
-    given: list[str | Task] = [tasks] if isinstance(tasks, (str, Task)) else list(tasks)
-    names = [t for item in given if isinstance(item, str) for t in item.split(",")]
-    local, opts = dict(data or {}), dict(task_options or {})
-    for label, keyed in (("data", local), ("task_options", opts)):
-        unknown = set(keyed) - set(expand(names))
-        if unknown:
-            raise CapevalError(f"{label} names tasks not being run: {', '.join(sorted(unknown))}")
-    built: list[Task] = []
-    for item in given:
-        if isinstance(item, Task):
-            built.append(item)
-            continue
-        built += [get_task(n, data=local.get(n), options=opts.get(n)) for n in expand(item.split(","))]
-    built = use_recipe_files(built, list(recipe_files))
-    judged = [t.name for t in built if t.settings.get("judge")]
-    if judged and judge is None:
-        raise CapevalError(f"{', '.join(judged)} scored by a judge model, and no judge was given", "pass judge=MODEL")
-    m = load_model(model, **model_options) if isinstance(model, str) else model
-    j = load_model(judge) if isinstance(judge, str) else judge
-    extra: dict[str, Any] = {"model_options": model_options, "judge": judge if isinstance(judge, str) else getattr(j, "model_id", None)}
-    if recipe_files:
-        extra["recipe_files"] = [str(p) for p in recipe_files]
-    with Store(db) as store:
-        return evaluate_tasks(
-            m,
-            built,
-            PromptConfig(shots=shots, cot=cot, system=system, chat=chat, seed=seed),
-            store=store,
-            limit=limit,
-            strict=strict,
-            model_spec=model if isinstance(model, str) else None,
-            progress=progress,
-            extra_config=extra,
-            judge=j,
-        )
+    spec = RunSpec(
+        model=model, tasks=[tasks] if isinstance(tasks, (str, Task)) else list(tasks), shots=shots, cot=cot,
+        system=system, chat=chat, seed=seed, limit=limit, sample=sample,
+        stratify=[stratify] if isinstance(stratify, str) else stratify, model_options=model_options, judge=judge,
+        judge_options=dict(judge_options or {}), recipe_files=list(recipe_files), include_paths=list(include_paths),
+        data=dict(data or {}), task_options=dict(task_options or {}), strict=strict, db=db, save_every=save_every,
+        cache=cache, progress=progress,
+    )
+    return evaluate_spec(spec).result
 
 
 __all__ = [
@@ -124,7 +109,9 @@ __all__ = [
     "Registry",
     "Request",
     "Response",
+    "RunOutcome",
     "RunResult",
+    "RunSpec",
     "Sample",
     "Score",
     "Scorer",
@@ -132,6 +119,7 @@ __all__ = [
     "Source",
     "Task",
     "evaluate",
+    "evaluate_spec",
     "load_model",
     "load_task",
     "register_backend",

@@ -8,13 +8,16 @@ import math
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
 
 from capeval.errors import CapevalError
 from capeval.types import RunResult
+
+if TYPE_CHECKING:
+    from capeval.runspec import RunSpec
 
 # `capeval run` with no model and no task is the default job (capeval.first_run): both bundled
 # models on a stratified sample of packaged data, a paired test and the HTML report.
@@ -130,20 +133,6 @@ def _parse_task_options(items: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _parse_stratify(items: list[str], names: list[str]) -> dict[str, str]:
-    """--stratify FIELD (every task) or TASK=FIELD (one task) to {task: field}."""
-    out: dict[str, str] = {}
-    for item in items:
-        task, sep, key = item.rpartition("=")
-        if not key or (sep and not task):
-            raise CapevalError(f"--stratify expects FIELD or TASK=FIELD, got '{item}'", "e.g. --stratify category")
-        if sep and task not in names:
-            raise CapevalError(f"--stratify names a task not being run: {task}", f"the run's tasks: {', '.join(names)}")
-        for name in [task] if sep else names:
-            out[name] = key
-    return out
-
-
 def run(
     model: str | None = typer.Option(None, "--model", "-m", help=f"Model spec: bundled name, hf:PATH, openai:NAME, vllm:PATH (default: {DEFAULT_MODEL})."),
     tasks: str | None = typer.Option(None, "--tasks", "-t", help="Comma-separated tasks or suites (default: the default job's tasks and --sample)."),
@@ -182,20 +171,12 @@ def run(
     Exit codes: 0 every model call answered; 3 some calls failed for good (run `incomplete`,
     metrics over the answered items; re-run to retry them); 130 / 143 stopped by SIGINT / SIGTERM
     (run `interrupted`; re-run the same command to resume); 2 a usage error; 1 an unexpected error."""
-    from capeval.engine import CACHE_MODES, CacheMode, evaluate_tasks
     from capeval.first_run import DEFAULT_JOB, run_default_job
-    from capeval.interrupts import EXIT_INCOMPLETE, Interrupted, handle_signals
-    from capeval.models import load_model
-    from capeval.models.base import model_options
-    from capeval.prompting import PromptConfig
-    from capeval.store import Store
-    from capeval.tasks import expand, get_task
-    from capeval.tasks.registry import add_include_path
+    from capeval.interrupts import Interrupted, handle_signals
+    from capeval.runspec import RunSpec, cache_mode
 
     console = _console()
-    if cache not in CACHE_MODES:
-        raise CapevalError(f"--cache must be use, refresh or off, got '{cache}'", "refresh re-sends every call; off skips the store's answers")
-    cache_mode = cast("CacheMode", cache)
+    cache_mode(cache)
     if model is None and tasks is None:
         others = {
             "--limit": limit is not None, "--chat": chat, "--cot": cot, "--system": system is not None,
@@ -229,72 +210,45 @@ def run(
         if limit is None and sample is None:
             sample = DEFAULT_JOB.sample
         console.print(f"[dim]{model} on {tasks}" + (f", --sample {sample}" if sample else "") + " (--tasks to change)[/]")
-    model = model or DEFAULT_MODEL
-    for p in include_path:
-        add_include_path(p)
-    local = _parse_data(data)
-    task_opts = _parse_task_options(task_option)
-    names = expand(tasks.split(","))
-    for flag, given in (("--data", local), ("--task-option", task_opts)):
-        unknown = set(given) - set(names)
-        if unknown:
-            raise CapevalError(
-                f"{flag} names tasks not being run: {', '.join(sorted(unknown))}", f"the run's tasks: {', '.join(names)}"
-            )
-    strata = _parse_stratify(stratify, names)
-    if strata and sample is None:
-        raise CapevalError("--stratify only applies to --sample", "e.g. --sample 40 --stratify category")
-    task_objs = [get_task(n, data=local.get(n), options=task_opts.get(n)) for n in names]
-    if recipe_file:
-        from capeval.judge.recipes import use_recipe_files
+    spec = RunSpec(
+        model=model or DEFAULT_MODEL, tasks=tasks.split(","), shots=shots, cot=cot, system=system, chat=chat, seed=seed,
+        prompt_variants=prompt_variants, limit=limit, sample=sample, stratify=stratify, batch_size=batch_size,
+        concurrency=concurrency, base_url=base_url, model_options=_parse_options(model_option), judge=judge,
+        recipe_files=recipe_file, include_paths=include_path, data=_parse_data(data),
+        task_options=_parse_task_options(task_option), strict=strict, db=db, save_every=save_every, cache=cache,
+        progress=not no_progress, json_out=json_out,
+    )
+    run_spec(spec)
 
-        task_objs = use_recipe_files(task_objs, recipe_file)
-    judged = [t.name for t in task_objs if t.settings.get("judge")]
-    if judged and not judge:
-        raise CapevalError(
-            f"{', '.join(judged)} {'is' if len(judged) == 1 else 'are'} scored by a judge model",
-            "pass --judge MODEL (any model spec, e.g. openai:gpt-4o or hf:PATH)",
-        )
-    opts = {**model_options(batch_size=batch_size, concurrency=concurrency, base_url=base_url), **_parse_options(model_option)}
-    m = load_model(model, **opts)
-    judge_model = load_model(judge, **model_options(concurrency=concurrency)) if judge else None
-    config = PromptConfig(shots=shots, cot=cot, system=system, chat=chat, seed=seed)
-    extra: dict[str, Any] = {"model_options": opts, "judge": judge, "task_options": task_opts}
-    if recipe_file:
-        extra["recipe_files"] = [str(p) for p in recipe_file]
-    with Store(db) as store, handle_signals():
+
+def run_spec(spec: RunSpec) -> None:
+    """`capeval run` after its options are read: resolve the spec, run it, print and save the
+    results; exit 3 when calls failed for good, 130/143 when a signal stopped it."""
+    from capeval.interrupts import EXIT_INCOMPLETE, Interrupted, handle_signals
+    from capeval.runspec import execute, resolve
+
+    console = _console()
+    resolved = resolve(spec)
+    with spec.open_store() as store, handle_signals():
         try:
-            if prompt_variants > 1:
-                from capeval.analysis.sensitivity import run_variants
-
-                results, summary = run_variants(
-                    m, task_objs, config, prompt_variants, store=store, limit=limit, strict=strict,
-                    model_spec=model, progress=not no_progress, sample=sample, stratify=strata, cache=cache_mode,
-                )
-                for r in results:
-                    print_result(r)
-                _print_sensitivity(summary)
-                result = results[0]
-            else:
-                result = evaluate_tasks(
-                    m, task_objs, config, store=store, limit=limit, strict=strict, model_spec=model,
-                    progress=not no_progress, extra_config=extra, judge=judge_model, chunk_size=save_every,
-                    sample=sample, stratify=strata, cache=cache_mode,
-                )
-                results = [result]
-                print_result(result)
+            outcome = execute(resolved, store)
         except Interrupted as e:
             _print_interrupted(e, store)
             raise typer.Exit(e.exit_code) from None
-        for t in task_objs:
+        for r in outcome.results:
+            print_result(r)
+        if outcome.sensitivity is not None:
+            _print_sensitivity(outcome.sensitivity)
+        result = outcome.result
+        for t in resolved.tasks:
             breakdown = t.settings.get("breakdown")
             if callable(breakdown):
                 breakdown(store, result.run_id, console)
-        out = json_out or store.path.parent / "results" / f"{result.run_id}.json"
+        out = spec.json_out or store.path.parent / "results" / f"{result.run_id}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(asdict(result), indent=2, default=str))
-        console.print(f"results: {out}   samples: capeval runs show {result.run_id}" + (f" --db {db}" if db else ""))
-    failed = sum(r.n_calls_failed for r in results)
+        console.print(f"results: {out}   samples: capeval runs show {result.run_id}" + (f" --db {spec.db}" if spec.db else ""))
+    failed = sum(r.n_calls_failed for r in outcome.results)
     if failed:
         from capeval.cli import err_console
 

@@ -418,6 +418,11 @@ def evaluate_tasks(
         }
         if cache != "use":
             run_config["cache"] = cache
+        # how the run was executed, recorded only when not the default
+        if chunk_size is not None:
+            run_config["save_every"] = chunk_size
+        if strict:
+            run_config["strict"] = True
         warnings: list[str] = []
         identity = getattr(model, "identity", None)
         if identity:
