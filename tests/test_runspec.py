@@ -232,3 +232,26 @@ def test_every_option_reaches_the_run_on_every_path(tmp_path, path, items):
     subsets = json.loads(first["config"])["subsets"]
     assert {t: (d["selection"], d["n"]) for t, d in subsets.items()} == {
         t: ("limit" if "limit" in items else "sample", 2) for t in ("gsm8k", "crosseval", "humaneval", "colours")}
+
+
+def test_mtbench_options_reach_its_models_through_the_runspec(tmp_path):
+    """`capeval mtbench` loads its models and store through RunSpec: --base-url and --system reach
+    the model under test, --concurrency the judge too, --recipe-file the judge's prompt."""
+    recipe = tmp_path / "my_single.jinja"
+    text = recipe_path("single").read_text(encoding="utf-8")
+    recipe.write_text(text.replace("{% block system %}\n", "{% block system %}\n" + RUBRIC + "\n", 1), encoding="utf-8")
+    with ScriptedChatServer(model_rule) as mut, ScriptedChatServer(judge_rule) as judge:
+        out = subprocess.run(
+            [sys.executable, "-m", "capeval", "mtbench", "--model", "openai:mut", "--base-url", mut.base_url,
+             "--judge", f"openai:judge@{judge.base_url}", "--categories", "writing", "--limit", "1",
+             "--system", SYSTEM, "--concurrency", "2", "--recipe-file", str(recipe), "--db", str(tmp_path / "m.db"),
+             "--json", str(tmp_path / "mt.json"), "--no-progress"],
+            capture_output=True, text=True, timeout=600, check=False, env={**os.environ, "COLUMNS": "300"},
+        )
+        model_calls, judge_calls = list(mut.requests), list(judge.requests)
+    assert out.returncode == 0, out.stderr + out.stdout
+    # two turns of one question, each with the system prompt; the judge rated both with the edited recipe
+    assert len(model_calls) == 2 and all(r["messages"][0] == {"role": "system", "content": SYSTEM} for r in model_calls)
+    assert len(judge_calls) == 2 and all(RUBRIC in r["messages"][0]["content"] for r in judge_calls)
+    score = next(m for m in json.loads((tmp_path / "mt.json").read_text())["metrics"] if m["metric"] == "score")
+    assert score["value"] == pytest.approx(7.0) and score["n"] == 2

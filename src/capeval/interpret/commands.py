@@ -73,18 +73,17 @@ def register(app: typer.Typer) -> None:
         hidden state at the entity's last token to a numeric target, beside a shuffled-target control."""
         from capeval.commands_core import _parse_options
         from capeval.interpret.probing import entity_prompts, read_probe_csv, run_probe
-        from capeval.models import load_model
-        from capeval.models.base import model_options
+        from capeval.runspec import RunSpec
         from capeval.store.db import default_db_path
 
         targets = [t.strip() for item in target for t in item.split(",") if t.strip()]
         probe_data = read_probe_csv(data, targets, entity_column)  # bad data fails before a model loads
         entity_prompts(probe_data.entities[:1], prompt)
-        options = {**model_options(batch_size=batch_size), **_parse_options(model_option)}
-        loaded = load_model(model, **options)
+        spec = RunSpec(model=model, batch_size=batch_size, model_options=_parse_options(model_option), seed=seed)
+        loaded = spec.load_model()
         started = time.perf_counter()
         with console.status(f"reading {len(probe_data.entities)} entities' hidden states and fitting probes"):
-            report = run_probe(loaded, probe_data, prompt=prompt, seed=seed, test_fraction=test_fraction)
+            report = run_probe(loaded, probe_data, prompt=prompt, seed=spec.seed, test_fraction=test_fraction)
         print_probe(report)
         out = json_out or default_db_path().parent / "results" / f"probe-{time.strftime('%Y%m%d-%H%M%S')}.json"
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -90,30 +90,33 @@ def alter(
 
     All calls are cached in the store: stop it any time and run the same command again to resume."""
     from capeval.commands_core import _parse_options
+    from capeval.errors import DatasetError
     from capeval.judge.alter import StudyConfig, run_study
     from capeval.judge.principles import PrincipleTemplate
-    from capeval.models import load_model
-    from capeval.store import Store
-    from capeval.tasks import get_task
+    from capeval.runspec import RunSpec, build_tasks, load_spec
 
     console = Console()
     tpl = PrincipleTemplate.load(template)
-    task = get_task("crosseval", data=str(data) if data is not None else None)
+    spec = RunSpec(
+        model=model, tasks=["crosseval"], system=system, seed=seed, model_options=_parse_options(model_option),
+        judge=judge, data={"crosseval": str(data)} if data is not None else {}, db=db, progress=not no_progress,
+    )
+    (task,) = build_tasks(spec)
     config = StudyConfig(
         capability=capability, dev_fraction=dev_fraction, per_round=per_round, rounds=rounds, min_gain=min_gain,
-        seed=seed, limit_per_capability=limit_per_capability, max_principles=max_principles, base_system=system,
+        seed=seed, limit_per_capability=limit_per_capability, max_principles=max_principles, base_system=spec.system,
         threshold=threshold, min_change=min_change,
     )
-    m = load_model(model, **_parse_options(model_option))
-    judge_model = load_model(judge)
-    writer_model = load_model(writer) if writer else None
-    from capeval.errors import DatasetError
+    loaded: dict[str, Any] = {}
+    m = spec.load_model(loaded)
+    judge_model = spec.load_judge(loaded)
+    writer_model = load_spec(writer, spec.judge_backend_options(), loaded) if writer else None
 
-    with Store(db) as store:
+    with spec.open_store() as store:
         try:
             result = run_study(
                 m, judge_model, task, config, store, writer=writer_model, template=tpl, model_spec=model,
-                progress=not no_progress, log=lambda s: console.print(f"[dim]{s}[/]"),
+                progress=spec.progress, log=lambda s: console.print(f"[dim]{s}[/]"),
                 extra_config={"judge": judge, "writer": writer or judge},
             )
         except DatasetError as e:

@@ -43,9 +43,8 @@ def mtbench(
     from capeval.engine import Progress
     from capeval.judge.mtbench import load_questions, run_mtbench
     from capeval.judge.recipes import load_recipe_files
-    from capeval.models import load_model
     from capeval.models.base import model_options
-    from capeval.store import Store
+    from capeval.runspec import RunSpec, load_spec
 
     if mode not in ("single", "pairwise"):
         raise CapevalError(f"--mode must be 'single' or 'pairwise', not '{mode}'")
@@ -53,25 +52,25 @@ def mtbench(
         raise CapevalError("--mode pairwise needs a baseline model", "add --baseline MODEL")
     if mode == "single" and baseline:
         raise CapevalError("--baseline is only used with --mode pairwise", "add --mode pairwise, or drop --baseline")
-    recipes = load_recipe_files(recipe_file)
+    # --base-url is the model's; --batch-size and --concurrency apply to every model (judge, baseline)
+    shared = model_options(batch_size=batch_size, concurrency=concurrency)
+    spec = RunSpec(
+        model=model, system=system, limit=limit, batch_size=batch_size, concurrency=concurrency,
+        base_url=base_url, judge=judge, judge_options=shared, recipe_files=recipe_file, db=db,
+        progress=not no_progress, json_out=json_out,
+    )
+    recipes = load_recipe_files(spec.recipe_files)
     cats = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
-    questions = load_questions(categories=cats, limit=limit)
+    questions = load_questions(categories=cats, limit=spec.limit)
+    # the same spec twice (a model judging itself) is loaded once: local weights are big
     loaded: dict[str, Any] = {}
-
-    def get(spec: str, **extra: Any) -> Any:
-        # the same spec twice (a model judging itself) is loaded once: local weights are big
-        key = f"{spec}|{extra}"
-        if key not in loaded:
-            loaded[key] = load_model(spec, **model_options(batch_size=batch_size, concurrency=concurrency, **extra))
-        return loaded[key]
-
-    m = get(model, base_url=base_url) if base_url else get(model)
-    j = get(judge)
-    b = get(baseline) if baseline else None
-    with Store(db) as store, Progress(not no_progress) as bar:
+    m = spec.load_model(loaded)
+    j = spec.load_judge(loaded)
+    b = load_spec(baseline, shared, loaded) if baseline else None
+    with spec.open_store() as store, Progress(spec.progress) as bar:
         result = run_mtbench(
             m, j, store, mode=mode, baseline_model=b, questions=questions,  # type: ignore[arg-type]
-            max_tokens=max_tokens, system=system, category_temperatures=fastchat_temperatures,
+            max_tokens=max_tokens, system=spec.system, category_temperatures=fastchat_temperatures,
             judge_max_tokens=judge_max_tokens, model_spec=model, judge_spec=judge, baseline_spec=baseline, progress=bar,
             recipes=recipes,
         )
