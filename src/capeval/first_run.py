@@ -11,6 +11,7 @@ from typing import Any
 
 from rich.table import Table
 
+from capeval.formatting import fmt_ci, fmt_number
 from capeval.types import RunResult
 
 
@@ -33,10 +34,6 @@ DEFAULT_JOB = DefaultJob(
 )
 
 
-def _fmt_ci(value: float, lo: float, hi: float) -> str:
-    return f"{value:.3f} [{lo:.3f}, {hi:.3f}]"
-
-
 def side_by_side(results: Sequence[RunResult]) -> Table:
     """Each task's metrics (task-level rows) for every model, one column per model."""
     table = Table(title="the same items, the same prompts: " + " vs ".join(r.model for r in results))
@@ -53,7 +50,7 @@ def side_by_side(results: Sequence[RunResult]) -> Table:
         cells = []
         for r in results:
             other = r.metric(m.task, m.metric)
-            cells.append(_fmt_ci(other.value, other.ci_low, other.ci_high))
+            cells.append(f"{fmt_number(other.value, missing='nan')} {fmt_ci(other.ci_low, other.ci_high, missing='nan')}")
         table.add_row(m.task, m.metric, *cells, str(m.n), m.subset or "all")
     return table
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
-from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,7 @@ from rich.table import Table
 
 from capeval.analysis import tables
 from capeval.errors import CapevalError
+from capeval.formatting import fmt_ci, json_safe
 
 console = Console()
 err_console = Console(stderr=True)
@@ -25,27 +24,11 @@ JSON_HELP = "Also write the full result as JSON to this file."
 REFERENCE_FIELDS = ("rationale", "solution", "canonical_solution")
 
 
-def _jsonable(obj: Any) -> Any:
-    if is_dataclass(obj) and not isinstance(obj, type):
-        return _jsonable(asdict(obj))
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, float) and (math.isnan(obj) or math.isinf(obj)):
-        return None
-    return obj
-
-
 def _write_json(path: Path | None, payload: Any) -> None:
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(_jsonable(payload), indent=2, ensure_ascii=False))
+        path.write_text(json.dumps(json_safe(payload), indent=2, ensure_ascii=False))
         console.print(f"[dim]wrote {path}[/]")
-
-
-def _ci(lo: float, hi: float, digits: int = 3) -> str:
-    return f"[{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
 def _store(db: Path | None) -> Any:
@@ -117,7 +100,7 @@ def compare(
         tbl.add_column(col, justify="left" if col in ("task", "metric") else "right")
     for r in results:
         tbl.add_row(
-            r.task, r.metric, f"{r.mean_a:.3f}", f"{r.mean_b:.3f}", f"{r.diff:+.3f}", _ci(r.ci_low, r.ci_high),
+            r.task, r.metric, f"{r.mean_a:.3f}", f"{r.mean_b:.3f}", f"{r.diff:+.3f}", fmt_ci(r.ci_low, r.ci_high, missing="nan"),
             f"{r.p_value:.4f}", f"{r.mdd:.3f}", str(r.n),
         )
     console.print(tbl)
@@ -176,7 +159,7 @@ def headline(
         per_task = {t: list(rs.per_item(t, metrics[t]).values()) for t in rs.metrics}
         h = headline_score(per_task, n_resamples=resamples, seed=seed, metrics=metrics)
         out[rs.name] = h
-        tbl.add_row(rs.name, rs.model, f"{h.value:.3f}", _ci(h.ci_low, h.ci_high), str(h.n_tasks), str(h.n_items))
+        tbl.add_row(rs.name, rs.model, f"{h.value:.3f}", fmt_ci(h.ci_low, h.ci_high, missing="nan"), str(h.n_tasks), str(h.n_items))
     console.print(tbl)
     for note in notes:
         console.print(f"[cyan]subset[/] {note}")
@@ -229,7 +212,7 @@ def weakest_link_cmd(
     if res.missing:
         console.print(f"[yellow]skipped {len(res.missing)}: {'; '.join(res.missing[:5])}[/]")
     # positions: (cross - weaker) / (stronger - weaker) per case, the density plot's sample
-    _write_json(json_path, {**_jsonable(res), "positions": res.positions})
+    _write_json(json_path, {**json_safe(res), "positions": res.positions})
 
 
 def arena_cmd(
@@ -264,7 +247,7 @@ def arena_cmd(
     for col in ("rank", "model", "rating (BT)", "95% CI", "online Elo", "battles", "W-L-T"):
         tbl.add_column(col, justify="left" if col == "model" else "right")
     for r in lb.ratings:
-        tbl.add_row(str(r.rank), r.model, f"{r.rating:.1f}", _ci(r.ci_low, r.ci_high, 1), f"{r.elo:.1f}",
+        tbl.add_row(str(r.rank), r.model, f"{r.rating:.1f}", fmt_ci(r.ci_low, r.ci_high, 1, missing="nan"), f"{r.elo:.1f}",
                     str(r.n_battles), f"{r.wins}-{r.losses}-{r.ties}")
     console.print(tbl)
     for w in lb.warnings:
@@ -320,7 +303,7 @@ def contamination_gap(
         tbl.add_column(col)
     tbl.add_row("public", f"{g.mean_public:.3f}", "", str(g.n_public))
     tbl.add_row("private", f"{g.mean_private:.3f}", "", str(g.n_private))
-    tbl.add_row("gap (public - private)", f"{g.gap:+.3f}", _ci(g.ci_low, g.ci_high), "")
+    tbl.add_row("gap (public - private)", f"{g.gap:+.3f}", fmt_ci(g.ci_low, g.ci_high, missing="nan"), "")
     tbl.add_row("p-value (permutation)", f"{g.p_value:.4f}", "", "")
     tbl.add_row("minimum detectable gap", f"{g.mdd:.3f}", "", "")
     drop = None
@@ -332,12 +315,12 @@ def contamination_gap(
         by_index = {str(i): str(r.get("original_index")) for i, r in enumerate(rows)}
         mapping = max((by_id, by_index), key=lambda mp: sum(1 for o in mp.values() if o in originals))
         drop = perturbation_drop(originals, priv.per_item(t_priv, m), mapping, resamples, seed)
-        tbl.add_row("paired drop (original - variants)", f"{drop.diff:+.3f}", _ci(drop.ci_low, drop.ci_high), str(drop.n))
+        tbl.add_row("paired drop (original - variants)", f"{drop.diff:+.3f}", fmt_ci(drop.ci_low, drop.ci_high, missing="nan"), str(drop.n))
         tbl.add_row("p-value (paired permutation)", f"{drop.p_value:.4f}", "", "")
     console.print(tbl)
     console.print("[bold red]FLAGGED[/]: public score is significantly higher than private" if g.flagged
                   else "not flagged: the gap is within what the CIs allow")
-    _write_json(json_path, {**_jsonable(g), "paired_drop": _jsonable(drop) if drop else None})
+    _write_json(json_path, {**json_safe(g), "paired_drop": json_safe(drop) if drop else None})
 
 
 @contamination_app.command("perturb")
@@ -358,7 +341,7 @@ def contamination_perturb(
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8") as f:
         for v in rep.variants:
-            f.write(json.dumps(_jsonable(v), ensure_ascii=False) + "\n")
+            f.write(json.dumps(json_safe(v), ensure_ascii=False) + "\n")
     console.print(f"perturbed {rep.n_perturbed} of {rep.n_items} items ({rep.fraction_perturbed:.1%}); "
                   f"wrote {len(rep.variants)} variants to {out}")
     for reason, n in sorted(rep.rejected.items(), key=lambda kv: -kv[1]):

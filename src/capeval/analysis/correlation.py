@@ -10,6 +10,8 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
+from capeval.formatting import json_safe
+
 CorrelationMethod = Literal["pearson", "spearman", "kendall"]
 METHODS: tuple[CorrelationMethod, ...] = ("pearson", "spearman", "kendall")
 
@@ -30,7 +32,7 @@ class Correlation:
     p_value: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
+        return json_safe(asdict(self))  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ class Agreement:
     with_ties: bool
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
+        return json_safe(asdict(self))  # type: ignore[no-any-return]
 
 
 def correlation(x: ArrayLike, y: ArrayLike, method: CorrelationMethod = "pearson") -> tuple[float, float]:

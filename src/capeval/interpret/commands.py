@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -15,17 +14,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from capeval.formatting import json_safe
+
 console = Console()
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def print_probe(report: Any) -> None:
@@ -88,5 +79,5 @@ def register(app: typer.Typer) -> None:
         out = json_out or default_db_path().parent / "results" / f"probe-{time.strftime('%Y%m%d-%H%M%S')}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         payload = {**asdict(report), "data": str(data), "wall_s": round(time.perf_counter() - started, 2)}
-        out.write_text(json.dumps(_jsonable(payload), indent=2, ensure_ascii=False))
+        out.write_text(json.dumps(json_safe(payload), indent=2, ensure_ascii=False))
         console.print(f"results: {out}")

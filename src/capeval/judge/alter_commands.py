@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +11,9 @@ from rich.console import Console
 from rich.table import Table
 
 from capeval.errors import CapevalError
+from capeval.formatting import fmt_number, json_safe
 
 DB_HELP = "SQLite store [default: $CAPEVAL_DB or the user data dir]."
-
-
-def _f(x: float | None, digits: int = 2, sign: bool = False) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "-"
-    return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
 
 
 def print_effect(effect: Any, console: Console, before_label: str = "without", after_label: str = "with") -> None:
@@ -32,7 +26,7 @@ def print_effect(effect: Any, console: Console, before_label: str = "without", a
     ordered = sorted(effect.changes.values(), key=lambda c: (bool(cross_parts(c.capability)), c.capability != effect.capability, c.capability))
     for c in ordered:
         name = f"[bold]{c.capability}[/]" if c.capability == effect.capability else c.capability
-        t.add_row(name, str(c.n), _f(c.before), _f(c.after), _f(c.diff, sign=True), f"[{_f(c.ci_low, sign=True)}, {_f(c.ci_high, sign=True)}]", f"{c.p_value:.3g}")
+        t.add_row(name, str(c.n), fmt_number(c.before), fmt_number(c.after), fmt_number(c.diff, sign=True), f"[{fmt_number(c.ci_low, sign=True)}, {fmt_number(c.ci_high, sign=True)}]", f"{c.p_value:.3g}")
     console.print(t)
     t = Table(title=f"Cross capabilities involving {effect.capability}: does the cross score follow its weaker part?")
     for col in ("cross capability", "weaker (before)", f"{effect.capability} is", "change weaker", "change stronger", "change cross", "moved like", "verdict"):
@@ -40,8 +34,8 @@ def print_effect(effect: Any, console: Console, before_label: str = "without", a
     for x in effect.crosses:
         colour = {"follows": "green", "does_not_follow": "red"}.get(x.verdict, "yellow")
         t.add_row(
-            x.cross, x.weaker or "-", x.altered_role or "-", _f(x.change_weaker, sign=True), _f(x.change_stronger, sign=True),
-            _f(x.change_cross, sign=True), x.moved_like or "-", f"[{colour}]{VERDICT_LABELS[x.verdict]}[/]" + (f" ({x.note})" if x.note else ""),
+            x.cross, x.weaker or "-", x.altered_role or "-", fmt_number(x.change_weaker, sign=True), fmt_number(x.change_stronger, sign=True),
+            fmt_number(x.change_cross, sign=True), x.moved_like or "-", f"[{colour}]{VERDICT_LABELS[x.verdict]}[/]" + (f" ({x.note})" if x.note else ""),
         )
     console.print(t)
     decided = effect.decided
@@ -57,9 +51,7 @@ def print_effect(effect: Any, console: Console, before_label: str = "without", a
 
 
 def _effect_json(effect: Any) -> dict[str, Any]:
-    from capeval.analysis.commands import _jsonable
-
-    return {**_jsonable(effect), "n_follows": effect.n_follows, "n_decided": len(effect.decided), "follow_rate": effect.follow_rate}
+    return {**json_safe(effect), "n_follows": effect.n_follows, "n_decided": len(effect.decided), "follow_rate": effect.follow_rate}
 
 
 def alter(
@@ -131,9 +123,7 @@ def alter(
     if result.principles:
         (folder / "principles.md").write_text(result.principles + "\n", encoding="utf-8")
         (folder / "system_prompt.txt").write_text((result.system_prompt or "") + "\n", encoding="utf-8")
-    from capeval.analysis.commands import _jsonable
-
-    payload = _jsonable({k: v for k, v in vars(result).items() if k != "effect"})
+    payload = json_safe({k: v for k, v in vars(result).items() if k != "effect"})
     if result.effect is not None:
         payload["effect"] = _effect_json(result.effect)
         print_effect(result.effect, console)
@@ -147,14 +137,14 @@ def _print_rounds(result: Any, console: Console) -> None:
     from capeval.judge.principles import count_principles
 
     t = Table(title=f"Principle rounds for {result.capability} (development: {len(result.dev_ids)} prompts, "
-                    f"mean {_f(result.baseline_dev)} without principles; held out: {len(result.heldout_ids)})")
+                    f"mean {fmt_number(result.baseline_dev)} without principles; held out: {len(result.heldout_ids)})")
     for col in ("round", "answers read", "actions", "unreadable", "development change", "95% CI", "kept"):
         t.add_column(col)
     for r in result.rounds:
         actions = ", ".join(u.action for u in r.updates if u.action) or "-"
         failed = sum(1 for u in r.updates if not u.parsed)
-        ci = f"[{_f(r.ci_low, sign=True)}, {_f(r.ci_high, sign=True)}]" if r.gain is not None else "-"
-        t.add_row(str(r.index), str(len(r.updates)), actions, str(failed), r.reason if r.gain is None else _f(r.gain, sign=True), ci,
+        ci = f"[{fmt_number(r.ci_low, sign=True)}, {fmt_number(r.ci_high, sign=True)}]" if r.gain is not None else "-"
+        t.add_row(str(r.index), str(len(r.updates)), actions, str(failed), r.reason if r.gain is None else fmt_number(r.gain, sign=True), ci,
                   "[green]yes[/]" if r.accepted else "no")
     console.print(t)
     n = count_principles(result.principles)

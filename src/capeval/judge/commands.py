@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from capeval.errors import CapevalError
+from capeval.formatting import fmt_ci, fmt_number, json_safe
 
 FORMATS = ("auto", "crosseval", "mtbench", "csv")
 DEFAULT_RECIPE = {"crosseval": "crosseval", "mtbench": "pairwise", "csv": "single"}
@@ -21,25 +22,6 @@ DEFAULT_RECIPE = {"crosseval": "crosseval", "mtbench": "pairwise", "csv": "singl
 
 def _console() -> Console:
     return Console()
-
-
-def _f(x: float | None, digits: int = 3) -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
-
-
-def _ci(c: Any) -> str:
-    return f"[{_f(c.ci_low)}, {_f(c.ci_high)}]"
-
-
-def json_safe(obj: Any) -> Any:
-    """NaN and infinities become null so the output is valid JSON for any reader."""
-    if isinstance(obj, float):
-        return None if math.isnan(obj) or math.isinf(obj) else obj
-    if isinstance(obj, dict):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    return obj
 
 
 def _load_judge(spec: str, base_url: str | None) -> Any:
@@ -60,7 +42,7 @@ def _recipe(name: str | None, recipe_file: Path | None, default: str, max_tokens
 
 def _corr_cells(rows: Sequence[Any]) -> list[str]:
     by = {c.method: c for c in rows}
-    return [f"{_f(by[m].value)} {_ci(by[m])}" if m in by else "-" for m in ("pearson", "spearman", "kendall")]
+    return [f"{fmt_number(by[m].value)} {fmt_ci(by[m].ci_low, by[m].ci_high)}" if m in by else "-" for m in ("pearson", "spearman", "kendall")]
 
 
 def print_check(report: Any, console: Console) -> None:
@@ -77,7 +59,7 @@ def print_check(report: Any, console: Console) -> None:
             t.add_column(col)
         for c in report.overall:
             anchor = f"~{report.anchor_pearson:.2f} (authors' best judge)" if c.method == "pearson" else ""
-            t.add_row(c.method, _f(c.value), _ci(c), str(c.n), anchor)
+            t.add_row(c.method, fmt_number(c.value), fmt_ci(c.ci_low, c.ci_high), str(c.n), anchor)
         console.print(t)
         if p is not None and not math.isnan(p.value):
             gap = p.value - report.anchor_pearson
@@ -110,10 +92,10 @@ def print_check(report: Any, console: Console) -> None:
             t.add_column(col)
         groups = {"all": report.agreement, **report.agreement_by_group}
         for g, (w, wo) in groups.items():
-            t.add_row(g, f"{_f(w.value)} [{_f(w.ci_low)}, {_f(w.ci_high)}]", str(w.n),
-                      f"{_f(wo.value)} [{_f(wo.ci_low)}, {_f(wo.ci_high)}]", str(wo.n))
+            t.add_row(g, f"{fmt_number(w.value)} {fmt_ci(w.ci_low, w.ci_high)}", str(w.n),
+                      f"{fmt_number(wo.value)} {fmt_ci(wo.ci_low, wo.ci_high)}", str(wo.n))
         console.print(t)
-        console.print(f"position-swap consistency: {_f(report.consistency)} of parsed verdicts agree in both orders")
+        console.print(f"position-swap consistency: {fmt_number(report.consistency)} of parsed verdicts agree in both orders")
     _print_length_bias(report.length_bias_judge, report.length_bias_human, console)
     for parser in (report.authors or {}).values():
         console.print(f"authors' parser: {parser['summary']}")
@@ -124,9 +106,9 @@ def print_check(report: Any, console: Console) -> None:
 def _print_length_bias(judge: Any, human: Any, console: Console) -> None:
     if judge is None:
         return
-    line = f"length bias (Spearman of score with response length): judge {_f(judge.value)} {_ci(judge)}"
+    line = f"length bias (Spearman of score with response length): judge {fmt_number(judge.value)} {fmt_ci(judge.ci_low, judge.ci_high)}"
     if human is not None:
-        line += f", humans {_f(human.value)} {_ci(human)}"
+        line += f", humans {fmt_number(human.value)} {fmt_ci(human.ci_low, human.ci_high)}"
     console.print(line)
 
 
@@ -256,8 +238,8 @@ def judge_robustness(
     for col in ("pairs", "mean shift", "95% CI", "share raised", "share at max", "unparseable"):
         t.add_column(col)
     for a in report.attacks:
-        t.add_row(a.attack, str(a.n_pairs), _f(a.mean_shift, 2), f"[{_f(a.ci_low, 2)}, {_f(a.ci_high, 2)}]",
-                  _f(a.share_increased, 2), _f(a.share_at_max, 2), str(a.n_failed))
+        t.add_row(a.attack, str(a.n_pairs), fmt_number(a.mean_shift, 2), f"{fmt_ci(a.ci_low, a.ci_high, 2)}",
+                  fmt_number(a.share_increased, 2), fmt_number(a.share_at_max, 2), str(a.n_failed))
     console.print(t)
     console.print(f"clean verdicts unparseable after retries: {report.clean_failed} of {report.n_base}")
     _print_length_bias(report.length_bias_judge, report.length_bias_human, console)

@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from capeval.formatting import plain_number
+
 VerdictFormat = Literal["score_of_max", "bracket", "pairwise"]
 
 # Tags the recipes wrap data in (core.DATA_TAGS); a judge that echoes one back is quoting data.
@@ -86,20 +88,20 @@ def parse_score_of_max(text: str, low: float, high: float) -> ParsedVerdict:
         start = headings[-1].start()
         matches = [m for m in matches if m.start() >= start]
         if not matches:
-            return ParsedVerdict(error=f"no 'Score: X/{_fmt(high)}' in the final Evaluation Score section")
+            return ParsedVerdict(error=f"no 'Score: X/{plain_number(high)}' in the final Evaluation Score section")
     if not matches:
-        return ParsedVerdict(error=f"no 'Score: X/{_fmt(high)}' found")
+        return ParsedVerdict(error=f"no 'Score: X/{plain_number(high)}' found")
     chosen = matches[0] if headings else matches[-1]
     value, denominator = float(chosen.group(1)), float(chosen.group(2))
     note = None
-    values = list(dict.fromkeys(_fmt(float(m.group(1))) for m in matches))
+    values = list(dict.fromkeys(plain_number(float(m.group(1))) for m in matches))
     if len(values) > 1:
         where, took = ("in the final section", "the first") if headings else ("in the text (no Evaluation Score heading)", "the last")
         note = f"{len(values)} different scores {where} ({', '.join(values)}); took {took}"
     if denominator != high:
-        return ParsedVerdict(error=f"score given out of {_fmt(denominator)}, expected out of {_fmt(high)}")
+        return ParsedVerdict(error=f"score given out of {plain_number(denominator)}, expected out of {plain_number(high)}")
     if not _in_range(value, low, high):
-        return ParsedVerdict(error=f"score {_fmt(value)} is outside the scale {_fmt(low)}-{_fmt(high)}")
+        return ParsedVerdict(error=f"score {plain_number(value)} is outside the scale {plain_number(low)}-{plain_number(high)}")
     return ParsedVerdict(score=value, note=note)
 
 
@@ -111,7 +113,7 @@ def parse_bracket(text: str, low: float, high: float) -> ParsedVerdict:
     value = float(matches[-1].group(1))
     note = f"{len(matches)} ratings given; took the last" if len({m.group(1) for m in matches}) > 1 else None
     if not _in_range(value, low, high):
-        return ParsedVerdict(error=f"rating {_fmt(value)} is outside the scale {_fmt(low)}-{_fmt(high)}")
+        return ParsedVerdict(error=f"rating {plain_number(value)} is outside the scale {plain_number(low)}-{plain_number(high)}")
     return ParsedVerdict(score=value, note=note)
 
 
@@ -150,5 +152,3 @@ def parse_verdict(text: str, fmt: VerdictFormat, low: float = 1, high: float = 5
     raise ValueError(f"unknown verdict format {fmt!r}")
 
 
-def _fmt(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else str(x)

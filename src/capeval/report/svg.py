@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
+from capeval.formatting import plain_number
+
 # Colour-blind-safe palette (Okabe-Ito); series past its length cycle.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 FONT = 'font-family="system-ui, sans-serif" font-size="12"'
@@ -51,10 +53,6 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return out
 
 
-def _fmt(v: float) -> str:
-    return f"{v:.0f}" if abs(v - round(v)) < 1e-9 else f"{v:.3g}"
-
-
 @dataclass(frozen=True)
 class Interval:
     """One row of an interval chart: a label, a point estimate and its 95% CI."""
@@ -96,7 +94,7 @@ def _row_axis(
     body: list[str] = []
     for t in _ticks(*domain):
         body.append(f'<line x1="{x(t):.1f}" y1="{ROW_TOP}" x2="{x(t):.1f}" y2="{height - ROW_BOTTOM}" stroke="#ddd"/>')
-        body.append(f'<text x="{x(t):.1f}" y="{height - ROW_BOTTOM + 16}" text-anchor="middle" fill="#555">{_fmt(t)}{escape(unit)}</text>')
+        body.append(f'<text x="{x(t):.1f}" y="{height - ROW_BOTTOM + 16}" text-anchor="middle" fill="#555">{plain_number(t, 3)}{escape(unit)}</text>')
     return x, body, height
 
 
@@ -156,7 +154,7 @@ def radar_chart(axes: Sequence[str], series: Mapping[str, Sequence[float]], titl
     for frac in (0.25, 0.5, 0.75, 1.0):
         ring = " ".join(f"{px:.1f},{py:.1f}" for px, py in (point(i, frac * maximum) for i in range(n)))
         body.append(f'<polygon points="{ring}" fill="none" stroke="#ddd"/>')
-        body.append(f'<text x="{cx + 4:.1f}" y="{cy - radius * frac + 12:.1f}" fill="#999" font-size="9">{_fmt(frac * maximum)}</text>')
+        body.append(f'<text x="{cx + 4:.1f}" y="{cy - radius * frac + 12:.1f}" fill="#999" font-size="9">{plain_number(frac * maximum, 3)}</text>')
     for i, name in enumerate(axes):
         ex, ey = point(i, maximum)
         body.append(f'<line x1="{cx:.1f}" y1="{cy:.1f}" x2="{ex:.1f}" y2="{ey:.1f}" stroke="#ccc"/>')
@@ -225,7 +223,7 @@ def strip_density_chart(
         body.append(f'<line x1="{x(v):.1f}" y1="{top}" x2="{x(v):.1f}" y2="{top + dens_h + strip_h}" stroke="#333" stroke-dasharray="4 3"/>')
         body.append(f'<text x="{x(v):.1f}" y="{height - bottom + 30}" text-anchor="middle" fill="#333">{escape(label)}</text>')
     for t in _ticks(d0, d1):
-        body.append(f'<text x="{x(t):.1f}" y="{height - bottom + 14}" text-anchor="middle" fill="#555" font-size="10">{_fmt(t)}</text>')
+        body.append(f'<text x="{x(t):.1f}" y="{height - bottom + 14}" text-anchor="middle" fill="#555" font-size="10">{plain_number(t, 3)}</text>')
     vals = [min(max(p.value, d0), d1) for p in points if math.isfinite(p.value)]
     if len(vals) >= 2:
         grid = [d0 + (d1 - d0) * i / 200 for i in range(201)]
@@ -312,9 +310,9 @@ def scatter_chart(
         f'<text transform="translate(14,{(height - bottom) / 2:.0f}) rotate(-90)" text-anchor="middle">{escape(y_label)}</text>',
     ]
     for t in _ticks(x0, x1):
-        body.append(f'<text x="{px(t):.1f}" y="{height - bottom + 14}" text-anchor="middle" font-size="10">{_fmt(t)}</text>')
+        body.append(f'<text x="{px(t):.1f}" y="{height - bottom + 14}" text-anchor="middle" font-size="10">{plain_number(t, 3)}</text>')
     for t in _ticks(y0, y1):
-        body.append(f'<text x="{left - 4}" y="{py(t) + 3:.1f}" text-anchor="end" font-size="10">{_fmt(t)}</text>')
+        body.append(f'<text x="{left - 4}" y="{py(t) + 3:.1f}" text-anchor="end" font-size="10">{plain_number(t, 3)}</text>')
     for i, (a, b) in enumerate(pts):
         # Ratings are integers: a small deterministic jitter separates stacked points.
         jx = (((i * 0.618034) % 1.0) - 0.5) * 0.04 * (x1 - x0)
@@ -355,5 +353,5 @@ def range_chart(rows: Sequence[Spread], title: str, domain: tuple[float, float] 
         body.append(f'<line class="range" x1="{x(min(vals)):.1f}" y1="{y:.1f}" x2="{x(max(vals)):.1f}" y2="{y:.1f}" stroke="#888" stroke-width="3"/>')
         for k, (name, v) in enumerate(r.values):
             if math.isfinite(v):
-                body.append(f'<circle class="point" cx="{x(v):.1f}" cy="{y:.1f}" r="4.5" fill="{colour(k)}"><title>{escape(name)}: {_fmt(v)}</title></circle>')
+                body.append(f'<circle class="point" cx="{x(v):.1f}" cy="{y:.1f}" r="4.5" fill="{colour(k)}"><title>{escape(name)}: {plain_number(v, 3)}</title></circle>')
     return _svg(width, height, body, "range", title)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from capeval.analysis.contamination.errors import ContaminationError
+from capeval.formatting import plain_number
 
 # Quantities that also serve as unit constants ("half" -> /2, minutes per hour -> 60): a question
 # number with one of these values is never changed, so a coincidence between the question's "2
@@ -85,11 +86,6 @@ def _num(text: str) -> float:
     return float(text.replace(",", ""))
 
 
-def _fmt(v: float) -> str:
-    r = round(v)
-    return str(int(r)) if abs(v - r) < 1e-9 else f"{v:.10g}"
-
-
 def _is_int(v: float) -> bool:
     return abs(v - round(v)) < 1e-9
 
@@ -149,7 +145,7 @@ def parse_gsm_chain(question: str, answer: str) -> GsmChain:
             from_steps = [k for k, s in enumerate(steps) if abs(s.result - v) < 1e-9]
             from_question = qvalues.get(v, []) if v not in FIXED_VALUES else []
             if from_steps and from_question:
-                raise _ChainError("a number is both a question number and an earlier result", _fmt(v))
+                raise _ChainError("a number is both a question number and an earlier result", plain_number(v, 10))
             if from_steps:
                 operands.append(("s", from_steps[-1]))
             elif from_question:
@@ -175,7 +171,7 @@ def _recompute(chain: GsmChain, new_values: Mapping[float, float]) -> list[tuple
         vals = []
         for kind, ref in step.operands:
             vals.append(new_values[ref] if kind == "q" else results[ref] if kind == "s" else ref)
-        expr = step.template[0] + "".join(_fmt(v) + piece for v, piece in zip(vals, step.template[1:]))
+        expr = step.template[0] + "".join(plain_number(v, 10) + piece for v, piece in zip(vals, step.template[1:]))
         value = safe_eval(expr)
         if step.rounding is not None:
             value = round(value, step.rounding)
@@ -226,7 +222,7 @@ def _new_value(v: float, rng: np.random.Generator) -> float:
         lo, hi = max(1, round(v * 0.5)), max(round(v * 1.5), int(v) + 3)
         choices = [x for x in range(lo, hi + 1) if x != int(v) and x not in FIXED_VALUES]
         return float(rng.choice(choices)) if choices else v
-    places = len(_fmt(v).split(".")[1])
+    places = len(plain_number(v, 10).split(".")[1])
     step = 10.0**-places
     for _ in range(100):
         # the + 2 steps keeps a range to draw from when v is only a step or two above 0
@@ -241,7 +237,7 @@ def _format_like(original: str, value: float) -> str:
         return f"{round(value):,}"
     if "." in original:
         return f"{value:.{len(original.split('.')[1])}f}"
-    return _fmt(value)
+    return plain_number(value, 10)
 
 
 def _rename(question: str, rng: np.random.Generator) -> tuple[str, dict[str, str]]:
@@ -297,8 +293,8 @@ def perturb_item(
             pos = end
         text.append(question[pos:])
         new_q, names = _rename("".join(text), rng)
-        final = _fmt(steps[chain.final_step][1])
-        solution = "\n".join(f"{e} = <<{e}={_fmt(r)}>>{_fmt(r)}" for e, r in steps) + f"\n#### {final}"
+        final = plain_number(steps[chain.final_step][1], 10)
+        solution = "\n".join(f"{e} = <<{e}={plain_number(r, 10)}>>{plain_number(r, 10)}" for e, r in steps) + f"\n#### {final}"
         out.append(
             PerturbedItem(
                 id=f"{item_id}-v{len(out)}",
@@ -308,8 +304,8 @@ def perturb_item(
                 original_id=item_id,
                 original_index=index,
                 original_question=question,
-                original_final_answer=_fmt(chain.steps[chain.final_step].result),
-                numbers={_fmt(v): _fmt(new[v]) for v in used},
+                original_final_answer=plain_number(chain.steps[chain.final_step].result, 10),
+                numbers={plain_number(v, 10): plain_number(new[v], 10) for v in used},
                 names=names,
             )
         )
