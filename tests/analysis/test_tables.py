@@ -11,7 +11,7 @@ from capeval.analysis.tables import (
     read_battles_csv,
     read_capability_csv,
     read_scores_csv,
-    to_100,
+    scores_to_100,
 )
 from capeval.store import Store
 from capeval.types import MetricResult, RunResult, Score
@@ -46,11 +46,11 @@ def test_capability_from_task_tags_and_scale(tmp_path):
     assert caps == {"m": {"Coding": 75.0, "gsm8k": 75.0}}
 
 
-def test_to_100_scales():
-    assert to_100([0.0, 1.0]) == [0.0, 100.0]
-    assert to_100([1.0, 5.0, 3.0]) == [1.0, 100.0, 50.5]  # CrossEval: (r - 1) * 24.75 + 1
-    assert to_100([30.0, 80.0]) == [30.0, 80.0]
-    assert to_100([1.0], "1-100") == [1.0]
+def test_scores_to_100_scales():
+    assert scores_to_100([0.0, 1.0]) == [0.0, 100.0]
+    assert scores_to_100([1.0, 5.0, 3.0]) == [1.0, 100.0, 50.5]  # CrossEval: (r - 1) * 24.75 + 1
+    assert scores_to_100([30.0, 80.0]) == [30.0, 80.0]
+    assert scores_to_100([1.0], "1-100") == [1.0]
 
 
 def test_csv_readers(tmp_path):

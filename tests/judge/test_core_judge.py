@@ -12,10 +12,10 @@ from capeval.judge import (
     RecipeError,
     Reference,
     get_recipe,
+    rating_to_100,
     recipe_names,
     run_judge,
     summarize,
-    to_100,
 )
 from capeval.judge.recipes import builtin_path
 from capeval.models import load_model
@@ -207,8 +207,8 @@ def test_pairwise_second_turn_shows_each_models_own_history():
     assert ba.index("HELLO-FROM-B") < ba.index("HELLO-FROM-A")  # swapped with its own answer
 
 
-def test_to_100_matches_crosseval_scale():
-    assert [to_100(r) for r in (1, 2, 3, 4, 5)] == [1.0, 25.75, 50.5, 75.25, 100.0]
+def test_rating_to_100_matches_crosseval_scale():
+    assert [rating_to_100(r) for r in (1, 2, 3, 4, 5)] == [1.0, 25.75, 50.5, 75.25, 100.0]
 
 
 def test_every_builtin_recipe_renders_and_declares_its_scale():

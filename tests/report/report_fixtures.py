@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from capeval.judge.crosseval_report import breakdown_metrics, group_means, metadata_key
+from capeval.judge.breakdown import breakdown_metrics, group_means, metadata_key
 from capeval.prompting import PromptLayout
 from capeval.scoring import numeric_match
 from capeval.store import Store

@@ -184,7 +184,7 @@ def read_scores_csv(path: str | Path) -> dict[str, RunScores]:
     return out
 
 
-def to_100(values: Sequence[float], scale: Scale = "auto") -> list[float]:
+def scores_to_100(values: Sequence[float], scale: Scale = "auto") -> list[float]:
     """Map scores onto CrossEval's 1-100 scale.
 
     "0-1" (accuracy) -> x 100; "1-5" (Likert judge ratings) -> (r - 1) * 24.75 + 1, CrossEval's
@@ -227,7 +227,7 @@ def capability_items(rs: RunScores, metric: str | None = None, scale: Scale = "a
         # a metric named for its scale (CrossEval's score_100) is never re-guessed: all-1.0
         # scores on 1-100 would otherwise look like perfect accuracy
         task_scale: Scale = "1-100" if scale == "auto" and "100" in name else scale
-        for sid, v in zip(items, to_100(list(items.values()), task_scale)):
+        for sid, v in zip(items, scores_to_100(list(items.values()), task_scale)):
             out.setdefault(rs.capability.get((task, sid), default), {})[f"{task}/{sid}"] = v
     return out
 

@@ -28,14 +28,14 @@ from capeval.crosseval.attachments import support, user_prompt
 from capeval.crosseval.references import blank_cell, read_references
 from capeval.crosseval.taxonomy import CROSS_CAPABILITIES, DIFFICULTIES, INDIVIDUAL_CAPABILITIES, is_cross
 from capeval.errors import CapevalError, DatasetError
-from capeval.judge.core import to_100
-from capeval.judge.crosseval_report import (
+from capeval.judge.breakdown import (
     BreakdownPrinter,
     BreakdownRow,
     breakdown_metrics,
     group_means,
     metadata_key,
 )
+from capeval.judge.core import rating_to_100
 from capeval.prompting import PromptConfig, RenderedPrompt
 from capeval.scoring.base import ScoringContext
 from capeval.scoring.extract import strip_reasoning
@@ -191,7 +191,7 @@ def judge_samples(
             else:
                 r = float(v.score)
                 scores[i] = Score(
-                    s.id, s.task, {"score_100": to_100(r), "rating": r}, extracted=f"{r:g}/5",
+                    s.id, s.task, {"score_100": rating_to_100(r), "rating": r}, extracted=f"{r:g}/5",
                     metadata={**s.metadata, **audit},
                 )
     return [sc for sc in scores if sc is not None]

@@ -6,9 +6,9 @@ from capeval.judge.core import (
     Reference,
     Verdict,
     VerdictSummary,
+    rating_to_100,
     run_judge,
     summarize,
-    to_100,
 )
 from capeval.judge.parse import ParsedVerdict, parse_verdict, strip_quoted
 from capeval.judge.recipes import JudgeRecipe, RecipeError, get_recipe, load_recipe_text, recipe_names
@@ -25,9 +25,9 @@ __all__ = [
     "get_recipe",
     "load_recipe_text",
     "parse_verdict",
+    "rating_to_100",
     "recipe_names",
     "run_judge",
     "strip_quoted",
     "summarize",
-    "to_100",
 ]

@@ -85,7 +85,7 @@ class Verdict:
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
 
-def to_100(rating: float) -> float:
+def rating_to_100(rating: float) -> float:
     """CrossEval's 1-5 rating on its 1-100 scale: (r - 1) * 24.75 + 1."""
     return (rating - 1) * 24.75 + 1
 

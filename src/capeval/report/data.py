@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from capeval.analysis.tables import Scale, to_100
+from capeval.analysis.tables import Scale, scores_to_100
 from capeval.errors import CapevalError
 from capeval.store import Store
 from capeval.types import MetricResult, RunResult
@@ -269,7 +269,7 @@ def _dedupe_labels(runs: list[RunRecord]) -> None:
 
 
 def detect_scale(values: Sequence[float]) -> Scale:
-    """The scale stored scores are on, with the thresholds of `capeval.analysis.tables.to_100`:
+    """The scale stored scores are on, with the thresholds of `capeval.analysis.tables.scores_to_100`:
     all in [0, 1] -> "0-1" (accuracy), all in [1, 5] -> "1-5" (Likert ratings), else "1-100"."""
     finite = [v for v in values if math.isfinite(v)]
     if all(0 <= v <= 1 for v in finite):
@@ -281,7 +281,7 @@ def detect_scale(values: Sequence[float]) -> Scale:
 
 def to_points(value: float, scale: Scale) -> float:
     """One value on CrossEval's 1-100 scale (0-1 values become percentages)."""
-    return to_100([value], scale)[0] if math.isfinite(value) else value
+    return scores_to_100([value], scale)[0] if math.isfinite(value) else value
 
 
 def metric_rows(result: RunResult, task: str) -> list[MetricResult]:

