@@ -68,29 +68,24 @@ def run_default_job(
     from capeval.analysis.tables import load_run_scores
     from capeval.cli import console
     from capeval.commands_core import subset_lines
-    from capeval.engine import evaluate_tasks
-    from capeval.models import load_model
-    from capeval.prompting import PromptConfig
     from capeval.report.builder import ReportOptions, build_report
+    from capeval.runspec import RunSpec, execute, resolve
     from capeval.store import Store
-    from capeval.tasks import get_task
 
-    config = PromptConfig(shots=job.shots, seed=job.seed)
     console.print(
         f"[bold]capeval's default job[/]: {' vs '.join(job.models)} on a stratified sample of {job.sample} items "
         f"of {', '.join(job.tasks)} (seed {job.seed}), offline. Your own: capeval run --model M --tasks T --sample N"
     )
     results: list[RunResult] = []
     with Store(db) as store:
-        for spec in job.models:
-            model = load_model(spec)
-            results.append(
-                evaluate_tasks(
-                    model, [get_task(t) for t in job.tasks], config, store=store, sample=job.sample,
-                    model_spec=spec, progress=progress, chunk_size=chunk_size,
-                )
+        for model in job.models:
+            spec = RunSpec(
+                model=model, tasks=list(job.tasks), shots=job.shots, seed=job.seed, sample=job.sample, db=db,
+                save_every=chunk_size, progress=progress,
             )
-            del model
+            resolved = resolve(spec)
+            results.append(execute(resolved, store).result)
+            del resolved
             gc.collect()  # one model in memory at a time
         console.print(side_by_side(results))
         for line in subset_lines(results[0]):
