@@ -255,3 +255,20 @@ def test_mtbench_options_reach_its_models_through_the_runspec(tmp_path):
     assert len(judge_calls) == 2 and all(RUBRIC in r["messages"][0]["content"] for r in judge_calls)
     score = next(m for m in json.loads((tmp_path / "mt.json").read_text())["metrics"] if m["metric"] == "score")
     assert score["value"] == pytest.approx(7.0) and score["n"] == 2
+
+
+def test_evaluate_spec_runs_prompt_variants_and_summarises_them(tmp_path):
+    inputs = write_inputs(tmp_path)
+    with ScriptedChatServer(model_rule) as mut:
+        outcome = capeval.evaluate_spec(RunSpec(
+            model="openai:mut", tasks=["gsm8k"], base_url=mut.base_url, data={"gsm8k": str(inputs["gsm8k"])},
+            prompt_variants=2, limit=2, db=tmp_path / "v.db", progress=False,
+        ))
+        prompts = {r["prompt"] for r in mut.requests}  # no --chat: plain completions
+    assert [r.config["prompt"]["variant"] for r in outcome.results] == [0, 1]
+    assert outcome.result is outcome.results[0]
+    # two templates of the same 2 items: 4 distinct prompts, one summary row per metric
+    assert len(prompts) == 4
+    assert outcome.sensitivity is not None
+    (row,) = [r for r in outcome.sensitivity if r.metric == "exact_match"]
+    assert (row.task, row.n_variants) == ("gsm8k", 2)
