@@ -245,7 +245,8 @@ def get_scorer(name: str) -> Scorer:
         from capeval.errors import UnknownNameError
 
         raise UnknownNameError("scorer", name, scorer_names())
-    return plugins.call_factory(SCORERS[name])
+    scorer: Scorer = plugins.call_factory(SCORERS[name])
+    return scorer
 
 
 def scorer_from_reference(reference: str, near: Path | None = None) -> Scorer:
@@ -261,7 +262,8 @@ def scorer_from_reference(reference: str, near: Path | None = None) -> Scorer:
         module = importlib.import_module(module_name)
     if not hasattr(module, attr):
         raise AttributeError(f"module {module_name} has no attribute '{attr}'")
-    return plugins.call_factory(getattr(module, attr))
+    scorer: Scorer = plugins.call_factory(getattr(module, attr))
+    return scorer
 
 
 __all__ = [
