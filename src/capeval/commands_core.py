@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -14,6 +13,7 @@ import typer
 from rich.table import Table
 
 from capeval.errors import CapevalError
+from capeval.formatting import fmt_ci, fmt_number
 from capeval.types import RunResult
 
 if TYPE_CHECKING:
@@ -32,8 +32,9 @@ def _console() -> Any:
     return console
 
 
-def _fmt(v: float) -> str:
-    return "nan" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
+def _fmt(v: float | None) -> str:
+    """A metric value as the tables show it: 4 decimals, `nan` when missing."""
+    return fmt_number(v, 4, missing="nan")
 
 
 def results_table(result: RunResult) -> Table:
@@ -50,7 +51,7 @@ def results_table(result: RunResult) -> Table:
         table.add_column(col, justify="right" if col not in ("task", "metric") else "left")
     for m in result.metrics:
         n = f"{m.n}/{m.n + m.n_failed}" if failures else str(m.n)
-        row = [m.task, m.metric, _fmt(m.value), f"[{_fmt(m.ci_low)}, {_fmt(m.ci_high)}]", n, f"{m.unparsed_rate:.1%}"]
+        row = [m.task, m.metric, _fmt(m.value), fmt_ci(m.ci_low, m.ci_high, 4, missing="nan"), n, f"{m.unparsed_rate:.1%}"]
         if failures:
             row.append(f"[red]{m.n_failed}[/]" if m.n_failed else "0")
         if subset:

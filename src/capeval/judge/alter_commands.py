@@ -101,7 +101,7 @@ def alter(
     )
     loaded: dict[str, Any] = {}
     m = spec.load_model(loaded)
-    judge_model = spec.load_judge(loaded)
+    judge_model = load_spec(judge, spec.judge_backend_options(), loaded)
     writer_model = load_spec(writer, spec.judge_backend_options(), loaded) if writer else None
 
     with spec.open_store() as store:
