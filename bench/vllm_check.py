@@ -5,7 +5,11 @@ float32 safetensors, or --model-dir) through `hf:` on the GPU and through `vllm:
 multiple-choice items of bench/data/mc200.jsonl prints:
 - log-likelihood: share of items whose predicted choice agrees, the largest difference of a choice's
   summed log-probability, and both wall times with their ratio;
-- greedy generation of --gen prompts: share of identical texts and both wall times.
+- greedy generation of --gen prompts: share of identical texts and both wall times;
+- greedy 8-shot chain of thought on --gen GSM8K-style prompts of bench/data/gen48.jsonl (the 8
+  exemplars of gen48_train.jsonl as their shared prefix, 192 new tokens, stop "Question:"): share of
+  identical texts between hf and vLLM, and vLLM's wall time with automatic prefix caching on (the
+  backend's default) and off, with the speed-up it brings.
 vLLM uses its own kernels (and bfloat16 unless --dtype float32), so small numeric differences are
 expected; a large disagreement points at a token-alignment bug in the backend.
 
@@ -26,6 +30,26 @@ HERE = Path(__file__).resolve().parent
 def items(n: int) -> list[dict]:
     rows = [json.loads(line) for line in (HERE / "data" / "mc200.jsonl").read_text().splitlines() if line.strip()]
     return rows[:n]
+
+
+def few_shot_requests(n: int) -> list:
+    """8-shot chain-of-thought requests on the GSM8K-style items, prompts as capeval's gsm8k task
+    renders them (exemplar answers: rationale + "The answer is N."), the exemplars as shared prefix."""
+    from capeval.types import GenerationParams, Request
+
+    def read(name: str) -> list[dict]:
+        return [json.loads(line) for line in (HERE / "data" / name).read_text().splitlines() if line.strip()]
+
+    def worked(answer: str) -> str:
+        rationale, number = answer.rsplit("####", 1)
+        return " ".join(line.strip() for line in rationale.splitlines() if line.strip()) + f" The answer is {number.strip()}."
+
+    prefix = "".join(f"Question: {r['question']}\nAnswer: {worked(r['answer'])}\n\n" for r in read("gen48_train.jsonl"))
+    params = GenerationParams(max_tokens=192, stop=("Question:",))
+    return [
+        Request(kind="generate", prompt=prefix + f"Question: {r['question']}\nAnswer:", params=params, shared_prefix=prefix)
+        for r in read("gen48.jsonl")[:n]
+    ]
 
 
 def main() -> int:
@@ -54,22 +78,35 @@ def main() -> int:
         for r in rows
     ]
     gen = [Request(kind="generate", prompt=(Message("user", r["question"]),), params=GenerationParams(max_tokens=48)) for r in rows[: args.gen]]
+    cot = few_shot_requests(args.gen)
 
     out: dict[str, float] = {}
     results = {}
-    for name, spec, opts in (("hf", f"hf:{folder}", {"dtype": args.dtype, "device": "cuda"}), ("vllm", f"vllm:{folder}", {"dtype": args.dtype})):
+    runs = (
+        ("hf", f"hf:{folder}", {"dtype": args.dtype, "device": "cuda"}),
+        ("vllm", f"vllm:{folder}", {"dtype": args.dtype}),
+        ("vllm_no_prefix_caching", f"vllm:{folder}", {"dtype": args.dtype, "prefix_caching": False}),
+    )
+    for name, spec, opts in runs:
         model = load_model(spec, **opts)
+        if name != "vllm_no_prefix_caching":
+            start = time.perf_counter()
+            scored = model.loglikelihood(ll)
+            out[f"{name}_loglikelihood_s"] = time.perf_counter() - start
+            start = time.perf_counter()
+            texts = model.generate(gen)
+            out[f"{name}_generate_s"] = time.perf_counter() - start
+            results[name] = (scored, texts)
         start = time.perf_counter()
-        scored = model.loglikelihood(ll)
-        t_ll = time.perf_counter() - start
-        start = time.perf_counter()
-        texts = model.generate(gen)
-        t_gen = time.perf_counter() - start
-        results[name] = (scored, texts)
-        out[f"{name}_loglikelihood_s"], out[f"{name}_generate_s"] = t_ll, t_gen
+        results[name + "_cot"] = model.generate(cot)
+        out[f"{name}_8shot_cot_s"] = time.perf_counter() - start
         del model
         torch.cuda.empty_cache()
     (hf_ll, hf_gen), (vl_ll, vl_gen) = results["hf"], results["vllm"]
+    same = lambda a, b: sum(x.text == y.text for x, y in zip(a, b)) / max(1, len(cot))
+    out["cot_text_agreement_hf_vllm"] = same(results["hf_cot"], results["vllm_cot"])
+    out["cot_text_agreement_prefix_caching_on_off"] = same(results["vllm_cot"], results["vllm_no_prefix_caching_cot"])
+    out["prefix_caching_speedup"] = out["vllm_no_prefix_caching_8shot_cot_s"] / out["vllm_8shot_cot_s"]
     def pred(r: object) -> int:
         lps = r.logprobs  # type: ignore[attr-defined]
         return max(range(len(lps)), key=lps.__getitem__)

@@ -87,3 +87,28 @@ def test_a_prompt_that_cannot_be_rendered_fails_alone():
     vl = VLLMModel("x", engine=engine, chat_template=None)
     out = vl.generate([Request(kind="generate", prompt=(Message("user", "hi"),)), Request(kind="generate", prompt="plain text")])
     assert "no chat template" in out[0].error and out[1].text == "ok" and out[1].error is None
+
+
+def test_the_vllm_engine_is_built_with_automatic_prefix_caching(monkeypatch):
+    # vLLM itself needs a GPU: a stand-in `vllm` module records how the backend builds its engine
+    import sys
+    import types
+
+    built: list[dict] = []
+
+    class LLM:
+        def __init__(self, **kwargs):
+            built.append(kwargs)
+
+        def get_tokenizer(self):
+            from transformers import AutoTokenizer
+
+            from capeval.models.bundled import ensure_weights
+
+            return AutoTokenizer.from_pretrained(str(ensure_weights("smollm2-135m-instruct")))
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=dict))
+    load_model("vllm:org/name")
+    load_model("vllm:org/name", prefix_caching=False)
+    assert [b["enable_prefix_caching"] for b in built] == [True, False]
+    assert built[0]["model"] == "org/name"

@@ -43,6 +43,10 @@ class VLLMModel(PromptTokens):
         model_id: the name in the cache key's model identity (default "vllm:<resolved path or hub id>");
             the files' fingerprint or the hub commit is always added, as for the transformers backend.
         concurrency: accepted and ignored (vLLM schedules its own batches).
+        prefix_caching: vLLM's automatic prefix caching (`enable_prefix_caching`, on by default):
+            requests that start with the same tokens (a task's few-shot exemplars, a judge's
+            instructions) reuse the KV blocks already computed for them. It does not change outputs;
+            vLLM skips the cache for requests that ask for prompt log-probabilities (log-likelihood).
         engine: an engine object to use instead of building `vllm.LLM` (the CPU test seam).
     """
 
@@ -57,6 +61,7 @@ class VLLMModel(PromptTokens):
         gpu_memory_utilization: float = 0.9,
         model_id: str | None = None,
         concurrency: int | None = None,
+        prefix_caching: bool = True,
         engine: Any = None,
     ) -> None:
         if engine is None:
@@ -69,6 +74,7 @@ class VLLMModel(PromptTokens):
                 engine = LLM(
                     model=spec, dtype=dtype, max_model_len=max_length, revision=revision,
                     tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization,
+                    enable_prefix_caching=prefix_caching,
                 )
             except (OSError, ValueError, RuntimeError) as e:
                 raise ModelError(f"vLLM cannot load '{spec}': {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
