@@ -9,8 +9,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize
-from scipy.special import expit, log_expit
 
 from capeval.errors import CapevalError
 
@@ -77,6 +75,10 @@ def _fit_bt(
     pairs: np.ndarray, outcomes: np.ndarray, weights: np.ndarray, n_models: int, base: float, x0: np.ndarray | None = None
 ) -> np.ndarray:
     """Unregularised Bradley-Terry MLE in natural units: P(a beats b) = sigmoid(ln(base) (r_a - r_b))."""
+    # imported here: every CLI start imports this module (command registration), few runs fit
+    from scipy.optimize import minimize
+    from scipy.special import expit, log_expit
+
     alpha = math.log(base)
     total = weights.sum()
 

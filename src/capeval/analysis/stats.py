@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from scipy.stats import norm
 
 from capeval.errors import CapevalError
 
@@ -230,6 +229,9 @@ def minimum_detectable_difference(
     """
     if n <= 0:
         return math.inf
+    # imported here: scipy.stats takes ~1 s to import, and every CLI start imports this module
+    from scipy.stats import norm
+
     z = float(norm.ppf(1 - alpha / 2) + norm.ppf(power))
     if not paired:
         return z * math.sqrt(2 * p * (1 - p) / n)
