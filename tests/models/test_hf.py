@@ -136,6 +136,70 @@ def test_greedy_generation_does_not_depend_on_batch_composition(smollm2):
     assert together == alone
 
 
+def test_continuous_batching_refills_slots_with_the_same_outputs_as_alone(smollm2):
+    # batch 2 and prompts that stop at different lengths: finished rows' slots are refilled from the
+    # queue (new rows prefilled and joined to the running cache); every greedy output and every
+    # seeded sample must be what the request gives alone
+    two = load_model("smollm2-135m-instruct", batch_size=2)
+    reqs = [
+        gen("1, 2, 3, 4,", max_tokens=30, stop=(" 9",)),
+        gen("The capital of France is", max_tokens=3),
+        gen("Question: What is 12 + 30?\nAnswer:", max_tokens=20, stop=("Question:",)),
+        gen("Once upon a time", max_tokens=12, temperature=1.0, seed=3),
+        gen("def add(a, b):\n", max_tokens=16, stop=("\n\n",)),
+        gen("A short list of colours: red,", max_tokens=7),
+    ]
+    together = two.generate(reqs)
+    alone = [smollm2.generate([r])[0] for r in reqs]
+    assert [r.text for r in together] == [r.text for r in alone]
+    assert [r.completion_tokens for r in together] == [r.completion_tokens for r in alone]
+    assert [r.finish_reason for r in together] == [r.finish_reason for r in alone]
+    assert together[0].text == " 5, 6, 7, 8," and together[1].completion_tokens == 3
+    assert sum(r.latency_s for r in together) > 0
+
+
+def test_windowed_stop_detection_cuts_where_decoding_everything_cuts(smollm2):
+    # the stop check decodes only the newest tokens; it must stop at the same token, with the same
+    # text, as decoding the whole text after every token (multi-byte characters split over tokens,
+    # stop strings that span many tokens, special tokens that decode to nothing)
+    from capeval.models.hf import _StopWatch
+
+    text = "Voilà: 3 × 4 = 12 → déjà vu. Question: 日本語のテキスト 🙂 ok\n\nQ: done Question: end"
+    tokens = smollm2.tokenizer.encode(text, add_special_tokens=False)
+    tokens[5:5] = [smollm2.tokenizer.convert_tokens_to_ids("<|im_start|>")] * 30
+    for stop in [("Question:",), ("🙂",), ("日本語",), ("\n\nQ:", "→ d"), ("never there",), ("u. Question: 日",)]:
+        watch = _StopWatch(smollm2.tokenizer, stop)
+        expected_at, got_at = None, None
+        for t in range(1, len(tokens) + 1):
+            full = smollm2.tokenizer.decode(tokens[:t], skip_special_tokens=True)
+            if expected_at is None and any(s in full for s in stop):
+                cut = min(i for i in (full.find(s) for s in stop) if i >= 0)
+                expected_at, expected_text = t, full[:cut]
+            if got_at is None and (found := watch.check(tokens[:t])) is not None:
+                got_at, got_text = t, found
+        assert got_at == expected_at, stop
+        if expected_at is not None:
+            assert got_text == expected_text
+
+
+def test_generation_starts_from_the_shared_prefix_cache_with_the_same_outputs(smollm2):
+    prefix = few_shot([("Tom has 3 apples and buys 4 more. How many apples?", "3 + 4 = 7. The answer is 7.")] * 3)
+    questions = ["Ana has 5 pens and loses 2. How many pens?", "A box holds 6 eggs. How many eggs in 3 boxes?",
+                 "Kofi reads 12 pages a day. How many pages in 4 days?"]
+    reqs = [gen(prefix + f"Question: {q}\nAnswer:", max_tokens=24, stop=("Question:",)) for q in questions]
+    reqs = [Request("generate", r.prompt, params=r.params, shared_prefix=prefix) for r in reqs]
+    fast = smollm2.generate(reqs)
+    stats = smollm2.last_stats
+    assert stats.rows == stats.rows_with_reuse == 3 and stats.prefix_computations <= 1
+    assert stats.prefix_tokens_reused > 3 * 50
+    with plain_path(smollm2):
+        plain = smollm2.generate(reqs)
+        assert smollm2.last_stats.prefix_tokens_reused == 0
+    assert [r.text for r in fast] == [r.text for r in plain]
+    assert [r.completion_tokens for r in fast] == [r.completion_tokens for r in plain]
+    assert all(r.text and r.error is None for r in fast)
+
+
 # ---- log-likelihood -----------------------------------------------------------------------------
 def test_loglikelihood_equals_a_direct_computation(smollm2):
     context = "The quick brown fox jumps over the lazy dog. The capital of France is"

@@ -6,9 +6,9 @@ import copy
 import hashlib
 import inspect
 import time
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,9 @@ DEFAULT_BATCH_SIZE = 16
 PREFIX_CACHE_ENTRIES = 4
 # Reusing fewer tokens than this saves less than the bookkeeping costs.
 MIN_PREFIX_REUSE = 8
+# Continuous batching refills the batch once this share of its slots (1/n) is free: each refill is
+# one more forward pass, so rows are admitted a few at a time.
+REFILL_FRACTION = 4
 
 
 def _torch() -> Any:
@@ -58,7 +61,8 @@ class _Row:
 
 @dataclass
 class ScoringStats:
-    """What the last loglikelihood call did; tests and the benchmark read it."""
+    """What the last loglikelihood or generate call did; tests and the benchmark read it (a
+    generation row is one request)."""
 
     rows: int = 0
     forward_passes: int = 0
@@ -175,6 +179,12 @@ class HFModel(PromptTokens):
         params = inspect.signature(self.model.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
         self._has_logits_to_keep = "logits_to_keep" in params
+        from transformers import DynamicCache
+        from transformers.cache_utils import DynamicLayer
+
+        # continuous batching joins rows' caches column by column: plain full-attention layers only
+        layers = DynamicCache(config=config).layers
+        self._joinable_cache = bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
         self._prefix_lru: OrderedDict[tuple[int, ...], Any] = OrderedDict()
         self._prefix_token_memo: dict[str, tuple[int, ...]] = {}
         self.last_stats = ScoringStats()
@@ -249,9 +259,7 @@ class HFModel(PromptTokens):
         ctx = pairs[0][0]
         if not self.fast_paths:
             return [self._row(index, j, c, k) for j, (c, k) in enumerate(pairs) if k], None
-        hint: tuple[int, ...] | None = None
-        if req.shared_prefix and isinstance(req.prompt, str) and text.startswith(req.shared_prefix):
-            hint = self._prefix_tokens(req.shared_prefix)
+        hint = self._shared_prefix_hint(req, text)
         conts = [k for _, k in pairs]
         if all(len(k) == 1 for k in conts) and len(ctx) < self.max_length:
             row = _Row(list(ctx), [_Target(index, j, k) for j, k in enumerate(conts)])
@@ -261,6 +269,23 @@ class HFModel(PromptTokens):
             # several continuations of one context: compute the context once, extend it per choice
             hint = tuple(ctx[:-1])
         return rows, hint
+
+    def _shared_prefix_hint(self, req: Request, text: str) -> tuple[int, ...] | None:
+        """The tokens of the request's `shared_prefix` when its rendered prompt starts with it."""
+        if req.shared_prefix and isinstance(req.prompt, str) and text.startswith(req.shared_prefix):
+            return self._prefix_tokens(req.shared_prefix)
+        return None
+
+    def _reuse_key(self, hint: tuple[int, ...] | None, tokens: Sequence[int], keep: int) -> tuple[int, ...]:
+        """The leading tokens of `tokens` to take from the cached prefix `hint` (() = none): those the
+        two tokenizations share, leaving the last `keep` positions to be computed."""
+        if not hint:
+            return ()
+        m = min(_lcp(hint, tokens), len(tokens) - keep)
+        if m >= MIN_PREFIX_REUSE:
+            return tuple(tokens[:m])
+        self.last_stats.shared_prefix_fallbacks += 1
+        return ()
 
     def _prefix_tokens(self, prefix: str) -> tuple[int, ...]:
         # every item of a few-shot task carries the same prefix text: tokenize it once
@@ -287,13 +312,7 @@ class HFModel(PromptTokens):
         stats = self.last_stats
         stats.rows = len(rows)
         for row, hint in zip(rows, hints):
-            key: tuple[int, ...] = ()
-            if hint:
-                m = min(_lcp(hint, row.tokens), len(row.tokens) - row.keep)
-                if m >= MIN_PREFIX_REUSE:
-                    key = tuple(row.tokens[:m])
-                else:
-                    stats.shared_prefix_fallbacks += 1
+            key = self._reuse_key(hint, row.tokens, row.keep)
             row.reuse = len(key)
             groups[key].append(row)
         for key, group in groups.items():
@@ -455,129 +474,288 @@ class HFModel(PromptTokens):
 
     # ---- generation -------------------------------------------------------------------------
     def generate(self, requests: Sequence[Request]) -> list[Response]:
-        """Complete each prompt: length-sorted batches, greedy or seeded sampling, stop strings."""
+        """Complete each prompt: greedy or seeded sampling, stop strings, continuous batching.
+
+        Requests whose prompt starts with their `shared_prefix` (few-shot exemplars) start from the
+        prefix's KV cache, computed once, as in `loglikelihood`; the tokens fed are always those of
+        the whole prompt. Prompts go longest first; with `fast_paths` (and a model whose cache
+        rows can be joined: not DoLa, no sliding-window layers) a finished row's slot is taken by
+        the next prompt at once, else prompts run in static batches until their longest row ends."""
+        self.last_stats = ScoringStats()
         responses: list[Response | None] = [None] * len(requests)
-        items: list[tuple[int, list[int]]] = []
+        groups: dict[tuple[int, ...], list[tuple[int, list[int]]]] = defaultdict(list)
         for i, req in enumerate(requests):
             try:
-                tokens = self.encode(self.render(req.prompt))
+                text = self.render(req.prompt)
+                tokens = self.encode(text)
                 budget = max(1, self.max_length - max(1, req.params.max_tokens))
-                items.append((i, tokens[-budget:] or [self.prefix_token_id]))
+                tokens = tokens[-budget:] or [self.prefix_token_id]
+                hint = self._shared_prefix_hint(req, text) if self.fast_paths else None
+                key = self._reuse_key(hint, tokens, 1)
             except Exception as e:  # noqa: BLE001 - a request that cannot be rendered fails alone
                 responses[i] = Response(error=_error_text(e))
-        items.sort(key=lambda it: len(it[1]), reverse=True)
-        for b in range(0, len(items), self.batch_size):
-            batch = items[b : b + self.batch_size]
-            for (i, _), resp in zip(batch, self._generate_isolated(batch, requests)):
-                responses[i] = resp
+                continue
+            groups[key].append((i, tokens))
+        self.last_stats.rows = sum(len(g) for g in groups.values())
+        continuous = self.fast_paths and self.dola is None and self._joinable_cache
+        for key, items in groups.items():
+            try:
+                base = self._prefix_cache(key) if key else None
+            except Exception as e:  # noqa: BLE001 - answered as errors, never lost
+                for i, _ in items:
+                    responses[i] = Response(error=_error_text(e))
+                continue
+            if key:
+                self.last_stats.rows_with_reuse += len(items)
+                self.last_stats.prefix_tokens_reused += len(key) * len(items)
+            items.sort(key=lambda it: len(it[1]), reverse=True)
+            if continuous:
+                self._generate_continuous(items, requests, len(key), base, responses)
+                continue
+            for b in range(0, len(items), self.batch_size):
+                batch = items[b : b + self.batch_size]
+                for (i, _), resp in zip(batch, self._generate_isolated(batch, requests, len(key), base)):
+                    responses[i] = resp
         return [r if r is not None else Response(error="not generated") for r in responses]
 
     def _generate_isolated(
-        self, batch: list[tuple[int, list[int]]], requests: Sequence[Request]
+        self, batch: list[tuple[int, list[int]]], requests: Sequence[Request], past: int, base: Any
     ) -> list[Response]:
         try:
-            return self._generate_batch(batch, requests)
+            return self._generate_batch(batch, requests, past, base)
         except Exception as e:  # noqa: BLE001 - isolated below, then answered as errors
             if len(batch) == 1:
                 return [Response(error=_error_text(e))]
-            return [r for item in batch for r in self._generate_isolated([item], requests)]
+            return [r for item in batch for r in self._generate_isolated([item], requests, past, base)]
 
     def _generate_batch(
-        self, batch: list[tuple[int, list[int]]], requests: Sequence[Request]
+        self, batch: list[tuple[int, list[int]]], requests: Sequence[Request], past: int, base: Any
     ) -> list[Response]:
+        """One static batch: it runs until its last row ends (finished rows leave the cache)."""
         torch = _torch()
-        from transformers import DynamicCache
-
-        started = time.perf_counter()
-        reqs = [requests[i] for i, _ in batch]
-        params = [r.params for r in reqs]
-        generators = [_generator(r) for r in reqs]
-        n = len(batch)
-        width = max(len(t) for _, t in batch)
-        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((n, width), dtype=torch.long)
-        for row, (_, toks) in enumerate(batch):
-            ids[row, width - len(toks) :] = torch.tensor(toks, dtype=torch.long)
-            mask[row, width - len(toks) :] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache(config=self.model.config)
-        out_tokens: list[list[int]] = [[] for _ in range(n)]
-        texts: list[str | None] = [None] * n
-        reasons: list[str | None] = [None] * n
-        active = list(range(n))  # rows still generating, in the order of the cache's batch dim
-        kwargs: dict[str, Any] = {"use_cache": True, self._cache_kw: cache}
-        if self._has_logits_to_keep:
-            kwargs["logits_to_keep"] = 1
-        if self.dola is not None:
-            kwargs["output_hidden_states"] = True
-        step_ids, step_mask, step_pos = ids, mask, positions
         with torch.inference_mode():
-            while active:
-                out = self.model(
-                    step_ids.to(self.device),
-                    attention_mask=step_mask.to(self.device),
-                    position_ids=step_pos.to(self.device),
-                    **kwargs,
-                )
-                if self.dola is None:
-                    logits = out.logits[:, -1, :].float().cpu()
-                else:
-                    histories = [batch[row][1] + out_tokens[row] for row in active]
+            rows, cache, mask, pos, logits, out = self._prefill(batch, requests, past, base)
+            active = list(rows)  # rows still generating, in the order of the cache's batch dim
+            while True:
+                started = time.perf_counter()
+                if self.dola is not None:
+                    histories = [row.tokens + row.out for row in active]
                     logits = self.dola.next_token_scores(out, histories).cpu()
-                next_ids: list[int] = []
-                for slot, row in enumerate(active):
-                    next_ids.append(_pick(logits[slot], params[row], generators[row]))
-                still: list[int] = []
-                for slot, row in enumerate(active):
-                    tok = next_ids[slot]
-                    p = params[row]
-                    if tok in self.eos_ids:
-                        reasons[row] = "stop"
-                    else:
-                        out_tokens[row].append(tok)
-                        text, hit = self._check_stop(out_tokens[row], p.stop)
-                        if hit:
-                            texts[row], reasons[row] = text, "stop"
-                        elif len(out_tokens[row]) >= p.max_tokens:
-                            reasons[row] = "length"
-                    if reasons[row] is None:
-                        still.append(slot)
+                still = [slot for slot, row in enumerate(active) if self._advance(row, logits[slot])]
                 if not still:
                     break
                 if len(still) < len(active):
                     index = torch.tensor(still, dtype=torch.long)
                     cache.batch_select_indices(index.to(self.device))
-                    step_mask, step_pos = step_mask[index], step_pos[index]
+                    mask, pos = mask[index], pos[index]
                 active = [active[s] for s in still]
-                step_ids = torch.tensor([[out_tokens[r][-1]] for r in active], dtype=torch.long)
-                step_mask = torch.cat([step_mask, torch.ones((len(active), 1), dtype=torch.long)], dim=1)
-                step_pos = step_pos[:, -1:] + 1
-        elapsed = time.perf_counter() - started
-        responses = []
-        for row, (_, toks) in enumerate(batch):
-            stopped = texts[row]
-            text = (
-                stopped
-                if stopped is not None
-                else str(self.tokenizer.decode(out_tokens[row], skip_special_tokens=True))
-            )
-            responses.append(
-                Response(
-                    text=text,
-                    prompt_tokens=len(toks),
-                    completion_tokens=len(out_tokens[row]),
-                    latency_s=elapsed / n,
-                    finish_reason=reasons[row] or "length",
-                )
-            )
-        return responses
+                logits, out, mask, pos = self._decode_step(active, cache, mask, pos)
+                for row in active:
+                    row.seconds += (time.perf_counter() - started) / len(active)
+        return [row.response(self.tokenizer) for row in rows]
 
-    def _check_stop(self, tokens: list[int], stop: Sequence[str]) -> tuple[str, bool]:
-        if not stop:
-            return "", False
+    def _generate_continuous(
+        self,
+        items: list[tuple[int, list[int]]],
+        requests: Sequence[Request],
+        past: int,
+        base: Any,
+        responses: list[Response | None],
+    ) -> None:
+        """Continuous batching: up to `batch_size` rows decode together, and as rows finish, the next
+        prompts of the queue are prefilled and joined to the running batch, so it stays full until
+        the queue is empty. Rows not finished when something failed are answered by the static
+        batches (which isolate the failing request)."""
+        torch = _torch()
+        queue = deque(items)
+        active: list[_GenRow] = []
+        cache: Any = None
+        mask = pos = logits = None
+        refill_at = max(1, self.batch_size // REFILL_FRACTION)
+        try:
+            with torch.inference_mode():
+                while active or queue:
+                    free = self.batch_size - len(active)
+                    if queue and (not active or free >= min(refill_at, len(queue))):
+                        new = [queue.popleft() for _ in range(min(free, len(queue)))]
+                        rows, new_cache, new_mask, new_pos, new_logits, _ = self._prefill(new, requests, past, base)
+                        cache, mask, pos = _join_rows(cache, mask, pos, new_cache, new_mask, new_pos)
+                        logits = new_logits if logits is None else torch.cat([logits, new_logits])
+                        active += rows
+                    started = time.perf_counter()
+                    still = [slot for slot, row in enumerate(active) if self._advance(row, logits[slot])]
+                    for slot in sorted(set(range(len(active))) - set(still)):
+                        responses[active[slot].index] = active[slot].response(self.tokenizer)
+                    if len(still) < len(active):
+                        active = [active[s] for s in still]
+                        if not active:
+                            cache = mask = pos = logits = None
+                            continue
+                        index = torch.tensor(still, dtype=torch.long)
+                        cache.batch_select_indices(index.to(self.device))
+                        mask, pos = mask[index], pos[index]
+                        # leading columns that only finished rows attended to: drop them
+                        first = int(mask.any(0).nonzero()[0, 0])
+                        if first:
+                            _crop_left(cache, first)
+                            mask = mask[:, first:]
+                    logits, _, mask, pos = self._decode_step(active, cache, mask, pos)
+                    for row in active:
+                        row.seconds += (time.perf_counter() - started) / len(active)
+        except Exception:  # noqa: BLE001 - the static path answers what is left, isolating failures
+            left = [item for item in items if responses[item[0]] is None]
+            for b in range(0, len(left), self.batch_size):
+                batch = left[b : b + self.batch_size]
+                for (i, _), resp in zip(batch, self._generate_isolated(batch, requests, past, base)):
+                    responses[i] = resp
+
+    def _prefill(
+        self, items: list[tuple[int, list[int]]], requests: Sequence[Request], past: int, base: Any
+    ) -> tuple[list[_GenRow], Any, Any, Any, Any, Any]:
+        """Run prompts whose first `past` tokens are in the cache `base` (None when past is 0), the
+        rest left-padded after them: the new rows, their cache, attention mask, next positions,
+        the logits of their first token and the model's output."""
+        torch = _torch()
+        from transformers import DynamicCache
+
+        started = time.perf_counter()
+        n = len(items)
+        width = max(len(t) - past for _, t in items)
+        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((n, past + width), dtype=torch.long)
+        mask[:, :past] = 1
+        for row, (_, toks) in enumerate(items):
+            suffix = toks[past:]
+            ids[row, width - len(suffix) :] = torch.tensor(suffix, dtype=torch.long)
+            mask[row, past + width - len(suffix) :] = 1
+        positions = (mask[:, past:].cumsum(-1) - 1).clamp(min=0).add(past)
+        cache = _expand_cache(base, n) if base is not None else DynamicCache(config=self.model.config)
+        logits, out = self._forward_step(ids, cache, mask, positions)
+        seconds = (time.perf_counter() - started) / n
+        rows = [_GenRow.start(i, toks, requests[i], _StopWatch(self.tokenizer, requests[i].params.stop), seconds)
+                for i, toks in items]
+        return rows, cache, mask, positions[:, -1:] + 1, logits, out
+
+    def _decode_step(self, active: list[_GenRow], cache: Any, mask: Any, pos: Any) -> tuple[Any, Any, Any, Any]:
+        """Feed every active row its last token: (next logits, output, mask, next positions)."""
+        torch = _torch()
+        ids = torch.tensor([[row.out[-1]] for row in active], dtype=torch.long)
+        mask = torch.cat([mask, torch.ones((len(active), 1), dtype=torch.long)], dim=1)
+        logits, out = self._forward_step(ids, cache, mask, pos)
+        return logits, out, mask, pos[:, -1:] + 1
+
+    def _forward_step(self, ids: Any, cache: Any, mask: Any, positions: Any) -> tuple[Any, Any]:
+        kwargs: dict[str, Any] = {"use_cache": True, self._cache_kw: cache}
+        if self._has_logits_to_keep:
+            kwargs["logits_to_keep"] = 1
+        if self.dola is not None:
+            kwargs["output_hidden_states"] = True
+        out = self.model(
+            ids.to(self.device), attention_mask=mask.to(self.device), position_ids=positions.to(self.device), **kwargs
+        )
+        return out.logits[:, -1, :].float().cpu(), out
+
+    def _advance(self, row: _GenRow, logits: Any) -> bool:
+        """Pick the row's next token and record it; False once the row has finished."""
+        tok = _pick(logits, row.params, row.generator)
+        if tok in self.eos_ids:
+            row.reason = "stop"
+            return False
+        row.out.append(tok)
+        stopped = row.stops.check(row.out)
+        if stopped is not None:
+            row.text, row.reason = stopped, "stop"
+        elif len(row.out) >= row.params.max_tokens:
+            row.reason = "length"
+        return row.reason is None
+
+
+@dataclass
+class _GenRow:
+    """One request being generated: its prompt tokens, what it produced so far, why it ended, and
+    its share of the model's time (each step's time split among the rows in it)."""
+
+    index: int
+    tokens: list[int]
+    params: GenerationParams
+    generator: Any
+    stops: _StopWatch
+    seconds: float
+    out: list[int] = field(default_factory=list)
+    text: str | None = None
+    reason: str | None = None
+
+    @classmethod
+    def start(cls, index: int, tokens: list[int], req: Request, stops: _StopWatch, seconds: float) -> _GenRow:
+        return cls(index, tokens, req.params, _generator(req), stops, seconds)
+
+    def response(self, tokenizer: Any) -> Response:
+        text = self.text if self.text is not None else str(tokenizer.decode(self.out, skip_special_tokens=True))
+        return Response(
+            text=text,
+            prompt_tokens=len(self.tokens),
+            completion_tokens=len(self.out),
+            latency_s=self.seconds,
+            finish_reason=self.reason or "length",
+        )
+
+
+def _join_rows(cache: Any, mask: Any, pos: Any, new_cache: Any, new_mask: Any, new_pos: Any) -> tuple[Any, Any, Any]:
+    """The running batch's cache, mask and positions with new rows appended: the shorter side is
+    padded on the left with masked columns (keys hold their rotary positions already)."""
+    torch = _torch()
+    if cache is None:
+        return new_cache, new_mask, new_pos
+    width = max(mask.shape[1], new_mask.shape[1])
+    for old, new in zip(cache.layers, new_cache.layers):
+        for name in ("keys", "values"):
+            a, b = getattr(old, name), getattr(new, name)
+            pad_a, pad_b = width - a.shape[-2], width - b.shape[-2]
+            a = torch.nn.functional.pad(a, (0, 0, pad_a, 0)) if pad_a else a
+            b = torch.nn.functional.pad(b, (0, 0, pad_b, 0)) if pad_b else b
+            setattr(old, name, torch.cat([a, b]))
+    mask = torch.cat(
+        [torch.nn.functional.pad(m, (width - m.shape[1], 0)) for m in (mask, new_mask)]
+    )
+    return cache, mask, torch.cat([pos, new_pos])
+
+
+def _crop_left(cache: Any, first: int) -> None:
+    """Drop the first `first` columns of every layer (no remaining row attends to them)."""
+    for layer in cache.layers:
+        layer.keys = layer.keys[:, :, first:, :]
+        layer.values = layer.values[:, :, first:, :]
+
+
+class _StopWatch:
+    """Finds the first stop string in a row's decoded text as tokens arrive, decoding only a window
+    of the newest tokens each step instead of the whole text.
+
+    A stop string that appears when a token is added ends in the characters that token added (or
+    changed: a multi-byte character completed, a space cleaned up), so it lies within the text's
+    last `longest + SLACK` characters; the window is decoded from enough tokens to cover them, and
+    the whole text is decoded only when the window holds a stop string (or is too short to tell),
+    so the text cut there is exactly that of decoding everything at every step."""
+
+    SLACK = 8  # characters a window's first tokens may decode differently from the whole text
+
+    def __init__(self, tokenizer: Any, stop: Sequence[str]) -> None:
+        self.tokenizer = tokenizer
+        self.stop = [s for s in stop if s]
+        self.longest = max((len(s) for s in self.stop), default=0)
+        self.window = self.longest + 2 * self.SLACK  # tokens: most decode to one character or more
+
+    def check(self, tokens: list[int]) -> str | None:
+        """The text before the first stop string when the text of `tokens` holds one, else None."""
+        if not self.stop:
+            return None
+        if len(tokens) > self.window:
+            tail = str(self.tokenizer.decode(tokens[-self.window :], skip_special_tokens=True))
+            if len(tail) >= self.longest + self.SLACK and not any(s in tail for s in self.stop):
+                return None
         text = str(self.tokenizer.decode(tokens, skip_special_tokens=True))
-        cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)
-        return (text[:cut], True) if cut >= 0 else (text, False)
+        cut = min((i for i in (text.find(s) for s in self.stop) if i >= 0), default=-1)
+        return text[:cut] if cut >= 0 else None
 
 
 def _pick(logits: Any, params: GenerationParams, generator: Any) -> int:
