@@ -158,6 +158,28 @@ def test_continuous_batching_refills_slots_with_the_same_outputs_as_alone(smollm
     assert sum(r.latency_s for r in together) > 0
 
 
+def test_stream_answers_each_request_once_as_it_finishes(smollm2):
+    # the engine's streaming protocol: log-likelihood batches first, then generation in completion
+    # order (a short answer is saved before a long one sent ahead of it), the same answers as the
+    # plain calls
+    reqs = [
+        gen("Once upon a time", max_tokens=20),
+        ll(MC_PROMPT, LETTERS),
+        gen("The capital of France is", max_tokens=2),
+        gen((Message("user", "hi"),), max_tokens=4),
+    ]
+    items = list(smollm2.stream(reqs))
+    answered = [item for item in items if item is not None]
+    assert sorted(i for i, _ in answered) == [0, 1, 2, 3]
+    assert [i for i, _ in answered].index(2) < [i for i, _ in answered].index(0)
+    assert None in items  # steps in which no request finished
+    got = dict(answered)
+    assert got[1].logprobs == pytest.approx(smollm2.loglikelihood([reqs[1]])[0].logprobs, rel=1e-5, abs=2e-4)
+    plain = smollm2.generate([reqs[0], reqs[2], reqs[3]])
+    assert [got[0].text, got[2].text, got[3].text] == [r.text for r in plain]
+    assert got[2].completion_tokens == 2 and got[0].completion_tokens == 20
+
+
 def test_windowed_stop_detection_cuts_where_decoding_everything_cuts(smollm2):
     # the stop check decodes only the newest tokens; it must stop at the same token, with the same
     # text, as decoding the whole text after every token (multi-byte characters split over tokens,

@@ -7,7 +7,7 @@ import hashlib
 import inspect
 import time
 from collections import OrderedDict, defaultdict, deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -481,8 +481,30 @@ class HFModel(PromptTokens):
         the whole prompt. Prompts go longest first; with `fast_paths` (and a model whose cache
         rows can be joined: not DoLa, no sliding-window layers) a finished row's slot is taken by
         the next prompt at once, else prompts run in static batches until their longest row ends."""
-        self.last_stats = ScoringStats()
         responses: list[Response | None] = [None] * len(requests)
+        for item in self._answer_generate(requests):
+            if item is not None:
+                responses[item[0]] = item[1]
+        return [r if r is not None else Response(error="not generated") for r in responses]
+
+    def stream(self, requests: Sequence[Request]) -> Iterator[tuple[int, Response] | None]:
+        """The engine's streaming protocol: `(index, response)` as each request is answered, and
+        None after every decoding step in which none was. Log-likelihood requests go in batches of
+        `batch_size` (as `loglikelihood` would get them), then generation requests all in one
+        continuous batch, so the batch stays full until the last prompt; the engine saves answers
+        as they come and stops between two steps on Ctrl-C."""
+        scored = [i for i, r in enumerate(requests) if r.kind != "generate"]
+        for b in range(0, len(scored), self.batch_size):
+            part = scored[b : b + self.batch_size]
+            yield from zip(part, self.loglikelihood([requests[i] for i in part]))
+        generated = [i for i, r in enumerate(requests) if r.kind == "generate"]
+        for item in self._answer_generate([requests[i] for i in generated]):
+            yield None if item is None else (generated[item[0]], item[1])
+
+    def _answer_generate(self, requests: Sequence[Request]) -> Iterator[tuple[int, Response] | None]:
+        """Every request's `(index, response)` as it is answered (None after a step that answered
+        none): requests are grouped by the shared prefix they reuse, longest prompt first."""
+        self.last_stats = ScoringStats()
         groups: dict[tuple[int, ...], list[tuple[int, list[int]]]] = defaultdict(list)
         for i, req in enumerate(requests):
             try:
@@ -493,7 +515,7 @@ class HFModel(PromptTokens):
                 hint = self._shared_prefix_hint(req, text) if self.fast_paths else None
                 key = self._reuse_key(hint, tokens, 1)
             except Exception as e:  # noqa: BLE001 - a request that cannot be rendered fails alone
-                responses[i] = Response(error=_error_text(e))
+                yield i, Response(error=_error_text(e))
                 continue
             groups[key].append((i, tokens))
         self.last_stats.rows = sum(len(g) for g in groups.values())
@@ -503,20 +525,18 @@ class HFModel(PromptTokens):
                 base = self._prefix_cache(key) if key else None
             except Exception as e:  # noqa: BLE001 - answered as errors, never lost
                 for i, _ in items:
-                    responses[i] = Response(error=_error_text(e))
+                    yield i, Response(error=_error_text(e))
                 continue
             if key:
                 self.last_stats.rows_with_reuse += len(items)
                 self.last_stats.prefix_tokens_reused += len(key) * len(items)
             items.sort(key=lambda it: len(it[1]), reverse=True)
             if continuous:
-                self._generate_continuous(items, requests, len(key), base, responses)
+                yield from self._generate_continuous(items, requests, len(key), base)
                 continue
             for b in range(0, len(items), self.batch_size):
                 batch = items[b : b + self.batch_size]
-                for (i, _), resp in zip(batch, self._generate_isolated(batch, requests, len(key), base)):
-                    responses[i] = resp
-        return [r if r is not None else Response(error="not generated") for r in responses]
+                yield from zip((i for i, _ in batch), self._generate_isolated(batch, requests, len(key), base))
 
     def _generate_isolated(
         self, batch: list[tuple[int, list[int]]], requests: Sequence[Request], past: int, base: Any
@@ -560,21 +580,24 @@ class HFModel(PromptTokens):
         requests: Sequence[Request],
         past: int,
         base: Any,
-        responses: list[Response | None],
-    ) -> None:
+    ) -> Iterator[tuple[int, Response] | None]:
         """Continuous batching: up to `batch_size` rows decode together, and as rows finish, the next
         prompts of the queue are prefilled and joined to the running batch, so it stays full until
         the queue is empty. Rows not finished when something failed are answered by the static
-        batches (which isolate the failing request)."""
+        batches (which isolate the failing request). Yields as `_answer_generate`."""
         torch = _torch()
+        answered: set[int] = set()
         queue = deque(items)
         active: list[_GenRow] = []
         cache: Any = None
         mask = pos = logits = None
         refill_at = max(1, self.batch_size // REFILL_FRACTION)
         try:
-            with torch.inference_mode():
-                while active or queue:
+            while active or queue:
+                done: list[_GenRow] = []
+                # inference mode only between two yields: it is thread-local and must not hold
+                # while the caller (the engine saving answers) runs
+                with torch.inference_mode():
                     free = self.batch_size - len(active)
                     if queue and (not active or free >= min(refill_at, len(queue))):
                         new = [queue.popleft() for _ in range(min(free, len(queue)))]
@@ -584,30 +607,35 @@ class HFModel(PromptTokens):
                         active += rows
                     started = time.perf_counter()
                     still = [slot for slot, row in enumerate(active) if self._advance(row, logits[slot])]
-                    for slot in sorted(set(range(len(active))) - set(still)):
-                        responses[active[slot].index] = active[slot].response(self.tokenizer)
+                    kept = set(still)
+                    done = [row for slot, row in enumerate(active) if slot not in kept]
                     if len(still) < len(active):
                         active = [active[s] for s in still]
-                        if not active:
+                        if active:
+                            index = torch.tensor(still, dtype=torch.long)
+                            cache.batch_select_indices(index.to(self.device))
+                            mask, pos = mask[index], pos[index]
+                            # leading columns that only finished rows attended to: drop them
+                            first = int(mask.any(0).nonzero()[0, 0])
+                            if first:
+                                _crop_left(cache, first)
+                                mask = mask[:, first:]
+                        else:
                             cache = mask = pos = logits = None
-                            continue
-                        index = torch.tensor(still, dtype=torch.long)
-                        cache.batch_select_indices(index.to(self.device))
-                        mask, pos = mask[index], pos[index]
-                        # leading columns that only finished rows attended to: drop them
-                        first = int(mask.any(0).nonzero()[0, 0])
-                        if first:
-                            _crop_left(cache, first)
-                            mask = mask[:, first:]
-                    logits, _, mask, pos = self._decode_step(active, cache, mask, pos)
-                    for row in active:
-                        row.seconds += (time.perf_counter() - started) / len(active)
+                    if active:
+                        logits, _, mask, pos = self._decode_step(active, cache, mask, pos)
+                        for row in active:
+                            row.seconds += (time.perf_counter() - started) / len(active)
+                for row in done:
+                    answered.add(row.index)
+                    yield row.index, row.response(self.tokenizer)
+                if not done:
+                    yield None
         except Exception:  # noqa: BLE001 - the static path answers what is left, isolating failures
-            left = [item for item in items if responses[item[0]] is None]
+            left = [item for item in items if item[0] not in answered]
             for b in range(0, len(left), self.batch_size):
                 batch = left[b : b + self.batch_size]
-                for (i, _), resp in zip(batch, self._generate_isolated(batch, requests, past, base)):
-                    responses[i] = resp
+                yield from zip((i for i, _ in batch), self._generate_isolated(batch, requests, past, base))
 
     def _prefill(
         self, items: list[tuple[int, list[int]]], requests: Sequence[Request], past: int, base: Any
