@@ -278,3 +278,20 @@ def test_choices_sharing_a_question_reuse_its_kv_cache(srv, smollm2):
     assert [max(range(3), key=r.logprobs.__getitem__) for r in remote] == [max(range(3), key=d.logprobs.__getitem__) for d in direct]
     sent = sum(len(smollm2.encode(r.prompt + c)) for r in reqs for c in r.continuations)
     assert scorer.forward_tokens - before < 0.4 * sent  # the shared exemplars and questions ran once
+
+
+@pytest.mark.slow
+def test_prompt_scoring_keeps_its_prefix_in_the_models_own_cache(srv, smollm2):
+    """The server's token scorer has no KV cache of its own: the shared question of two choices is
+    computed once by the model's prefix cache (the one its loglikelihood uses) and stays there."""
+    from capeval.models import load_model
+
+    question = "".join(f"Fact {i}: the {i}th planet has {i + 2} moons.\n" for i in range(1, 9)) + "Which planet has 5 moons?\nAnswer:"
+    req = Request("loglikelihood", question, continuations=(" the third", " the fifth"))
+    (remote,) = load_model(f"openai:{SERVED}@{srv.base_url}", concurrency=1).loglikelihood([req])
+    second = tuple(smollm2.encode(question + " the fifth"))
+    shared = len(smollm2.encode(question)) - 1  # both choices start with the question's tokens
+    # checked before the model is called directly, which could fill its cache by itself
+    assert any(len(k) >= shared - 1 and second[: len(k)] == k for k in smollm2._prefix_lru)
+    (direct,) = smollm2.loglikelihood([req])
+    assert remote.logprobs == pytest.approx(direct.logprobs, rel=1e-5, abs=1e-3)
