@@ -490,10 +490,17 @@ class HFModel(PromptTokens):
     def stream(self, requests: Sequence[Request]) -> Iterator[tuple[int, Response] | None]:
         """The engine's streaming protocol: `(index, response)` as each request is answered, and
         None after every decoding step in which none was. Log-likelihood requests go in batches of
-        `batch_size` (as `loglikelihood` would get them), then generation requests all in one
+        `batch_size` (formed as the engine forms them for `loglikelihood`), then generation requests all in one
         continuous batch, so the batch stays full until the last prompt; the engine saves answers
         as they come and stops between two steps on Ctrl-C."""
-        scored = [i for i, r in enumerate(requests) if r.kind != "generate"]
+        from capeval.engine import _prompt_chars
+
+        # batches formed as the engine forms them for backends without stream: requests sharing a
+        # prefix together, longest prompts first, so they are padded as little as possible
+        scored = sorted(
+            (i for i, r in enumerate(requests) if r.kind != "generate"),
+            key=lambda i: (requests[i].shared_prefix or "", -_prompt_chars(requests[i])),
+        )
         for b in range(0, len(scored), self.batch_size):
             part = scored[b : b + self.batch_size]
             yield from zip(part, self.loglikelihood([requests[i] for i in part]))
