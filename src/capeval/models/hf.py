@@ -613,6 +613,8 @@ class HFModel(PromptTokens):
                         logits = new_logits if logits is None else torch.cat([logits, new_logits])
                         active += rows
                     started = time.perf_counter()
+                    # a batch is active only after a prefill, which set logits, mask and pos
+                    assert logits is not None and mask is not None and pos is not None
                     still = [slot for slot, row in enumerate(active) if self._advance(row, logits[slot])]
                     kept = set(still)
                     done = [row for slot, row in enumerate(active) if slot not in kept]
