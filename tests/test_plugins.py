@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -120,9 +121,11 @@ def _plugin_venv(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     purelib = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                              capture_output=True, text=True, check=True).stdout.strip()
     Path(purelib, "_capeval_parent_env.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    # built from a copy: a non-isolated build writes build/ and *.egg-info next to its sources
+    example = shutil.copytree(EXAMPLE, tmp_path / "example", ignore=shutil.ignore_patterns("build", "*.egg-info"))
     subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-deps", "--no-build-isolation",
-         "--no-index", str(EXAMPLE)],
+         "--no-index", str(example)],
         check=True, capture_output=True, text=True, timeout=600,
     )
     env = {**WIDE, "PYTHONPATH": str(ROOT / "src"), "VIRTUAL_ENV": str(env_dir)}
