@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from capeval import interrupts
 from capeval.analysis.stats import bootstrap_ci, small_sample_warning, wilson_interval
-from capeval.models.base import Model
+from capeval.models.base import Model, batch_order
 from capeval.models.fingerprint import identity_changes
 from capeval.prompting import PromptConfig
 from capeval.scoring.base import ScoringContext
@@ -237,10 +237,8 @@ def _execute_batched(
     for k, r in items:
         by_kind[r.kind].append((k, r))
     for kind, group in by_kind.items():
-        # A backend batches within one call: requests sharing a few-shot prefix stay together
-        # (its KV cache is computed once), and within that, longest prompts first, so batches
-        # are padded as little as one sort over the whole run would allow.
-        group.sort(key=lambda item: (item[1].shared_prefix or "", -_prompt_chars(item[1])))
+        # a backend batches within one call, so the calls follow its batch order
+        group.sort(key=lambda item: batch_order(item[1]))
         call = model.generate if kind == "generate" else model.loglikelihood
         for i in range(0, len(group), chunk):
             part = group[i : i + chunk]
@@ -256,12 +254,6 @@ def _execute_batched(
                 stats.record(resp)
             if advance:
                 advance(len(part))
-
-
-def _prompt_chars(req: Request) -> int:
-    if isinstance(req.prompt, str):
-        return len(req.prompt)
-    return sum(len(m.content) for m in req.prompt)
 
 
 @dataclass

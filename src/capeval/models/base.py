@@ -74,6 +74,16 @@ def register_backend(name: str) -> Callable[[ModelFactory], ModelFactory]:
     return deco
 
 
+def batch_order(req: Request) -> tuple[str, int]:
+    """The order a backend batches requests in: those sharing a few-shot prefix together (its KV
+    cache is computed once), and within that the longest prompt first, so batches are padded as
+    little as one sort over the whole run allows. The engine and backends that batch on their own
+    use this one key."""
+    prompt = req.prompt
+    chars = len(prompt) if isinstance(prompt, str) else sum(len(m.content) for m in prompt)
+    return (req.shared_prefix or "", -chars)
+
+
 def sampling_seed(req: Request) -> int | None:
     """The random seed of one sampled request (None when greedy), so a draw depends on the request
     alone, not on its batch. It mixes `params.seed` (or the prompt when there is none) with `repeat`,

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from capeval.errors import ModelError
-from capeval.models.base import check_options, option_names, register_backend, sampling_seed
+from capeval.models.base import batch_order, check_options, option_names, register_backend, sampling_seed
 from capeval.models.fingerprint import source_identity
 from capeval.models.tokenization import PromptTokens
 from capeval.types import GenerationParams, Request, Response
@@ -493,14 +493,8 @@ class HFModel(PromptTokens):
         `batch_size` (formed as the engine forms them for `loglikelihood`), then generation requests all in one
         continuous batch, so the batch stays full until the last prompt; the engine saves answers
         as they come and stops between two steps on Ctrl-C."""
-        from capeval.engine import _prompt_chars
-
-        # batches formed as the engine forms them for backends without stream: requests sharing a
-        # prefix together, longest prompts first, so they are padded as little as possible
-        scored = sorted(
-            (i for i, r in enumerate(requests) if r.kind != "generate"),
-            key=lambda i: (requests[i].shared_prefix or "", -_prompt_chars(requests[i])),
-        )
+        # batches formed in the engine's batch order (shared prefix together, longest first)
+        scored = sorted((i for i, r in enumerate(requests) if r.kind != "generate"), key=lambda i: batch_order(requests[i]))
         for b in range(0, len(scored), self.batch_size):
             part = scored[b : b + self.batch_size]
             yield from zip(part, self.loglikelihood([requests[i] for i in part]))
