@@ -298,3 +298,45 @@ def test_two_ctrl_c_mid_run_leave_the_store_whole(tmp_path):
         assert run_cli(args) == 0
         assert srv.app.state.stats.requests == N_SIGNAL - stored
     assert rows(db, "SELECT COUNT(*) FROM model_calls") == [(N_SIGNAL,)]
+
+
+class BreaksAfter(AdderModel):
+    """An AdderModel whose process-level failure (say, out of memory) comes after `good` answers."""
+
+    def __init__(self, good: int) -> None:
+        super().__init__()
+        self.good = good
+
+    def generate(self, requests):
+        if sum(self.answered.values()) + len(requests) > self.good:
+            raise RuntimeError("out of memory (simulated)")
+        return super().generate(requests)
+
+
+def test_a_run_ended_by_an_error_is_marked_failed_with_its_error_and_resumes(tmp_path, capsys):
+    from capeval.engine import evaluate_tasks
+    from capeval.prompting import PromptConfig
+    from capeval.store import Store
+    from capeval.tasks import get_task
+
+    data, db = write_data(tmp_path / "gsm8k", N_ITEMS), tmp_path / "store.db"
+    task = get_task("gsm8k", data=str(data))
+    with Store(db) as store, pytest.raises(RuntimeError, match="out of memory"):
+        evaluate_tasks(BreaksAfter(good=8), [task], PromptConfig(shots=0), store=store, progress=False, chunk_size=4)
+    (run_id, status, error), = rows(db, "SELECT run_id, status, error FROM runs")
+    assert (status, error) == ("failed", "RuntimeError: out of memory (simulated)")
+    assert rows(db, "SELECT COUNT(*) FROM model_calls") == [(8,)]  # the answers before the error are kept
+
+    capsys.readouterr()
+    assert run_cli(["runs", "show", run_id, "--db", str(db)]) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "failed" in shown and "error: RuntimeError: out of memory (simulated)" in shown and "resume" in shown
+    assert run_cli(["runs", "list", "--db", str(db)]) == 0
+    listed = capsys.readouterr().out
+    assert "failed" in listed and "interrupted" not in listed  # not taken for a vanished process
+
+    model = AdderModel()
+    with Store(db) as store:
+        result = evaluate_tasks(model, [task], PromptConfig(shots=0), store=store, progress=False, chunk_size=4)
+    assert (result.n_calls_cached, result.n_calls_new) == (8, N_ITEMS - 8)
+    assert sum(model.answered.values()) == N_ITEMS - 8

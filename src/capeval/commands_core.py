@@ -347,7 +347,9 @@ def models_cmd() -> None:
 def _status(store: Any, row: Any) -> str:
     """A run's state, coloured; a run left `running` by a process that is gone reads `interrupted`."""
     status = store.run_status(row)
-    colour = {"finished": "green", "incomplete": "red", "interrupted": "yellow", "running": "cyan"}.get(status, "")
+    colour = {"finished": "green", "incomplete": "red", "interrupted": "yellow", "running": "cyan", "failed": "red"}.get(
+        status, ""
+    )
     note = " (process gone)" if status != row["status"] else ""
     return f"[{colour}]{status}[/]{note}" if colour else status
 
@@ -395,7 +397,9 @@ def runs_show(
             print_result(result)
             if status != "finished":
                 _console().print(f"status: {_status(store, row)}")
-        if status == "interrupted":
+        if status == "failed":
+            _console().print(f"error: {row['error']}", markup=False)
+        if status in ("interrupted", "failed"):
             _console().print("[dim]re-run the command that started it to resume: stored model calls are not sent again[/]")
         # the full identity (fingerprint of the files, hub commit) next to the spec as given
         _console().print(f"model id: {row['model_id']}", markup=False)

@@ -435,6 +435,15 @@ def evaluate_tasks(
             store.mark_run(run_id, "interrupted")
             e.run_id = run_id
         raise
+    except BaseException as e:
+        # what was answered is stored already; the run says why it stopped (a KeyboardInterrupt
+        # outside the signal handler, or a SystemExit, is an interruption, not a failure)
+        if run_id is not None:
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                store.mark_run(run_id, "interrupted")
+            else:
+                store.mark_run(run_id, "failed", error=f"{type(e).__name__}: {e}"[:2000])
+        raise
     finally:
         if own_store:
             store.close()

@@ -72,6 +72,9 @@ def incomplete_note(store: Any, row: Any) -> str | None:
                 "items only (re-run it to retry them)")
     if status == "interrupted":
         return f"{who} was INTERRUPTED before it finished: its numbers cover only what it scored (re-run it to resume)"
+    if status == "failed":
+        return (f"{who} FAILED ({row['error']}) before it finished: its numbers cover only what it scored "
+                "(fix the cause and re-run it to resume)")
     return f"{who} is still RUNNING: its numbers may change"
 
 

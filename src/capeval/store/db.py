@@ -27,8 +27,9 @@ if TYPE_CHECKING:
 BUSY_TIMEOUT_S = 60.0
 # Run states: `running` (its process is alive), `finished` (every call answered), `incomplete`
 # (some model calls failed for good; metrics cover the answered items), `interrupted` (stopped by
-# a signal, or its process is gone). Re-running the same command resumes the last two.
-RUN_STATES = ("running", "finished", "incomplete", "interrupted")
+# a signal, or its process is gone), `failed` (an error ended it; `runs.error` says which).
+# Re-running the same command resumes the last three: stored model calls are not sent again.
+RUN_STATES = ("running", "finished", "incomplete", "interrupted", "failed")
 # A run on another host is taken for dead when its heartbeat is older than this (seconds); a
 # running capeval beats every HEARTBEAT_S.
 HEARTBEAT_S = 5.0
@@ -150,11 +151,13 @@ class Store:
         """Record that the process running `run_id` is alive."""
         self.execute("UPDATE runs SET heartbeat_at=? WHERE run_id=? AND status='running'", (time.time(), run_id))
 
-    def mark_run(self, run_id: str, status: str) -> None:
-        """Set a run's state without results (an interrupted run)."""
+    def mark_run(self, run_id: str, status: str, error: str | None = None) -> None:
+        """Set a run's state without results (an interrupted run; a failed one, with its error)."""
         if status not in RUN_STATES:
             raise ValueError(f"unknown run state {status!r}")
-        self.execute("UPDATE runs SET status=?, finished_at=? WHERE run_id=?", (status, time.time(), run_id))
+        self.execute(
+            "UPDATE runs SET status=?, finished_at=?, error=? WHERE run_id=?", (status, time.time(), error, run_id)
+        )
 
     def run_status(self, row: sqlite3.Row | Mapping[str, Any]) -> str:
         """A run's state as it truly is: a `running` run whose process is gone is `interrupted`.

@@ -265,3 +265,10 @@ def migrate(conn: sqlite3.Connection, path: Path | str, migrations: Sequence[Mig
         conn.rollback()
         raise
     return latest
+
+
+@migration
+def run_error(conn: sqlite3.Connection) -> None:
+    """The error that ended a `failed` run (its type and message), so the store says why the run
+    stopped instead of showing it as interrupted once its process is gone."""
+    add_column(conn, "runs", "error", "TEXT")
