@@ -329,3 +329,32 @@ def test_a_store_from_before_sign_in_gains_its_tables_and_keeps_each_persons_rat
         assert annotator.annotator_id == "old-ada-id" and auth.by_invite(store, link) == annotator
         (ada,) = auth.annotator_counts(store)
         assert (ada.name, ada.sign_in, ada.ratings) == ("Ada", "invite", 1)
+
+
+def _set(out: dict[str, str], response) -> None:
+    """Each cookie `response` sets (not those it deletes), by name, into `out`."""
+    out.update({h.split("=", 1)[0]: h for h in response.headers.get_list("set-cookie") if "max-age=0" not in h.lower()})
+
+
+@pytest.mark.parametrize("base_url, forced, secure", [
+    ("http://testserver", False, False), ("https://testserver", False, True), ("http://testserver", True, True),
+])
+def test_cookies_are_secure_over_https_or_when_told(store, annotation: AnnotationFixture, base_url, forced, secure) -> None:
+    app = make_app(store, annotation, limits=Limits(rate_limit=10_000, secure_cookies=forced), admin_token="adm")
+    c = testclient.TestClient(app, base_url=base_url, follow_redirects=False)
+    cookies: dict[str, str] = {}
+    link = invite(annotation.db, "Ada")
+
+    def post_form(path: str, page, **fields: str):
+        # the sign-in cookie sent by hand: no client sends a Secure cookie to an http:// address,
+        # which is what the app sees behind a TLS proxy on another machine
+        login = cookies["capeval_login"].split(";", 1)[0]
+        return c.post(path, data={**fields, "csrf": csrf_of(page.text)}, headers={"cookie": login})
+
+    _set(cookies, page := c.get(f"/invite/{link}"))
+    _set(cookies, post_form("/invite", page, token=link))
+    _set(cookies, page := c.get("/admin"))
+    _set(cookies, post_form("/admin/login", page, token="adm"))
+    for name in ("capeval_login", "capeval_session", "capeval_admin"):
+        header = cookies[name].lower()
+        assert "httponly" in header and ("; secure" in header) == secure, header

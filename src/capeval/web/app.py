@@ -178,6 +178,9 @@ class Limits:
     rate_limit: int = 30
     quota: int | None = None
     session_hours: float = 12.0
+    # cookies only over HTTPS: always (TLS ends at a proxy on another machine), else whenever the
+    # request came over HTTPS (directly, or through a trusted proxy's X-Forwarded-Proto)
+    secure_cookies: bool = False
 
 
 def create_app(
@@ -218,6 +221,9 @@ def create_app(
         response.headers.update(SECURITY_HEADERS)
         return response
 
+    def secure(request: Any) -> bool:
+        return limits.secure_cookies or request.url.scheme == "https"
+
     def page(template: str, http_status: int = 200, **ctx: Any) -> Any:
         return HTMLResponse(env.get_template(template).render(**ctx), status_code=http_status)
 
@@ -225,7 +231,7 @@ def create_app(
         """A page with a sign-in form: its CSRF token is also set as a cookie, which the POST must echo."""
         token = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(24)
         resp = page(template, http_status, login_csrf=token, **ctx)
-        resp.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="strict")
+        resp.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="strict", secure=secure(request))
         return resp
 
     def check_login_csrf(request: Any, form: dict[str, str]) -> None:
@@ -280,10 +286,10 @@ def create_app(
     def common(me: auth.SignedIn) -> dict[str, Any]:
         return {"name": me.annotator.name, "csrf": me.csrf, "progress": desk.pool.progress(me.annotator.annotator_id)}
 
-    def start_session(annotator: auth.Annotator) -> Any:
+    def start_session(request: Any, annotator: auth.Annotator) -> Any:
         cookie, _ = auth.open_session(store, annotator, ttl_s, clock())
         resp = RedirectResponse("/", status_code=303)
-        resp.set_cookie(SESSION_COOKIE, cookie, max_age=int(ttl_s), httponly=True, samesite="lax")
+        resp.set_cookie(SESSION_COOKIE, cookie, max_age=int(ttl_s), httponly=True, samesite="lax", secure=secure(request))
         resp.delete_cookie(LOGIN_COOKIE)
         return resp
 
@@ -313,7 +319,7 @@ def create_app(
         annotator = auth.by_invite(store, form.get("token", ""))
         if annotator is None:
             raise BadInput(404, "this invite link is not valid (it may have been replaced by a newer one): ask for a new link")
-        return start_session(annotator)
+        return start_session(request, annotator)
 
     @app.post("/login")
     async def login(request: HTTPRequest) -> Any:
@@ -330,7 +336,7 @@ def create_app(
         annotator = auth.by_password(store, name, password)
         if annotator is None:
             raise BadInput(403, "wrong name or password")
-        return start_session(annotator)
+        return start_session(request, annotator)
 
     @app.post("/logout")
     async def logout(request: HTTPRequest) -> Any:
@@ -460,7 +466,9 @@ def create_app(
         cookie = secrets.token_urlsafe(auth.SESSION_BYTES)
         admin_sessions[auth.token_hash(cookie)] = clock() + ttl_s
         resp = RedirectResponse("/admin", status_code=303)
-        resp.set_cookie(ADMIN_COOKIE, cookie, max_age=int(ttl_s), httponly=True, samesite="strict")
+        resp.set_cookie(
+            ADMIN_COOKIE, cookie, max_age=int(ttl_s), httponly=True, samesite="strict", secure=secure(request)
+        )
         return resp
 
     return app

@@ -41,6 +41,11 @@ def annotate(
     rate_limit: int = typer.Option(30, "--rate-limit", help="Answers per minute one annotator may send."),
     quota: int | None = typer.Option(None, "--quota", help="Most answers (ratings + votes) per annotator, unless `annotators add --quota` set their own."),
     session_hours: float = typer.Option(12.0, "--session-hours", help="How long a sign-in lasts."),
+    secure_cookies: bool = typer.Option(
+        False, "--secure-cookies",
+        help="Mark cookies Secure (sent over HTTPS only) on every request: for TLS ended by a proxy on another machine. "
+        "Requests that arrive over HTTPS (or through a proxy on this machine that sends X-Forwarded-Proto) get them anyway.",
+    ),
 ) -> None:
     """Web app for people: rate responses 1-5 with an explanation, vote in blind A/B battles, see the leaderboard.
 
@@ -60,7 +65,7 @@ def annotate(
         raise WebError(f"--session-hours {session_hours:g} would end every session at once", "give a positive number of hours")
     if quota is not None and quota < 0:
         raise WebError(f"--quota {quota} is negative", "give the most answers one annotator may send")
-    limits = Limits(rate_limit=rate_limit, quota=quota, session_hours=session_hours)
+    limits = Limits(rate_limit=rate_limit, quota=quota, session_hours=session_hours, secure_cookies=secure_cookies)
     token = admin_token or secrets.token_urlsafe(24)
     with _open(db) as store:
         pool = ItemPool.load(store, run)
