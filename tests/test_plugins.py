@@ -112,6 +112,74 @@ def test_include_path_python_file_in_process(tmp_path):
     assert [s.target for s in get_task("upper_one").load().samples] == ["YAK"]
 
 
+JUDGED_TASK = '''
+"""A judged task file for --include-path: a judge model grades the answers, a breakdown follows the metrics."""
+from capeval import BreakdownRow, Task, register_backend, register_task
+from capeval.tasks import Source
+from capeval.types import Request, Response, Sample, Score
+
+
+@register_backend("upper")
+def upper(spec, **options):
+    class Upper:
+        model_id = "upper:" + spec
+        def generate(self, requests):
+            return [Response(text=r.prompt.split(":")[-1].strip().upper()) for r in requests]
+        def loglikelihood(self, requests):
+            return [Response(error="no") for _ in requests]
+    return Upper()
+
+
+class JudgedWords(Task):
+    def score_all(self, samples, responses, ctx):
+        asks = [Request(kind="generate", prompt="Shout: " + r[0].text, task=self.name, sample_id=s.id)
+                for s, r in zip(samples, responses)]
+        verdicts = ctx.judge.generate(asks)
+        return [Score(s.id, s.task, {{"judged": float(v.text == s.target)}}, v.text, True, s.target)
+                for s, v in zip(samples, verdicts)]
+
+
+def count_rows(store, run_id, console=None):
+    n = sum(1 for _ in store.iter_samples(run_id, "judged_words"))
+    print(f"BREAKDOWN {{run_id}}: {{n}} samples")
+    return [BreakdownRow("overall", "all", "judged", 1.0, 1.0, 1.0, n)]
+
+
+@register_task("judged_words")
+def judged_words(data=None):
+    return JudgedWords(
+        name="judged_words", source=Source("local", data or "{data}"), output_type="generate",
+        metrics=("judged",), judged_by="upper-case check", breakdown=count_rows,
+        row_to_sample_fn=lambda row, i, task: Sample(str(i), task.name, {{"question": "Word: " + row["w"]}}, row["w"].upper()),
+    )
+'''
+
+
+def test_a_users_judged_task_needs_judge_and_its_breakdown_is_printed(tmp_path):
+    """Task.judged_by makes a run of the task need --judge (and gives ScoringContext.judge the judge
+    model); Task.breakdown is what `capeval run` prints after the metrics."""
+    data = tmp_path / "words.jsonl"
+    data.write_text("".join(json.dumps({"w": w}) + "\n" for w in ("cat", "dog", "emu")))
+    tasks_dir = tmp_path / "judged"
+    tasks_dir.mkdir()
+    (tasks_dir / "judged_words.py").write_text(JUDGED_TASK.format(data=data))
+    r = _cli("tasks", "--include-path", str(tasks_dir), "--json")
+    assert r.returncode == 0, r.stderr
+    info = {t["name"]: t for t in json.loads(r.stdout)["tasks"]}["judged_words"]
+    assert info["judge"] == "upper-case check" and "count_rows" in info["breakdown"]
+    base = ["run", "--include-path", str(tasks_dir), "-m", "upper:x", "-t", "judged_words", "--db", str(tmp_path / "db.sqlite"),
+            "--no-progress"]
+    r = _cli(*base)
+    assert r.returncode == 2
+    assert "judged_words is scored by a judge model" in r.stderr and "pass --judge MODEL" in r.stderr
+    out = tmp_path / "out.json"
+    r = _cli(*base, "--judge", "upper:j", "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    result = json.loads(out.read_text())
+    assert {m["metric"]: m["value"] for m in result["metrics"]}["judged"] == 1.0
+    assert f"BREAKDOWN {result['run_id']}: 3 samples" in r.stdout
+
+
 def _plugin_venv(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """A new virtual environment that sees this interpreter's packages (torch, typer...) through a
     .pth file, with the example plugin pip-installed into it and this tree's capeval first."""

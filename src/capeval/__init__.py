@@ -12,10 +12,19 @@ from capeval.plugins import PluginConflictError, Registry
 from capeval.prompting import PromptConfig, PromptLayout
 from capeval.runspec import RunOutcome, RunSpec, evaluate_spec
 from capeval.scoring.base import Scorer, ScoringContext
-from capeval.tasks.base import Task
+from capeval.tasks.base import Breakdown, Task
 from capeval.tasks.registry import SUITES, TASKS, register_suite, register_task
 from capeval.tasks.sources import Source
-from capeval.types import GenerationParams, MetricResult, Request, Response, RunResult, Sample, Score
+from capeval.types import (
+    BreakdownRow,
+    GenerationParams,
+    MetricResult,
+    Request,
+    Response,
+    RunResult,
+    Sample,
+    Score,
+)
 
 __version__ = "0.1.0"
 
@@ -99,6 +108,8 @@ __all__ = [
     "BACKENDS",
     "SUITES",
     "TASKS",
+    "Breakdown",
+    "BreakdownRow",
     "CapevalError",
     "GenerationParams",
     "MetricResult",

@@ -242,9 +242,8 @@ def run_spec(spec: RunSpec) -> None:
             _print_sensitivity(outcome.sensitivity)
         result = outcome.result
         for t in resolved.tasks:
-            breakdown = t.settings.get("breakdown")
-            if callable(breakdown):
-                breakdown(store, result.run_id, console)
+            if t.breakdown is not None:
+                t.breakdown(store, result.run_id, console)
         out = spec.json_out or store.path.parent / "results" / f"{result.run_id}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(asdict(result), indent=2, default=str))

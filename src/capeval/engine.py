@@ -567,7 +567,7 @@ def task_grader(task: Task, scores: Sequence[Score], judge: Model | None) -> str
     task, or the graders scorers name in their scores' metadata (MATH's math-verify and its version,
     HumanEval's sandbox isolation level). None for tasks graded by capeval's extractors alone."""
     named = sorted({str(s.metadata["grader"]) for s in scores if s.metadata.get("grader")})
-    if task.settings.get("judge") and judge is not None:
+    if task.judged and judge is not None:
         named.insert(0, f"judge {judge.model_id}")
     return "; ".join(named) or None
 

@@ -178,10 +178,31 @@ def _stratify_map(stratify: Sequence[str] | Mapping[str, str], names: list[str])
     return out
 
 
+def use_recipe_files(tasks: Sequence[Task], paths: Sequence[str | Path]) -> list[Task]:
+    """The tasks with the edited recipe files (`--recipe-file`) in place of the recipes they replace.
+
+    A judged task (CrossEval, IMPACT) names the recipes it uses (`Task.judge_recipe_names()`) and
+    takes its replacements in `Task.recipe_replacements`; a file that replaces none of them is refused."""
+    from dataclasses import replace
+
+    from capeval.judge.recipes import RecipeError, check_replacements, load_recipe_files
+
+    if not paths:
+        return list(tasks)
+    replacements = load_recipe_files(paths)
+    used = sorted({n for t in tasks for n in t.judge_recipe_names()})
+    if not used:
+        raise RecipeError(
+            "--recipe-file is given but none of the run's tasks is judged",
+            "judged tasks: crosseval, impact (and `capeval mtbench --recipe-file`)",
+        )
+    check_replacements(replacements, used, "the run's judged tasks")
+    return [replace(t, recipe_replacements=replacements) if t.judge_recipe_names() else t for t in tasks]
+
+
 def build_tasks(spec: RunSpec) -> list[Task]:
     """The spec's tasks: names and suites expanded and built with their --data and --task-option,
     Task objects as given, then the edited judge recipes (--recipe-file) put in place."""
-    from capeval.judge.recipes import use_recipe_files
     from capeval.tasks import expand, get_task
     from capeval.tasks.base import Task
     from capeval.tasks.registry import add_include_path
@@ -219,7 +240,7 @@ def resolve(spec: RunSpec) -> ResolvedRun:
     strata = _stratify_map(spec.stratify, [t.name for t in tasks])
     if strata and spec.sample is None:
         raise CapevalError("--stratify only applies to --sample", "e.g. --sample 40 --stratify category")
-    judged = [t.name for t in tasks if t.settings.get("judge")]
+    judged = [t.name for t in tasks if t.judged]
     if judged and spec.judge is None:
         raise CapevalError(
             f"{', '.join(judged)} {'is' if len(judged) == 1 else 'are'} scored by a judge model",
@@ -271,4 +292,4 @@ def evaluate_spec(spec: RunSpec, store: Store | None = None) -> RunOutcome:
         return execute(resolved, own)
 
 
-__all__ = ["ResolvedRun", "RunOutcome", "RunSpec", "build_tasks", "evaluate_spec", "execute", "load_spec", "resolve"]
+__all__ = ["ResolvedRun", "RunOutcome", "RunSpec", "build_tasks", "evaluate_spec", "execute", "load_spec", "resolve", "use_recipe_files"]

@@ -190,6 +190,29 @@ class MetricResult:
 
 
 @dataclass(frozen=True)
+class BreakdownRow:
+    """The mean of one metric over one group of samples.
+
+    `n` counts the rated samples the mean is over; `n_unrated` those whose verdict failed (or whose
+    model call failed): they are shown, never averaged in as a score; `n_unsupported` those the
+    model could not attempt (images, tools), left out as in CrossEval.
+    """
+
+    group: str  # what the rows are grouped by: "overall", "type", "capability", "l1", ...
+    name: str  # the group's value: "Coding & Reasoning", "hard", ...
+    metric: str
+    value: float
+    ci_low: float
+    ci_high: float
+    n: int
+    n_unrated: int = 0
+    n_unsupported: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class RunResult:
     """Everything a finished run reports; the samples themselves live in the store."""
 

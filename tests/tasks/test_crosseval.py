@@ -140,7 +140,8 @@ def test_scripted_judge_gives_exact_capability_means(tmp_path, servers, store):
     )
 
     # the printed breakdown, rebuilt from the store, has the L1/L2 categories and the counts
-    rows = task.settings["breakdown"](store, result.run_id)
+    assert task.breakdown is not None
+    rows = task.breakdown(store, result.run_id)
     by = {(r.group, r.name): r for r in rows}
     assert by[("capability", "Coding & Reasoning")].n_unrated == 1
     assert by[("capability", "Image Recognition")].n_unsupported == 1 and by[("capability", "Image Recognition")].n == 0

@@ -94,8 +94,6 @@ class CrossEvalTask(Task):
     recipe: str = "crosseval"
     n_references: int | None = None
     judge_max_tokens: int | None = None
-    # edited recipe files by the recipe each replaces (`--recipe-file`; judge.recipes.use_recipe_files)
-    recipe_replacements: Mapping[str, Any] = field(default_factory=dict, repr=False)
     data_root: Path | None = field(default=None, repr=False)
 
     def render(self, sample: Sample, exemplars: Sequence[Sample], config: PromptConfig) -> RenderedPrompt:
@@ -230,6 +228,7 @@ def crosseval(data: str | None = None) -> Task:
         description="CrossEval: 1,400 prompts over 7 individual + 7 cross capabilities, LLM-judged 1-100",
         row_to_sample_fn=_row_to_sample(root),
         strata="capability",
-        settings={"judge": "crosseval (multi-reference, 3 refs)", "breakdown": BreakdownPrinter("crosseval", crosseval_breakdown)},
+        judged_by="crosseval (multi-reference, 3 refs)",
+        breakdown=BreakdownPrinter("crosseval", crosseval_breakdown),
         data_root=root,
     )

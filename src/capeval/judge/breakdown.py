@@ -1,7 +1,7 @@
 """Breakdowns of judge-scored runs: mean score per capability, category or difficulty, with CIs.
 
 A judge-scored task (CrossEval, IMPACT, MT-Bench) has a breakdown function (Scores -> BreakdownRows);
-its `Task.settings["breakdown"]` is a BreakdownPrinter, which `capeval run` calls with
+its `Task.breakdown` is a BreakdownPrinter, which `capeval run` calls with
 (store, run_id, console) to print the breakdown after the headline metrics, and its
 `group_metrics` turns the main groups into run metrics so they land in the results JSON too.
 """
@@ -10,36 +10,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
 from typing import Any
 
 from capeval.analysis.stats import bootstrap_ci, small_sample_warning
-from capeval.types import MetricResult, Score
+from capeval.types import BreakdownRow, MetricResult, Score
 
 BreakdownFn = Callable[[Sequence[Score]], list["BreakdownRow"]]
-
-
-@dataclass(frozen=True)
-class BreakdownRow:
-    """The mean of one metric over one group of samples.
-
-    `n` counts the rated samples the mean is over; `n_unrated` those whose verdict failed (or whose
-    model call failed): they are shown, never averaged in as a score; `n_unsupported` those the
-    model could not attempt (images, tools), left out as in CrossEval.
-    """
-
-    group: str  # what the rows are grouped by: "overall", "type", "capability", "l1", ...
-    name: str  # the group's value: "Coding & Reasoning", "hard", ...
-    metric: str
-    value: float
-    ci_low: float
-    ci_high: float
-    n: int
-    n_unrated: int = 0
-    n_unsupported: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def group_means(
@@ -110,7 +86,7 @@ def scores_from_rows(rows: Iterable[Mapping[str, Any]]) -> list[Score]:
 
 
 class BreakdownPrinter:
-    """The `Task.settings["breakdown"]` hook `capeval run` calls after the headline metrics:
+    """The `Task.breakdown` hook `capeval run` calls after the headline metrics:
     rebuilds the task's Scores of the run from the store, breaks them down and prints the table."""
 
     def __init__(self, task: str, fn: BreakdownFn) -> None:

@@ -264,27 +264,6 @@ def pick_recipe(name: str, replacements: Mapping[str, JudgeRecipe] | None = None
     return get_recipe(name)
 
 
-def use_recipe_files(tasks: Sequence[Any], paths: Sequence[str | Path]) -> list[Any]:
-    """The tasks with the edited recipe files (`--recipe-file`) in place of the recipes they replace.
-
-    A judged task (CrossEval, IMPACT) says which recipes it uses (`judge_recipe_names()`) and takes
-    its replacements in `recipe_replacements`; a file that replaces none of them is refused."""
-    from dataclasses import replace
-
-    if not paths:
-        return list(tasks)
-    replacements = load_recipe_files(paths)
-    judged = [t for t in tasks if callable(getattr(t, "judge_recipe_names", None))]
-    if not judged:
-        raise RecipeError(
-            "--recipe-file is given but none of the run's tasks is judged",
-            "judged tasks: crosseval, impact (and `capeval mtbench --recipe-file`)",
-        )
-    used = sorted({n for t in judged for n in t.judge_recipe_names()})
-    check_replacements(replacements, used, "the run's judged tasks")
-    return [replace(t, recipe_replacements=replacements) if t in judged else t for t in tasks]
-
-
 def check_replacements(replacements: Mapping[str, JudgeRecipe], used: Sequence[str], who: str) -> None:
     """Refuse an edited recipe file that would replace none of the recipes `who` uses (a typo in the
     header's name would otherwise leave the built-in recipe in use without a word)."""

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from capeval.types import Response, Sample, Score
 
@@ -31,7 +31,6 @@ class ScoringContext:
     judge: Model | None = None  # None when no --judge was given
     store: Store | None = None
     progress: Progress | None = None
-    options: dict[str, Any] = field(default_factory=dict)
 
 
 def error_score(sample: Sample, responses: Sequence[Response]) -> Score | None:

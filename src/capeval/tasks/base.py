@@ -4,18 +4,41 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from capeval.errors import DatasetError, TaskSpecError
 from capeval.prompting import PromptConfig, PromptLayout, RenderedPrompt, Turn, render, select_exemplars
 from capeval.scoring.base import Scorer, ScoringContext
 from capeval.tasks.sources import MALFORMED, Source, load_rows
-from capeval.types import LETTERS, GenerationParams, MetricResult, Request, Response, Sample, Score
+from capeval.types import (
+    LETTERS,
+    BreakdownRow,
+    GenerationParams,
+    MetricResult,
+    Request,
+    Response,
+    Sample,
+    Score,
+)
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from capeval.judge.recipes import JudgeRecipe
+    from capeval.store.db import Store
 
 OutputType = Literal["multiple_choice", "generate"]
 
 # Scorer and ScoringContext live in capeval.scoring.base; imported here for code that reads them from tasks
-__all__ = ["LETTERS", "LoadedSamples", "OutputType", "Scorer", "ScoringContext", "Task"]
+__all__ = ["LETTERS", "Breakdown", "LoadedSamples", "OutputType", "Scorer", "ScoringContext", "Task"]
+
+
+class Breakdown(Protocol):
+    """A task's breakdown hook (`Task.breakdown`): after the headline metrics, `capeval run` calls it
+    with the store and the run's id; it prints its tables on `console` and returns the rows
+    (`capeval.judge.breakdown.BreakdownPrinter` is the judged tasks' one)."""
+
+    def __call__(self, store: Store, run_id: str, console: Console | None = None) -> Sequence[BreakdownRow]: ...
 
 
 @dataclass
@@ -58,7 +81,18 @@ class Task:
     row_to_sample_fn: Callable[[Mapping[str, Any], int, Task], Sample] | None = None
     question_fn: Callable[[Sample, Task], str] | None = None
     answer_fn: Callable[[Sample, Task, bool], str] | None = None
-    settings: dict[str, Any] = field(default_factory=dict)  # shown by `capeval tasks`
+    # A judged task (scored by a judge model in `score_all`: CrossEval, IMPACT): what grades it, as
+    # `capeval tasks` shows it (e.g. "crosseval (multi-reference, 3 refs)"); a run of it needs --judge.
+    # None: the task is not judged.
+    judged_by: str | None = None
+    # The edited judge recipes (--recipe-file) by the recipe each replaces: a judged task scores
+    # with these in place of the built-ins it names in `judge_recipe_names` (use_recipe_files sets it).
+    recipe_replacements: Mapping[str, JudgeRecipe] = field(default_factory=dict, repr=False)
+    # What `capeval run` prints after the headline metrics (None: nothing).
+    breakdown: Breakdown | None = None
+    # How the task is set up, in words for `capeval tasks` (exemplar rule, choice order, ...);
+    # descriptive only: nothing reads behaviour from it.
+    settings: dict[str, str | int | float] = field(default_factory=dict)
     # Paraphrased prompt layouts for prompt-sensitivity runs: PromptConfig.variant i > 0 uses
     # variants[i - 1] in place of `layout` (variant 0 is the default prompt).
     variants: tuple[PromptLayout, ...] = ()
@@ -67,6 +101,15 @@ class Task:
     strata: str | None = None
     # Evaluate only these sample ids of `split` (None: all); `limit` then counts the kept ones.
     only_ids: frozenset[str] | None = field(default=None, repr=False)
+
+    @property
+    def judged(self) -> bool:
+        """Whether a judge model scores the task (a run of it needs --judge)."""
+        return self.judged_by is not None
+
+    def judge_recipe_names(self) -> tuple[str, ...]:
+        """The judge recipes the task scores with, which --recipe-file may replace (default: none)."""
+        return ()
 
     # ---- data -------------------------------------------------------------------------------
     def row_to_sample(self, row: Mapping[str, Any], index: int) -> Sample:
@@ -236,5 +279,7 @@ class Task:
             "description": self.description,
             **({"strata": self.strata} if self.strata else {}),
             **({"prompt variants": self.n_variants} if self.variants else {}),
+            **({"judge": self.judged_by} if self.judged_by is not None else {}),
+            **({"breakdown": repr(self.breakdown)} if self.breakdown is not None else {}),
             **self.settings,
         }

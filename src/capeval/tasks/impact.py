@@ -12,7 +12,7 @@ turned it into a 1).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +71,6 @@ def row_to_sample(row: Mapping[str, Any], index: int, task: Task) -> Sample:
 class ImpactTask(Task):
     """Generation from definition + prompt, then two judge passes (relevance, coherence)."""
 
-    # edited recipe files by the recipe each replaces (`--recipe-file`; judge.recipes.use_recipe_files)
-    recipe_replacements: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     def judge_recipe_names(self) -> tuple[str, ...]:
         return tuple(WRITING_RECIPES.values())
@@ -119,7 +117,7 @@ def judge_writing(
             for i in answered
         ]
         for metric, recipe in WRITING_RECIPES.items():
-            recipes[metric] = pick_recipe(recipe, getattr(task, "recipe_replacements", None))
+            recipes[metric] = pick_recipe(recipe, task.recipe_replacements)
             verdicts[metric] = run_judge(ctx.judge, recipes[metric], items, store=ctx.store, progress=ctx.progress)
     from capeval.judge.authors import audit_metadata
 
@@ -178,5 +176,6 @@ def impact(data: str | None = None) -> Task:
         description="INSTRUCTEVAL IMPACT writing: 200 prompts, judge rates relevance and coherence 1-5",
         row_to_sample_fn=row_to_sample,
         strata="category",
-        settings={"judge": "writing_relevance + writing_coherence (1-5)", "breakdown": BreakdownPrinter("impact", impact_breakdown)},
+        judged_by="writing_relevance + writing_coherence (1-5)",
+        breakdown=BreakdownPrinter("impact", impact_breakdown),
     )
