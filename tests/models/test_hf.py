@@ -184,13 +184,13 @@ def test_windowed_stop_detection_cuts_where_decoding_everything_cuts(smollm2):
     # the stop check decodes only the newest tokens; it must stop at the same token, with the same
     # text, as decoding the whole text after every token (multi-byte characters split over tokens,
     # stop strings that span many tokens, special tokens that decode to nothing)
-    from capeval.models.hf import _StopWatch
+    from capeval.models.hf import StopWatch
 
     text = "Voilà: 3 × 4 = 12 → déjà vu. Question: 日本語のテキスト 🙂 ok\n\nQ: done Question: end"
     tokens = smollm2.tokenizer.encode(text, add_special_tokens=False)
     tokens[5:5] = [smollm2.tokenizer.convert_tokens_to_ids("<|im_start|>")] * 30
     for stop in [("Question:",), ("🙂",), ("日本語",), ("\n\nQ:", "→ d"), ("never there",), ("u. Question: 日",)]:
-        watch = _StopWatch(smollm2.tokenizer, stop)
+        watch = StopWatch(smollm2.tokenizer, stop)
         expected_at, got_at = None, None
         for t in range(1, len(tokens) + 1):
             full = smollm2.tokenizer.decode(tokens[:t], skip_special_tokens=True)

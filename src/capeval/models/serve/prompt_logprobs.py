@@ -97,8 +97,8 @@ class HFTokenScorer:
     Answer choices are scored as separate texts that share their question (and few-shot
     exemplars): when a text shares a long token prefix with one of the last few texts scored,
     that text's per-position scores are reused and the prefix's KV cache comes from the model's
-    own prefix cache (`HFModel._prefix_cache`, the one its loglikelihood uses), so the next
-    choices only run their own last tokens through the model."""
+    own prefix cache (`HFModel.prefix_cache` in `models/hf/kv.py`, the one its loglikelihood
+    uses), so the next choices only run their own last tokens through the model."""
 
     MIN_PREFIX = 16  # shorter shared prefixes are not worth a cache entry
     MAX_RECENT = 4  # scored texts kept to find a shared prefix in
@@ -139,9 +139,9 @@ class HFTokenScorer:
         return out
 
     def _score_ids(self, ids: tuple[int, ...]) -> _Scored:
-        from capeval.models.hf import _lcp
+        from capeval.models.hf.kv import common_prefix_len
 
-        shared, prev = max(((_lcp(ids, k), p) for k, p in self._recent.items()), key=lambda x: x[0], default=(0, None))
+        shared, prev = max(((common_prefix_len(ids, k), p) for k, p in self._recent.items()), key=lambda x: x[0], default=(0, None))
         if prev is not None and self.MIN_PREFIX <= shared < len(ids):
             self._recent.move_to_end(prev.ids)
             scored = self._extend(prev, ids, shared - 1)
@@ -159,16 +159,16 @@ class HFTokenScorer:
         of the token after the shared prefix."""
         import torch
 
-        from capeval.models.hf import _expand_cache
+        from capeval.models.hf.kv import expand_cache
 
         m = self.model
         kwargs: dict[str, Any] = {"use_cache": prev is not None}
         if prev is not None:
             key = ids[:done]
             # the model computes the prefix from its longest cached prefix on (none when `key` is cached)
-            self.forward_tokens += done - max((len(k) for k in m._prefix_lru if key[: len(k)] == k), default=0)
+            self.forward_tokens += done - m.cached_prefix_len(key)
             # a view of the model's stored prefix: the forward pass leaves the stored cache as it is
-            kwargs[m._cache_kw] = _expand_cache(m._prefix_cache(ids[:done]), 1)
+            kwargs[m._cache_kw] = expand_cache(m.prefix_cache(ids[:done]), 1)
         with torch.inference_mode():
             new = torch.tensor([list(ids[done:])], dtype=torch.long, device=m.device)
             logp = torch.log_softmax(m.model(new, **kwargs).logits[0].float(), dim=-1)

@@ -1,0 +1,310 @@
+"""Generation: greedy or seeded sampling, stop strings, continuous batching from shared-prefix caches."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict, deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from capeval.models.base import batch_order, sampling_seed
+from capeval.models.hf.kv import crop_left, expand_cache, join_rows
+from capeval.models.hf.loading import ScoringStats, error_text, torch_module
+from capeval.models.hf.scoring import LoglikelihoodScoring
+from capeval.models.hf.stops import StopWatch
+from capeval.types import GenerationParams, Request, Response
+
+# Continuous batching refills the batch once this share of its slots (1/n) is free: each refill is
+# one more forward pass, so rows are admitted a few at a time.
+REFILL_FRACTION = 4
+
+
+class Generation(LoglikelihoodScoring):
+    """`generate`, and `stream` (log-likelihood requests in batches, then generation requests)."""
+
+    def generate(self, requests: Sequence[Request]) -> list[Response]:
+        """Complete each prompt: greedy or seeded sampling, stop strings, continuous batching.
+
+        Requests whose prompt starts with their `shared_prefix` (few-shot exemplars) start from the
+        prefix's KV cache, computed once, as in `loglikelihood`; the tokens fed are always those of
+        the whole prompt. Prompts go longest first; with `fast_paths` (and a model whose cache
+        rows can be joined: not DoLa, no sliding-window layers) a finished row's slot is taken by
+        the next prompt at once, else prompts run in static batches until their longest row ends."""
+        responses: list[Response | None] = [None] * len(requests)
+        for item in self._answer_generate(requests):
+            if item is not None:
+                responses[item[0]] = item[1]
+        return [r if r is not None else Response(error="not generated") for r in responses]
+
+    def stream(self, requests: Sequence[Request]) -> Iterator[tuple[int, Response] | None]:
+        """The engine's streaming protocol: `(index, response)` as each request is answered, and
+        None after every decoding step in which none was. Log-likelihood requests go in batches of
+        `batch_size` (formed as the engine forms them for `loglikelihood`), then generation requests all in one
+        continuous batch, so the batch stays full until the last prompt; the engine saves answers
+        as they come and stops between two steps on Ctrl-C."""
+        # batches formed in the engine's batch order (shared prefix together, longest first)
+        scored = sorted((i for i, r in enumerate(requests) if r.kind != "generate"), key=lambda i: batch_order(requests[i]))
+        for b in range(0, len(scored), self.batch_size):
+            part = scored[b : b + self.batch_size]
+            yield from zip(part, self.loglikelihood([requests[i] for i in part]))
+        generated = [i for i, r in enumerate(requests) if r.kind == "generate"]
+        for item in self._answer_generate([requests[i] for i in generated]):
+            yield None if item is None else (generated[item[0]], item[1])
+
+    def _answer_generate(self, requests: Sequence[Request]) -> Iterator[tuple[int, Response] | None]:
+        """Every request's `(index, response)` as it is answered (None after a step that answered
+        none): requests are grouped by the shared prefix they reuse, longest prompt first."""
+        self.last_stats = ScoringStats()
+        groups: dict[tuple[int, ...], list[tuple[int, list[int]]]] = defaultdict(list)
+        for i, req in enumerate(requests):
+            try:
+                text = self.render(req.prompt)
+                tokens = self.encode(text)
+                budget = max(1, self.max_length - max(1, req.params.max_tokens))
+                tokens = tokens[-budget:] or [self.prefix_token_id]
+                hint = self._shared_prefix_hint(req, text) if self.fast_paths else None
+                key = self._reuse_key(hint, tokens, 1)
+            except Exception as e:  # noqa: BLE001 - a request that cannot be rendered fails alone
+                yield i, Response(error=error_text(e))
+                continue
+            groups[key].append((i, tokens))
+        self.last_stats.rows = sum(len(g) for g in groups.values())
+        continuous = self.fast_paths and self.dola is None and self._joinable_cache
+        for key, items in groups.items():
+            try:
+                base = self.prefix_cache(key) if key else None
+            except Exception as e:  # noqa: BLE001 - answered as errors, never lost
+                for i, _ in items:
+                    yield i, Response(error=error_text(e))
+                continue
+            if key:
+                self.last_stats.rows_with_reuse += len(items)
+                self.last_stats.prefix_tokens_reused += len(key) * len(items)
+            items.sort(key=lambda it: len(it[1]), reverse=True)
+            if continuous:
+                yield from self._generate_continuous(items, requests, len(key), base)
+                continue
+            for b in range(0, len(items), self.batch_size):
+                batch = items[b : b + self.batch_size]
+                yield from zip((i for i, _ in batch), self._generate_isolated(batch, requests, len(key), base))
+
+    def _generate_isolated(
+        self, batch: list[tuple[int, list[int]]], requests: Sequence[Request], past: int, base: Any
+    ) -> list[Response]:
+        try:
+            return self._generate_batch(batch, requests, past, base)
+        except Exception as e:  # noqa: BLE001 - isolated below, then answered as errors
+            if len(batch) == 1:
+                return [Response(error=error_text(e))]
+            return [r for item in batch for r in self._generate_isolated([item], requests, past, base)]
+
+    def _generate_batch(
+        self, batch: list[tuple[int, list[int]]], requests: Sequence[Request], past: int, base: Any
+    ) -> list[Response]:
+        """One static batch: it runs until its last row ends (finished rows leave the cache)."""
+        torch = torch_module()
+        with torch.inference_mode():
+            rows, cache, mask, pos, logits, out = self._prefill(batch, requests, past, base)
+            active = list(rows)  # rows still generating, in the order of the cache's batch dim
+            while True:
+                started = time.perf_counter()
+                if self.dola is not None:
+                    histories = [row.tokens + row.out for row in active]
+                    logits = self.dola.next_token_scores(out, histories).cpu()
+                still = [slot for slot, row in enumerate(active) if self._advance(row, logits[slot])]
+                if not still:
+                    break
+                if len(still) < len(active):
+                    index = torch.tensor(still, dtype=torch.long)
+                    cache.batch_select_indices(index.to(self.device))
+                    mask, pos = mask[index], pos[index]
+                active = [active[s] for s in still]
+                logits, out, mask, pos = self._decode_step(active, cache, mask, pos)
+                for row in active:
+                    row.seconds += (time.perf_counter() - started) / len(active)
+        return [row.response(self.tokenizer) for row in rows]
+
+    def _generate_continuous(
+        self,
+        items: list[tuple[int, list[int]]],
+        requests: Sequence[Request],
+        past: int,
+        base: Any,
+    ) -> Iterator[tuple[int, Response] | None]:
+        """Continuous batching: up to `batch_size` rows decode together, and as rows finish, the next
+        prompts of the queue are prefilled and joined to the running batch, so it stays full until
+        the queue is empty. Rows not finished when something failed are answered by the static
+        batches (which isolate the failing request). Yields as `_answer_generate`."""
+        torch = torch_module()
+        answered: set[int] = set()
+        queue = deque(items)
+        active: list[_GenRow] = []
+        cache: Any = None
+        mask = pos = logits = None
+        refill_at = max(1, self.batch_size // REFILL_FRACTION)
+        try:
+            while active or queue:
+                done: list[_GenRow] = []
+                # inference mode only between two yields: it is thread-local and must not hold
+                # while the caller (the engine saving answers) runs
+                with torch.inference_mode():
+                    free = self.batch_size - len(active)
+                    if queue and (not active or free >= min(refill_at, len(queue))):
+                        new = [queue.popleft() for _ in range(min(free, len(queue)))]
+                        rows, new_cache, new_mask, new_pos, new_logits, _ = self._prefill(new, requests, past, base)
+                        cache, mask, pos = join_rows(cache, mask, pos, new_cache, new_mask, new_pos)
+                        logits = new_logits if logits is None else torch.cat([logits, new_logits])
+                        active += rows
+                    started = time.perf_counter()
+                    # a batch is active only after a prefill, which set logits, mask and pos
+                    assert logits is not None and mask is not None and pos is not None
+                    still = [slot for slot, row in enumerate(active) if self._advance(row, logits[slot])]
+                    kept = set(still)
+                    done = [row for slot, row in enumerate(active) if slot not in kept]
+                    if len(still) < len(active):
+                        active = [active[s] for s in still]
+                        if active:
+                            index = torch.tensor(still, dtype=torch.long)
+                            cache.batch_select_indices(index.to(self.device))
+                            mask, pos = mask[index], pos[index]
+                            # leading columns that only finished rows attended to: drop them
+                            first = int(mask.any(0).nonzero()[0, 0])
+                            if first:
+                                crop_left(cache, first)
+                                mask = mask[:, first:]
+                        else:
+                            cache = mask = pos = logits = None
+                    if active:
+                        logits, _, mask, pos = self._decode_step(active, cache, mask, pos)
+                        for row in active:
+                            row.seconds += (time.perf_counter() - started) / len(active)
+                for row in done:
+                    answered.add(row.index)
+                    yield row.index, row.response(self.tokenizer)
+                if not done:
+                    yield None
+        except Exception:  # noqa: BLE001 - the static path answers what is left, isolating failures
+            left = [item for item in items if item[0] not in answered]
+            for b in range(0, len(left), self.batch_size):
+                batch = left[b : b + self.batch_size]
+                yield from zip((i for i, _ in batch), self._generate_isolated(batch, requests, past, base))
+
+    def _prefill(
+        self, items: list[tuple[int, list[int]]], requests: Sequence[Request], past: int, base: Any
+    ) -> tuple[list[_GenRow], Any, Any, Any, Any, Any]:
+        """Run prompts whose first `past` tokens are in the cache `base` (None when past is 0), the
+        rest left-padded after them: the new rows, their cache, attention mask, next positions,
+        the logits of their first token and the model's output."""
+        torch = torch_module()
+        from transformers import DynamicCache
+
+        started = time.perf_counter()
+        n = len(items)
+        width = max(len(t) - past for _, t in items)
+        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((n, past + width), dtype=torch.long)
+        mask[:, :past] = 1
+        for row, (_, toks) in enumerate(items):
+            suffix = toks[past:]
+            ids[row, width - len(suffix) :] = torch.tensor(suffix, dtype=torch.long)
+            mask[row, past + width - len(suffix) :] = 1
+        positions = (mask[:, past:].cumsum(-1) - 1).clamp(min=0).add(past)
+        cache = expand_cache(base, n) if base is not None else DynamicCache(config=self.model.config)
+        logits, out = self._forward_step(ids, cache, mask, positions)
+        seconds = (time.perf_counter() - started) / n
+        rows = [_GenRow.start(i, toks, requests[i], StopWatch(self.tokenizer, requests[i].params.stop), seconds)
+                for i, toks in items]
+        return rows, cache, mask, positions[:, -1:] + 1, logits, out
+
+    def _decode_step(self, active: list[_GenRow], cache: Any, mask: Any, pos: Any) -> tuple[Any, Any, Any, Any]:
+        """Feed every active row its last token: (next logits, output, mask, next positions)."""
+        torch = torch_module()
+        ids = torch.tensor([[row.out[-1]] for row in active], dtype=torch.long)
+        mask = torch.cat([mask, torch.ones((len(active), 1), dtype=torch.long)], dim=1)
+        logits, out = self._forward_step(ids, cache, mask, pos)
+        return logits, out, mask, pos[:, -1:] + 1
+
+    def _forward_step(self, ids: Any, cache: Any, mask: Any, positions: Any) -> tuple[Any, Any]:
+        kwargs: dict[str, Any] = {"use_cache": True, self._cache_kw: cache}
+        if self._has_logits_to_keep:
+            kwargs["logits_to_keep"] = 1
+        if self.dola is not None:
+            kwargs["output_hidden_states"] = True
+        out = self.model(
+            ids.to(self.device), attention_mask=mask.to(self.device), position_ids=positions.to(self.device), **kwargs
+        )
+        return out.logits[:, -1, :].float().cpu(), out
+
+    def _advance(self, row: _GenRow, logits: Any) -> bool:
+        """Pick the row's next token and record it; False once the row has finished."""
+        tok = _pick(logits, row.params, row.generator)
+        if tok in self.eos_ids:
+            row.reason = "stop"
+            return False
+        row.out.append(tok)
+        stopped = row.stops.check(row.out)
+        if stopped is not None:
+            row.text, row.reason = stopped, "stop"
+        elif len(row.out) >= row.params.max_tokens:
+            row.reason = "length"
+        return row.reason is None
+
+
+
+
+@dataclass
+class _GenRow:
+    """One request being generated: its prompt tokens, what it produced so far, why it ended, and
+    its share of the model's time (each step's time split among the rows in it)."""
+
+    index: int
+    tokens: list[int]
+    params: GenerationParams
+    generator: Any
+    stops: StopWatch
+    seconds: float
+    out: list[int] = field(default_factory=list)
+    text: str | None = None
+    reason: str | None = None
+
+    @classmethod
+    def start(cls, index: int, tokens: list[int], req: Request, stops: StopWatch, seconds: float) -> _GenRow:
+        return cls(index, tokens, req.params, _generator(req), stops, seconds)
+
+    def response(self, tokenizer: Any) -> Response:
+        text = self.text if self.text is not None else str(tokenizer.decode(self.out, skip_special_tokens=True))
+        return Response(
+            text=text,
+            prompt_tokens=len(self.tokens),
+            completion_tokens=len(self.out),
+            latency_s=self.seconds,
+            finish_reason=self.reason or "length",
+        )
+
+
+def _pick(logits: Any, params: GenerationParams, generator: Any) -> int:
+    """The next token: argmax when greedy, else a draw from the temperature / top-p distribution."""
+    torch = torch_module()
+    if params.greedy:
+        return int(logits.argmax().item())
+    probs = torch.softmax(logits / params.temperature, dim=-1)
+    if params.top_p < 1.0:
+        sorted_p, order = probs.sort(descending=True)
+        # keep the smallest set of tokens whose mass reaches top_p (always at least the top one)
+        drop = sorted_p.cumsum(-1) - sorted_p >= params.top_p
+        sorted_p[drop] = 0.0
+        probs = torch.zeros_like(probs).scatter_(0, order, sorted_p)
+    return int(torch.multinomial(probs, 1, generator=generator).item())
+
+
+def _generator(req: Request) -> Any:
+    """A random generator per request, so a draw depends on the request alone, not on its batch.
+    The seed mixes `params.seed` (or the prompt when there is none) with `repeat`, so the n draws of
+    pass@k differ from each other but every re-run repeats them."""
+    seed = sampling_seed(req)
+    if seed is None:
+        return None
+    g = torch_module().Generator()
+    g.manual_seed(seed)
+    return g
