@@ -22,6 +22,17 @@ if TYPE_CHECKING:
 # `capeval run` with no model and no task is the default job (capeval.first_run): both bundled
 # models on a stratified sample of packaged data, a paired test and the HTML report.
 DEFAULT_MODEL = "smollm2-135m-instruct"
+# help texts of options several commands take (each maps to one RunSpec field)
+INCLUDE_PATH_HELP = "Folder or file of task specs, YAML or .py (repeatable)."
+TASK_OPTION_HELP = (
+    "TASK.KEY=VALUE passed to the task, e.g. humaneval.n_samples=10, 'humaneval.k_values=[1,10]' "
+    "(repeatable; `capeval tasks` lists the tasks)."
+)
+MODEL_OPTION_HELP = "KEY=VALUE passed to the backend, e.g. dtype=bfloat16, max_retries=3, timeout=60 (repeatable)."
+CACHE_HELP = (
+    "use: answer calls from the store when it has them; refresh: send every call again and overwrite "
+    "(a server whose model cannot be identified); off: neither read nor write answers."
+)
 
 runs_app = typer.Typer(help="List, show and export stored runs.", no_args_is_help=True)
 
@@ -148,11 +159,11 @@ def run(
     concurrency: int | None = typer.Option(None, "--concurrency", "-c", help="Requests in flight (openai backend)."),
     base_url: str | None = typer.Option(None, "--base-url", help="OpenAI-compatible server URL (openai backend)."),
     db: Path | None = typer.Option(None, "--db", help="SQLite store (default: $CAPEVAL_DB or the user data dir)."),
-    include_path: list[Path] = typer.Option([], "--include-path", help="Folder of YAML task specs (repeatable)."),
+    include_path: list[Path] = typer.Option([], "--include-path", help=INCLUDE_PATH_HELP),
     data: list[str] = typer.Option([], "--data", help="TASK=PATH: read TASK from a local file/folder (repeatable)."),
-    task_option: list[str] = typer.Option([], "--task-option", help="TASK.KEY=VALUE passed to the task, e.g. humaneval.n_samples=10, 'humaneval.k_values=[1,10]' (repeatable; `capeval tasks` lists the tasks)."),
+    task_option: list[str] = typer.Option([], "--task-option", help=TASK_OPTION_HELP),
     strict: bool = typer.Option(False, "--strict", help="Fail on the first malformed dataset row."),
-    model_option: list[str] = typer.Option([], "--model-option", "-o", help="KEY=VALUE passed to the backend, e.g. dtype=bfloat16, max_retries=3, timeout=60 (repeatable)."),
+    model_option: list[str] = typer.Option([], "--model-option", "-o", help=MODEL_OPTION_HELP),
     judge: str | None = typer.Option(None, "--judge", help="Judge model spec for judged tasks (CrossEval, writing)."),
     recipe_file: list[Path] = typer.Option([], "--recipe-file", help="Your edited copy of a judge recipe (`capeval judge-recipes`); it replaces the recipe its header names in the judged tasks (repeatable)."),
     prompt_variants: int = typer.Option(1, "--prompt-variants", help="Run each task with N prompt templates and report the spread."),
@@ -160,7 +171,7 @@ def run(
     json_out: Path | None = typer.Option(None, "--json", help="Also write results as JSON here."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
     save_every: int | None = typer.Option(None, "--save-every", min=1, help="Local backends: requests per backend call, each call saved before the next (default: the backend's batch size). Streaming backends (openai): commit answers every N (default 16) or every 0.25 s."),
-    cache: str = typer.Option("use", "--cache", help="use: answer calls from the store when it has them; refresh: send every call again and overwrite (a server whose model cannot be identified); off: neither read nor write answers."),
+    cache: str = typer.Option("use", "--cache", help=CACHE_HELP),
 ) -> None:
     """Evaluate a model on tasks. With no arguments: the default job, both bundled models on the
     same stratified sample of packaged MT-Bench data, offline, with a paired test and an HTML report.
@@ -289,7 +300,7 @@ def _print_sensitivity(summary: Any) -> None:
 
 
 def tasks_cmd(
-    include_path: list[Path] = typer.Option([], "--include-path", help="Folder of YAML task specs (repeatable)."),
+    include_path: list[Path] = typer.Option([], "--include-path", help=INCLUDE_PATH_HELP),
     json_flag: bool = typer.Option(False, "--json", help="Print as JSON."),
 ) -> None:
     """List the tasks and suites with their settings."""

@@ -477,7 +477,7 @@ def _run_plans(
             per_sample.append(responses[pos : pos + len(reqs)])
             pos += len(reqs)
         with Progress(progress) as bar:
-            ctx = ScoringContext(judge=judge, store=store, progress=bar)
+            ctx = ScoringContext(judge=judge, store=store, progress=bar, cache=cache)
             scores = p.task.score_all(p.samples, per_sample, ctx)
         interrupts.check()
         # A sample whose model call failed for good has no answer to grade: it keeps no scores

@@ -1,7 +1,8 @@
 """One run specification (RunSpec) and the resolver every way of starting a run goes through.
 
-`capeval run` (plain and --prompt-variants), `capeval.evaluate`, `capeval mtbench`, `capeval alter`
-and `capeval probe` each fill a RunSpec; models, backend options, tasks, the prompt config and the
+`capeval run` (plain and --prompt-variants), `capeval.evaluate`, `capeval mtbench`, `capeval alter`,
+`capeval probe`, `capeval contamination memorisation` and `ngram`, `capeval judge-check` and
+`judge-robustness` each fill a RunSpec; models, backend options, tasks, the prompt config and the
 store come from here, so an option given on one path reaches the model the same way on every path.
 """
 
@@ -34,9 +35,12 @@ class RunSpec:
     --base-url base_url, --model-option model_options, --judge judge, --recipe-file recipe_files,
     --db db, --include-path include_paths, --data data, --task-option task_options, --strict strict,
     --save-every save_every, --cache cache, --json json_out, --no-progress progress (negated).
+
+    `model` is None for what evaluates no model under test: a judge alone (judge-check,
+    judge-robustness: `judge`, `judge_options`) or a task's items alone (contamination ngram).
     """
 
-    model: str | Model
+    model: str | Model | None = None
     tasks: Sequence[str | Task] = ()
     # the prompt
     shots: int | None = None
@@ -98,6 +102,8 @@ class RunSpec:
 
     def load_model(self, loaded: dict[str, Model] | None = None) -> Model:
         """The model under test: a spec string loaded with `backend_options()`, or the object given."""
+        if self.model is None:
+            raise CapevalError("no model to evaluate", "pass --model MODEL (any model spec, e.g. smollm2-135m-instruct)")
         return load_spec(self.model, self.backend_options(), loaded)
 
     def load_judge(self, loaded: dict[str, Model] | None = None) -> Model | None:

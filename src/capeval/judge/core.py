@@ -10,6 +10,7 @@ from capeval.judge.parse import ParsedVerdict, parse_deductions, parse_verdict
 from capeval.types import GenerationParams, Message, Request, Response
 
 if TYPE_CHECKING:
+    from capeval.engine import CacheMode
     from capeval.judge.recipes import JudgeRecipe
     from capeval.models.base import Model
     from capeval.store import Store
@@ -115,6 +116,7 @@ def run_judge(
     progress: Any = None,
     n_references: int | None = None,
     max_parse_retries: int = 1,
+    cache: CacheMode = "use",
 ) -> list[Verdict]:
     """Judge every item with `recipe`, one Verdict per item, in order.
 
@@ -122,7 +124,8 @@ def run_judge(
     pays nothing. An unparseable or out-of-range verdict is asked again up to `max_parse_retries`
     times with a reminder of the expected format appended (a different request, hence a different
     cache key); after that it is recorded as a failure (parsed=False, score=None), never guessed.
-    Pairwise recipes judge both orders; an empty response is left unrated."""
+    Pairwise recipes judge both orders; an empty response is left unrated. `cache` is the engine's
+    (--cache: use, refresh or off)."""
     from capeval.engine import execute
 
     verdicts: list[Verdict | None] = [None] * len(items)
@@ -155,7 +158,7 @@ def run_judge(
             )
             for p in todo
         ]
-        responses, _ = execute(judge, requests, store, progress=progress)
+        responses, _ = execute(judge, requests, store, progress=progress, cache=cache)
         for p, resp in zip(todo, responses):
             _record(p, resp, recipe)
         # a failed call is not a parse problem: the backend already retried it

@@ -17,6 +17,7 @@ from capeval.judge.core import JudgeItem, Verdict, run_judge, summarize
 from capeval.judge.recipes import JudgeRecipe, RecipeError
 
 if TYPE_CHECKING:
+    from capeval.engine import CacheMode
     from capeval.models.base import Model
     from capeval.store import Store
 
@@ -162,6 +163,7 @@ def run_robustness(
     n_resamples: int = 1000,
     seed: int = 0,
     progress: Any = None,
+    cache: CacheMode = "use",
 ) -> RobustnessReport:
     """Judge every base item clean and under each attack; report per-attack score shifts and length bias.
 
@@ -180,7 +182,8 @@ def run_robustness(
     batch: list[JudgeItem] = list(base)
     for name in names:
         batch += [replace(i, id=f"{i.id}#{name}", response=ATTACKS[name](i.response, recipe)) for i in base]
-    verdicts = run_judge(judge, recipe, batch, store=store, progress=progress, max_parse_retries=max_parse_retries)
+    verdicts = run_judge(judge, recipe, batch, store=store, progress=progress, max_parse_retries=max_parse_retries,
+                         cache=cache)
     clean: dict[str, Verdict] = {v.item_id: v for v in verdicts[: len(base)]}
     report = RobustnessReport(recipe.name, judge.model_id, recipe.scale, len(base), summarize(list(clean.values())).failed)
     top = recipe.scale[1]

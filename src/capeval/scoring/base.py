@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Protocol
 from capeval.types import Response, Sample, Score
 
 if TYPE_CHECKING:
-    from capeval.engine import Progress
+    from capeval.engine import CacheMode, Progress
     from capeval.models.base import Model
     from capeval.store.db import Store
     from capeval.tasks.base import Task
@@ -26,11 +26,13 @@ class ScoringContext:
     """What a task may use to score beyond the responses: a judge model and the engine's store.
 
     Judge-based tasks (CrossEval, writing) send their judge requests with
-    `capeval.engine.execute(ctx.judge, requests, ctx.store)`, so judge calls are cached too."""
+    `capeval.engine.execute(ctx.judge, requests, ctx.store, cache=ctx.cache)` (or `run_judge`), so
+    judge calls are cached too, under the run's --cache mode."""
 
     judge: Model | None = None  # None when no --judge was given
     store: Store | None = None
     progress: Progress | None = None
+    cache: CacheMode = "use"  # the run's --cache: use, refresh or off
 
 
 def error_score(sample: Sample, responses: Sequence[Response]) -> Score | None:

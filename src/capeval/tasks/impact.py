@@ -118,7 +118,9 @@ def judge_writing(
         ]
         for metric, recipe in WRITING_RECIPES.items():
             recipes[metric] = pick_recipe(recipe, task.recipe_replacements)
-            verdicts[metric] = run_judge(ctx.judge, recipes[metric], items, store=ctx.store, progress=ctx.progress)
+            verdicts[metric] = run_judge(
+                ctx.judge, recipes[metric], items, store=ctx.store, progress=ctx.progress, cache=ctx.cache
+            )
     from capeval.judge.authors import audit_metadata
 
     out: list[Score] = []

@@ -6,10 +6,13 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from capeval.analysis.contamination.errors import ContaminationError
 from capeval.types import GenerationParams, Request, Response
+
+if TYPE_CHECKING:
+    from capeval.engine import CacheMode
 
 
 @dataclass(frozen=True)
@@ -134,12 +137,14 @@ def verbatim_memorisation(
     near_threshold: float = 0.9,
     progress: bool = False,
     max_tokens: int | None = None,
+    cache: CacheMode = "use",
 ) -> MemorisationResult:
     """Give `model` the first part of each (id, text) item and compare its greedy continuation
-    with the true rest. Calls go through the engine, so they are cached in `store`."""
+    with the true rest. Calls go through the engine, so they are cached in `store` (`cache`: the
+    engine's --cache mode)."""
     from capeval.engine import Progress, execute
 
     reqs, parts = memorisation_requests(items, prefix_fraction, max_tokens=max_tokens)
     with Progress(progress) as bar:
-        responses, _ = execute(model, reqs, store, progress=bar)
+        responses, _ = execute(model, reqs, store, progress=bar, cache=cache)
     return score_memorisation(parts, responses, near_threshold, prefix_fraction)

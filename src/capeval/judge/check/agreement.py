@@ -23,6 +23,7 @@ from capeval.judge.core import JudgeItem, Verdict, VerdictSummary, run_judge, su
 from capeval.judge.recipes import JudgeRecipe, RecipeError
 
 if TYPE_CHECKING:
+    from capeval.engine import CacheMode
     from capeval.models.base import Model
     from capeval.store import Store
 
@@ -138,6 +139,7 @@ def check_ratings(
     seed: int = 0,
     progress: Any = None,
     source: str = "",
+    cache: CacheMode = "use",
 ) -> CheckReport:
     """Judge each rated response and correlate the judge's rating with the mean human rating.
 
@@ -155,7 +157,7 @@ def check_ratings(
     max_refs = max(len(i.references) for i in items)
     report_n = max_refs if n_references is None else min(n_references, max_refs)
     verdicts = run_judge(judge, recipe, items, store=store, progress=progress, n_references=report_n,
-                         max_parse_retries=max_parse_retries)
+                         max_parse_retries=max_parse_retries, cache=cache)
     report = CheckReport(source=source, recipe=recipe.name, judge=judge.model_id,
                          n_references=report_n if recipe.uses_references else 0, summary=summarize(verdicts))
     pairs = _scored_pairs(rated, verdicts)
@@ -186,7 +188,8 @@ def check_ratings(
     if ablation and recipe.uses_references and max_refs > 0:
         for n in range(max_refs + 1):
             vs = verdicts if n == report_n else run_judge(
-                judge, recipe, items, store=store, progress=progress, n_references=n, max_parse_retries=max_parse_retries)
+                judge, recipe, items, store=store, progress=progress, n_references=n, max_parse_retries=max_parse_retries,
+                cache=cache)
             ps = _scored_pairs(rated, vs)
             report.ablation.append(AblationRow(
                 n, correlations([score for _, score in ps], [r.human_mean for r, _ in ps], n_resamples=n_resamples, seed=seed),
@@ -211,6 +214,7 @@ def check_votes(
     progress: Any = None,
     source: str = "",
     reference_recipe: JudgeRecipe | None = None,
+    cache: CacheMode = "use",
 ) -> CheckReport:
     """Judge each distinct pairwise item once (both orders) and compare with every human vote on it.
 
@@ -236,7 +240,8 @@ def check_votes(
     recipe_of: dict[str, JudgeRecipe] = {}
     for rec, group in ((recipe, plain), (reference_recipe, guided)):
         if rec is not None and group:
-            judged_group = run_judge(judge, rec, group, store=store, progress=progress, max_parse_retries=max_parse_retries)
+            judged_group = run_judge(judge, rec, group, store=store, progress=progress,
+                                     max_parse_retries=max_parse_retries, cache=cache)
             for item, verdict in zip(group, judged_group):
                 verdicts[item.id] = verdict
                 recipe_of[item.id] = rec

@@ -1,0 +1,303 @@
+"""The commands that evaluate outside `capeval run` fill a RunSpec too: `capeval contamination
+memorisation` and `ngram` (a model and a task's items), `capeval judge-check` and `judge-robustness`
+(a judge alone). Each option is one RunSpec field (or the command's own), and each reaches the
+model, the task or the store: checked in process against scripted OpenAI-compatible servers on
+127.0.0.1, with every model load recorded."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+import capeval
+import capeval.models
+from capeval import runspec
+from capeval.analysis import commands as analysis_commands
+from capeval.errors import DatasetError
+from capeval.judge import commands as judge_commands
+from capeval.judge.recipes import recipe_path
+from capeval.runspec import RunSpec
+from capeval.store import Store
+from capeval.tasks.registry import TASKS
+from scripted_chat import ScriptedChatServer
+
+# each command's options: the RunSpec field each fills, or None for the command's own settings
+# (what it measures and how), which are no part of a run
+COMMANDS: dict[tuple[str, ...], dict[str, str | None]] = {
+    ("contamination", "memorisation"): {
+        "--model": "model", "--task": "tasks", "--data": "data", "--limit": "limit", "--include-path": "include_paths",
+        "--task-option": "task_options", "--strict": "strict", "--db": "db", "--batch-size": "batch_size",
+        "--concurrency": "concurrency", "--base-url": "base_url", "--model-option": "model_options", "--cache": "cache",
+        "--no-progress": "progress", "--json": "json_out", "--prefix-fraction": None,
+    },
+    ("contamination", "ngram"): {
+        "--task": "tasks", "--data": "data", "--limit": "limit", "--include-path": "include_paths",
+        "--task-option": "task_options", "--strict": "strict", "--json": "json_out", "--corpus": None, "--n": None,
+        "--flag-ratio": None,
+    },
+    ("judge-check",): {
+        "--judge": "judge", "--judge-base-url": "judge_options", "--model-option": "judge_options",
+        "--concurrency": "concurrency", "--recipe-file": "recipe_files", "--limit": "limit", "--db": "db",
+        "--cache": "cache", "--no-progress": "progress", "--json": "json_out", "--data": None, "--format": None,
+        "--recipe": None, "--n-references": None, "--ablation": None, "--max-parse-retries": None,
+        "--judge-max-tokens": None, "--ablation-csv": None, "--bootstrap": None, "--seed": None,
+    },
+    ("judge-robustness",): {
+        "--judge": "judge", "--judge-base-url": "judge_options", "--model-option": "judge_options",
+        "--concurrency": "concurrency", "--recipe-file": "recipe_files", "--limit": "limit", "--db": "db",
+        "--cache": "cache", "--no-progress": "progress", "--json": "json_out", "--data": None, "--recipe": None,
+        "--attacks": None, "--max-parse-retries": None, "--judge-max-tokens": None, "--bootstrap": None,
+    },
+}
+
+
+def app() -> typer.Typer:
+    a = typer.Typer()
+    analysis_commands.register(a)
+    judge_commands.register(a)
+    return a
+
+
+def _command(path: tuple[str, ...]) -> Any:
+    command = typer.main.get_command(app())
+    for name in path:
+        command = command.commands[name]  # type: ignore[attr-defined]
+    return command
+
+
+class Stop(Exception):
+    """Raised where the command would load its model: the RunSpec it filled is all the test needs."""
+
+
+@pytest.mark.parametrize("path", list(COMMANDS), ids=lambda p: " ".join(p))
+def test_every_option_is_a_runspec_field_or_the_commands_own(path):
+    options = {p.opts[0] for p in _command(path).params if p.param_type_name == "option" and p.opts[0] != "--help"}
+    assert options == set(COMMANDS[path])
+    assert {f for f in COMMANDS[path].values() if f} <= set(RunSpec.__dataclass_fields__)
+
+
+def _filled(monkeypatch, args: list[str], where: str) -> RunSpec:
+    """The RunSpec a command filled: recorded where it builds its tasks or loads its judge."""
+    seen: list[RunSpec] = []
+
+    def record(spec: RunSpec, *a: Any, **k: Any) -> Any:
+        seen.append(spec)
+        raise Stop
+
+    monkeypatch.setattr(runspec, "build_tasks", record) if where == "tasks" else monkeypatch.setattr(
+        RunSpec, "load_judge", record)
+    out = CliRunner().invoke(app(), args)
+    assert isinstance(out.exception, Stop), out.output
+    (spec,) = seen
+    return spec
+
+
+def test_memorisation_and_ngram_fill_the_runspec(tmp_path, monkeypatch):
+    common = ["--task", "gsm8k", "--data", str(tmp_path / "g"), "--limit", "7", "--include-path", str(tmp_path),
+              "--task-option", "gsm8k.x=[1,2]", "--strict", "--json", str(tmp_path / "o.json")]
+    spec = _filled(monkeypatch, [
+        "contamination", "memorisation", "--model", "openai:m", *common, "--db", str(tmp_path / "s.db"),
+        "--batch-size", "3", "-c", "5", "--base-url", "http://127.0.0.1:1/v1", "-o", "api_key=k", "--cache", "refresh",
+        "--no-progress", "--prefix-fraction", "0.3"], "tasks")
+    items = {"tasks": ["gsm8k"], "data": {"gsm8k": str(tmp_path / "g")}, "limit": 7, "include_paths": [tmp_path],
+             "task_options": {"gsm8k": {"x": (1, 2)}}, "strict": True, "json_out": tmp_path / "o.json"}
+    assert spec == RunSpec(
+        model="openai:m", db=tmp_path / "s.db", batch_size=3, concurrency=5, base_url="http://127.0.0.1:1/v1",
+        model_options={"api_key": "k"}, cache="refresh", progress=False, **items)
+    spec = _filled(monkeypatch, ["contamination", "ngram", *common, "--corpus", str(tmp_path / "c.txt")], "tasks")
+    assert spec == RunSpec(**items)
+
+
+@pytest.mark.parametrize("command", ["judge-check", "judge-robustness"])
+def test_judge_commands_fill_the_runspec(tmp_path, monkeypatch, command):
+    data = tmp_path / "rated.csv"
+    data.write_text("prompt,response,human_score\nq,a,3\n")
+    recipe = tmp_path / "r.jinja"
+    recipe.write_text(recipe_path("single").read_text(encoding="utf-8"))
+    spec = _filled(monkeypatch, [
+        command, "--judge", "openai:j", "--data", str(data), "--recipe", "single", "--recipe-file", str(recipe),
+        "--judge-base-url", "http://127.0.0.1:1/v1", "-o", "api_key=k", "-o", "max_retries=0", "-c", "4", "--limit", "2",
+        "--db", str(tmp_path / "s.db"), "--cache", "off", "--no-progress", "--json", str(tmp_path / "o.json")], "judge")
+    assert spec == RunSpec(
+        judge="openai:j", judge_options={"base_url": "http://127.0.0.1:1/v1", "api_key": "k", "max_retries": 0},
+        concurrency=4, recipe_files=[recipe], limit=2, db=tmp_path / "s.db", cache="off", progress=False,
+        json_out=tmp_path / "o.json")
+    # what the judge is loaded with: its own options and --concurrency (as `capeval run` gives a judge)
+    assert spec.judge_backend_options() == {"concurrency": 4, "base_url": "http://127.0.0.1:1/v1", "api_key": "k",
+                                            "max_retries": 0}
+
+
+@pytest.fixture
+def loads(monkeypatch):
+    """Every model load of the test: (spec, options), the model loaded as usual."""
+    real = capeval.models.load_model
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    def load(spec: str, **options: Any) -> Any:
+        seen.append((spec, options))
+        return real(spec, **options)
+
+    monkeypatch.setattr(capeval.models, "load_model", load)
+    return seen
+
+
+SAYINGS = '''
+"""A task file for --include-path whose factory takes an option that changes every item's text."""
+from capeval import Task, register_task
+from capeval.tasks import Source
+from capeval.types import Sample
+
+
+@register_task("sayings_mem")
+def sayings_mem(data=None, shout=False):
+    return Task(
+        name="sayings_mem", source=Source("local", data or "{data}"), output_type="generate",
+        question_fn=lambda s, t: s.fields["text"].upper() if shout else s.fields["text"],
+        row_to_sample_fn=lambda row, i, task: Sample(str(i), task.name, {{"text": row["text"]}}, ""),
+    )
+'''
+SAYINGS_ROWS = [
+    {"note": "a row with no text"},
+    {"text": "a stitch in time saves nine and a penny saved is a penny earned"},
+    {"text": "the early bird catches the worm while the second mouse gets the cheese"},
+    {"text": "all that glitters is not gold and every cloud has a silver lining"},
+]
+API_KEY = "sk-mem-9f2"
+
+
+@pytest.fixture
+def sayings(tmp_path):
+    data = tmp_path / "sayings.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in SAYINGS_ROWS))
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    (folder / "sayings_mem.py").write_text(SAYINGS.format(data=data))
+    yield folder
+    TASKS.pop("sayings_mem", None)
+    TASKS.origins.pop("sayings_mem", None)
+
+
+def _model_calls(db: Path) -> int:
+    with Store(db) as store:
+        return int(store.query("SELECT COUNT(*) AS n FROM model_calls")[0]["n"])
+
+
+def test_memorisation_options_reach_the_model_the_task_and_the_store(tmp_path, loads, sayings):
+    db, out = tmp_path / "mem.db", tmp_path / "mem.json"
+    with ScriptedChatServer(lambda model, messages: " the rest") as srv:
+        args = ["contamination", "memorisation", "--model", "openai:parrot", "--task", "sayings_mem",
+                "--include-path", str(sayings), "--task-option", "sayings_mem.shout=true", "--limit", "2",
+                "--base-url", srv.base_url, "-b", "4", "-c", "2", "-o", f"api_key={API_KEY}", "--db", str(db),
+                "--json", str(out), "--no-progress"]
+        run = CliRunner().invoke(app(), args)
+        assert run.exit_code == 0, run.output
+        first = list(srv.requests)
+        # --cache use (the default): the second check is answered from the store
+        assert CliRunner().invoke(app(), args).exit_code == 0
+        after_use = len(srv.requests)
+        # --cache refresh sends every call again
+        assert CliRunner().invoke(app(), [*args, "--cache", "refresh"]).exit_code == 0
+        after_refresh = len(srv.requests)
+        # --cache off: sent, and nothing written to its store
+        off_db = tmp_path / "off.db"
+        assert CliRunner().invoke(app(), [*args[:-5], "--db", str(off_db), "--cache", "off"]).exit_code == 0
+        after_off = len(srv.requests)
+        auth = set(srv.authorizations)
+        # --strict: the row with no text is an error rather than skipped
+        strict = CliRunner().invoke(app(), [*args, "--strict"])
+    # --model, --base-url, --batch-size, --concurrency and -o reached the backend
+    assert loads[0] == ("openai:parrot", {"batch_size": 4, "concurrency": 2, "base_url": srv.base_url, "api_key": API_KEY})
+    assert {r["model"] for r in first} == {"parrot"} and auth == {f"Bearer {API_KEY}"}
+    # --include-path and --task-option shout=true built the task; --limit 2 kept its first 2 good rows
+    prompts = sorted(r["prompt"] for r in first)
+    assert prompts == ["A STITCH IN TIME SAVES NINE AND", "THE EARLY BIRD CATCHES THE WORM"]
+    assert (after_use, after_refresh, after_off) == (2, 4, 6)
+    assert _model_calls(db) == 2 and _model_calls(off_db) == 0
+    # --json: the per-item result of the 2 items
+    assert [i["id"] for i in json.loads(out.read_text())["items"]] == ["1", "2"]
+    assert isinstance(strict.exception, DatasetError) and "row 0" in str(strict.exception)
+
+
+def test_ngram_builds_its_task_through_the_runspec(tmp_path, sayings):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("filler\n" + SAYINGS_ROWS[2]["text"].upper() + "\n")
+    out = tmp_path / "n.json"
+    run = CliRunner().invoke(app(), [
+        "contamination", "ngram", "--task", "sayings_mem", "--include-path", str(sayings), "--task-option",
+        "sayings_mem.shout=true", "--limit", "2", "--n", "5", "--corpus", str(corpus), "--json", str(out)])
+    assert run.exit_code == 0, run.output
+    items = {i["id"]: i for i in json.loads(out.read_text())["items"]}
+    # 2 items (--limit), the second found in the corpus whole (words are lowercased on both sides)
+    assert set(items) == {"1", "2"} and items["2"]["ratio"] == 1.0 and items["1"]["n_matched"] == 0
+
+
+def judge_rule(model: str, messages: list[dict[str, str]]) -> str:
+    """Rates a response by its length in words (1-10), so judge and human scores correlate."""
+    text = messages[-1]["content"]
+    m = re.search(r"<response>(.*?)</response>", text, re.DOTALL)
+    words = len((m.group(1) if m else text).split())
+    return f"Fine. Rating: [[{max(1, min(10, words))}]]"
+
+
+@pytest.mark.parametrize("command", ["judge-check", "judge-robustness"])
+def test_judge_command_options_reach_the_judge_and_the_store(tmp_path, loads, command):
+    data = tmp_path / "rated.csv"
+    with data.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["prompt", "response", "human_score"])
+        for k, response in enumerate(["yes", "yes it is", "yes it is true indeed", "no", "it is not so at all"]):
+            w.writerow([f"question {k}?", response, len(response.split())])
+    db = tmp_path / "judge.db"
+    with ScriptedChatServer(judge_rule) as srv:
+        args = [command, "--judge", "openai:rater", "--data", str(data), "--recipe", "single", "--limit", "3",
+                "--judge-base-url", srv.base_url, "-c", "2", "-o", f"api_key={API_KEY}", "-o", "max_retries=0",
+                "--db", str(db), "--json", str(tmp_path / "r.json"), "--no-progress"]
+        if command == "judge-robustness":
+            args += ["--attacks", "padding"]
+        run = CliRunner().invoke(app(), args)
+        assert run.exit_code == 0, run.output
+        first = len(srv.requests)
+        assert CliRunner().invoke(app(), args).exit_code == 0
+        after_use = len(srv.requests)
+        assert CliRunner().invoke(app(), [*args, "--cache", "refresh"]).exit_code == 0
+        after_refresh = len(srv.requests)
+        models, auth = {r["model"] for r in srv.requests}, set(srv.authorizations)
+    # the judge: --judge, --judge-base-url, --concurrency and -o
+    assert loads[0] == ("openai:rater", {"concurrency": 2, "base_url": srv.base_url, "api_key": API_KEY, "max_retries": 0})
+    assert models == {"rater"} and auth == {f"Bearer {API_KEY}"}
+    # --limit 3: three responses judged (robustness: clean and padded)
+    per_run = 3 if command == "judge-check" else 6
+    assert (first, after_use, after_refresh) == (per_run, per_run, 2 * per_run)
+    with Store(db) as store:
+        assert store.query("SELECT COUNT(*) AS n FROM model_calls")[0]["n"] == per_run
+    report = json.loads((tmp_path / "r.json").read_text())
+    if command == "judge-check":
+        assert report["judge"] == f"openai:rater@{srv.base_url}" and len(report["rows"]) == 3
+        assert report["overall"]["pearson"]["value"] == pytest.approx(1.0)
+    else:
+        assert report["n_base"] == 3 and [a["attack"] for a in report["attacks"]] == ["padding"]
+
+
+@pytest.mark.parametrize("cache", ["use", "refresh", "off"])
+def test_run_cache_mode_reaches_the_judge_calls_of_a_judged_task(tmp_path, cache):
+    """`capeval run --cache` applies to the judge's calls too (ScoringContext.cache): refresh and off
+    send them again, use answers them from the store."""
+    fixtures = Path(__file__).resolve().parent / "fixtures" / "crosseval"
+    with ScriptedChatServer(lambda m, msgs: "An answer.") as mut, ScriptedChatServer(
+        lambda m, msgs: "Fine.\n\nEvaluation Score\nScore: 4/5") as judge:
+        spec = RunSpec(model="openai:mut", tasks=["crosseval"], base_url=mut.base_url, judge=f"openai:judge@{judge.base_url}",
+                       data={"crosseval": str(fixtures)}, limit=2, db=tmp_path / "c.db", progress=False)
+        capeval.evaluate_spec(spec)
+        first = len(judge.requests)
+        result = capeval.evaluate_spec(replace(spec, cache=cache)).result
+        again = len(judge.requests) - first
+    assert first == 2 and again == (0 if cache == "use" else 2)
+    assert result.metric("crosseval", "rating").value == pytest.approx(4.0)
