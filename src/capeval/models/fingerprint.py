@@ -226,6 +226,22 @@ def hub_commit(repo_id: str, revision: str | None, probe: str = "config.json") -
     return None
 
 
+def settings_tag(dtype: str, chat_template: bool | str | None, max_length: int | None) -> str:
+    """The part of a local model's id that its settings make: dtype, the chat template when forced
+    on/off or given (its sha256), the context length when set. The transformers and vLLM backends
+    share it, so the same settings read the same in both ids."""
+    tag = f"|{dtype}"
+    if chat_template is True:
+        tag += "|chat=always"
+    elif chat_template is False:
+        tag += "|chat=never"
+    elif isinstance(chat_template, str):
+        tag += "|chat=" + hashlib.sha256(chat_template.encode()).hexdigest()[:12]
+    if max_length:
+        tag += f"|ctx={max_length}"
+    return tag
+
+
 def source_identity(source: str, revision: str | None = None, gguf_file: str | None = None) -> SourceIdentity:
     """The identity of what a backend loads from `source` (a local folder, or a hub id)."""
     path = Path(source).expanduser()

@@ -17,14 +17,13 @@ check is `bench/vllm_check.py`.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from capeval.errors import MissingExtraError, ModelError
 from capeval.models.base import check_options, option_names, register_backend, sampling_seed
-from capeval.models.fingerprint import source_identity
+from capeval.models.fingerprint import settings_tag, source_identity
 from capeval.models.tokenization import PromptTokens
 from capeval.types import Request, Response
 
@@ -89,15 +88,7 @@ class VLLMModel(PromptTokens):
         # the same identity as the transformers backend: the folder's fingerprint or the hub commit
         source_id = source_identity(spec, revision)
         base_id = model_id or "vllm:" + source_id.name
-        options = f"|{dtype}"
-        if chat_template is True:
-            options += "|chat=always"
-        elif chat_template is False:
-            options += "|chat=never"
-        elif isinstance(chat_template, str):
-            options += "|chat=" + hashlib.sha256(chat_template.encode()).hexdigest()[:12]
-        if max_length:
-            options += f"|ctx={max_length}"
+        options = settings_tag(str(dtype), chat_template, max_length)
         self.model_id = base_id + source_id.tag() + options
         self.identity = source_id.record(self.model_id, base_id + options)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -10,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from capeval.errors import ModelError
-from capeval.models.fingerprint import source_identity
+from capeval.models.fingerprint import settings_tag, source_identity
 from capeval.models.tokenization import PromptTokens
 
 DEFAULT_BATCH_SIZE = 16
@@ -127,15 +126,7 @@ class LoadedModel(PromptTokens):
         # after loading: a hub id's snapshot commit is known once transformers has fetched it
         source_id = source_identity(source, revision, gguf_file)
         base_id = model_id or "hf:" + source_id.name
-        options = f"|{dtype}"
-        if chat_template is True:
-            options += "|chat=always"
-        elif chat_template is False:
-            options += "|chat=never"
-        elif isinstance(chat_template, str):
-            options += "|chat=" + hashlib.sha256(chat_template.encode()).hexdigest()[:12]
-        if max_length:
-            options += f"|ctx={max_length}"
+        options = settings_tag(str(dtype), chat_template, max_length)
         if self.dola is not None:
             options += "|" + self.dola.settings.tag
         self.model_id = base_id + source_id.tag() + options
