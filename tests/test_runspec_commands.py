@@ -22,6 +22,7 @@ import capeval.models
 from capeval import runspec
 from capeval.analysis import commands as analysis_commands
 from capeval.errors import DatasetError
+from capeval.judge import alter_commands, bench_commands
 from capeval.judge import commands as judge_commands
 from capeval.judge.recipes import recipe_path
 from capeval.runspec import RunSpec
@@ -50,6 +51,21 @@ COMMANDS: dict[tuple[str, ...], dict[str, str | None]] = {
         "--recipe": None, "--n-references": None, "--ablation": None, "--max-parse-retries": None,
         "--judge-max-tokens": None, "--ablation-csv": None, "--bootstrap": None, "--seed": None,
     },
+    ("mtbench",): {
+        "--model": "model", "--judge": "judge", "--limit": "limit", "--recipe-file": "recipe_files", "--system": "system",
+        "--base-url": "base_url", "--concurrency": "concurrency", "--batch-size": "batch_size",
+        "--model-option": "model_options", "--db": "db", "--cache": "cache", "--json": "json_out",
+        "--no-progress": "progress", "--mode": None, "--baseline": None, "--categories": None, "--max-tokens": None,
+        "--judge-max-tokens": None, "--fastchat-temperatures": None,
+    },
+    ("alter",): {
+        "--model": "model", "--judge": "judge", "--data": "data", "--system": "system", "--seed": "seed",
+        "--model-option": "model_options", "--base-url": "base_url", "--batch-size": "batch_size",
+        "--concurrency": "concurrency", "--recipe-file": "recipe_files", "--db": "db", "--cache": "cache",
+        "--no-progress": "progress", "--capability": None, "--writer": None, "--dev-fraction": None, "--per-round": None,
+        "--rounds": None, "--min-gain": None, "--limit-per-capability": None, "--max-principles": None,
+        "--template": None, "--threshold": None, "--min-change": None, "--out": None,
+    },
     ("judge-robustness",): {
         "--judge": "judge", "--judge-base-url": "judge_options", "--model-option": "judge_options",
         "--concurrency": "concurrency", "--recipe-file": "recipe_files", "--limit": "limit", "--db": "db",
@@ -63,6 +79,8 @@ def app() -> typer.Typer:
     a = typer.Typer()
     analysis_commands.register(a)
     judge_commands.register(a)
+    bench_commands.register(a)
+    alter_commands.register(a)
     return a
 
 
@@ -92,8 +110,10 @@ def _filled(monkeypatch, args: list[str], where: str) -> RunSpec:
         seen.append(spec)
         raise Stop
 
-    monkeypatch.setattr(runspec, "build_tasks", record) if where == "tasks" else monkeypatch.setattr(
-        RunSpec, "load_judge", record)
+    if where == "tasks":
+        monkeypatch.setattr(runspec, "build_tasks", record)
+    else:
+        monkeypatch.setattr(RunSpec, "load_model" if where == "model" else "load_judge", record)
     out = CliRunner().invoke(app(), args)
     assert isinstance(out.exception, Stop), out.output
     (spec,) = seen
@@ -133,6 +153,23 @@ def test_judge_commands_fill_the_runspec(tmp_path, monkeypatch, command):
     # what the judge is loaded with: its own options and --concurrency (as `capeval run` gives a judge)
     assert spec.judge_backend_options() == {"concurrency": 4, "base_url": "http://127.0.0.1:1/v1", "api_key": "k",
                                             "max_retries": 0}
+
+
+def test_mtbench_and_alter_fill_the_runspec(tmp_path, monkeypatch):
+    (tmp_path / "r.jinja").write_text(recipe_path("single").read_text(encoding="utf-8"))
+    backend = ["--base-url", "http://127.0.0.1:1/v1", "-b", "3", "-c", "5", "-o", "api_key=k", "--db", str(tmp_path / "s.db"),
+               "--cache", "refresh", "--no-progress", "--recipe-file", str(tmp_path / "r.jinja"), "--system", "S"]
+    spec = _filled(monkeypatch, ["mtbench", "--model", "openai:m", "--judge", "openai:j", "--limit", "2",
+                                 "--json", str(tmp_path / "o.json"), *backend], "model")
+    fields = {"model": "openai:m", "judge": "openai:j", "base_url": "http://127.0.0.1:1/v1", "batch_size": 3,
+              "concurrency": 5, "model_options": {"api_key": "k"}, "db": tmp_path / "s.db", "cache": "refresh",
+              "progress": False, "recipe_files": [tmp_path / "r.jinja"], "system": "S"}
+    # mtbench gives the judge (and a baseline) --batch-size and --concurrency too
+    assert spec == RunSpec(limit=2, json_out=tmp_path / "o.json", judge_options={"batch_size": 3, "concurrency": 5},
+                           **fields)
+    spec = _filled(monkeypatch, ["alter", "--model", "openai:m", "--judge", "openai:j", "--capability", "Reasoning",
+                                 "--data", str(tmp_path / "d"), "--seed", "3", *backend], "tasks")
+    assert spec == RunSpec(tasks=["crosseval"], data={"crosseval": str(tmp_path / "d")}, seed=3, **fields)
 
 
 @pytest.fixture
@@ -301,3 +338,51 @@ def test_run_cache_mode_reaches_the_judge_calls_of_a_judged_task(tmp_path, cache
         again = len(judge.requests) - first
     assert first == 2 and again == (0 if cache == "use" else 2)
     assert result.metric("crosseval", "rating").value == pytest.approx(4.0)
+
+
+def test_mtbench_model_options_and_cache_reach_the_model_and_the_judge(tmp_path, loads):
+    args = ["mtbench", "--model", "openai:mut", "--categories", "writing", "--limit", "1", "-o", f"api_key={API_KEY}",
+            "--db", str(tmp_path / "m.db"), "--json", str(tmp_path / "m.json"), "--no-progress"]
+    with ScriptedChatServer(lambda m, msgs: "An answer.") as mut, ScriptedChatServer(
+            lambda m, msgs: "Fine. Rating: [[6]]") as judge:
+        full = [*args, "--base-url", mut.base_url, "--judge", f"openai:judge@{judge.base_url}"]
+        counts = []
+        for cache in ("use", "use", "refresh"):
+            assert CliRunner().invoke(app(), [*full, "--cache", cache]).exit_code == 0
+            counts.append((len(mut.requests), len(judge.requests)))
+        auth = set(mut.authorizations)
+    # -o reached the model's backend (not the judge's); use: answered from the store; refresh: sent again
+    assert loads[0] == ("openai:mut", {"base_url": mut.base_url, "api_key": API_KEY})
+    assert loads[1] == (f"openai:judge@{judge.base_url}", {})
+    assert auth == {f"Bearer {API_KEY}"}
+    assert counts == [(2, 2), (2, 2), (4, 4)]
+    assert json.loads((tmp_path / "m.json").read_text())["config"]["cache"] == "refresh"
+
+
+def test_alter_backend_options_recipe_file_and_cache_reach_its_models(tmp_path, loads):
+    from alter_scripts import Judge, mut_rule, write_crosseval
+
+    data = write_crosseval(tmp_path / "crosseval")
+    recipe = tmp_path / "my_crosseval.jinja"
+    recipe.write_text(recipe_path("crosseval").read_text(encoding="utf-8").replace(
+        "{% block system %}\n", "{% block system %}\nEDITED RUBRIC 3e7a.\n", 1), encoding="utf-8")
+    with ScriptedChatServer(mut_rule) as mut, ScriptedChatServer(Judge()) as judge:
+        args = ["alter", "--model", "openai:mut", "--base-url", mut.base_url, "-b", "4", "-c", "2",
+                "--judge", f"openai:judge@{judge.base_url}", "--capability", "Reasoning", "--data", str(data),
+                "--per-round", "2", "--seed", "3", "--recipe-file", str(recipe), "--db", str(tmp_path / "a.db"),
+                "--out", str(tmp_path / "study"), "--no-progress"]
+        counts = []
+        for cache in ("use", "use", "refresh"):
+            run = CliRunner().invoke(app(), [*args, "--cache", cache])
+            assert run.exit_code == 0, run.output
+            counts.append((len(mut.requests), len(judge.requests)))
+        rated = [r["messages"] for r in judge.requests
+                 if "current principles" not in "\n".join(m["content"] for m in r["messages"])]
+    assert loads[0] == ("openai:mut", {"batch_size": 4, "concurrency": 2, "base_url": mut.base_url})
+    assert loads[1] == (f"openai:judge@{judge.base_url}", {"concurrency": 2})
+    # --recipe-file: every rating request used the edited rubric
+    assert rated and all("EDITED RUBRIC 3e7a." in m[0]["content"] for m in rated)
+    # use: the second study is answered from the store; refresh: the model is asked everything again
+    (mut1, judge1), (mut2, judge2), (mut3, judge3) = counts
+    assert mut1 > 0 and (mut2, judge2) == (mut1, judge1)
+    assert mut3 == 2 * mut1 and judge3 > judge2

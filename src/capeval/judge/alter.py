@@ -37,6 +37,7 @@ from capeval.tasks.base import Task
 from capeval.types import Sample, Score
 
 if TYPE_CHECKING:
+    from capeval.engine import CacheMode
     from capeval.models.base import Model
     from capeval.store import Store
 
@@ -131,7 +132,7 @@ def supported_by_capability(task: Task) -> dict[str, list[Sample]]:
 
 def score_dev(
     model: Model, judge: Model, task: Task, samples: Sequence[Sample], system: str | None,
-    store: Store | None, progress: bool = False,
+    store: Store | None, progress: bool = False, cache: CacheMode = "use",
 ) -> DevScore:
     """Answer and judge the development prompts under `system`; 1-100 scores and the lessons."""
     from capeval.engine import Progress, execute
@@ -140,12 +141,12 @@ def score_dev(
     requests = [task.requests(s, task.render(s, [], config), config) for s in samples]
     flat = [r for rs in requests for r in rs]
     with Progress(progress) as bar:
-        responses, _ = execute(model, flat, store, progress=bar)
+        responses, _ = execute(model, flat, store, progress=bar, cache=cache)
         per_sample, pos = [], 0
         for rs in requests:
             per_sample.append(responses[pos : pos + len(rs)])
             pos += len(rs)
-        scores: list[Score] = task.score_all(samples, per_sample, ScoringContext(judge=judge, store=store, progress=bar))
+        scores: list[Score] = task.score_all(samples, per_sample, ScoringContext(judge=judge, store=store, progress=bar, cache=cache))
     by_id = {s.id: s for s in samples}
     answer = {s.id: strip_reasoning(r[0].text or "") if r else "" for s, r in zip(samples, per_sample)}
     out = DevScore({}, {}, 0)
@@ -180,8 +181,10 @@ def run_study(
     progress: bool = False,
     log: Callable[[str], None] = lambda s: None,
     extra_config: dict[str, Any] | None = None,
+    cache: CacheMode = "use",
 ) -> StudyResult:
-    """Build principles for `config.capability`, then evaluate all capabilities without and with them."""
+    """Build principles for `config.capability`, then evaluate all capabilities without and with them.
+    `cache`: the engine's --cache mode, for every call of the study."""
     from capeval.engine import evaluate_tasks
 
     cap = config.capability
@@ -212,7 +215,7 @@ def run_study(
         result.notes.append(f"no cross capability involving {cap} has prompts this model can attempt")
 
     current_system = config.base_system
-    current = score_dev(model, judge, task, dev, current_system, store, progress)
+    current = score_dev(model, judge, task, dev, current_system, store, progress, cache)
     result.baseline_dev = current.mean
     log(f"development: {len(dev)} prompts of {cap}, {len(current.scores)} rated, mean {current.mean:.2f} without principles")
     if len(current.scores) < 2:
@@ -234,7 +237,7 @@ def run_study(
             continue
         candidate, updates = update_principles(
             writer, lessons, principles, store=store, template=template, max_principles=config.max_principles,
-            start_index=seen - len(ids) + 1, total=max(len(order), seen),
+            start_index=seen - len(ids) + 1, total=max(len(order), seen), cache=cache,
         )
         rnd = Round(r, [le.id for le in lessons], updates, candidate, False, "")
         result.rounds.append(rnd)
@@ -243,7 +246,7 @@ def run_study(
             log(f"round {r}: {rnd.reason}")
             continue
         system = _join(config.base_system, template.system_prompt(cap, candidate))
-        trial = score_dev(model, judge, task, dev, system, store, progress)
+        trial = score_dev(model, judge, task, dev, system, store, progress, cache)
         common = [i for i in current.scores if i in trial.scores]
         rnd.n_paired = len(common)
         if len(common) < 2:
@@ -274,7 +277,7 @@ def run_study(
         log(f"evaluating all capabilities ({len(eval_ids)} prompts), {condition}")
         res = evaluate_tasks(
             model, [eval_task], PromptConfig(system=condition_system), store=store, model_spec=model_spec,
-            progress=progress, judge=judge, extra_config={"alter": {**study, "condition": condition}},
+            progress=progress, judge=judge, extra_config={"alter": {**study, "condition": condition}}, cache=cache,
         )
         runs.append(res.run_id)
     result.baseline_run, result.altered_run = runs

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from capeval.commands_core import CACHE_HELP
 from capeval.errors import CapevalError
 from capeval.formatting import fmt_number, json_safe
 
@@ -72,7 +73,14 @@ def alter(
     min_change: float = typer.Option(1.0, "--min-change", help="A change of at most this many points counts as no change."),
     seed: int = typer.Option(0, "--seed", help="Seed of the development split, the sampling and the bootstrap."),
     model_option: list[str] = typer.Option([], "--model-option", "-o", help="KEY=VALUE for the model's backend (repeatable)."),
+    base_url: str | None = typer.Option(None, "--base-url", help="OpenAI-compatible server URL for --model."),
+    batch_size: int | None = typer.Option(None, "--batch-size", "-b", help="Backend batch size of --model."),
+    concurrency: int | None = typer.Option(None, "--concurrency", "-c", help="Requests in flight (openai backend), for every model."),
+    recipe_file: list[Path] = typer.Option(
+        [], "--recipe-file", help="Your edited copy of the crosseval judge recipe (`capeval judge-recipes`); it replaces the recipe its header names."
+    ),
     db: Path | None = typer.Option(None, "--db", help=DB_HELP),
+    cache: str = typer.Option("use", "--cache", help=CACHE_HELP),
     out: Path | None = typer.Option(None, "--out", help="Folder for principles.md and study.json (default: next to the store)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
 ) -> None:
@@ -91,8 +99,10 @@ def alter(
     tpl = PrincipleTemplate.load(template)
     spec = RunSpec(
         model=model, tasks=["crosseval"], system=system, seed=seed, model_options=_parse_options(model_option),
-        judge=judge, data={"crosseval": str(data)} if data is not None else {}, db=db, progress=not no_progress,
+        base_url=base_url, batch_size=batch_size, concurrency=concurrency, judge=judge, recipe_files=recipe_file,
+        data={"crosseval": str(data)} if data is not None else {}, db=db, cache=cache, progress=not no_progress,
     )
+    cache_mode = spec.cache_mode()
     (task,) = build_tasks(spec)
     config = StudyConfig(
         capability=capability, dev_fraction=dev_fraction, per_round=per_round, rounds=rounds, min_gain=min_gain,
@@ -109,7 +119,7 @@ def alter(
             result = run_study(
                 m, judge_model, task, config, store, writer=writer_model, template=tpl, model_spec=model,
                 progress=spec.progress, log=lambda s: console.print(f"[dim]{s}[/]"),
-                extra_config={"judge": judge, "writer": writer or judge},
+                extra_config={"judge": judge, "writer": writer or judge}, cache=cache_mode,
             )
         except DatasetError as e:
             if data is not None:

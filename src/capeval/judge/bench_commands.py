@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from capeval.commands_core import CACHE_HELP, MODEL_OPTION_HELP
 from capeval.errors import CapevalError
 
 
@@ -31,7 +32,9 @@ def mtbench(
     base_url: str | None = typer.Option(None, "--base-url", help="OpenAI-compatible server URL for --model."),
     concurrency: int | None = typer.Option(None, "--concurrency", "-c", help="Requests in flight (openai backend)."),
     batch_size: int | None = typer.Option(None, "--batch-size", "-b", help="Backend batch size for local models."),
+    model_option: list[str] = typer.Option([], "--model-option", "-o", help=MODEL_OPTION_HELP + " For --model."),
     db: Path | None = typer.Option(None, "--db", help="SQLite store (default: $CAPEVAL_DB or the user data dir)."),
+    cache: str = typer.Option("use", "--cache", help=CACHE_HELP),
     json_out: Path | None = typer.Option(None, "--json", help="Also write results as JSON here."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
 ) -> None:
@@ -39,7 +42,7 @@ def mtbench(
     them (reference-guided for math, reasoning and coding) and report overall, per-turn and
     per-category scores."""
     from capeval.cli import console
-    from capeval.commands_core import print_result
+    from capeval.commands_core import _parse_options, print_result
     from capeval.engine import Progress
     from capeval.judge.mtbench import load_questions, run_mtbench
     from capeval.judge.recipes import load_recipe_files
@@ -52,13 +55,14 @@ def mtbench(
         raise CapevalError("--mode pairwise needs a baseline model", "add --baseline MODEL")
     if mode == "single" and baseline:
         raise CapevalError("--baseline is only used with --mode pairwise", "add --mode pairwise, or drop --baseline")
-    # --base-url is the model's; --batch-size and --concurrency apply to every model (judge, baseline)
+    # --base-url and --model-option are the model's; --batch-size and --concurrency apply to every model (judge, baseline)
     shared = model_options(batch_size=batch_size, concurrency=concurrency)
     spec = RunSpec(
         model=model, system=system, limit=limit, batch_size=batch_size, concurrency=concurrency,
-        base_url=base_url, judge=judge, judge_options=shared, recipe_files=recipe_file, db=db,
-        progress=not no_progress, json_out=json_out,
+        base_url=base_url, model_options=_parse_options(model_option), judge=judge, judge_options=shared,
+        recipe_files=recipe_file, db=db, cache=cache, progress=not no_progress, json_out=json_out,
     )
+    cache_mode = spec.cache_mode()
     recipes = load_recipe_files(spec.recipe_files)
     cats = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
     questions = load_questions(categories=cats, limit=spec.limit)
@@ -72,7 +76,7 @@ def mtbench(
             m, j, store, mode=mode, baseline_model=b, questions=questions,  # type: ignore[arg-type]
             max_tokens=max_tokens, system=spec.system, category_temperatures=fastchat_temperatures,
             judge_max_tokens=judge_max_tokens, model_spec=model, judge_spec=judge, baseline_spec=baseline, progress=bar,
-            recipes=recipes,
+            recipes=recipes, cache=cache_mode,
         )
         path = store.path
     print_result(result.run)

@@ -25,7 +25,7 @@ from capeval.scoring.extract import strip_reasoning
 from capeval.types import GenerationParams, Message, MetricResult, Request, RunResult, Score
 
 if TYPE_CHECKING:
-    from capeval.engine import CallStats
+    from capeval.engine import CacheMode, CallStats
     from capeval.judge.core import JudgeItem, Verdict
     from capeval.judge.recipes import JudgeRecipe
     from capeval.models.base import Model
@@ -150,6 +150,7 @@ def generate_answers(
     category_temperatures: bool = False,
     progress: Any = None,
     stats: CallStats | None = None,
+    cache: CacheMode = "use",
 ) -> list[Conversation]:
     """Answer every question's turns in order; turn k's prompt holds the model's own answers to
     the earlier turns. A failed turn ends that conversation (later turns are not asked)."""
@@ -179,7 +180,7 @@ def generate_answers(
             batch.append((i, req))
         if not batch:
             continue
-        responses, st = execute(model, [r for _, r in batch], store, progress=progress)
+        responses, st = execute(model, [r for _, r in batch], store, progress=progress, cache=cache)
         if stats is not None:
             stats.cached += st.cached
             stats.new += st.new
@@ -262,6 +263,7 @@ def judge_conversations(
     max_parse_retries: int = 1,
     judge_max_tokens: int | None = None,
     recipes: Mapping[str, JudgeRecipe] | None = None,
+    cache: CacheMode = "use",
 ) -> list[TurnVerdict]:
     """One TurnVerdict per (question, turn), in question then turn order. `recipes`: edited recipe
     files by the recipe each replaces (`--recipe-file`)."""
@@ -282,7 +284,9 @@ def judge_conversations(
         recipe = pick_recipe(name, recipes)
         if judge_max_tokens is not None:
             recipe = replace(recipe, max_tokens=judge_max_tokens)
-        verdicts = run_judge(judge, recipe, items, store=store, progress=progress, max_parse_retries=max_parse_retries)
+        verdicts = run_judge(
+            judge, recipe, items, store=store, progress=progress, max_parse_retries=max_parse_retries, cache=cache
+        )
         for item, v in zip(items, verdicts):
             found[item.id] = _turn_verdict(item, v, recipe.name, mode, tuple(d.to_dict() for d in audit_verdict(recipe, v)))
     for qid, t, why in skipped:
@@ -434,9 +438,11 @@ def run_mtbench(
     baseline_spec: str | None = None,
     progress: Any = None,
     recipes: Mapping[str, JudgeRecipe] | None = None,
+    cache: CacheMode = "use",
 ) -> MTBenchResult:
     """Generate (or read from the cache) the answers, judge them, save the run, return the numbers.
-    `recipes`: edited recipe files by the recipe each replaces (`--recipe-file`)."""
+    `recipes`: edited recipe files by the recipe each replaces (`--recipe-file`); `cache`: the
+    engine's --cache mode, for the answers and the verdicts."""
     from capeval.judge.recipes import check_replacements
 
     questions = list(questions) if questions is not None else load_questions()
@@ -448,18 +454,19 @@ def run_mtbench(
 
     stats = CallStats()
     gen: dict[str, Any] = {"max_tokens": max_tokens, "system": system, "category_temperatures": category_temperatures}
-    conversations = generate_answers(model, questions, store, progress=progress, stats=stats, **gen)
+    conversations = generate_answers(model, questions, store, progress=progress, stats=stats, cache=cache, **gen)
     baseline = (
-        generate_answers(baseline_model, questions, store, progress=progress, stats=stats, **gen) if baseline_model else []
+        generate_answers(baseline_model, questions, store, progress=progress, stats=stats, cache=cache, **gen)
+        if baseline_model else []
     )
     verdicts = judge_conversations(
         judge, conversations, mode, baseline if mode == "pairwise" else None, store=store, progress=progress,
-        judge_max_tokens=judge_max_tokens, recipes=recipes,
+        judge_max_tokens=judge_max_tokens, recipes=recipes, cache=cache,
     )
     metrics = summarize(verdicts, mode)
     config: dict[str, Any] = {
         "mode": mode, "judge": judge_spec or judge.model_id, "baseline": baseline_spec or (baseline_model.model_id if baseline_model else None),
-        "n_questions": len(questions), **gen, "graders": {TASK: f"judge {judge.model_id}"},
+        "n_questions": len(questions), **gen, "graders": {TASK: f"judge {judge.model_id}"}, "cache": cache,
         **({"recipe_files": {n: r.path for n, r in recipes.items()}} if recipes else {}),
     }
     identity = getattr(model, "identity", None)

@@ -26,6 +26,7 @@ from capeval.judge.recipes import _compile, _num
 from capeval.types import GenerationParams, Message, Request
 
 if TYPE_CHECKING:
+    from capeval.engine import CacheMode
     from capeval.models.base import Model
     from capeval.store import Store
 
@@ -196,6 +197,7 @@ def update_principles(
     start_index: int = 1,
     total: int | None = None,
     on_update: Callable[[Update], None] | None = None,
+    cache: CacheMode = "use",
 ) -> tuple[str, list[Update]]:
     """Feed `lessons` to the writer one after another, each seeing the list the previous one left.
 
@@ -221,7 +223,7 @@ def update_principles(
                 kind="generate", prompt=prompt, params=writer_params(max_tokens), repeat=attempt,
                 task=f"principles:{lesson.capability}", sample_id=lesson.id,
             )
-            (resp,), _ = execute(writer, [request], store)
+            (resp,), _ = execute(writer, [request], store, cache=cache)
             if resp.error is not None:
                 error = f"writer call failed: {resp.error}"
                 texts.append("")
