@@ -36,7 +36,7 @@ OPTION_FIELDS = {
     "--chat": "chat", "--limit": "limit", "--sample": "sample", "--stratify": "stratify",
     "--batch-size": "batch_size", "--concurrency": "concurrency", "--base-url": "base_url", "--db": "db",
     "--include-path": "include_paths", "--data": "data", "--task-option": "task_options", "--strict": "strict",
-    "--model-option": "model_options", "--judge": "judge", "--recipe-file": "recipe_files",
+    "--model-option": "model_options", "--judge": "judge", "--judge-option": "judge_options", "--recipe-file": "recipe_files",
     "--prompt-variants": "prompt_variants", "--seed": "seed", "--json": "json_out", "--no-progress": "progress",
     "--save-every": "save_every", "--cache": "cache",
 }
@@ -59,6 +59,7 @@ def test_every_run_option_fills_one_runspec_field(tmp_path, monkeypatch):
         "--chat", "--sample", "4", "--stratify", "crosseval=capability", "--batch-size", "3", "--concurrency", "5",
         "--base-url", "http://127.0.0.1:1/v1", "--db", str(tmp_path / "s.db"), "--include-path", str(tmp_path),
         "--data", "gsm8k=./g", "--task-option", "crosseval.x=[1,2]", "--strict", "-o", "api_key=k", "--judge", "openai:j",
+        "--judge-option", "max_retries=2",
         "--recipe-file", str(tmp_path / "r.jinja"), "--prompt-variants", "3", "--seed", "7",
         "--json", str(tmp_path / "o.json"), "--no-progress", "--save-every", "9", "--cache", "refresh",
     ]
@@ -68,7 +69,7 @@ def test_every_run_option_fills_one_runspec_field(tmp_path, monkeypatch):
     assert spec == RunSpec(
         model="openai:m", tasks=["gsm8k", "crosseval"], shots=2, cot=True, system="S", chat=True, seed=7,
         prompt_variants=3, limit=None, sample=4, stratify=["crosseval=capability"], batch_size=3, concurrency=5,
-        base_url="http://127.0.0.1:1/v1", model_options={"api_key": "k"}, judge="openai:j",
+        base_url="http://127.0.0.1:1/v1", model_options={"api_key": "k"}, judge="openai:j", judge_options={"max_retries": 2},
         recipe_files=[tmp_path / "r.jinja"], include_paths=[tmp_path], data={"gsm8k": "./g"},
         task_options={"crosseval": {"x": (1, 2)}}, strict=True, db=tmp_path / "s.db", save_every=9,
         cache="refresh", progress=False, json_out=tmp_path / "o.json",
@@ -143,7 +144,7 @@ def run_path(path: str, tmp: Path, mut: str, judge: str, items: dict[str, Any]) 
             "--data", f"gsm8k={inputs['gsm8k']}", "--data", f"crosseval={FIXTURES / 'crosseval'}",
             "--task-option", "humaneval.n_samples=2", "--task-option", "humaneval.k_values=[1,2]",
             "--include-path", str(inputs["include"]), "--recipe-file", str(inputs["recipe"]),
-            "--judge", f"openai:judge@{judge}", "--db", str(db), "--save-every", "3", "--cache", "refresh",
+            "--judge", f"openai:judge@{judge}", "--judge-option", "max_retries=1", "--db", str(db), "--save-every", "3", "--cache", "refresh",
             "--batch-size", "2", "--concurrency", "3", "--base-url", mut, "-o", f"api_key={API_KEY}",
             "--json", str(tmp / "out.json"), "--no-progress",
         ]
@@ -203,8 +204,9 @@ def test_every_option_reaches_the_run_on_every_path(tmp_path, path, items):
             assert "colours" not in config["subsets"] or config["subsets"]["colours"]["stratify"] == "kind"
     if "sample" in items:
         assert json.loads(first["config"])["subsets"]["colours"]["stratify"] == "kind"
-    if path == "api":
-        assert json.loads(first["config"]).get("judge_options") == {"max_retries": 1}
+    # the judge's own options (--judge-option, judge_options=); on the command line --concurrency too
+    assert json.loads(first["config"]).get("judge_options") == (
+        {"max_retries": 1} if path == "api" else {"concurrency": 3, "max_retries": 1})
 
     # requests: --base-url and the model options reached the model's backend; --system its messages
     assert model_calls and {r["model"] for r in model_calls} == {"mut"}

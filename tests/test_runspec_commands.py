@@ -21,7 +21,7 @@ import capeval
 import capeval.models
 from capeval import runspec
 from capeval.analysis import commands as analysis_commands
-from capeval.errors import DatasetError
+from capeval.errors import CapevalError, DatasetError
 from capeval.judge import alter_commands, bench_commands
 from capeval.judge import commands as judge_commands
 from capeval.judge.recipes import recipe_path
@@ -386,3 +386,9 @@ def test_alter_backend_options_recipe_file_and_cache_reach_its_models(tmp_path, 
     (mut1, judge1), (mut2, judge2), (mut3, judge3) = counts
     assert mut1 > 0 and (mut2, judge2) == (mut1, judge1)
     assert mut3 == 2 * mut1 and judge3 > judge2
+
+
+def test_judge_options_without_a_judge_are_refused_before_a_model_loads(loads):
+    with pytest.raises(CapevalError, match="--judge-option is given without --judge"):
+        capeval.evaluate_spec(RunSpec(model="openai:m", tasks=["crosseval"], judge_options={"max_retries": 1}))
+    assert loads == []

@@ -32,7 +32,8 @@ class RunSpec:
     Each `capeval run` option is one field: --model model, --tasks tasks, --shots shots, --cot cot,
     --system system, --chat chat, --seed seed, --prompt-variants prompt_variants, --limit limit,
     --sample sample, --stratify stratify, --batch-size batch_size, --concurrency concurrency,
-    --base-url base_url, --model-option model_options, --judge judge, --recipe-file recipe_files,
+    --base-url base_url, --model-option model_options, --judge judge, --judge-option judge_options,
+    --recipe-file recipe_files,
     --db db, --include-path include_paths, --data data, --task-option task_options, --strict strict,
     --save-every save_every, --cache cache, --json json_out, --no-progress progress (negated).
 
@@ -246,6 +247,8 @@ def resolve(spec: RunSpec) -> ResolvedRun:
     strata = _stratify_map(spec.stratify, [t.name for t in tasks])
     if strata and spec.sample is None:
         raise CapevalError("--stratify only applies to --sample", "e.g. --sample 40 --stratify category")
+    if spec.judge_options and spec.judge is None:
+        raise CapevalError("--judge-option is given without --judge", "name the judge model with --judge MODEL")
     judged = [t.name for t in tasks if t.judged]
     if judged and spec.judge is None:
         raise CapevalError(
