@@ -22,6 +22,7 @@ import capeval.models
 from capeval import runspec
 from capeval.analysis import commands as analysis_commands
 from capeval.errors import CapevalError, DatasetError
+from capeval.interpret import commands as interpret_commands
 from capeval.judge import alter_commands, bench_commands
 from capeval.judge import commands as judge_commands
 from capeval.judge.recipes import recipe_path
@@ -66,6 +67,11 @@ COMMANDS: dict[tuple[str, ...], dict[str, str | None]] = {
         "--rounds": None, "--min-gain": None, "--limit-per-capability": None, "--max-principles": None,
         "--template": None, "--threshold": None, "--min-change": None, "--out": None,
     },
+    ("probe",): {
+        "--model": "model", "--batch-size": "batch_size", "--model-option": "model_options", "--seed": "seed",
+        "--json": "json_out", "--data": None, "--target": None, "--prompt": None, "--entity-column": None,
+        "--test-fraction": None,
+    },
     ("judge-robustness",): {
         "--judge": "judge", "--judge-base-url": "judge_options", "--model-option": "judge_options",
         "--concurrency": "concurrency", "--recipe-file": "recipe_files", "--limit": "limit", "--db": "db",
@@ -81,6 +87,7 @@ def app() -> typer.Typer:
     judge_commands.register(a)
     bench_commands.register(a)
     alter_commands.register(a)
+    interpret_commands.register(a)
     return a
 
 
@@ -392,3 +399,25 @@ def test_judge_options_without_a_judge_are_refused_before_a_model_loads(loads):
     with pytest.raises(CapevalError, match="--judge-option is given without --judge"):
         capeval.evaluate_spec(RunSpec(model="openai:m", tasks=["crosseval"], judge_options={"max_retries": 1}))
     assert loads == []
+
+
+PEOPLE = [("Ada Lovelace", 1815), ("Isaac Newton", 1643), ("Marie Curie", 1867), ("Alan Turing", 1912),
+          ("Julius Caesar", -100), ("Homer", -750), ("Voltaire", 1694), ("Emmy Noether", 1882),
+          ("Leonhard Euler", 1707), ("Hypatia", 370), ("Confucius", -551), ("Grace Hopper", 1906)]
+
+
+def test_probe_options_reach_the_local_model(tmp_path, loads, monkeypatch):
+    from tiny_model import build_tiny_llama
+
+    monkeypatch.setenv("CAPEVAL_CACHE_DIR", str(tmp_path / "cache"))
+    folder = build_tiny_llama(tmp_path / "tiny")
+    data = tmp_path / "people.csv"
+    data.write_text("entity,year\n" + "".join(f"{e},{y}\n" for e, y in PEOPLE))
+    out = tmp_path / "probe.json"
+    run = CliRunner().invoke(app(), ["probe", "--data", str(data), "--target", "year", "--model", f"hf:{folder}",
+                                     "-b", "5", "-o", "dtype=float32", "--seed", "9", "--json", str(out)])
+    assert run.exit_code == 0, run.output
+    # --model, --batch-size and --model-option reached the backend; --seed the split; --json the file
+    assert loads == [(f"hf:{folder}", {"batch_size": 5, "dtype": "float32"})]
+    report = json.loads(out.read_text())
+    assert report["seed"] == 9 and len(report["layers"]) == 3  # embeddings + the tiny model's 2 layers

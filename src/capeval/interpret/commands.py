@@ -70,13 +70,15 @@ def register(app: typer.Typer) -> None:
         targets = [t.strip() for item in target for t in item.split(",") if t.strip()]
         probe_data = read_probe_csv(data, targets, entity_column)  # bad data fails before a model loads
         entity_prompts(probe_data.entities[:1], prompt)
-        spec = RunSpec(model=model, batch_size=batch_size, model_options=_parse_options(model_option), seed=seed)
+        spec = RunSpec(
+            model=model, batch_size=batch_size, model_options=_parse_options(model_option), seed=seed, json_out=json_out
+        )
         loaded = spec.load_model()
         started = time.perf_counter()
         with console.status(f"reading {len(probe_data.entities)} entities' hidden states and fitting probes"):
             report = run_probe(loaded, probe_data, prompt=prompt, seed=spec.seed, test_fraction=test_fraction)
         print_probe(report)
-        out = json_out or default_db_path().parent / "results" / f"probe-{time.strftime('%Y%m%d-%H%M%S')}.json"
+        out = spec.json_out or default_db_path().parent / "results" / f"probe-{time.strftime('%Y%m%d-%H%M%S')}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         payload = {**asdict(report), "data": str(data), "wall_s": round(time.perf_counter() - started, 2)}
         out.write_text(json.dumps(json_safe(payload), indent=2, ensure_ascii=False))
