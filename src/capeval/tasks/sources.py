@@ -170,7 +170,8 @@ def read_file(path: Path) -> list[dict[str, Any]]:
         if name.endswith(".parquet"):
             import pandas as pd
 
-            return pd.read_parquet(path).to_dict(orient="records")
+            records: list[dict[str, Any]] = pd.read_parquet(path).to_dict(orient="records")
+            return records
     except DatasetError:
         raise
     except (OSError, ValueError, EOFError) as e:
