@@ -340,3 +340,26 @@ def test_a_run_ended_by_an_error_is_marked_failed_with_its_error_and_resumes(tmp
         result = evaluate_tasks(model, [task], PromptConfig(shots=0), store=store, progress=False, chunk_size=4)
     assert (result.n_calls_cached, result.n_calls_new) == (8, N_ITEMS - 8)
     assert sum(model.answered.values()) == N_ITEMS - 8
+
+
+def test_credentials_given_as_options_never_reach_the_store_or_the_results_file(tmp_path):
+    secret = "sk-test-0123456789abcdef"
+    data, db = write_data(tmp_path / "gsm8k", 3), tmp_path / "store.db"
+    with serving(AdderModel(), served_name="adder") as srv:
+        assert run_cli(run_args(srv.base_url, data, db, api_key=secret)) == 0
+    (config,) = [json.loads(c) for (c,) in rows(db, "SELECT config FROM runs")]
+    assert config["model_options"]["api_key"] == "<redacted>" and config["model_options"]["concurrency"] == 4
+    for path in (db, db.parent / "out.json", *db.parent.glob("store.db-*")):
+        assert secret.encode() not in path.read_bytes(), path
+
+
+def test_redact_secrets_replaces_credentials_at_any_depth_and_keeps_the_rest():
+    from capeval.store.db import redact_secrets
+
+    given = {"api_key": "k", "max_tokens": 5, "hf_token": "t", "judge": {"headers": {"Authorization": "Bearer x"}},
+             "runs": [{"password": "p", "seed": 1}], "tokenizer": "gpt2", "api_key_env": None}
+    assert redact_secrets(given) == {
+        "api_key": "<redacted>", "max_tokens": 5, "hf_token": "<redacted>",
+        "judge": {"headers": {"Authorization": "<redacted>"}}, "runs": [{"password": "<redacted>", "seed": 1}],
+        "tokenizer": "gpt2", "api_key_env": None,
+    }

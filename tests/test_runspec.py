@@ -190,7 +190,8 @@ def test_every_option_reaches_the_run_on_every_path(tmp_path, path, items):
         assert config["limit"] == items.get("limit") and config["sample"] == items.get("sample")
         assert config["stratify"] == ({"colours": "kind"} if "stratify" in items else {})
         # the backend: --batch-size --concurrency --base-url --model-option; the judge's own options
-        assert config["model_options"] == {"batch_size": 2, "concurrency": 3, "base_url": mut.base_url, "api_key": API_KEY}
+        # the key reached the server (below) but not the store: credentials are recorded redacted
+        assert config["model_options"] == {"batch_size": 2, "concurrency": 3, "base_url": mut.base_url, "api_key": "<redacted>"}
         assert config["judge"] == f"openai:judge@{judge.base_url}"
         # --task-option, --recipe-file, --strict, --save-every, --cache
         assert config["task_options"] == {"humaneval": {"n_samples": 2, "k_values": [1, 2]}}

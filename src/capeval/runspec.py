@@ -259,13 +259,16 @@ def resolve(spec: RunSpec) -> ResolvedRun:
     model = spec.load_model(loaded)
     judge = spec.load_judge(loaded)
     judge_name = spec.judge if isinstance(spec.judge, str) or spec.judge is None else spec.judge.model_id
+    from capeval.store.db import redact_secrets
+
+    # what the run records of its options: credentials never reach the store or a results file
     extra: dict[str, Any] = {
-        "model_options": spec.backend_options(),
+        "model_options": redact_secrets(spec.backend_options()),
         "judge": judge_name,
         "task_options": {k: dict(v) for k, v in spec.task_options.items()},
     }
     if spec.judge is not None and spec.judge_backend_options():
-        extra["judge_options"] = spec.judge_backend_options()
+        extra["judge_options"] = redact_secrets(spec.judge_backend_options())
     if spec.recipe_files:
         extra["recipe_files"] = [str(p) for p in spec.recipe_files]
     return ResolvedRun(spec, model, judge, tasks, spec.prompt_config(), strata, cache, extra)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import socket
 import sqlite3
 import threading
@@ -34,6 +35,24 @@ RUN_STATES = ("running", "finished", "incomplete", "interrupted", "failed")
 # running capeval beats every HEARTBEAT_S.
 HEARTBEAT_S = 5.0
 STALE_AFTER_S = 60.0
+
+
+# Option names whose values are credentials: never written to the store or a results file.
+SECRET_KEY = re.compile(r"(?i)^(.*[_-])?(api[_-]?key|token|secret|password|passwd|authorization|credentials?)$")
+REDACTED = "<redacted>"
+
+
+def redact_secrets(value: Any) -> Any:
+    """`value` with every credential-named entry (api_key, hf_token, password, Authorization, ...)
+    of every mapping inside it replaced by REDACTED; other values are kept as they are."""
+    if isinstance(value, Mapping):
+        return {
+            k: (REDACTED if isinstance(k, str) and SECRET_KEY.match(k) and v is not None else redact_secrets(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [redact_secrets(v) for v in value]
+    return value
 
 
 def default_db_path() -> Path:
@@ -142,7 +161,8 @@ class Store:
         self.execute(
             "INSERT INTO runs (run_id, model_id, model_spec, tasks, config, status, results, created_at, finished_at, "
             "pid, host, heartbeat_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (run_id, model_id, model_spec, json.dumps(list(tasks)), json.dumps(config, default=str), "running", None,
+            (run_id, model_id, model_spec, json.dumps(list(tasks)), json.dumps(redact_secrets(config), default=str),
+             "running", None,
              now, None, os.getpid(), socket.gethostname(), now),
         )
         return run_id
@@ -214,8 +234,8 @@ class Store:
             "UPDATE runs SET status=?, results=?, config=?, finished_at=? WHERE run_id=?",
             (
                 status,
-                json.dumps(run_result_to_dict(result), default=str),
-                json.dumps(config, default=str),
+                json.dumps(redact_secrets(run_result_to_dict(result)), default=str),
+                json.dumps(redact_secrets(config), default=str),
                 time.time(),
                 result.run_id,
             ),
