@@ -205,9 +205,8 @@ def test_every_option_reaches_the_run_on_every_path(tmp_path, path, items):
             assert "colours" not in config["subsets"] or config["subsets"]["colours"]["stratify"] == "kind"
     if "sample" in items:
         assert json.loads(first["config"])["subsets"]["colours"]["stratify"] == "kind"
-    # the judge's own options (--judge-option, judge_options=); on the command line --concurrency too
-    assert json.loads(first["config"]).get("judge_options") == (
-        {"max_retries": 1} if path == "api" else {"concurrency": 3, "max_retries": 1})
+    # the judge's own options (--judge-option, judge_options=), and --concurrency (concurrency=) on every path
+    assert json.loads(first["config"]).get("judge_options") == {"concurrency": 3, "max_retries": 1}
 
     # requests: --base-url and the model options reached the model's backend; --system its messages
     assert model_calls and {r["model"] for r in model_calls} == {"mut"}

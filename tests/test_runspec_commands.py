@@ -55,8 +55,9 @@ COMMANDS: dict[tuple[str, ...], dict[str, str | None]] = {
     ("mtbench",): {
         "--model": "model", "--judge": "judge", "--limit": "limit", "--recipe-file": "recipe_files", "--system": "system",
         "--base-url": "base_url", "--concurrency": "concurrency", "--batch-size": "batch_size",
-        "--model-option": "model_options", "--db": "db", "--cache": "cache", "--json": "json_out",
-        "--no-progress": "progress", "--mode": None, "--baseline": None, "--categories": None, "--max-tokens": None,
+        "--model-option": "model_options", "--judge-option": "judge_options", "--db": "db", "--cache": "cache",
+        "--json": "json_out", "--no-progress": "progress", "--mode": None, "--baseline": None, "--baseline-option": None,
+        "--categories": None, "--max-tokens": None,
         "--judge-max-tokens": None, "--fastchat-temperatures": None,
     },
     ("alter",): {
@@ -167,13 +168,13 @@ def test_mtbench_and_alter_fill_the_runspec(tmp_path, monkeypatch):
     backend = ["--base-url", "http://127.0.0.1:1/v1", "-b", "3", "-c", "5", "-o", "api_key=k", "--db", str(tmp_path / "s.db"),
                "--cache", "refresh", "--no-progress", "--recipe-file", str(tmp_path / "r.jinja"), "--system", "S"]
     spec = _filled(monkeypatch, ["mtbench", "--model", "openai:m", "--judge", "openai:j", "--limit", "2",
-                                 "--json", str(tmp_path / "o.json"), *backend], "model")
+                                 "--json", str(tmp_path / "o.json"), "--judge-option", "max_retries=0", *backend], "model")
     fields = {"model": "openai:m", "judge": "openai:j", "base_url": "http://127.0.0.1:1/v1", "batch_size": 3,
               "concurrency": 5, "model_options": {"api_key": "k"}, "db": tmp_path / "s.db", "cache": "refresh",
               "progress": False, "recipe_files": [tmp_path / "r.jinja"], "system": "S"}
-    # mtbench gives the judge (and a baseline) --batch-size and --concurrency too
-    assert spec == RunSpec(limit=2, json_out=tmp_path / "o.json", judge_options={"batch_size": 3, "concurrency": 5},
-                           **fields)
+    # mtbench gives the judge (and a baseline) --batch-size and --concurrency too; --judge-option the judge alone
+    assert spec == RunSpec(limit=2, json_out=tmp_path / "o.json",
+                           judge_options={"batch_size": 3, "concurrency": 5, "max_retries": 0}, **fields)
     spec = _filled(monkeypatch, ["alter", "--model", "openai:m", "--judge", "openai:j", "--capability", "Reasoning",
                                  "--data", str(tmp_path / "d"), "--seed", "3", *backend], "tasks")
     assert spec == RunSpec(tasks=["crosseval"], data={"crosseval": str(tmp_path / "d")}, seed=3, **fields)
@@ -364,6 +365,25 @@ def test_mtbench_model_options_and_cache_reach_the_model_and_the_judge(tmp_path,
     assert auth == {f"Bearer {API_KEY}"}
     assert counts == [(2, 2), (2, 2), (4, 4)]
     assert json.loads((tmp_path / "m.json").read_text())["config"]["cache"] == "refresh"
+
+
+def test_mtbench_pairwise_gives_each_model_its_own_options(tmp_path, loads):
+    with ScriptedChatServer(lambda m, msgs: "An answer.") as mut, ScriptedChatServer(
+            lambda m, msgs: "Another answer.") as base, ScriptedChatServer(lambda m, msgs: "[[A]]") as judge:
+        args = ["mtbench", "--model", "openai:mut", "--base-url", mut.base_url, "-o", "api_key=m-key",
+                "--judge", f"openai:judge@{judge.base_url}", "--judge-option", "api_key=j-key", "-c", "3",
+                "--mode", "pairwise", "--baseline", f"openai:base@{base.base_url}", "--baseline-option", "api_key=b-key",
+                "--categories", "writing", "--limit", "1", "--db", str(tmp_path / "p.db"), "--no-progress"]
+        assert CliRunner().invoke(app(), args).exit_code == 0
+        auths = [set(s.authorizations) for s in (mut, base, judge)]
+    assert sorted(loads) == sorted([
+        ("openai:mut", {"concurrency": 3, "base_url": mut.base_url, "api_key": "m-key"}),
+        (f"openai:judge@{judge.base_url}", {"concurrency": 3, "api_key": "j-key"}),
+        (f"openai:base@{base.base_url}", {"concurrency": 3, "api_key": "b-key"}),
+    ])
+    assert auths == [{"Bearer m-key"}, {"Bearer b-key"}, {"Bearer j-key"}]
+    refused = CliRunner().invoke(app(), ["mtbench", "--model", "openai:m", "--judge", "openai:j", "--baseline-option", "a=1"])
+    assert "--baseline-option is given without --baseline" in str(refused.exception)
 
 
 def test_alter_backend_options_recipe_file_and_cache_reach_its_models(tmp_path, loads):

@@ -87,15 +87,19 @@ def evaluate(
         judge_options: backend options for a judge spec string.
         db: the SQLite store (default: $CAPEVAL_DB or the user data dir).
         save_every, cache: requests per saved backend call (`--save-every`); use, refresh or off (`--cache`).
-        **model_options: backend options for a spec string (batch_size, dtype, base_url, ...).
+        **model_options: backend options for a spec string (batch_size, dtype, base_url, ...); batch_size,
+            concurrency and base_url mean what `capeval run`'s flags do (concurrency also reaches a judge
+            given as a spec string).
     """
     from capeval.runspec import RunSpec, evaluate_spec
 
     if isinstance(tasks, Model) and not isinstance(model, Model):
         raise CapevalError("evaluate() takes the tasks first, then the model", "capeval.evaluate(tasks, model)")
+    # the options `capeval run` has as flags fill the same fields (--concurrency reaches the judge too)
+    shorthands = {k: model_options.pop(k) for k in ("batch_size", "concurrency", "base_url") if k in model_options}
     spec = RunSpec(
         model=model, tasks=[tasks] if isinstance(tasks, (str, Task)) else list(tasks), shots=shots, cot=cot,
-        system=system, chat=chat, seed=seed, limit=limit, sample=sample,
+        system=system, chat=chat, seed=seed, limit=limit, sample=sample, **shorthands,
         stratify=[stratify] if isinstance(stratify, str) else stratify, model_options=model_options, judge=judge,
         judge_options=dict(judge_options or {}), recipe_files=list(recipe_files), include_paths=list(include_paths),
         data=dict(data or {}), task_options=dict(task_options or {}), strict=strict, db=db, save_every=save_every,

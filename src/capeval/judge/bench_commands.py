@@ -33,6 +33,10 @@ def mtbench(
     concurrency: int | None = typer.Option(None, "--concurrency", "-c", help="Requests in flight (openai backend)."),
     batch_size: int | None = typer.Option(None, "--batch-size", "-b", help="Backend batch size for local models."),
     model_option: list[str] = typer.Option([], "--model-option", "-o", help=MODEL_OPTION_HELP + " For --model."),
+    judge_option: list[str] = typer.Option([], "--judge-option", help="KEY=VALUE backend option for --judge (repeatable)."),
+    baseline_option: list[str] = typer.Option(
+        [], "--baseline-option", help="KEY=VALUE backend option for --baseline (repeatable)."
+    ),
     db: Path | None = typer.Option(None, "--db", help="SQLite store (default: $CAPEVAL_DB or the user data dir)."),
     cache: str = typer.Option("use", "--cache", help=CACHE_HELP),
     json_out: Path | None = typer.Option(None, "--json", help="Also write results as JSON here."),
@@ -55,11 +59,15 @@ def mtbench(
         raise CapevalError("--mode pairwise needs a baseline model", "add --baseline MODEL")
     if mode == "single" and baseline:
         raise CapevalError("--baseline is only used with --mode pairwise", "add --mode pairwise, or drop --baseline")
-    # --base-url and --model-option are the model's; --batch-size and --concurrency apply to every model (judge, baseline)
+    if baseline_option and not baseline:
+        raise CapevalError("--baseline-option is given without --baseline", "add --mode pairwise --baseline MODEL")
+    # --base-url and --model-option are the model's, --judge-option the judge's, --baseline-option the
+    # baseline's; --batch-size and --concurrency apply to every model (judge, baseline)
     shared = model_options(batch_size=batch_size, concurrency=concurrency)
     spec = RunSpec(
         model=model, system=system, limit=limit, batch_size=batch_size, concurrency=concurrency,
-        base_url=base_url, model_options=_parse_options(model_option), judge=judge, judge_options=shared,
+        base_url=base_url, model_options=_parse_options(model_option), judge=judge,
+        judge_options={**shared, **_parse_options(judge_option)},
         recipe_files=recipe_file, db=db, cache=cache, progress=not no_progress, json_out=json_out,
     )
     cache_mode = spec.cache_mode()
@@ -70,7 +78,7 @@ def mtbench(
     loaded: dict[str, Any] = {}
     m = spec.load_model(loaded)
     j = spec.load_judge(loaded)
-    b = load_spec(baseline, shared, loaded) if baseline else None
+    b = load_spec(baseline, {**shared, **_parse_options(baseline_option)}, loaded) if baseline else None
     with spec.open_store() as store, Progress(spec.progress) as bar:
         result = run_mtbench(
             m, j, store, mode=mode, baseline_model=b, questions=questions,  # type: ignore[arg-type]
