@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from capeval.models.base import batch_order, sampling_seed
-from capeval.models.hf.kv import crop_left, expand_cache, join_rows
+from capeval.models.hf.kv import expand_cache
 from capeval.models.hf.loading import ScoringStats, error_text, torch_module
 from capeval.models.hf.scoring import LoglikelihoodScoring
 from capeval.models.hf.stops import StopWatch
@@ -18,6 +18,8 @@ from capeval.types import GenerationParams, Request, Response
 # Continuous batching refills the batch once this share of its slots (1/n) is free: each refill is
 # one more forward pass, so rows are admitted a few at a time.
 REFILL_FRACTION = 4
+# At most this many cache columns are allocated ahead of need for continuous batching.
+MAX_ROOM = 512
 
 
 class Generation(LoglikelihoodScoring):
@@ -142,7 +144,11 @@ class Generation(LoglikelihoodScoring):
         active: list[_GenRow] = []
         cache: Any = None
         mask = pos = logits = None
+        from capeval.models.hf.decode_cache import crop_left, join_rows
+
         refill_at = max(1, self.batch_size // REFILL_FRACTION)
+        # cache columns allocated ahead (the cache grows past them when needed)
+        room = min(MAX_ROOM, max(requests[i].params.max_tokens for i, _ in items))
         try:
             while active or queue:
                 done: list[_GenRow] = []
@@ -152,8 +158,8 @@ class Generation(LoglikelihoodScoring):
                     free = self.batch_size - len(active)
                     if queue and (not active or free >= min(refill_at, len(queue))):
                         new = [queue.popleft() for _ in range(min(free, len(queue)))]
-                        rows, new_cache, new_mask, new_pos, new_logits, _ = self._prefill(new, requests, past, base)
-                        cache, mask, pos = join_rows(cache, mask, pos, new_cache, new_mask, new_pos)
+                        rows, new_cache, new_mask, new_pos, new_logits, _ = self._prefill(new, requests, past, base, room)
+                        cache, mask, pos = join_rows(cache, mask, pos, new_cache, new_mask, new_pos, room)
                         logits = new_logits if logits is None else torch.cat([logits, new_logits])
                         active += rows
                     started = time.perf_counter()
@@ -185,17 +191,24 @@ class Generation(LoglikelihoodScoring):
                 if not done:
                     yield None
         except Exception:  # noqa: BLE001 - the static path answers what is left, isolating failures
+            self.last_stats.continuous_fallbacks += 1
             left = [item for item in items if item[0] not in answered]
             for b in range(0, len(left), self.batch_size):
                 batch = left[b : b + self.batch_size]
                 yield from zip((i for i, _ in batch), self._generate_isolated(batch, requests, past, base))
 
     def _prefill(
-        self, items: list[tuple[int, list[int]]], requests: Sequence[Request], past: int, base: Any
+        self,
+        items: list[tuple[int, list[int]]],
+        requests: Sequence[Request],
+        past: int,
+        base: Any,
+        room: int | None = None,
     ) -> tuple[list[_GenRow], Any, Any, Any, Any, Any]:
         """Run prompts whose first `past` tokens are in the cache `base` (None when past is 0), the
         rest left-padded after them: the new rows, their cache, attention mask, next positions,
-        the logits of their first token and the model's output."""
+        the logits of their first token and the model's output. With `room`, the cache is one of
+        GrowingLayers with that many columns free (continuous batching), else a DynamicCache."""
         torch = torch_module()
         from transformers import DynamicCache
 
@@ -210,7 +223,12 @@ class Generation(LoglikelihoodScoring):
             ids[row, width - len(suffix) :] = torch.tensor(suffix, dtype=torch.long)
             mask[row, past + width - len(suffix) :] = 1
         positions = (mask[:, past:].cumsum(-1) - 1).clamp(min=0).add(past)
-        cache = expand_cache(base, n) if base is not None else DynamicCache(config=self.model.config)
+        if room is not None:
+            from capeval.models.hf.decode_cache import growing_cache
+
+            cache = growing_cache(self.model.config, base, n, room + width)
+        else:
+            cache = expand_cache(base, n) if base is not None else DynamicCache(config=self.model.config)
         logits, out = self._forward_step(ids, cache, mask, positions)
         seconds = (time.perf_counter() - started) / n
         rows = [_GenRow.start(i, toks, requests[i], StopWatch(self.tokenizer, requests[i].params.stop), seconds)

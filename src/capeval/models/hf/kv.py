@@ -111,30 +111,3 @@ def expand_cache(base: Any, n: int) -> Any:
         layers.append(new)
     cache.layers = layers
     return cache
-
-
-def join_rows(cache: Any, mask: Any, pos: Any, new_cache: Any, new_mask: Any, new_pos: Any) -> tuple[Any, Any, Any]:
-    """The running batch's cache, mask and positions with new rows appended: the shorter side is
-    padded on the left with masked columns (keys hold their rotary positions already)."""
-    torch = torch_module()
-    if cache is None:
-        return new_cache, new_mask, new_pos
-    width = max(mask.shape[1], new_mask.shape[1])
-    for old, new in zip(cache.layers, new_cache.layers):
-        for name in ("keys", "values"):
-            a, b = getattr(old, name), getattr(new, name)
-            pad_a, pad_b = width - a.shape[-2], width - b.shape[-2]
-            a = torch.nn.functional.pad(a, (0, 0, pad_a, 0)) if pad_a else a
-            b = torch.nn.functional.pad(b, (0, 0, pad_b, 0)) if pad_b else b
-            setattr(old, name, torch.cat([a, b]))
-    mask = torch.cat(
-        [torch.nn.functional.pad(m, (width - m.shape[1], 0)) for m in (mask, new_mask)]
-    )
-    return cache, mask, torch.cat([pos, new_pos])
-
-
-def crop_left(cache: Any, first: int) -> None:
-    """Drop the first `first` columns of every layer (no remaining row attends to them)."""
-    for layer in cache.layers:
-        layer.keys = layer.keys[:, :, first:, :]
-        layer.values = layer.values[:, :, first:, :]

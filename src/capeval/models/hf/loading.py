@@ -38,6 +38,8 @@ class ScoringStats:
     prefix_computations: int = 0
     rows_with_reuse: int = 0
     shared_prefix_fallbacks: int = 0
+    # continuous batching that failed part-way, its unanswered rows then run in static batches
+    continuous_fallbacks: int = 0
 
 
 class LoadedModel(PromptTokens):

@@ -1,0 +1,91 @@
+"""Continuous batching's preallocated KV cache: rows join, leave and grow without changing a token."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from capeval.models import load_model
+from capeval.types import GenerationParams, Request
+from tiny_model import build_tiny_llama
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def columns(rows: int, width: int, start: float) -> tuple:
+    keys = torch.arange(rows * 2 * width * 4, dtype=torch.float32).reshape(rows, 2, width, 4) + start
+    return keys, -keys
+
+
+def test_layer_appends_crops_selects_and_joins_as_plain_tensors_would():
+    from capeval.models.hf.decode_cache import GrowingLayer
+
+    keys, values = columns(3, 5, 0.0)
+    layer = GrowingLayer(1, keys, values)
+    capacity = layer._k.shape[-2]
+    plain_k, plain_v = keys, values
+    for step in range(capacity):  # past the first allocation: the buffers grow and keep their columns
+        k, v = columns(3, 1, 1000.0 * (step + 1))
+        got_k, got_v = layer.update(k, v)
+        plain_k, plain_v = torch.cat([plain_k, k], dim=-2), torch.cat([plain_v, v], dim=-2)
+        assert torch.equal(got_k, plain_k) and torch.equal(got_v, plain_v)
+    assert layer._k.shape[-2] > capacity
+    assert layer.get_seq_length() == 5 + capacity
+
+    layer.crop_left(4)
+    plain_k, plain_v = plain_k[:, :, 4:], plain_v[:, :, 4:]
+    assert torch.equal(layer.keys, plain_k) and layer.get_seq_length() == plain_k.shape[-2]
+    layer.batch_select_indices(torch.tensor([2, 0]))
+    plain_k, plain_v = plain_k[[2, 0]], plain_v[[2, 0]]
+    assert torch.equal(layer.keys, plain_k) and torch.equal(layer.values, plain_v)
+
+    # a shorter newcomer is right-aligned: zero columns on its left, the running rows unchanged
+    new_k, new_v = columns(1, 3, 5e5)
+    width = plain_k.shape[-2]
+    layer.join(GrowingLayer(0, new_k, new_v), width, extra=2)
+    assert torch.equal(layer.keys[:2], plain_k) and torch.equal(layer.values[:2], plain_v)
+    assert torch.equal(layer.keys[2:, :, width - 3 :], new_k)
+    assert not layer.keys[2:, :, : width - 3].any() and not layer.values[2:, :, : width - 3].any()
+    # and decoding goes on in place for all three rows
+    k, v = columns(3, 1, -7.0)
+    got_k, _ = layer.update(k, v)
+    assert torch.equal(got_k[:, :, -1:], k) and got_k.shape[-2] == width + 1
+
+
+def test_continuous_batching_on_growing_caches_gives_model_generate_tokens(tiny, monkeypatch):
+    # batch 2, prompts of different lengths and budgets, and one column allocated ahead, so rows
+    # join, leave, crop and grow the cache many times: every greedy output is model.generate's
+    from capeval.models.hf import decode_cache, generation
+
+    monkeypatch.setattr(generation, "MAX_ROOM", 1)
+    monkeypatch.setattr(decode_cache, "MIN_SPARE", 1)
+    grown = []
+    update = decode_cache.GrowingLayer.update
+
+    def counted(self, *args, **kwargs):
+        before = self._k if self.is_initialized else None
+        out = update(self, *args, **kwargs)
+        grown.append(before is not None and self._k is not before)
+        return out
+
+    monkeypatch.setattr(decode_cache.GrowingLayer, "update", counted)
+    model = load_model(f"hf:{tiny}", batch_size=2)
+    prompts = ["the cat sat on", "a b c", "once upon a time there was a dog that ran", "x", "red green blue", "hello"]
+    budgets = [9, 4, 14, 6, 11, 3]
+    reqs = [Request("generate", p, params=GenerationParams(max_tokens=n)) for p, n in zip(prompts, budgets)]
+    got = model.generate(reqs)
+    assert model.last_stats.continuous_fallbacks == 0
+    assert sum(grown) >= 2 * 2  # decoding steps that grew the buffers (both layers, twice)
+    for prompt, n, response in zip(prompts, budgets, got):
+        ids = torch.tensor([model.encode(prompt)])
+        with torch.inference_mode():
+            out = model.model.generate(ids, max_new_tokens=n, do_sample=False, pad_token_id=model.pad_id)
+        new = out[0, ids.shape[1] :].tolist()
+        assert response.completion_tokens == len([t for t in new if t not in model.eos_ids])
+        assert response.text == model.tokenizer.decode(new, skip_special_tokens=True)
