@@ -89,3 +89,48 @@ def test_continuous_batching_on_growing_caches_gives_model_generate_tokens(tiny,
         new = out[0, ids.shape[1] :].tolist()
         assert response.completion_tokens == len([t for t in new if t not in model.eos_ids])
         assert response.text == model.tokenizer.decode(new, skip_special_tokens=True)
+
+
+def test_shared_prefix_attention_equals_attention_over_the_whole_sequence():
+    # the prefix read once for all rows and merged by log-sum-exp: the same attention as sdpa over
+    # prefix + each row's columns, for a decoding step and for a left-padded prefill
+    from types import SimpleNamespace
+
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from capeval.models.hf.prefix_attention import shared_prefix_attention
+
+    gen = torch.Generator().manual_seed(0)
+    rows, heads, kv_heads, dim, prefix, own = 3, 6, 2, 8, 11, 5
+    module = SimpleNamespace(layer_idx=0, num_key_value_groups=heads // kv_heads, is_causal=True)
+    pk, pv = (torch.randn(1, kv_heads, prefix, dim, generator=gen) for _ in range(2))
+    shared = SimpleNamespace(layers=[SimpleNamespace(keys=pk, values=pv)])
+    k, v = (torch.randn(rows, kv_heads, own, dim, generator=gen) for _ in range(2))
+    full_k, full_v = torch.cat([pk.expand(rows, -1, -1, -1), k], 2), torch.cat([pv.expand(rows, -1, -1, -1), v], 2)
+    for q in (1, 3):
+        query = torch.randn(rows, heads, q, dim, generator=gen)
+        # row 0 left-padded by two columns; causal within the last q columns
+        mask = torch.ones(rows, 1, q, own, dtype=torch.bool).tril(own - q)
+        mask[0, :, :, :2] = False
+        full_mask = torch.cat([torch.ones(rows, 1, q, prefix, dtype=torch.bool), mask], -1)
+        got, _ = shared_prefix_attention(module, query, k, v, mask, scaling=0.3, shared_prefix=shared)
+        want, _ = sdpa_attention_forward(module, query, full_k, full_v, full_mask, scaling=0.3)
+        assert got.shape == want.shape == (rows, q, heads, dim)
+        assert torch.allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_few_shot_rows_decode_from_the_shared_prefix_with_model_generate_tokens(tiny):
+    model = load_model(f"hf:{tiny}", batch_size=2)
+    assert model._shared_prefix_attention
+    prefix = "the cat sat on the mat. the dog sat on the log. " * 3
+    questions = ["a red", "once upon a time the", "x y", "hello there"]
+    reqs = [Request("generate", prefix + q, params=GenerationParams(max_tokens=7 + i), shared_prefix=prefix)
+            for i, q in enumerate(questions)]
+    got = model.generate(reqs)
+    stats = model.last_stats
+    assert stats.rows_with_reuse == 4 and stats.continuous_fallbacks == 0 and stats.prefix_tokens_reused > 4 * 30
+    for req, response in zip(reqs, got):
+        ids = torch.tensor([model.encode(req.prompt)])
+        with torch.inference_mode():
+            out = model.model.generate(ids, max_new_tokens=req.params.max_tokens, do_sample=False, pad_token_id=model.pad_id)
+        assert response.text == model.tokenizer.decode(out[0, ids.shape[1] :].tolist(), skip_special_tokens=True)

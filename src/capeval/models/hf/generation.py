@@ -149,6 +149,8 @@ class Generation(LoglikelihoodScoring):
         refill_at = max(1, self.batch_size // REFILL_FRACTION)
         # cache columns allocated ahead (the cache grows past them when needed)
         room = min(MAX_ROOM, max(requests[i].params.max_tokens for i, _ in items))
+        # the prefix stays in its stored cache, read once per step by the attention (prefix_attention.py)
+        shared = base if self._shared_prefix_attention else None
         try:
             while active or queue:
                 done: list[_GenRow] = []
@@ -158,7 +160,7 @@ class Generation(LoglikelihoodScoring):
                     free = self.batch_size - len(active)
                     if queue and (not active or free >= min(refill_at, len(queue))):
                         new = [queue.popleft() for _ in range(min(free, len(queue)))]
-                        rows, new_cache, new_mask, new_pos, new_logits, _ = self._prefill(new, requests, past, base, room)
+                        rows, new_cache, new_mask, new_pos, new_logits, _ = self._prefill(new, requests, past, base, room, shared)
                         cache, mask, pos = join_rows(cache, mask, pos, new_cache, new_mask, new_pos, room)
                         logits = new_logits if logits is None else torch.cat([logits, new_logits])
                         active += rows
@@ -182,7 +184,7 @@ class Generation(LoglikelihoodScoring):
                         else:
                             cache = mask = pos = logits = None
                     if active:
-                        logits, _, mask, pos = self._decode_step(active, cache, mask, pos)
+                        logits, _, mask, pos = self._decode_step(active, cache, mask, pos, shared)
                         for row in active:
                             row.seconds += (time.perf_counter() - started) / len(active)
                 for row in done:
@@ -204,11 +206,14 @@ class Generation(LoglikelihoodScoring):
         past: int,
         base: Any,
         room: int | None = None,
+        shared: Any = None,
     ) -> tuple[list[_GenRow], Any, Any, Any, Any, Any]:
         """Run prompts whose first `past` tokens are in the cache `base` (None when past is 0), the
         rest left-padded after them: the new rows, their cache, attention mask, next positions,
         the logits of their first token and the model's output. With `room`, the cache is one of
-        GrowingLayers with that many columns free (continuous batching), else a DynamicCache."""
+        GrowingLayers with that many columns free (continuous batching), else a DynamicCache.
+        With `shared` (= `base`), the rows' cache and mask leave the prefix out: the attention
+        reads it from `shared`."""
         torch = torch_module()
         from transformers import DynamicCache
 
@@ -226,25 +231,31 @@ class Generation(LoglikelihoodScoring):
         if room is not None:
             from capeval.models.hf.decode_cache import growing_cache
 
-            cache = growing_cache(self.model.config, base, n, room + width)
+            cache = growing_cache(self.model.config, None if shared is not None else base, n, room + width)
         else:
             cache = expand_cache(base, n) if base is not None else DynamicCache(config=self.model.config)
-        logits, out = self._forward_step(ids, cache, mask, positions)
+        if shared is not None:
+            mask = mask[:, past:]
+        logits, out = self._forward_step(ids, cache, mask, positions, shared)
         seconds = (time.perf_counter() - started) / n
         rows = [_GenRow.start(i, toks, requests[i], StopWatch(self.tokenizer, requests[i].params.stop), seconds)
                 for i, toks in items]
         return rows, cache, mask, positions[:, -1:] + 1, logits, out
 
-    def _decode_step(self, active: list[_GenRow], cache: Any, mask: Any, pos: Any) -> tuple[Any, Any, Any, Any]:
+    def _decode_step(
+        self, active: list[_GenRow], cache: Any, mask: Any, pos: Any, shared: Any = None
+    ) -> tuple[Any, Any, Any, Any]:
         """Feed every active row its last token: (next logits, output, mask, next positions)."""
         torch = torch_module()
         ids = torch.tensor([[row.out[-1]] for row in active], dtype=torch.long)
         mask = torch.cat([mask, torch.ones((len(active), 1), dtype=torch.long)], dim=1)
-        logits, out = self._forward_step(ids, cache, mask, pos)
+        logits, out = self._forward_step(ids, cache, mask, pos, shared)
         return logits, out, mask, pos[:, -1:] + 1
 
-    def _forward_step(self, ids: Any, cache: Any, mask: Any, positions: Any) -> tuple[Any, Any]:
+    def _forward_step(self, ids: Any, cache: Any, mask: Any, positions: Any, shared: Any = None) -> tuple[Any, Any]:
         kwargs: dict[str, Any] = {"use_cache": True, self._cache_kw: cache}
+        if shared is not None:
+            kwargs["shared_prefix"] = shared
         if self._has_logits_to_keep:
             kwargs["logits_to_keep"] = 1
         if self.dola is not None:

@@ -122,6 +122,14 @@ class LoadedModel(PromptTokens):
         # continuous batching joins rows' caches column by column: plain full-attention layers only
         layers = DynamicCache(config=config).layers
         self._joinable_cache = bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
+        # rows that share a few-shot prefix read its keys once per step (models/hf/prefix_attention.py)
+        self._shared_prefix_attention = (
+            self._joinable_cache and self.device == "cpu" and getattr(config, "_attn_implementation", None) == "sdpa"
+        )
+        if self._shared_prefix_attention:
+            from capeval.models.hf import prefix_attention
+
+            self.model.set_attn_implementation(prefix_attention.NAME)
         self._prefix_lru: OrderedDict[tuple[int, ...], Any] = OrderedDict()
         self._prefix_token_memo: dict[str, tuple[int, ...]] = {}
         self.last_stats = ScoringStats()
