@@ -75,8 +75,20 @@ class GrowingLayer(DynamicLayer):
         return -1
 
     def select_rows(self, index: Any) -> None:
-        """Keep the rows `index` (in that order)."""
-        self._k, self._v = self._k.index_select(0, index), self._v.index_select(0, index)
+        """Keep the rows `index` (in that order). Rows that keep their order move up in place, only
+        their used columns copied (finished rows leave one by one, and the buffers' spare columns
+        are most of them early on)."""
+        rows = [int(i) for i in index]
+        if rows != sorted(set(rows)):
+            self._k, self._v = self._k.index_select(0, index), self._v.index_select(0, index)
+            self._view()
+            return
+        used = slice(self._start, self._end)
+        for to, source in enumerate(rows):
+            if to != source:
+                self._k[to, :, used].copy_(self._k[source, :, used])
+                self._v[to, :, used].copy_(self._v[source, :, used])
+        self._k, self._v = self._k[: len(rows)], self._v[: len(rows)]
         self._view()
 
     def batch_select_indices(self, indices: Any) -> None:
