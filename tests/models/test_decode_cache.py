@@ -99,13 +99,13 @@ def test_shared_prefix_attention_equals_attention_over_the_whole_sequence():
 
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    from capeval.models.hf.prefix_attention import shared_prefix_attention
+    from capeval.models.hf.prefix_attention import SharedPrefix, shared_prefix_attention
 
     gen = torch.Generator().manual_seed(0)
     rows, heads, kv_heads, dim, prefix, own = 3, 6, 2, 8, 11, 5
     module = SimpleNamespace(layer_idx=0, num_key_value_groups=heads // kv_heads, is_causal=True)
     pk, pv = (torch.randn(1, kv_heads, prefix, dim, generator=gen) for _ in range(2))
-    shared = SimpleNamespace(layers=[SimpleNamespace(keys=pk, values=pv)])
+    shared = SharedPrefix(SimpleNamespace(layers=[SimpleNamespace(keys=pk, values=pv)]))
     k, v = (torch.randn(rows, kv_heads, own, dim, generator=gen) for _ in range(2))
     full_k, full_v = torch.cat([pk.expand(rows, -1, -1, -1), k], 2), torch.cat([pv.expand(rows, -1, -1, -1), v], 2)
     for q in (1, 3):
@@ -118,20 +118,50 @@ def test_shared_prefix_attention_equals_attention_over_the_whole_sequence():
         want, _ = sdpa_attention_forward(module, query, full_k, full_v, full_mask, scaling=0.3)
         assert got.shape == want.shape == (rows, q, heads, dim)
         assert torch.allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert shared.reads == 2  # each call counted: the model checks that every layer read the prefix
 
 
-def test_few_shot_rows_decode_from_the_shared_prefix_with_model_generate_tokens(tiny):
-    model = load_model(f"hf:{tiny}", batch_size=2)
-    assert model._shared_prefix_attention
+def few_shot_requests() -> list[Request]:
     prefix = "the cat sat on the mat. the dog sat on the log. " * 3
     questions = ["a red", "once upon a time the", "x y", "hello there"]
-    reqs = [Request("generate", prefix + q, params=GenerationParams(max_tokens=7 + i), shared_prefix=prefix)
+    return [Request("generate", prefix + q, params=GenerationParams(max_tokens=7 + i), shared_prefix=prefix)
             for i, q in enumerate(questions)]
-    got = model.generate(reqs)
-    stats = model.last_stats
-    assert stats.rows_with_reuse == 4 and stats.continuous_fallbacks == 0 and stats.prefix_tokens_reused > 4 * 30
+
+
+def assert_model_generate_texts(model, reqs, got) -> None:
     for req, response in zip(reqs, got):
         ids = torch.tensor([model.encode(req.prompt)])
         with torch.inference_mode():
             out = model.model.generate(ids, max_new_tokens=req.params.max_tokens, do_sample=False, pad_token_id=model.pad_id)
         assert response.text == model.tokenizer.decode(out[0, ids.shape[1] :].tolist(), skip_special_tokens=True)
+
+
+def test_few_shot_rows_decode_from_the_shared_prefix_with_model_generate_tokens(tiny):
+    model = load_model(f"hf:{tiny}", batch_size=2)
+    assert model._shared_prefix_attention
+    reqs = few_shot_requests()
+    got = model.generate(reqs)
+    stats = model.last_stats
+    assert stats.rows_with_reuse == 4 and stats.continuous_fallbacks == 0 and stats.prefix_tokens_reused > 4 * 30
+    assert_model_generate_texts(model, reqs, got)
+
+
+def test_attention_that_ignores_the_shared_prefix_falls_back_to_the_whole_cache(tiny, monkeypatch):
+    # a model whose layers attend without the prefix would answer from the rows' own columns only:
+    # the first forward pass notices, and the static batches (prefix in every row) answer instead
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from capeval.models.hf.prefix_attention import NAME
+
+    def blind(module, query, key, value, mask, shared_prefix=None, **kwargs):
+        return sdpa_attention_forward(module, query, key, value, mask, **kwargs)
+
+    monkeypatch.setitem(AttentionInterface._global_mapping, NAME, blind)
+    model = load_model(f"hf:{tiny}", batch_size=2)
+    reqs = few_shot_requests()
+    got = model.generate(reqs)
+    assert model.last_stats.continuous_fallbacks == 1 and not model._shared_prefix_attention
+    assert_model_generate_texts(model, reqs, got)
+    model.generate(reqs)
+    assert model.last_stats.continuous_fallbacks == 0  # continuous again, with the prefix in every row

@@ -150,7 +150,11 @@ class Generation(LoglikelihoodScoring):
         # cache columns allocated ahead (the cache grows past them when needed)
         room = min(MAX_ROOM, max(requests[i].params.max_tokens for i, _ in items))
         # the prefix stays in its stored cache, read once per step by the attention (prefix_attention.py)
-        shared = base if self._shared_prefix_attention else None
+        shared = None
+        if base is not None and self._shared_prefix_attention:
+            from capeval.models.hf.prefix_attention import SharedPrefix
+
+            shared = SharedPrefix(base)
         try:
             while active or queue:
                 done: list[_GenRow] = []
@@ -212,8 +216,8 @@ class Generation(LoglikelihoodScoring):
         rest left-padded after them: the new rows, their cache, attention mask, next positions,
         the logits of their first token and the model's output. With `room`, the cache is one of
         GrowingLayers with that many columns free (continuous batching), else a DynamicCache.
-        With `shared` (= `base`), the rows' cache and mask leave the prefix out: the attention
-        reads it from `shared`."""
+        With `shared` (a SharedPrefix of `base`), the rows' cache and mask leave the prefix out:
+        the attention reads it from there."""
         torch = torch_module()
         from transformers import DynamicCache
 
@@ -256,6 +260,7 @@ class Generation(LoglikelihoodScoring):
         kwargs: dict[str, Any] = {"use_cache": True, self._cache_kw: cache}
         if shared is not None:
             kwargs["shared_prefix"] = shared
+            reads = shared.reads
         if self._has_logits_to_keep:
             kwargs["logits_to_keep"] = 1
         if self.dola is not None:
@@ -263,6 +268,11 @@ class Generation(LoglikelihoodScoring):
         out = self.model(
             ids.to(self.device), attention_mask=mask.to(self.device), position_ids=positions.to(self.device), **kwargs
         )
+        if shared is not None and shared.reads - reads != len(shared.cache.layers):
+            # some layer attended without the prefix: its output is wrong; the caller's fallback
+            # (static batches on the whole cache) answers instead, and this model stops using it
+            self._shared_prefix_attention = False
+            raise RuntimeError("the model's attention layers do not take the shared prefix")
         return out.logits[:, -1, :].float().cpu(), out
 
     def _advance(self, row: _GenRow, logits: Any) -> bool:

@@ -130,6 +130,8 @@ class LoadedModel(PromptTokens):
             from capeval.models.hf import prefix_attention
 
             self.model.set_attn_implementation(prefix_attention.NAME)
+            # models that do not dispatch attention through transformers' interface keep their own
+            self._shared_prefix_attention = config._attn_implementation == prefix_attention.NAME
         self._prefix_lru: OrderedDict[tuple[int, ...], Any] = OrderedDict()
         self._prefix_token_memo: dict[str, tuple[int, ...]] = {}
         self.last_stats = ScoringStats()

@@ -10,6 +10,7 @@ floating-point sums differs. At 8 shots the prefix is most of every row's column
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -19,6 +20,16 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 # The attention implementation name the hf backend gives models that use sdpa.
 NAME = "capeval_shared_prefix_sdpa"
+
+
+@dataclass
+class SharedPrefix:
+    """The `shared_prefix` a forward pass is given: the prefix's one-row cache, and how many
+    attention calls read it (a model whose layers do not pass it on reads it 0 times, and its
+    caller must not trust the output)."""
+
+    cache: Any
+    reads: int = 0
 
 
 def _flash(query: Any, key: Any, value: Any, mask: Any, scale: float | None) -> tuple[Any, Any]:
@@ -40,16 +51,17 @@ def shared_prefix_attention(
     dropout: float = 0.0,
     scaling: float | None = None,
     is_causal: bool | None = None,
-    shared_prefix: Any = None,
+    shared_prefix: SharedPrefix | None = None,
     **kwargs: Any,
 ) -> tuple[Any, None]:
-    """sdpa, or with `shared_prefix` (a one-row cache of the tokens before `key`'s columns,
-    which every row attends to in full) the attention over the prefix and `key` together."""
+    """sdpa, or with `shared_prefix` (the tokens before `key`'s columns, which every row attends
+    to in full) the attention over the prefix and `key` together."""
     if shared_prefix is None or query.device.type != "cpu":
         return sdpa_attention_forward(  # type: ignore[no-any-return]
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
         )
-    layer = shared_prefix.layers[module.layer_idx]
+    shared_prefix.reads += 1
+    layer = shared_prefix.cache.layers[module.layer_idx]
     rows, heads, q, dim = query.shape
     kv_heads = layer.keys.shape[1]
     group = heads // kv_heads
