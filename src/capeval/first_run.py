@@ -12,6 +12,7 @@ from typing import Any
 from rich.table import Table
 
 from capeval.formatting import fmt_ci, fmt_number
+from capeval.scoring.metrics import metric_label
 from capeval.types import RunResult
 
 
@@ -51,7 +52,7 @@ def side_by_side(results: Sequence[RunResult]) -> Table:
         for r in results:
             other = r.metric(m.task, m.metric)
             cells.append(f"{fmt_number(other.value, missing='nan')} {fmt_ci(other.ci_low, other.ci_high, missing='nan')}")
-        table.add_row(m.task, m.metric, *cells, str(m.n), m.subset or "all")
+        table.add_row(m.task, metric_label(m.metric), *cells, str(m.n), m.subset or "all")
     return table
 
 
@@ -99,21 +100,22 @@ def run_default_job(
         for t in job.tasks:
             metric = a.primary(t)
             c = compare_paired(b.per_item(t, metric), a.per_item(t, metric), task=t, metric=metric)
-            comparisons.append(c)
+            better = {"a": b.model, "b": a.model}.get(c.winner or "")
+            comparisons.append({**asdict(c), "better": better})
             verdict = (
-                f"[bold green]{b.model if c.diff > 0 else a.model} is better[/]" if c.significant
+                f"[bold green]{better} is better[/]" if better
                 else f"[yellow]no significant difference[/]: {c.n} items detect differences of {c.mdd:.3f} or more "
                 "(80% power); a larger --sample detects smaller ones"
             )
             console.print(
-                f"paired test on {t} ({metric}, the same {c.n} items): {b.model} - {a.model} = {c.diff:+.3f}, "
+                f"paired test on {t} ({metric_label(metric)}, the same {c.n} items): {b.model} - {a.model} = {c.diff:+.3f}, "
                 f"95% CI [{c.ci_low:+.3f}, {c.ci_high:+.3f}], p = {c.p_value:.4f} ({c.test}): {verdict}"
             )
         report_path = store.path.parent / "reports" / f"{results[0].run_id}-vs-{results[-1].run_id}.html"
         build_report(store, [r.run_id for r in results], report_path, ReportOptions(title="capeval: the default job"))
         out = {
             "runs": [asdict(r) for r in results],
-            "comparisons": [asdict(c) for c in comparisons],
+            "comparisons": comparisons,
             "report": str(report_path),
         }
         json_path = json_out or store.path.parent / "results" / f"{results[0].run_id}-vs-{results[-1].run_id}.json"

@@ -89,6 +89,7 @@ def compare(
     Prints the mean difference with its 95% CI, the p-value, and the minimum detectable
     difference (MDD) for that many items at 80% power and alpha 0.05."""
     from capeval.analysis.stats import compare_paired
+    from capeval.scoring.metrics import higher_is_better, metric_label
 
     if test not in ("permutation", "bootstrap"):
         raise CapevalError(f"unknown test '{test}'", "use --test permutation or --test bootstrap")
@@ -111,14 +112,16 @@ def compare(
         tbl.add_column(col, justify="left" if col in ("task", "metric") else "right")
     for r in results:
         tbl.add_row(
-            r.task, r.metric, f"{r.mean_a:.3f}", f"{r.mean_b:.3f}", f"{r.diff:+.3f}", fmt_ci(r.ci_low, r.ci_high, missing="nan"),
+            r.task, metric_label(r.metric), f"{r.mean_a:.3f}", f"{r.mean_b:.3f}", f"{r.diff:+.3f}", fmt_ci(r.ci_low, r.ci_high, missing="nan"),
             f"{r.p_value:.4f}", f"{r.mdd:.3f}", str(r.n),
         )
     console.print(tbl)
     for r in results:
         verdict = "significant" if r.significant else "not significant"
-        console.print(f"{r.task}: difference {r.diff:+.3f} is {verdict} at 0.05 ({r.test} test); "
-                      f"with n={r.n}, differences below {r.mdd:.3f} are not reliably detectable")
+        better = {"a": f"A ({a.model})", "b": f"B ({b.model})"}.get(r.winner or "")
+        console.print(f"{r.task}: difference {r.diff:+.3f} is {verdict} at 0.05 ({r.test} test)"
+                      + (f", {better} is better{'' if higher_is_better(r.metric) else ' (lower ' + r.metric + ')'}" if better else "")
+                      + f"; with n={r.n}, differences below {r.mdd:.3f} are not reliably detectable")
         if r.n_only_a or r.n_only_b:
             console.print(f"[yellow]{r.task}: {r.n_only_a} items only in A, {r.n_only_b} only in B were left out[/]")
         grader_a, grader_b = a.graders.get(r.task), b.graders.get(r.task)
@@ -149,6 +152,7 @@ def headline(
 
     The CI resamples items within each task; a task's primary metric is its first metric."""
     from capeval.analysis.stats import headline_score
+    from capeval.scoring.metrics import higher_is_better
 
     out = {}
     tbl = Table(title="Headline (macro mean of primary metrics)")
@@ -164,16 +168,28 @@ def headline(
     if not allow_different_subsets:
         tables.check_same_items(loaded, list(dict.fromkeys(t for rs in loaded for t in rs.metrics)))
     notes = []
+    left_out: dict[str, str] = {}
     for rs in loaded:
         notes += [f"{rs.name} {t}: {how}" for t, how in rs.selection.items() if not how.startswith("all ")]
         metrics = {t: rs.primary(t, chosen.get(t)) for t in rs.metrics}
-        per_task = {t: list(rs.per_item(t, metrics[t]).values()) for t in rs.metrics}
+        # a measure where lower is better (bits per byte) does not average with scores
+        left_out.update({t: m for t, m in metrics.items() if not higher_is_better(m)})
+        metrics = {t: m for t, m in metrics.items() if higher_is_better(m)}
+        if not metrics:
+            raise CapevalError(
+                f"run {rs.name} has no task with a score to average: {', '.join(f'{t} ({m})' for t, m in left_out.items())} "
+                "is measured where lower is better",
+                "compare such runs task by task with `capeval compare`",
+            )
+        per_task = {t: list(rs.per_item(t, metrics[t]).values()) for t in metrics}
         h = headline_score(per_task, n_resamples=resamples, seed=seed, metrics=metrics)
         out[rs.name] = h
         tbl.add_row(rs.name, rs.model, f"{h.value:.3f}", fmt_ci(h.ci_low, h.ci_high, missing="nan"), str(h.n_tasks), str(h.n_items))
     console.print(tbl)
     for note in notes:
         console.print(f"[cyan]subset[/] {note}")
+    for t, m in left_out.items():
+        console.print(f"[yellow]left out[/] {t}: {m} is better when lower, not a score to average; see `capeval compare`")
     _write_json(json_path, out)
 
 

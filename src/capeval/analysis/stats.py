@@ -58,14 +58,16 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def small_sample_warning(n: int, low: float, high: float, scale: float = 1.0) -> str | None:
-    """A warning when the CI is too wide to tell close models apart, stating its width."""
+def small_sample_warning(n: int, low: float, high: float, scale: float = 1.0, unit: str | None = None) -> str | None:
+    """A warning when the CI is too wide to tell close models apart, stating its width (in points
+    of a 0-1 score, or in `unit` for a measure in its own units, e.g. bits_per_byte)."""
     if n == 0:
         return "no scored samples"
     half = (high - low) / 2 / scale
     if half > WIDE_CI:
+        width = f"{half:.3f} {unit}" if unit else f"{half * 100:.1f} points"
         return (
-            f"n={n} is small: the 95% CI is +/-{half * 100:.1f} points wide, so differences smaller "
+            f"n={n} is small: the 95% CI is +/-{width} wide, so differences smaller "
             "than that between models are not meaningful"
         )
     return None
@@ -102,6 +104,16 @@ class PairedComparison:
     @property
     def significant(self) -> bool:
         return self.p_value < 0.05
+
+    @property
+    def winner(self) -> Literal["a", "b"] | None:
+        """The better model, "a" or "b", when the difference is significant (None otherwise): the
+        higher mean, or the lower one for a metric where lower is better (bits per byte)."""
+        from capeval.scoring.metrics import higher_is_better
+
+        if not self.significant or self.diff == 0:
+            return None
+        return "a" if (self.diff > 0) == higher_is_better(self.metric) else "b"
 
 
 def align_paired(a: Mapping[str, float], b: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray, list[str]]:

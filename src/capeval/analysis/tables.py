@@ -220,12 +220,17 @@ def capability_items(rs: RunScores, metric: str | None = None, scale: Scale = "a
     """capability -> "task/sample id" -> score on 1-100, for one run (or one model of a CSV).
 
     An item's capability is its sample metadata's "capability" (CrossEval), else the task's single
-    capability tag, else the task name. Each task is summarised by its primary metric."""
+    capability tag, else the task name. Each task is summarised by its primary metric; a task whose
+    primary metric is better when lower (bits per byte) is no capability score and is left out."""
+    from capeval.scoring.metrics import higher_is_better
+
     out: dict[str, dict[str, float]] = {}
     for task in rs.metrics:
+        name = rs.primary(task, metric if metric in rs.metrics[task] else None)
+        if not higher_is_better(name):
+            continue
         tags = _task_capabilities(task)
         default = tags[0] if len(tags) == 1 else task
-        name = rs.primary(task, metric if metric in rs.metrics[task] else None)
         items = rs.values[task][name]
         # a metric named for its scale (CrossEval's score_100) is never re-guessed: all-1.0
         # scores on 1-100 would otherwise look like perfect accuracy

@@ -1,5 +1,5 @@
 """Scorers: turn a sample's responses into a Score (log-likelihood accuracy, extraction + match,
-numeric and MATH equivalence, DROP EM/F1, pass@k of code run in the sandbox)."""
+numeric and MATH equivalence, DROP EM/F1, pass@k of code run in the sandbox, bits per byte)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,16 @@ from capeval.scoring.extract import (
     normalize_number,
     strip_reasoning,
 )
-from capeval.scoring.metrics import drop_em_f1, drop_max_em_f1, math_equivalent, math_grader, pass_at_k
+from capeval.scoring.metrics import (
+    LOWER_IS_BETTER,
+    bits_per_byte,
+    drop_em_f1,
+    drop_max_em_f1,
+    higher_is_better,
+    math_equivalent,
+    math_grader,
+    pass_at_k,
+)
 from capeval.types import LETTERS, Response, Sample, Score
 
 if TYPE_CHECKING:
@@ -49,6 +58,26 @@ def mc_loglikelihood() -> Scorer:
             extracted=LETTERS[pred],
             target=LETTERS[gold],
             metadata={"logprobs": list(lls)},
+        )
+
+    return errors_scored(score)
+
+
+def bits_per_byte_scorer() -> Scorer:
+    """bits_per_byte: how well the model predicts the sample's text (its one continuation) given the
+    prompt, -log p(text | prompt) / (ln 2 * the text's UTF-8 bytes) (`bits_per_byte`). Lower is
+    better. The score's metadata keeps the summed log-probability, the bytes and the tokens."""
+
+    def score(sample: Sample, responses: Sequence[Response], task: Task) -> Score:
+        (resp,) = responses
+        (text,) = task.continuations(sample)
+        (loglikelihood,) = resp.logprobs
+        n_bytes = len(text.encode("utf-8"))
+        return Score(
+            sample.id,
+            sample.task,
+            {"bits_per_byte": bits_per_byte(loglikelihood, n_bytes)},
+            metadata={"loglikelihood": loglikelihood, "bytes": n_bytes, "tokens": resp.n_tokens[0] if resp.n_tokens else None},
         )
 
     return errors_scored(score)
@@ -203,6 +232,8 @@ def drop_scorer() -> Scorer:
 
 
 def default_scorer(task: Task) -> Scorer:
+    if task.output_type == "loglikelihood":
+        return bits_per_byte_scorer()
     if task.output_type == "multiple_choice":
         return mc_loglikelihood() if task.mc_mode == "loglikelihood" else mc_generate()
     return exact_match()
@@ -221,6 +252,7 @@ for _name, _factory in {
     "bbh": bbh_scorer,
     "drop": drop_scorer,
     "humaneval": humaneval_scorer,
+    "bits_per_byte": bits_per_byte_scorer,
 }.items():
     SCORERS.add(_name, _factory, plugins.BUILTIN_ORIGIN)
 
@@ -268,11 +300,14 @@ def scorer_from_reference(reference: str, near: Path | None = None) -> Scorer:
 
 __all__ = [
     "LETTERS",
+    "LOWER_IS_BETTER",
     "SCORERS",
     "Scorer",
     "ScoringContext",
     "bbh_answer",
     "bbh_scorer",
+    "bits_per_byte",
+    "bits_per_byte_scorer",
     "default_scorer",
     "drop_em_f1",
     "drop_max_em_f1",
@@ -289,6 +324,7 @@ __all__ = [
     "first_answer_segment",
     "get_scorer",
     "gsm8k_scorer",
+    "higher_is_better",
     "humaneval_scorer",
     "math_equivalent",
     "math_scorer",

@@ -1,7 +1,9 @@
-"""Per-sample metrics: pass@k, DROP exact match and F1, MATH answer equivalence."""
+"""Per-sample metrics: pass@k, DROP exact match and F1, MATH answer equivalence, bits per byte;
+which metrics are better when lower."""
 
 from __future__ import annotations
 
+import math
 import re
 import string
 import threading
@@ -10,6 +12,36 @@ from collections.abc import Sequence
 import numpy as np
 
 from capeval.errors import CapevalError
+
+# ---- direction ----------------------------------------------------------------------------------
+# Metrics where a lower value is better (lm-evaluation-harness's `higher_is_better: false`). They are
+# measures in their own units, not scores on 0-1 or 1-5: shown as stored, never averaged with
+# accuracies into a headline or a capability score, and the lower value wins a comparison.
+LOWER_IS_BETTER = frozenset({"bits_per_byte"})
+
+
+def higher_is_better(metric: str) -> bool:
+    """Whether a larger value of `metric` is the better one (True for every score but
+    LOWER_IS_BETTER's)."""
+    return metric not in LOWER_IS_BETTER
+
+
+def metric_label(metric: str) -> str:
+    """The metric's name as tables show it: "bits_per_byte (lower is better)", "acc"."""
+    return metric if higher_is_better(metric) else f"{metric} (lower is better)"
+
+
+# ---- bits per byte --------------------------------------------------------------------------------
+
+
+def bits_per_byte(loglikelihood: float, n_bytes: int) -> float:
+    """-loglikelihood / (ln 2 * n_bytes): the bits a model needs per UTF-8 byte of a text, from the
+    text's summed natural-log probability (lm-evaluation-harness's `bits_per_byte`; The Pile,
+    Gao et al. 2020). Bytes, not tokens, so models with different tokenizers compare."""
+    if n_bytes <= 0:
+        raise ValueError(f"bits per byte needs a text of at least one byte (got {n_bytes})")
+    return -loglikelihood / (math.log(2) * n_bytes)
+
 
 # ---- pass@k -------------------------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from capeval.judge.recipes import JudgeRecipe
     from capeval.store.db import Store
 
-OutputType = Literal["multiple_choice", "generate"]
+OutputType = Literal["multiple_choice", "generate", "loglikelihood"]
 
 # Scorer and ScoringContext live in capeval.scoring.base; imported here for code that reads them from tasks
 __all__ = ["LETTERS", "Breakdown", "LoadedSamples", "OutputType", "Scorer", "ScoringContext", "Task"]
@@ -55,7 +55,9 @@ class Task:
         name: registry name, e.g. "mmlu".
         source: where the rows come from; `split` is evaluated, `fewshot_split` feeds exemplars.
         output_type: "multiple_choice" (choices scored by log-likelihood, or generated and a letter
-            extracted when `mc_mode="generate"`) or "generate" (free generation, then `scorer`).
+            extracted when `mc_mode="generate"`), "generate" (free generation, then `scorer`) or
+            "loglikelihood" (the target text's log-probability given the prompt, scored by default
+            as bits per byte: lm-evaluation-harness's loglikelihood output type).
         choice_format: "letters" lists lettered choices in the prompt and scores " A", " B"...;
             "texts" scores each choice's text as the continuation (HellaSwag style).
         capabilities: capability tags (e.g. "Reasoning", "Coding") used by the analyses.
@@ -184,6 +186,10 @@ class Task:
         return ans
 
     def continuations(self, sample: Sample) -> tuple[str, ...]:
+        """The texts whose log-likelihood a sample's request asks for: each choice of a multiple-choice
+        item, or the target text of a loglikelihood task."""
+        if self.output_type == "loglikelihood":
+            return (str(sample.target),)
         assert sample.choices is not None
         d = self.layout.target_delimiter
         if self.choice_format == "letters":
@@ -220,7 +226,7 @@ class Task:
         """The model calls one sample needs (most tasks: one)."""
         if config.variant:
             return self.for_variant(config.variant).requests(sample, rendered, replace(config, variant=0))
-        if self.output_type == "multiple_choice" and self.mc_mode == "loglikelihood":
+        if self.output_type == "loglikelihood" or (self.output_type == "multiple_choice" and self.mc_mode == "loglikelihood"):
             return [
                 Request(
                     kind="loglikelihood",
@@ -273,7 +279,7 @@ class Task:
             "source": self.source.describe(),
             "split": self.split,
             "shots": self.shots,
-            "type": self.output_type if self.output_type == "generate" else f"mc/{self.mc_mode}",
+            "type": self.output_type if self.output_type != "multiple_choice" else f"mc/{self.mc_mode}",
             "metrics": ", ".join(self.metrics),
             "capabilities": ", ".join(self.capabilities),
             "description": self.description,

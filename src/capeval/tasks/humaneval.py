@@ -1,5 +1,6 @@
 """HumanEval (Chen et al. 2021): 164 Python functions to complete from their docstrings, 0-shot,
-scored by running the hidden tests in the sandbox (pass@1, and pass@k with n samples)."""
+scored by running the hidden tests in the sandbox (pass@1, and pass@k with n samples); and
+humaneval-bpb, the bits per byte of each canonical solution given its prompt."""
 
 from __future__ import annotations
 
@@ -45,6 +46,29 @@ def humaneval_row(row: Mapping[str, Any], index: int, task: Any) -> Sample:
         raise KeyError(f"missing {', '.join(missing)}")
     fields = {f: str(row.get(f) or "") for f in FIELDS}
     return Sample(id=fields["task_id"], task=task.name, fields=fields, target=fields["entry_point"])
+
+
+def humaneval_solution_row(row: Mapping[str, Any], index: int, task: Any) -> Sample:
+    """A HumanEval row whose target is the text to predict: the prompt's trailing whitespace (its
+    last newline) followed by the canonical solution. Context and text split where lm-eval splits
+    them (trailing whitespace goes with the continuation), so the bytes counted are the bytes
+    scored; fields["context"] is the prompt without that whitespace."""
+    sample = humaneval_row(row, index, task)
+    if not str(row.get("canonical_solution") or "").strip():
+        raise KeyError("missing canonical_solution")
+    prompt = sample.fields["prompt"]
+    context = prompt.rstrip()
+    text = prompt[len(context) :] + sample.fields["canonical_solution"]
+    return replace(sample, fields={**sample.fields, "context": context}, target=text)
+
+
+@dataclass
+class HumanEvalBPBTask(Task):
+    """The prompt as plain text (no chat template, no exemplars: the text is a document to predict,
+    not a question to answer), and one log-likelihood request for the solution."""
+
+    def render(self, sample: Sample, exemplars: Sequence[Sample], config: PromptConfig) -> RenderedPrompt:
+        return RenderedPrompt(prompt=str(sample.fields["context"]))
 
 
 @dataclass
@@ -153,4 +177,27 @@ def humaneval(
             "sandbox": isolation,
             "timeout_s": timeout_s,
         },
+    )
+
+
+@register_task("humaneval-bpb")
+def humaneval_bpb(data: str | None = None) -> HumanEvalBPBTask:
+    """HumanEval's canonical solutions as a language-modelling test: bits per byte of each solution
+    given its prompt (signature and docstring), lower is better. No code runs.
+
+    Args:
+        data: a local copy (as for humaneval; task_id, prompt, canonical_solution, entry_point and
+            test are read).
+    """
+    return HumanEvalBPBTask(
+        name="humaneval-bpb",
+        source=local_or(Source("packaged", "humaneval"), data),
+        split="test",
+        shots=0,
+        output_type="loglikelihood",
+        capabilities=("Coding",),
+        metrics=("bits_per_byte",),
+        description="HumanEval canonical solutions given their prompts: bits per byte (lower is better)",
+        row_to_sample_fn=humaneval_solution_row,
+        settings={"prompt": "the problem's prompt as plain text (no chat template)", "lower is better": "bits_per_byte"},
     )

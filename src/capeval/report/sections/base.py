@@ -11,6 +11,7 @@ from typing import Any
 from markupsafe import Markup
 
 from capeval.report.data import RunRecord, SampleRecord, Scale, detect_scale
+from capeval.scoring.metrics import LOWER_IS_BETTER
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ COEFFICIENTS = frozenset({"pearson", "spearman", "kendall"})
 
 def task_scale(runs: Sequence[RunRecord], task: str, metric: str) -> Scale:
     """One scale per (task, metric) over all runs, so every model is shown in the same units."""
-    if metric in COEFFICIENTS:
+    if metric in COEFFICIENTS or metric in LOWER_IS_BETTER:
         return "1-100"  # i.e. shown as stored
     vals = [s.scores[metric] for r in runs for s in r.samples.get(task, ()) if metric in s.scores]
     vals += [m.value for r in runs for m in r.result.metrics if m.task == task and m.metric == metric]
@@ -76,8 +77,9 @@ def shown(v: float, scale: Scale) -> float:
 
 
 def digits(metric: str, scale: Scale) -> int:
-    """Decimals that show a metric's differences: 3 for coefficients, 2 for 1-5 ratings, else 1."""
-    return 3 if metric in COEFFICIENTS else 2 if scale == "1-5" else 1
+    """Decimals that show a metric's differences: 3 for coefficients and bits per byte, 2 for 1-5
+    ratings, else 1."""
+    return 3 if metric in COEFFICIENTS or metric in LOWER_IS_BETTER else 2 if scale == "1-5" else 1
 
 
 def primary_values(run: RunRecord, task: str) -> list[tuple[SampleRecord, float]]:

@@ -19,6 +19,7 @@ from capeval.report.sections.base import (
     primary_values,
     task_scale,
 )
+from capeval.scoring.metrics import higher_is_better
 
 
 @dataclass(frozen=True)
@@ -35,10 +36,12 @@ def capability_items(runs: Sequence[RunRecord], run: RunRecord) -> dict[str, dic
     """capability -> "task/sample id" -> primary-metric value (0-100) for one run.
 
     A sample's capability is its metadata "capability" (CrossEval rows carry one), else its
-    task's single capability tag, else the task's name (see `data._sample_capabilities`)."""
+    task's single capability tag, else the task's name (see `data._sample_capabilities`). Tasks
+    whose primary metric is better when lower (bits per byte) are measures, not capability scores,
+    and are left out."""
     out: dict[str, dict[str, float]] = defaultdict(dict)
     for t in run.result.tasks:
-        if t not in run.primary:
+        if t not in run.primary or not higher_is_better(run.primary[t]):
             continue
         scale = task_scale(runs, t, run.primary[t])
         for s, v in primary_values(run, t):
@@ -72,7 +75,8 @@ def capabilities_section(scores: Sequence[CapabilityScore]) -> Section:
     )
     if not scores:
         sec.missing = (
-            "none of these runs' samples carry capability tags; run a task that declares capabilities "
+            "none of these runs' samples carry capability scores (a task measured in bits per byte has "
+            "none); run a task that declares capabilities "
             "(e.g. `capeval run --tasks crosseval --judge J`, or any task with `capabilities:` in its spec)"
         )
         return sec

@@ -20,6 +20,7 @@ from capeval.report.sections.base import (
     task_samples_anchor,
     task_scale,
 )
+from capeval.scoring.metrics import higher_is_better, metric_label
 from capeval.tasks.subsets import Subset
 
 
@@ -35,9 +36,18 @@ def headline_section(runs: Sequence[RunRecord]) -> Section:
     )
     rows: list[svg.Interval] = []
     table = Table("Headline number per run", ["model", "run", "headline", "95% CI", "tasks", "items"], [])
+    measures = sorted({t for r in runs for t in r.result.tasks if t in r.primary and not higher_is_better(r.primary[t])})
+    if measures:
+        sec.notes.append(
+            f"left out of the headline: {', '.join(measures)} (measured in "
+            f"{', '.join(sorted({r.primary[t] for r in runs for t in measures if t in r.primary}))}, where lower "
+            "is better: not a score to average with accuracies); see the per-task results"
+        )
     for r in runs:
         per_task = {}
         for t in r.result.tasks:
+            if t in measures:
+                continue
             vals = primary_values(r, t)
             if not vals:
                 continue
@@ -52,7 +62,10 @@ def headline_section(runs: Sequence[RunRecord]) -> Section:
             [Cell(r.label), Cell(r.run_id, href=f"#run-{r.run_id}"), num(h.value), ci(h.ci_low, h.ci_high), Cell(str(h.n_tasks), cls="num"), Cell(str(h.n_items), cls="num")]
         )
     if not rows:
-        sec.missing = "no scored samples in these runs; run `capeval run --model M --tasks T` first"
+        sec.missing = (
+            f"no task of these runs is scored on a 0-100 scale ({sec.notes[0]})" if measures
+            else "no scored samples in these runs; run `capeval run --model M --tasks T` first"
+        )
         return sec
     sec.charts.append(Markup(svg.interval_chart(rows, "Headline number per run with 95% CI", domain=(0, 100))))
     sec.tables.append(table)
@@ -96,7 +109,7 @@ def tasks_section(runs: Sequence[RunRecord]) -> Section:
                 table.rows.append(
                     [
                         Cell(r.label, href=f"#{task_samples_anchor(r.run_id, t)}"),
-                        Cell(m.metric),
+                        Cell(metric_label(m.metric)),
                         num(shown(m.value, scale), digits(m.metric, scale)),
                         ci(shown(m.ci_low, scale), shown(m.ci_high, scale), digits(m.metric, scale)),
                         Cell(str(m.n), cls="num"),
@@ -118,7 +131,7 @@ def tasks_section(runs: Sequence[RunRecord]) -> Section:
                 Markup(
                     svg.interval_chart(
                         chart_rows,
-                        f"{t}: {metric}{' (%)' if scale == '0-1' else ''} with 95% CI",
+                        f"{t}: {metric_label(metric)}{' (%)' if scale == '0-1' else ''} with 95% CI",
                         domain=(0, 100) if scale == "0-1" else (1, 5) if scale == "1-5" else None,
                     )
                 )
@@ -146,7 +159,7 @@ def _breakdown_table(runs: Sequence[RunRecord], task: str) -> Table:
                 [
                     Cell(m.task[len(prefix) :]),
                     Cell(r.label),
-                    Cell(m.metric),
+                    Cell(metric_label(m.metric)),
                     num(shown(m.value, scale), d),
                     ci(shown(m.ci_low, scale), shown(m.ci_high, scale), d),
                     Cell(str(m.n), cls="num"),
@@ -185,13 +198,13 @@ def comparisons_section(runs: Sequence[RunRecord], seed: int = 0, n_resamples: i
                 c = compare_paired(
                     per_item[a.run_id], per_item[b.run_id], n_resamples=n_resamples, seed=seed, task=t, metric=a.primary[t]
                 )
-                better = a.label if c.diff > 0 else b.label
-                verdict = f"{better} is better" if c.significant else "no significant difference"
+                better = {"a": a.label, "b": b.label}.get(c.winner or "")
+                verdict = f"{better} is better" if better else "no significant difference"
                 if c.n_only_a or c.n_only_b:
                     verdict += f" (runs evaluated different items: {c.n} shared, {c.n_only_a + c.n_only_b} left out)"
                 table.rows.append(
                     [
-                        Cell(t),
+                        Cell(t if higher_is_better(c.metric) else f"{t} ({metric_label(c.metric)})"),
                         Cell(a.label),
                         Cell(b.label),
                         num(shown(c.diff, scale), 2 if scale == "1-5" else 1),
