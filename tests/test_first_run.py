@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from capeval.first_run import DEFAULT_JOB, side_by_side
+from capeval.analysis.stats import compare_paired
+from capeval.first_run import DEFAULT_JOB, better_model, side_by_side
 from capeval.types import MetricResult, RunResult
 
 
@@ -48,6 +49,19 @@ def test_side_by_side_puts_each_models_value_and_ci_in_its_column():
     assert cells[4] == ["40"] and cells[5] == ["sample 40/80"]
 
 
+def test_the_better_model_has_fewer_bits_per_byte_or_more_accuracy():
+    ids = [f"q{i}" for i in range(30)]
+    small = {i: 1.0 + 0.01 * (k % 7) for k, i in enumerate(ids)}
+    big = {i: v - 0.05 - 0.002 * (k % 3) for k, (i, v) in enumerate(small.items())}
+    bpb = compare_paired(big, small, metric="bits_per_byte", n_resamples=2000)
+    assert bpb.diff < 0 and bpb.significant
+    assert better_model(bpb, "big", "small") == "big"
+    acc = compare_paired(big, small, metric="acc", n_resamples=2000)
+    assert better_model(acc, "big", "small") == "small"
+    same = compare_paired(small, dict(small), metric="bits_per_byte", n_resamples=2000)
+    assert better_model(same, "big", "small") is None
+
+
 @pytest.mark.slow
 def test_default_job_end_to_end(tmp_path):
     db, out_json = tmp_path / "first.db", tmp_path / "first.json"
@@ -63,8 +77,15 @@ def test_default_job_end_to_end(tmp_path):
         assert subsets[0][t]["n"] == 8 and subsets[0][t]["selection"] == "sample"
     (c, *_) = res["comparisons"]
     assert c["n"] == 8 and 0 < c["p_value"] <= 1
+    assert c["task"] == "mtbench-bpb" and c["metric"] == "bits_per_byte"
+    # the paired test is gemma - smollm2 on bits per byte: the better model is the one with fewer
+    if c["p_value"] < 0.05:
+        assert c["better"] == (runs[1]["model"] if c["diff"] < 0 else runs[0]["model"])
+    else:
+        assert c["better"] is None
     text = " ".join(out.stdout.split())
-    assert f"paired test on {c['task']}" in text and f"p = {c['p_value']:.4f}" in text
+    assert f"paired test on {c['task']} (bits_per_byte (lower is better)" in text and f"p = {c['p_value']:.4f}" in text
+    assert (f"{c['better']} is better" in text) == (c["better"] is not None)
     report = Path(res["report"])
     assert report.is_file() and f"report: {report}" in text
     html = report.read_text()

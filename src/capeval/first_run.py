@@ -1,4 +1,4 @@
-"""`capeval run` with no arguments: both bundled models on a stratified sample, a paired test, a report."""
+"""`capeval run` with no arguments: both bundled models on one seeded sample, a paired test, a report."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 
 from rich.table import Table
 
+from capeval.analysis.stats import PairedComparison
 from capeval.formatting import fmt_ci, fmt_number
 from capeval.scoring.metrics import metric_label
 from capeval.types import RunResult
@@ -29,10 +30,16 @@ class DefaultJob:
 
 DEFAULT_JOB = DefaultJob(
     models=("smollm2-135m-instruct", "gemma3-270m"),
-    tasks=("mtbench-category",),
+    tasks=("mtbench-bpb",),
     sample=40,
     shots=None,
 )
+
+
+def better_model(c: PairedComparison, model_a: str, model_b: str) -> str | None:
+    """The model a significant paired comparison favours (`compare_paired(a, b)`: c.diff is a - b),
+    by the metric's direction (lower bits per byte wins); None when the test found no difference."""
+    return {"a": model_a, "b": model_b}.get(c.winner or "")
 
 
 def side_by_side(results: Sequence[RunResult]) -> Table:
@@ -63,7 +70,7 @@ def run_default_job(
     progress: bool = True,
     chunk_size: int | None = None,
 ) -> dict[str, Any]:
-    """Evaluate every model of `job` on the same stratified sample, compare them pairwise on those
+    """Evaluate every model of `job` on the same seeded sample, compare them pairwise on those
     items (paired permutation test) and write the HTML report; print all of it and return it."""
     from capeval.analysis.stats import compare_paired
     from capeval.analysis.tables import load_run_scores
@@ -74,7 +81,7 @@ def run_default_job(
     from capeval.store import Store
 
     console.print(
-        f"[bold]capeval's default job[/]: {' vs '.join(job.models)} on a stratified sample of {job.sample} items "
+        f"[bold]capeval's default job[/]: {' vs '.join(job.models)} on the same seeded sample of {job.sample} items "
         f"of {', '.join(job.tasks)} (seed {job.seed}), offline. Your own: capeval run --model M --tasks T --sample N"
     )
     results: list[RunResult] = []
@@ -100,7 +107,7 @@ def run_default_job(
         for t in job.tasks:
             metric = a.primary(t)
             c = compare_paired(b.per_item(t, metric), a.per_item(t, metric), task=t, metric=metric)
-            better = {"a": b.model, "b": a.model}.get(c.winner or "")
+            better = better_model(c, b.model, a.model)
             comparisons.append({**asdict(c), "better": better})
             verdict = (
                 f"[bold green]{better} is better[/]" if better

@@ -82,6 +82,31 @@ def test_headline_from_csv(tmp_path):
     assert h2["metrics"]["t1"] == "f1" and h2["value"] == pytest.approx((0.1 + 0.25) / 2)
 
 
+def test_bits_per_byte_lower_wins_and_stays_out_of_the_headline(tmp_path):
+    path = tmp_path / "scores.csv"
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["model", "task", "sample_id", "metric", "value"])
+        for i in range(30):
+            w.writerow(["small", "code", f"c{i}", "bits_per_byte", 0.60 + 0.01 * (i % 7)])
+            w.writerow(["big", "code", f"c{i}", "bits_per_byte", 0.50 + 0.01 * (i % 5)])
+            w.writerow(["small", "quiz", f"q{i}", "acc", 1 if i < 12 else 0])
+            w.writerow(["big", "quiz", f"q{i}", "acc", 1 if i < 15 else 0])
+    out = capeval("compare", "small", "big", "--csv", str(path), "--task", "code", "--json", str(tmp_path / "c.json"))
+    assert out.returncode == 0, out.stderr
+    (c,) = json.loads((tmp_path / "c.json").read_text())["comparisons"]
+    assert c["metric"] == "bits_per_byte" and c["diff"] > 0 and c["p_value"] < 0.01
+    text = " ".join(out.stdout.split())
+    assert "bits_per_byte (lower is better)" in text
+    assert "B (big) is better (lower bits_per_byte)" in text
+    out = capeval("headline", "small", "big", "--csv", str(path), "--json", str(tmp_path / "h.json"))
+    assert out.returncode == 0, out.stderr
+    h = json.loads((tmp_path / "h.json").read_text())
+    assert h["small"]["metrics"] == {"quiz": "acc"} and h["small"]["value"] == pytest.approx(0.4)
+    assert h["big"]["value"] == pytest.approx(0.5) and h["big"]["n_items"] == 30
+    assert "left out code: bits_per_byte is better when lower" in " ".join(out.stdout.split())
+
+
 def test_weakest_link_from_capability_csv(tmp_path):
     path = tmp_path / "caps.csv"
     with path.open("w", newline="") as f:

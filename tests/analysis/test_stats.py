@@ -65,6 +65,20 @@ def test_clear_difference_is_significant_and_ci_covers_it():
     assert same.diff == 0 and same.p_value == 1.0
 
 
+def test_winner_is_the_higher_mean_or_the_lower_one_where_lower_is_better():
+    rng = np.random.default_rng(4)
+    ids = [f"s{i}" for i in range(60)]
+    low = {i: 0.5 + 0.1 * rng.random() for i in ids}
+    high = {i: v + 0.05 + 0.02 * rng.random() for i, v in low.items()}
+    assert compare_paired(high, low, metric="acc").winner == "a"
+    assert compare_paired(low, high, metric="acc").winner == "b"
+    assert compare_paired(high, low, metric="bits_per_byte").winner == "b"  # fewer bits per byte wins
+    assert compare_paired(low, high, metric="bits_per_byte").winner == "a"
+    noise = {i: v + 0.01 * rng.standard_normal() for i, v in low.items()}
+    unclear = compare_paired(noise, low, metric="bits_per_byte", n_resamples=2000)
+    assert not unclear.significant and unclear.winner is None
+
+
 def test_bootstrap_p_is_uniformish_under_null():
     # under no difference, p < 0.05 about 5% of the time (not 0%, not 30%)
     rng = np.random.default_rng(4)

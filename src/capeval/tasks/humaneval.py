@@ -1,6 +1,7 @@
 """HumanEval (Chen et al. 2021): 164 Python functions to complete from their docstrings, 0-shot,
 scored by running the hidden tests in the sandbox (pass@1, and pass@k with n samples); and
-humaneval-bpb, the bits per byte of each canonical solution given its prompt."""
+humaneval-bpb, the bits per byte of each problem as a document (or of its solution given its
+prompt)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from capeval.scoring.base import ScoringContext
 from capeval.scoring.code import CODEX_STOP
 from capeval.tasks._common import local_or
 from capeval.tasks.base import Task
+from capeval.tasks.bits_per_byte import TextPredictionTask
 from capeval.tasks.registry import register_task
 from capeval.tasks.sources import Source, package_dir, packaged
 from capeval.types import GenerationParams, Message, Request, Response, Sample, Score
@@ -48,27 +50,23 @@ def humaneval_row(row: Mapping[str, Any], index: int, task: Any) -> Sample:
     return Sample(id=fields["task_id"], task=task.name, fields=fields, target=fields["entry_point"])
 
 
-def humaneval_solution_row(row: Mapping[str, Any], index: int, task: Any) -> Sample:
-    """A HumanEval row whose target is the text to predict: the prompt's trailing whitespace (its
-    last newline) followed by the canonical solution. Context and text split where lm-eval splits
-    them (trailing whitespace goes with the continuation), so the bytes counted are the bytes
-    scored; fields["context"] is the prompt without that whitespace."""
+BPB_TEXTS = ("problem", "solution")
+
+
+def humaneval_text_row(row: Mapping[str, Any], index: int, task: Any) -> Sample:
+    """A HumanEval row as a text to predict (the target) after a context (fields["context"]).
+
+    text "problem" (task.settings): the whole problem, prompt then canonical solution, as one
+    document after nothing. text "solution": the canonical solution after the prompt, split where
+    lm-eval splits a context from its continuation (the prompt's trailing whitespace, its last
+    newline, goes with the solution), so the bytes counted are the bytes scored."""
     sample = humaneval_row(row, index, task)
     if not str(row.get("canonical_solution") or "").strip():
         raise KeyError("missing canonical_solution")
     prompt = sample.fields["prompt"]
-    context = prompt.rstrip()
+    context = prompt.rstrip() if task.settings.get("text") == "solution" else ""
     text = prompt[len(context) :] + sample.fields["canonical_solution"]
     return replace(sample, fields={**sample.fields, "context": context}, target=text)
-
-
-@dataclass
-class HumanEvalBPBTask(Task):
-    """The prompt as plain text (no chat template, no exemplars: the text is a document to predict,
-    not a question to answer), and one log-likelihood request for the solution."""
-
-    def render(self, sample: Sample, exemplars: Sequence[Sample], config: PromptConfig) -> RenderedPrompt:
-        return RenderedPrompt(prompt=str(sample.fields["context"]))
 
 
 @dataclass
@@ -181,15 +179,23 @@ def humaneval(
 
 
 @register_task("humaneval-bpb")
-def humaneval_bpb(data: str | None = None) -> HumanEvalBPBTask:
-    """HumanEval's canonical solutions as a language-modelling test: bits per byte of each solution
-    given its prompt (signature and docstring), lower is better. No code runs.
+def humaneval_bpb(data: str | None = None, text: str = "problem") -> TextPredictionTask:
+    """HumanEval as a language-modelling test: bits per byte (lower is better). No code runs.
 
     Args:
         data: a local copy (as for humaneval; task_id, prompt, canonical_solution, entry_point and
             test are read).
+        text: "problem" (each problem, prompt and canonical solution, as one document, from its
+            first byte, as lm-eval scores wikitext's documents) or "solution" (the canonical
+            solution given the prompt).
     """
-    return HumanEvalBPBTask(
+    if text not in BPB_TEXTS:
+        raise TaskSpecError(f"humaneval-bpb: text must be one of {', '.join(BPB_TEXTS)}, got {text!r}")
+    what = (
+        "each problem (prompt and canonical solution) as one document" if text == "problem"
+        else "each canonical solution given its prompt"
+    )
+    return TextPredictionTask(
         name="humaneval-bpb",
         source=local_or(Source("packaged", "humaneval"), data),
         split="test",
@@ -197,7 +203,11 @@ def humaneval_bpb(data: str | None = None) -> HumanEvalBPBTask:
         output_type="loglikelihood",
         capabilities=("Coding",),
         metrics=("bits_per_byte",),
-        description="HumanEval canonical solutions given their prompts: bits per byte (lower is better)",
-        row_to_sample_fn=humaneval_solution_row,
-        settings={"prompt": "the problem's prompt as plain text (no chat template)", "lower is better": "bits_per_byte"},
+        description=f"HumanEval, {what}: bits per byte (lower is better)",
+        row_to_sample_fn=humaneval_text_row,
+        settings={
+            "text": text,
+            "scored": what,
+            "prompt": "nothing" if text == "problem" else "the problem's prompt as plain text (no chat template)",
+        },
     )

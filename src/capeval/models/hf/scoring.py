@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from capeval.models.hf.kv import MIN_PREFIX_REUSE, PrefixKV, expand_cache
 from capeval.models.hf.loading import ScoringStats, error_text, torch_module
 from capeval.types import Request, Response
+
+# Log-probabilities one scoring forward pass may hold (rows x scored positions x vocabulary, in
+# float32: 256 MB). A document's bits per byte scores hundreds of positions per row, and over
+# Gemma 3's 262,144-token vocabulary 16 such rows would take gigabytes; letters (one position)
+# and short continuations stay in batches of `batch_size`.
+MAX_BATCH_LOGITS = 1 << 26
 
 
 @dataclass
@@ -135,8 +141,24 @@ class LoglikelihoodScoring(PrefixKV):
                 stats.rows_with_reuse += len(group)
                 stats.prefix_tokens_reused += len(key) * len(group)
             group.sort(key=lambda r: len(r.tokens) - r.reuse, reverse=True)
-            for b in range(0, len(group), self.batch_size):
-                self._score_batch(group[b : b + self.batch_size], key, base, scores, failed)
+            for batch in self._scoring_batches(group):
+                self._score_batch(batch, key, base, scores, failed)
+
+    def _scoring_batches(self, rows: list[_Row]) -> Iterator[list[_Row]]:
+        """Consecutive rows, at most `batch_size` and MAX_BATCH_LOGITS log-probabilities a batch
+        (one row always goes, however long)."""
+        vocab = int(self.model.get_output_embeddings().weight.shape[0])
+        batch: list[_Row] = []
+        keep = 0
+        for row in rows:
+            widest = max(keep, row.keep)
+            if batch and (len(batch) >= self.batch_size or (len(batch) + 1) * widest * vocab > MAX_BATCH_LOGITS):
+                yield batch
+                batch, widest = [], row.keep
+            batch.append(row)
+            keep = widest
+        if batch:
+            yield batch
 
     def _score_batch(
         self,
