@@ -89,6 +89,7 @@ def test_mtbench_bpb_scores_each_first_turn_and_samples_by_category():
         assert s.fields["context"] == "" and task.continuations(s) == (rows[s.id]["turns"][0],)
         assert s.metadata["category"] == rows[s.id]["category"]
     chosen, subset, _ = choose_items(task, sample=40, seed=1234)
+    assert len(chosen.samples) == 40
     assert subset.describe() == "stratified sample: 40 of 80 items (all 8 category values, seed 1234)"
     assert sorted(k for k, _ in subset.per_stratum.values()) == [5] * 8
 
