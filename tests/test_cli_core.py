@@ -24,7 +24,7 @@ def test_unknown_task_and_model_are_one_line_with_close_names(tmp_path):
     out = capeval("run", "--tasks", "mtbench-categry", "--db", str(tmp_path / "x.db"))
     assert out.returncode == 2
     assert out.stderr.splitlines()[0] == "error: unknown task 'mtbench-categry'"
-    assert "did you mean mtbench-category?" in out.stderr
+    assert out.stderr.splitlines()[1] == "  hint: did you mean mtbench-category, mtbench-bpb?"  # the closest first
     assert "Traceback" not in out.stderr
     out = capeval("run", "--model", "smollm-135m-instruct", "--tasks", "mtbench-category", "--db", str(tmp_path / "x.db"))
     assert out.returncode == 2

@@ -305,3 +305,26 @@ def test_battles_from_a_csv_join_the_arena(report_fixture: ReportFixture, tmp_pa
     assert "lab-battles (CSV) votes: 10 battles" in text
     # alpha won 6 of the 8 decided battles: it leads the CSV's leaderboard with that record
     assert re.search(r"lab-battles \(CSV\) votes: 10 battles rank model .*? 1 alpha [\d.]+ \[[-\d.]+, [-\d.]+\] [\d.]+ 10 6 2 2", text), text
+
+
+def test_bits_per_byte_runs_show_as_stored_the_lower_wins_and_no_headline(tmp_path):
+    from capeval.types import MetricResult, RunResult
+
+    db = tmp_path / "bpb.db"
+    with Store(db) as store:
+        run_ids = []
+        for model, base in (("small", 0.80), ("big", 0.70)):
+            run_id = store.start_run(model, model, ["docs"], {})
+            values = [base + 0.01 * (i % 5) for i in range(30)]
+            rows = [{"task": "docs", "sample_id": f"d{i}", "prompt": "", "response": [{"logprobs": [-1.0]}]} for i in range(30)]
+            store.save_samples(run_id, rows, [Score(f"d{i}", "docs", {"bits_per_byte": v}) for i, v in enumerate(values)])
+            mean = sum(values) / 30
+            store.finish_run(RunResult(run_id, model, ("docs",), (MetricResult("docs", "bits_per_byte", mean, mean - 0.01, mean + 0.01, 30),)))
+            run_ids.append(run_id)
+        out = tmp_path / "bpb.html"
+        build_report(store, run_ids, out, OPTIONS)
+    text = " ".join(re.sub(r"<[^>]+>", " ", out.read_text()).split())
+    assert "small bits_per_byte (lower is better) 0.820" in text and "big bits_per_byte (lower is better) 0.720" in text
+    assert "docs (bits_per_byte (lower is better)) small big 0.100 [0.100, 0.100]" in text
+    assert "big is better" in text and "small is better" not in text
+    assert "no task of these runs is scored on a 0-100 scale: docs (measured in bits_per_byte" in text

@@ -37,12 +37,10 @@ def headline_section(runs: Sequence[RunRecord]) -> Section:
     rows: list[svg.Interval] = []
     table = Table("Headline number per run", ["model", "run", "headline", "95% CI", "tasks", "items"], [])
     measures = sorted({t for r in runs for t in r.result.tasks if t in r.primary and not higher_is_better(r.primary[t])})
-    if measures:
-        sec.notes.append(
-            f"left out of the headline: {', '.join(measures)} (measured in "
-            f"{', '.join(sorted({r.primary[t] for r in runs for t in measures if t in r.primary}))}, where lower "
-            "is better: not a score to average with accuracies); see the per-task results"
-        )
+    left_out = (
+        f"{', '.join(measures)} (measured in {', '.join(sorted({r.primary[t] for r in runs for t in measures if t in r.primary}))}, "
+        "where lower is better: not a score to average with accuracies; see the per-task results)"
+    )
     for r in runs:
         per_task = {}
         for t in r.result.tasks:
@@ -54,7 +52,8 @@ def headline_section(runs: Sequence[RunRecord]) -> Section:
             scale = task_scale(runs, t, r.primary[t])
             per_task[t] = [to_points(v, scale) for _, v in vals]
         if not per_task:
-            sec.notes.append(f"run {r.run_id} has no scored samples")
+            if not any(t in measures for t in r.result.tasks):
+                sec.notes.append(f"run {r.run_id} has no scored samples")
             continue
         h = headline_score(per_task, metrics=dict(r.primary))
         rows.append(svg.Interval(r.label, h.value, h.ci_low, h.ci_high, href=f"#run-{r.run_id}"))
@@ -63,10 +62,12 @@ def headline_section(runs: Sequence[RunRecord]) -> Section:
         )
     if not rows:
         sec.missing = (
-            f"no task of these runs is scored on a 0-100 scale ({sec.notes[0]})" if measures
+            f"no task of these runs is scored on a 0-100 scale: {left_out}" if measures
             else "no scored samples in these runs; run `capeval run --model M --tasks T` first"
         )
         return sec
+    if measures:
+        sec.notes.append(f"left out of the headline: {left_out}")
     sec.charts.append(Markup(svg.interval_chart(rows, "Headline number per run with 95% CI", domain=(0, 100))))
     sec.tables.append(table)
     return sec
@@ -202,15 +203,16 @@ def comparisons_section(runs: Sequence[RunRecord], seed: int = 0, n_resamples: i
                 verdict = f"{better} is better" if better else "no significant difference"
                 if c.n_only_a or c.n_only_b:
                     verdict += f" (runs evaluated different items: {c.n} shared, {c.n_only_a + c.n_only_b} left out)"
+                d = 3 if not higher_is_better(c.metric) else 2 if scale == "1-5" else 1
                 table.rows.append(
                     [
                         Cell(t if higher_is_better(c.metric) else f"{t} ({metric_label(c.metric)})"),
                         Cell(a.label),
                         Cell(b.label),
-                        num(shown(c.diff, scale), 2 if scale == "1-5" else 1),
-                        ci(shown(c.ci_low, scale), shown(c.ci_high, scale), 2 if scale == "1-5" else 1),
+                        num(shown(c.diff, scale), d),
+                        ci(shown(c.ci_low, scale), shown(c.ci_high, scale), d),
                         num(c.p_value, 4),
-                        num(shown(c.mdd, scale), 2 if scale == "1-5" else 1),
+                        num(shown(c.mdd, scale), d),
                         Cell(str(c.n), cls="num"),
                         Cell(verdict, cls="" if c.significant else "warn"),
                     ]
