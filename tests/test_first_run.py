@@ -75,6 +75,7 @@ def test_default_job_end_to_end(tmp_path):
     assert subsets[0] == subsets[1]
     for t in DEFAULT_JOB.tasks:
         assert subsets[0][t]["n"] == 8 and subsets[0][t]["selection"] == "sample"
+    assert [c["task"] for c in res["comparisons"]] == list(DEFAULT_JOB.tasks)  # one paired test per task
     (c, *_) = res["comparisons"]
     assert c["n"] == 8 and 0 < c["p_value"] <= 1
     assert c["task"] == "mtbench-bpb" and c["metric"] == "bits_per_byte"

@@ -30,7 +30,7 @@ class DefaultJob:
 
 DEFAULT_JOB = DefaultJob(
     models=("smollm2-135m-instruct", "gemma3-270m"),
-    tasks=("mtbench-bpb",),
+    tasks=("mtbench-bpb", "mtbench-category"),
     sample=40,
     shots=None,
 )
