@@ -57,6 +57,36 @@ def build_tiny_llama(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+def build_tiny_gemma3(folder: Path, seed: int = 0, sliding_window: int = 8) -> Path:
+    """Save a 4-layer Gemma 3 (three sliding-window layers of `sliding_window` positions, then one
+    full-attention layer, as Gemma 3 interleaves them) with the tiny Llama's tokenizer into `folder`."""
+    import torch
+    from transformers import AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig
+
+    build_tiny_llama(folder, seed)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    config = Gemma3TextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        sliding_window=sliding_window,
+        layer_types=["sliding_attention"] * 3 + ["full_attention"],
+        max_position_embeddings=1024,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    for stale in folder.glob("*.safetensors"):
+        stale.unlink()
+    Gemma3ForCausalLM(config).save_pretrained(str(folder))
+    return folder
+
+
 def zero_output_and_embeddings(folder: Path) -> None:
     """Replace model.safetensors in place by the same weights with the embedding and output
     matrices zeroed (every logit equal): what `capeval run` then reports is this model's score."""

@@ -87,9 +87,21 @@ class Generation(LoglikelihoodScoring):
             if continuous:
                 yield from self._generate_continuous(items, requests, len(key), base)
                 continue
-            for b in range(0, len(items), self.batch_size):
-                batch = items[b : b + self.batch_size]
+            for batch in self._static_batches(items, self.same_length_after_prefix(len(key))):
                 yield from zip((i for i, _ in batch), self._generate_isolated(batch, requests, len(key), base))
+
+    def _static_batches(
+        self, items: list[tuple[int, list[int]]], same_length: bool
+    ) -> Iterator[list[tuple[int, list[int]]]]:
+        """Consecutive items, at most `batch_size` a batch; with `same_length`, of one prompt length."""
+        batch: list[tuple[int, list[int]]] = []
+        for item in items:
+            if batch and (len(batch) >= self.batch_size or (same_length and len(item[1]) != len(batch[0][1]))):
+                yield batch
+                batch = []
+            batch.append(item)
+        if batch:
+            yield batch
 
     def _generate_isolated(
         self, batch: list[tuple[int, list[int]]], requests: Sequence[Request], past: int, base: Any

@@ -60,6 +60,13 @@ class PrefixKV(LoadedModel):
             self._prefix_lru.popitem(last=False)
         return cache
 
+    def same_length_after_prefix(self, past: int) -> bool:
+        """Whether rows that follow `past` cached prefix tokens must be batched only with rows of
+        their own length. A left-padded row after a prefix has its pads between the prefix and its
+        own tokens; full attention masks them out exactly, but a sliding window (Gemma 2/3, Mistral)
+        counts positions, pads included, so its window would end early and the row's scores change."""
+        return past > 0 and not self._joinable_cache
+
     def cached_prefix_len(self, key: Sequence[int]) -> int:
         """The length of the longest stored prefix that `key` starts with (0: none)."""
         return max((len(k) for k in self._prefix_lru if tuple(key[: len(k)]) == k), default=0)

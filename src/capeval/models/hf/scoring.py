@@ -141,18 +141,22 @@ class LoglikelihoodScoring(PrefixKV):
                 stats.rows_with_reuse += len(group)
                 stats.prefix_tokens_reused += len(key) * len(group)
             group.sort(key=lambda r: len(r.tokens) - r.reuse, reverse=True)
-            for batch in self._scoring_batches(group):
+            for batch in self._scoring_batches(group, self.same_length_after_prefix(len(key))):
                 self._score_batch(batch, key, base, scores, failed)
 
-    def _scoring_batches(self, rows: list[_Row]) -> Iterator[list[_Row]]:
+    def _scoring_batches(self, rows: list[_Row], same_length: bool = False) -> Iterator[list[_Row]]:
         """Consecutive rows, at most `batch_size` and MAX_BATCH_LOGITS log-probabilities a batch
-        (one row always goes, however long)."""
+        (one row always goes, however long); with `same_length`, only rows of one length (no padding)."""
         vocab = int(self.model.get_output_embeddings().weight.shape[0])
         batch: list[_Row] = []
         keep = 0
         for row in rows:
             widest = max(keep, row.keep)
-            if batch and (len(batch) >= self.batch_size or (len(batch) + 1) * widest * vocab > MAX_BATCH_LOGITS):
+            if batch and (
+                len(batch) >= self.batch_size
+                or (len(batch) + 1) * widest * vocab > MAX_BATCH_LOGITS
+                or (same_length and len(row.tokens) - row.reuse != len(batch[0].tokens) - batch[0].reuse)
+            ):
                 yield batch
                 batch, widest = [], row.keep
             batch.append(row)
