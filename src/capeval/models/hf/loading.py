@@ -141,6 +141,10 @@ class LoadedModel(PromptTokens):
         options = settings_tag(str(dtype), chat_template, max_length)
         if self.dola is not None:
             options += "|" + self.dola.settings.tag
+        if not self._joinable_cache:
+            # sliding-window models scored rows after a cached prefix wrongly before 2026-11-26 (see
+            # kv.same_length_after_prefix): a new id, so their stored answers are not reused
+            options += "|sw-exact"
         self.model_id = base_id + source_id.tag() + options
         self.identity = source_id.record(self.model_id, base_id + options)
 
