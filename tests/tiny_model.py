@@ -4,6 +4,7 @@ checkpoint (save_pretrained), for tests that need a real model folder in millise
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}</s>{% endfor %}"
@@ -17,11 +18,10 @@ CORPUS = [
 ]
 
 
-def build_tiny_llama(folder: Path, seed: int = 0) -> Path:
-    """Save a 2-layer Llama (hidden size 32) and its tokenizer into `folder`."""
-    import torch
+def _tokenizer() -> Any:
+    """A byte-level BPE tokenizer (400 tokens) trained on CORPUS, with the chat template."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -33,58 +33,60 @@ def build_tiny_llama(folder: Path, seed: int = 0) -> Path:
         show_progress=False,
     )
     bpe.train_from_iterator(CORPUS, trainer)
-    tokenizer = PreTrainedTokenizerFast(
+    return PreTrainedTokenizerFast(
         tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", pad_token="<pad>", chat_template=CHAT_TEMPLATE
     )
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=False,
-    )
+
+
+def _sizes(tokenizer: Any) -> dict[str, int]:
+    """The config fields every tiny model shares: hidden size 32, 4 heads over 2 KV heads, its tokens."""
+    return {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 1024,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+
+
+def _save(folder: Path, model_class: Any, config: Any, tokenizer: Any, seed: int) -> Path:
+    import torch
+
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
+    model = model_class(config)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
     return folder
 
 
+def build_tiny_llama(folder: Path, seed: int = 0) -> Path:
+    """Save a 2-layer Llama (hidden size 32) and its tokenizer into `folder`."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = _tokenizer()
+    config = LlamaConfig(**_sizes(tokenizer), num_hidden_layers=2, tie_word_embeddings=False)
+    return _save(folder, LlamaForCausalLM, config, tokenizer, seed)
+
+
 def build_tiny_gemma3(folder: Path, seed: int = 0, sliding_window: int = 8) -> Path:
     """Save a 4-layer Gemma 3 (three sliding-window layers of `sliding_window` positions, then one
     full-attention layer, as Gemma 3 interleaves them) with the tiny Llama's tokenizer into `folder`."""
-    import torch
-    from transformers import AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
-    build_tiny_llama(folder, seed)
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    tokenizer = _tokenizer()
     config = Gemma3TextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
+        **_sizes(tokenizer),
         num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
         head_dim=8,
         sliding_window=sliding_window,
         layer_types=["sliding_attention"] * 3 + ["full_attention"],
-        max_position_embeddings=1024,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
     )
-    torch.manual_seed(seed)
-    for stale in folder.glob("*.safetensors"):
-        stale.unlink()
-    Gemma3ForCausalLM(config).save_pretrained(str(folder))
-    return folder
+    return _save(folder, Gemma3ForCausalLM, config, tokenizer, seed)
 
 
 def zero_output_and_embeddings(folder: Path) -> None:
