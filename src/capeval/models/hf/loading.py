@@ -92,6 +92,10 @@ class LoadedModel(PromptTokens):
             ) from None
         self.model.to(self.device)  # type: ignore[arg-type]
         self.model.eval()
+        # the vocabulary's output layer a slice at a time on CPU (output_layer.py: same logits, faster)
+        from capeval.models.hf.output_layer import slice_output_layer
+
+        self.sliced_output_layer = fast_paths and slice_output_layer(self.model)
         self.dola: Any = None
         if dola_layers is not None:
             from capeval.interpret.dola import DoLa, DoLaSettings, parse_layers
