@@ -261,7 +261,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for k in [int(s) for s in args.shots.split(",")]:
             ours = run_capeval(model, data_dir, k, n, args.max_tokens)
             line: dict[str, Any] = {"capeval_s": round(ours.wall_s, 2), "capeval_model_s": round(ours.model_s, 2)}
-            print(f"\n{k}-shot  capeval: {ours.wall_s:6.1f} s wall ({ours.model_s:.1f} s in generate)")
+            stats = model.last_stats
+            line.update(guessed_tokens=stats.draft_tokens, guesses_kept=stats.accepted_draft_tokens)
+            print(f"\n{k}-shot  capeval: {ours.wall_s:6.1f} s wall ({ours.model_s:.1f} s in generate; "
+                  f"{stats.accepted_draft_tokens} of {stats.draft_tokens} guessed tokens kept)")
             if not args.skip_bare:
                 bare = run_bare_generate(model, ours.prompts, args.batch_size, args.max_tokens)
                 line.update(bare_generate_s=round(bare.wall_s, 2), bare_over_capeval=round(bare.wall_s / ours.wall_s, 2),

@@ -165,3 +165,45 @@ def test_attention_that_ignores_the_shared_prefix_falls_back_to_the_whole_cache(
     assert_model_generate_texts(model, reqs, got)
     model.generate(reqs)
     assert model.last_stats.continuous_fallbacks == 0  # continuous again, with the prefix in every row
+
+
+LOOPING = ["the cat sat on", "a b c a b c a b c a b", "once upon a time there was a dog that ran", "x",
+           "red green blue", "hello hello hello hello"]
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["own-cache", "shared-prefix"])
+def test_guessed_tokens_are_checked_so_greedy_outputs_are_model_generate_tokens(tiny, monkeypatch, shared):
+    # prompt lookup (lookup.py) guesses a row's next tokens and one step feeds them all: kept only
+    # where each was the greedy pick, the rejected ones' cache columns masked. The tiny model's
+    # loops are guessed right, its other tokens mostly not: both must leave model.generate's tokens
+    from capeval.models.hf import decode_cache, generation
+
+    monkeypatch.setattr(generation, "DRAFT_BUDGET", 4.0)  # room to guess with 2 rows of batch 2
+    monkeypatch.setattr(generation, "MAX_ROOM", 1)  # and the buffers grow under the guesses
+    monkeypatch.setattr(decode_cache, "MIN_SPARE", 1)
+    model = load_model(f"hf:{tiny}", batch_size=2)
+    prefix = "the cat sat on the mat. the dog sat on the log. " * 3 if shared else ""
+    reqs = [Request("generate", prefix + p, params=GenerationParams(max_tokens=30 + 3 * i),
+                    shared_prefix=prefix or None) for i, p in enumerate(LOOPING)]
+    got = model.generate(reqs)
+    stats = model.last_stats
+    assert stats.continuous_fallbacks == 0 and stats.rows_with_reuse == (6 if shared else 0)
+    assert stats.draft_tokens > stats.accepted_draft_tokens > 20  # guesses kept and guesses rejected
+    assert_model_generate_texts(model, reqs, got)
+    # and without guessing, the same texts
+    monkeypatch.setattr(generation, "DRAFT_BUDGET", 0.0)
+    assert [r.text for r in model.generate(reqs)] == [r.text for r in got]
+    assert model.last_stats.draft_tokens == 0
+
+
+def test_sampled_rows_are_not_guessed_and_draw_as_alone(tiny, monkeypatch):
+    from capeval.models.hf import generation
+
+    monkeypatch.setattr(generation, "DRAFT_BUDGET", 4.0)
+    model = load_model(f"hf:{tiny}", batch_size=2)
+    sampled = Request("generate", "hello hello hello hello", params=GenerationParams(max_tokens=30, temperature=1.0, seed=5))
+    alone = model.generate([sampled])[0].text
+    assert model.last_stats.draft_tokens == 0
+    greedy = [Request("generate", p, params=GenerationParams(max_tokens=30)) for p in LOOPING[:3]]
+    together = model.generate([greedy[0], sampled, *greedy[1:]])
+    assert model.last_stats.draft_tokens > 0 and together[1].text == alone

@@ -159,6 +159,28 @@ def test_continuous_batching_refills_slots_with_the_same_outputs_as_alone(smollm
     assert sum(r.latency_s for r in together) > 0
 
 
+def test_guessed_tokens_leave_the_greedy_outputs_of_the_plain_path(smollm2, monkeypatch):
+    # speculative greedy decoding (prompt lookup) on a real model: loops and copied text are
+    # guessed, every guess is checked, and the texts are those of plain static batches
+    from capeval.models.hf import generation
+
+    monkeypatch.setattr(generation, "DRAFT_BUDGET", 4.0)
+    reqs = [
+        gen("Repeat after me: red, blue, green, red, blue, green, red, blue,", max_tokens=40),
+        gen("Copy the list: 17 apples, 23 pears, 5 plums.\nCopy: 17 apples,", max_tokens=24, stop=("\n",)),
+        gen("Question: Tom has 3 cats and 4 dogs. How many pets?\nAnswer: Tom has", max_tokens=32),
+        gen("Once upon a time", max_tokens=20, temperature=1.0, seed=3),
+        gen("1, 2, 3, 4, 5,", max_tokens=36),
+    ]
+    fast = smollm2.generate(reqs)
+    stats = smollm2.last_stats
+    assert stats.continuous_fallbacks == 0 and stats.draft_tokens > stats.accepted_draft_tokens > 30
+    with plain_path(smollm2):
+        plain = smollm2.generate(reqs)
+    assert [r.text for r in fast] == [r.text for r in plain]
+    assert [r.completion_tokens for r in fast] == [r.completion_tokens for r in plain]
+
+
 def test_stream_answers_each_request_once_as_it_finishes(smollm2):
     # the engine's streaming protocol: log-likelihood batches first, then generation in completion
     # order (a short answer is saved before a long one sent ahead of it), the same answers as the

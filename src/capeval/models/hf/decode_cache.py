@@ -130,21 +130,19 @@ def growing_cache(config: Any, base: Any, rows: int, extra: int) -> Any:
     return cache
 
 
-def join_rows(
-    cache: Any, mask: Any, pos: Any, new_cache: Any, new_mask: Any, new_pos: Any, extra: int
-) -> tuple[Any, Any, Any]:
-    """The running batch's cache (GrowingLayers), mask and positions with new rows appended: the
-    shorter side is padded on the left with masked columns (keys hold their rotary positions
-    already), with room for `extra` more columns."""
+def join_rows(cache: Any, mask: Any, new_cache: Any, new_mask: Any, extra: int) -> tuple[Any, Any]:
+    """The running batch's cache (GrowingLayers) and mask with new rows appended: the shorter side
+    is padded on the left with masked columns (keys hold their rotary positions already), with
+    room for `extra` more columns."""
     if cache is None:
-        return new_cache, new_mask, new_pos
+        return new_cache, new_mask
     width = max(mask.shape[1], new_mask.shape[1])
     for old, new in zip(cache.layers, new_cache.layers):
         old.join(new, width, extra)
     mask = torch.cat(
         [torch.nn.functional.pad(m, (width - m.shape[1], 0)) for m in (mask, new_mask)]
     )
-    return cache, mask, torch.cat([pos, new_pos])
+    return cache, mask
 
 
 def crop_left(cache: Any, first: int) -> None:

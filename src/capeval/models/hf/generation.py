@@ -11,6 +11,7 @@ from typing import Any
 from capeval.models.base import batch_order, sampling_seed
 from capeval.models.hf.kv import expand_cache
 from capeval.models.hf.loading import ScoringStats, error_text, torch_module
+from capeval.models.hf.lookup import PromptLookup
 from capeval.models.hf.scoring import LoglikelihoodScoring
 from capeval.models.hf.stops import StopWatch
 from capeval.types import GenerationParams, Request, Response
@@ -20,6 +21,12 @@ from capeval.types import GenerationParams, Request, Response
 REFILL_FRACTION = 4
 # At most this many cache columns are allocated ahead of need for continuous batching.
 MAX_ROOM = 512
+# Speculative greedy decoding (prompt lookup, lookup.py): a step feeds each row its last token and
+# up to MAX_DRAFT guessed ones, as long as the step's rows x fed tokens stay within DRAFT_BUDGET
+# times the batch size. On CPU a step's cost is mostly reading the weights once, nearly the same
+# for 2 rows as for 16, so the guesses fill the room that rows which finished left in the batch.
+MAX_DRAFT = 8
+DRAFT_BUDGET = 1.5
 
 
 class Generation(LoglikelihoodScoring):
@@ -32,7 +39,9 @@ class Generation(LoglikelihoodScoring):
         prefix's KV cache, computed once, as in `loglikelihood`; the tokens fed are always those of
         the whole prompt. Prompts go longest first; with `fast_paths` (and a model whose cache
         rows can be joined: not DoLa, no sliding-window layers) a finished row's slot is taken by
-        the next prompt at once, else prompts run in static batches until their longest row ends."""
+        the next prompt at once, and greedy rows feed guessed tokens (prompt lookup) where the
+        batch has room, keeping those that are their greedy picks; else prompts run in static
+        batches until their longest row ends."""
         responses: list[Response | None] = [None] * len(requests)
         for item in self._answer_generate(requests):
             if item is not None:
@@ -154,8 +163,12 @@ class Generation(LoglikelihoodScoring):
         answered: set[int] = set()
         queue = deque(items)
         active: list[_GenRow] = []
+        # per active row: the logits to take its next tokens from ([n, vocab]: after its last
+        # token, then after each token of its draft), and the draft fed in the last step
+        pending: list[Any] = []
+        drafts: list[list[int]] = []
         cache: Any = None
-        mask = pos = logits = None
+        mask: Any = None
         from capeval.models.hf.decode_cache import crop_left, join_rows
 
         refill_at = max(1, self.batch_size // REFILL_FRACTION)
@@ -176,14 +189,21 @@ class Generation(LoglikelihoodScoring):
                     free = self.batch_size - len(active)
                     if queue and (not active or free >= min(refill_at, len(queue))):
                         new = [queue.popleft() for _ in range(min(free, len(queue)))]
-                        rows, new_cache, new_mask, new_pos, new_logits, _ = self._prefill(new, requests, past, base, room, shared)
-                        cache, mask, pos = join_rows(cache, mask, pos, new_cache, new_mask, new_pos, room)
-                        logits = new_logits if logits is None else torch.cat([logits, new_logits])
+                        rows, new_cache, new_mask, _, new_logits, _ = self._prefill(new, requests, past, base, room, shared)
+                        cache, mask = join_rows(cache, mask, new_cache, new_mask, room)
+                        pending += [new_logits[i : i + 1] for i in range(len(rows))]
+                        drafts += [[] for _ in rows]
                         active += rows
                     started = time.perf_counter()
-                    # a batch is active only after a prefill, which set logits, mask and pos
-                    assert logits is not None and mask is not None and pos is not None
-                    still = [slot for slot, row in enumerate(active) if self._advance(row, logits[slot])]
+                    # a batch is active only after a prefill, which set the mask
+                    assert mask is not None
+                    still = []
+                    for slot, row in enumerate(active):
+                        going, rejected = self._take(row, pending[slot], drafts[slot])
+                        if going:
+                            still.append(slot)
+                        if rejected:  # the rejected guesses' cache columns: masked from now on
+                            mask[slot, mask.shape[1] - rejected :] = 0
                     kept = set(still)
                     done = [row for slot, row in enumerate(active) if slot not in kept]
                     if len(still) < len(active):
@@ -191,16 +211,18 @@ class Generation(LoglikelihoodScoring):
                         if active:
                             index = torch.tensor(still, dtype=torch.long)
                             cache.batch_select_indices(index.to(self.device))
-                            mask, pos = mask[index], pos[index]
+                            mask = mask[index]
                             # leading columns that only finished rows attended to: drop them
                             first = int(mask.any(0).nonzero()[0, 0])
                             if first:
                                 crop_left(cache, first)
                                 mask = mask[:, first:]
                         else:
-                            cache = mask = pos = logits = None
+                            cache = mask = None
+                            pending, drafts = [], []
                     if active:
-                        logits, _, mask, pos = self._decode_step(active, cache, mask, pos, shared)
+                        drafts = self._drafts(active)
+                        pending, mask = self._verify_step(active, cache, mask, drafts, shared)
                         for row in active:
                             row.seconds += (time.perf_counter() - started) / len(active)
                 for row in done:
@@ -253,6 +275,7 @@ class Generation(LoglikelihoodScoring):
         if shared is not None:
             mask = mask[:, past:]
         logits, out = self._forward_step(ids, cache, mask, positions, shared)
+        logits = logits[:, -1]
         seconds = (time.perf_counter() - started) / n
         rows = [_GenRow.start(i, toks, requests[i], StopWatch(self.tokenizer, requests[i].params.stop), seconds)
                 for i, toks in items]
@@ -266,15 +289,70 @@ class Generation(LoglikelihoodScoring):
         ids = torch.tensor([[row.out[-1]] for row in active], dtype=torch.long)
         mask = torch.cat([mask, torch.ones((len(active), 1), dtype=torch.long)], dim=1)
         logits, out = self._forward_step(ids, cache, mask, pos, shared)
-        return logits, out, mask, pos[:, -1:] + 1
+        return logits[:, -1], out, mask, pos[:, -1:] + 1
 
-    def _forward_step(self, ids: Any, cache: Any, mask: Any, positions: Any, shared: Any = None) -> tuple[Any, Any]:
+    def _drafts(self, active: list[_GenRow]) -> list[list[int]]:
+        """Each greedy row's guessed next tokens (prompt lookup), as many as the step has room for."""
+        room = min(MAX_DRAFT, int(self.batch_size * DRAFT_BUDGET) // len(active) - 1)
+        if room <= 0:
+            return [[] for _ in active]
+        drafts: list[list[int]] = []
+        for row in active:
+            if not row.params.greedy:
+                drafts.append([])
+                continue
+            if row.lookup is None:
+                row.lookup = PromptLookup(row.tokens)
+            row.lookup.extend(row.out[len(row.lookup.seq) - len(row.tokens) :])
+            drafts.append(row.lookup.draft(min(room, row.params.max_tokens - len(row.out) - 1)))
+        self.last_stats.draft_tokens += sum(len(d) for d in drafts)
+        return drafts
+
+    def _verify_step(
+        self, active: list[_GenRow], cache: Any, mask: Any, drafts: list[list[int]], shared: Any = None
+    ) -> tuple[list[Any], Any]:
+        """Feed every active row its last token and its draft (left-padded to the longest draft):
+        (per row the logits after each token it was fed, the mask with the new columns)."""
+        torch = torch_module()
+        n, width = len(active), 1 + max(len(d) for d in drafts)
+        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
+        new = torch.zeros((n, width), dtype=torch.long)
+        positions = torch.empty((n, width), dtype=torch.long)
+        for r, (row, draft) in enumerate(zip(active, drafts)):
+            fed = [row.out[-1], *draft]
+            start = width - len(fed)
+            at = len(row.tokens) + len(row.out) - 1  # the position of the row's last token
+            ids[r, start:] = torch.tensor(fed, dtype=torch.long)
+            new[r, start:] = 1
+            positions[r] = torch.arange(at - start, at - start + width).clamp(min=at)  # padding: masked
+        mask = torch.cat([mask, new], dim=1)
+        logits, _ = self._forward_step(ids, cache, mask, positions, shared, keep=width)
+        return [logits[r, width - 1 - len(d) :] for r, d in enumerate(drafts)], mask
+
+    def _take(self, row: _GenRow, logits: Any, draft: list[int]) -> tuple[bool, int]:
+        """Take the row's next tokens from `logits` (the predictions after its last token and after
+        each token of `draft`): the first pick, then one more for each draft token that was the
+        pick before it. (still generating, how many draft tokens were rejected: their columns in
+        the cache hold keys of tokens the row does not have)."""
+        for j, scores in enumerate(logits):
+            going = self._advance(row, scores)
+            if not going or (j < len(draft) and row.out[-1] != draft[j]):
+                break
+        else:
+            j = len(draft)
+        self.last_stats.accepted_draft_tokens += j
+        return going, len(draft) - j if going else 0
+
+    def _forward_step(
+        self, ids: Any, cache: Any, mask: Any, positions: Any, shared: Any = None, keep: int = 1
+    ) -> tuple[Any, Any]:
+        """(the logits of the last `keep` positions [rows, keep, vocab] on CPU, the model's output)"""
         kwargs: dict[str, Any] = {"use_cache": True, self._cache_kw: cache}
         if shared is not None:
             kwargs["shared_prefix"] = shared
             reads = shared.reads
         if self._has_logits_to_keep:
-            kwargs["logits_to_keep"] = 1
+            kwargs["logits_to_keep"] = keep
         if self.dola is not None:
             kwargs["output_hidden_states"] = True
         out = self.model(
@@ -285,7 +363,7 @@ class Generation(LoglikelihoodScoring):
             # (static batches on the whole cache) answers instead, and this model stops using it
             self._shared_prefix_attention = False
             raise RuntimeError("the model's attention layers do not take the shared prefix")
-        return out.logits[:, -1, :].float().cpu(), out
+        return out.logits[:, -keep:, :].float().cpu(), out
 
     def _advance(self, row: _GenRow, logits: Any) -> bool:
         """Pick the row's next token and record it; False once the row has finished."""
@@ -315,6 +393,7 @@ class _GenRow:
     generator: Any
     stops: StopWatch
     seconds: float
+    lookup: PromptLookup | None = None  # a greedy row's drafts are looked up here (continuous batching)
     out: list[int] = field(default_factory=list)
     text: str | None = None
     reason: str | None = None

@@ -40,6 +40,9 @@ class ScoringStats:
     shared_prefix_fallbacks: int = 0
     # continuous batching that failed part-way, its unanswered rows then run in static batches
     continuous_fallbacks: int = 0
+    # speculative greedy decoding (prompt lookup): tokens guessed, and guesses the model confirmed
+    draft_tokens: int = 0
+    accepted_draft_tokens: int = 0
 
 
 class LoadedModel(PromptTokens):
