@@ -206,7 +206,8 @@ def run_bare_generate(model: Any, prompts: list[str], batch_size: int, max_token
                 ids[row, width - len(encoded[i]) :] = torch.tensor(encoded[i])
                 mask[row, width - len(encoded[i]) :] = 1
             out = lm.generate(
-                input_ids=ids, attention_mask=mask, max_new_tokens=max_tokens, do_sample=False,
+                input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device), max_new_tokens=max_tokens,
+                do_sample=False,
                 stop_strings=[STOP], tokenizer=tok, pad_token_id=model.pad_id,
                 eos_token_id=sorted(model.eos_ids),
             )
@@ -228,6 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--max-tokens", type=int, default=192)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (all three runners)")
+    ap.add_argument("--dtype", default="float32", help="weights' dtype for all three runners")
     ap.add_argument("--shots", default="0,8", help="comma-separated shot counts (8 at most)")
     ap.add_argument("--skip-lm-eval", action="store_true")
     ap.add_argument("--skip-bare", action="store_true")
@@ -243,17 +246,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     test_rows, train_rows = ensure_data(args.items, args.regenerate)
     n = len(test_rows)
-    print(f"load average before: {load_average()}  (threads={args.threads}, items={n}, batch={args.batch_size}, "
-          f"max new tokens={args.max_tokens})")
+    device = args.device
+    if device.startswith("cuda"):
+        device += f" ({torch.cuda.get_device_name(torch.device(device))})"
+    print(f"load average before: {load_average()}  (device={device}, dtype={args.dtype}, threads={args.threads}, "
+          f"items={n}, batch={args.batch_size}, max new tokens={args.max_tokens})")
     weights = ensure_weights(MODEL)
-    model = load_model(MODEL, batch_size=args.batch_size)
+    model = load_model(MODEL, batch_size=args.batch_size, device=args.device, dtype=args.dtype)
     lm = None
     if not args.skip_lm_eval:
         from lm_eval.models.huggingface import HFLM
 
-        lm = HFLM(pretrained=str(weights), batch_size=args.batch_size, device="cpu", dtype="float32")
-    report: dict[str, Any] = {"items": n, "threads": args.threads, "batch_size": args.batch_size,
+        lm = HFLM(pretrained=str(weights), batch_size=args.batch_size, device=args.device, dtype=args.dtype)
+    report: dict[str, Any] = {"items": n, "device": device, "dtype": args.dtype, "threads": args.threads, "batch_size": args.batch_size,
                               "max_tokens": args.max_tokens, "load_before": load_average(), "runs": {}}
+    if args.device.startswith("cuda"):
+        # CUDA's first use in a process (context, cuBLAS, kernel loading) costs a second or more:
+        # paid here, not by whichever runner happens to go first
+        from capeval.types import GenerationParams, Request
+
+        model.generate([Request("generate", "Question: 1 + 1?\nAnswer:", params=GenerationParams(max_tokens=8))])
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
         write_jsonl(data_dir / "test.jsonl", test_rows)
