@@ -128,7 +128,7 @@ class Generation(LoglikelihoodScoring):
         """One static batch: it runs until its last row ends (finished rows leave the cache)."""
         torch = torch_module()
         with torch.inference_mode():
-            rows, cache, mask, pos, logits, out = self._prefill(batch, requests, past, base)
+            rows, cache, mask, logits, out = self._prefill(batch, requests, past, base)
             active = list(rows)  # rows still generating, in the order of the cache's batch dim
             while True:
                 started = time.perf_counter()
@@ -141,9 +141,10 @@ class Generation(LoglikelihoodScoring):
                 if len(still) < len(active):
                     index = torch.tensor(still, dtype=torch.long)
                     cache.batch_select_indices(index.to(self.device))
-                    mask, pos = mask[index], pos[index]
+                    mask = mask[index]
                 active = [active[s] for s in still]
-                logits, out, mask, pos = self._decode_step(active, cache, mask, pos)
+                pending, mask, out = self._verify_step(active, cache, mask, [[] for _ in active])
+                logits = [row_logits[0] for row_logits in pending]
                 for row in active:
                     row.seconds += (time.perf_counter() - started) / len(active)
         return [row.response(self.tokenizer) for row in rows]
@@ -189,7 +190,7 @@ class Generation(LoglikelihoodScoring):
                     free = self.batch_size - len(active)
                     if queue and (not active or free >= min(refill_at, len(queue))):
                         new = [queue.popleft() for _ in range(min(free, len(queue)))]
-                        rows, new_cache, new_mask, _, new_logits, _ = self._prefill(new, requests, past, base, room, shared)
+                        rows, new_cache, new_mask, new_logits, _ = self._prefill(new, requests, past, base, room, shared)
                         cache, mask = join_rows(cache, mask, new_cache, new_mask, room)
                         pending += [new_logits[i : i + 1] for i in range(len(rows))]
                         drafts += [[] for _ in rows]
@@ -222,7 +223,7 @@ class Generation(LoglikelihoodScoring):
                             pending, drafts = [], []
                     if active:
                         drafts = self._drafts(active)
-                        pending, mask = self._verify_step(active, cache, mask, drafts, shared)
+                        pending, mask, _ = self._verify_step(active, cache, mask, drafts, shared)
                         for row in active:
                             row.seconds += (time.perf_counter() - started) / len(active)
                 for row in done:
@@ -245,10 +246,10 @@ class Generation(LoglikelihoodScoring):
         base: Any,
         room: int | None = None,
         shared: Any = None,
-    ) -> tuple[list[_GenRow], Any, Any, Any, Any, Any]:
+    ) -> tuple[list[_GenRow], Any, Any, Any, Any]:
         """Run prompts whose first `past` tokens are in the cache `base` (None when past is 0), the
-        rest left-padded after them: the new rows, their cache, attention mask, next positions,
-        the logits of their first token and the model's output. With `room`, the cache is one of
+        rest left-padded after them: the new rows, their cache, attention mask, the logits of their
+        first token and the model's output. With `room`, the cache is one of
         GrowingLayers with that many columns free (continuous batching), else a DynamicCache.
         With `shared` (a SharedPrefix of `base`), the rows' cache and mask leave the prefix out:
         the attention reads it from there."""
@@ -279,17 +280,7 @@ class Generation(LoglikelihoodScoring):
         seconds = (time.perf_counter() - started) / n
         rows = [_GenRow.start(i, toks, requests[i], StopWatch(self.tokenizer, requests[i].params.stop), seconds)
                 for i, toks in items]
-        return rows, cache, mask, positions[:, -1:] + 1, logits, out
-
-    def _decode_step(
-        self, active: list[_GenRow], cache: Any, mask: Any, pos: Any, shared: Any = None
-    ) -> tuple[Any, Any, Any, Any]:
-        """Feed every active row its last token: (next logits, output, mask, next positions)."""
-        torch = torch_module()
-        ids = torch.tensor([[row.out[-1]] for row in active], dtype=torch.long)
-        mask = torch.cat([mask, torch.ones((len(active), 1), dtype=torch.long)], dim=1)
-        logits, out = self._forward_step(ids, cache, mask, pos, shared)
-        return logits[:, -1], out, mask, pos[:, -1:] + 1
+        return rows, cache, mask, logits, out
 
     def _drafts(self, active: list[_GenRow]) -> list[list[int]]:
         """Each greedy row's guessed next tokens (prompt lookup), as many as the step has room for."""
@@ -310,9 +301,10 @@ class Generation(LoglikelihoodScoring):
 
     def _verify_step(
         self, active: list[_GenRow], cache: Any, mask: Any, drafts: list[list[int]], shared: Any = None
-    ) -> tuple[list[Any], Any]:
-        """Feed every active row its last token and its draft (left-padded to the longest draft):
-        (per row the logits after each token it was fed, the mask with the new columns)."""
+    ) -> tuple[list[Any], Any, Any]:
+        """Feed every active row its last token and its draft (left-padded to the longest draft;
+        empty drafts: one decoding step): (per row the logits after each token it was fed, the
+        mask with the new columns, the model's output)."""
         torch = torch_module()
         n, width = len(active), 1 + max(len(d) for d in drafts)
         ids = torch.full((n, width), self.pad_id, dtype=torch.long)
@@ -326,8 +318,8 @@ class Generation(LoglikelihoodScoring):
             new[r, start:] = 1
             positions[r] = torch.arange(at - start, at - start + width).clamp(min=at)  # padding: masked
         mask = torch.cat([mask, new], dim=1)
-        logits, _ = self._forward_step(ids, cache, mask, positions, shared, keep=width)
-        return [logits[r, width - 1 - len(d) :] for r, d in enumerate(drafts)], mask
+        logits, out = self._forward_step(ids, cache, mask, positions, shared, keep=width)
+        return [logits[r, width - 1 - len(d) :] for r, d in enumerate(drafts)], mask, out
 
     def _take(self, row: _GenRow, logits: Any, draft: list[int]) -> tuple[bool, int]:
         """Take the row's next tokens from `logits` (the predictions after its last token and after
