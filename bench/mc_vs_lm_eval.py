@@ -335,7 +335,9 @@ def run_bare_forward(model: Any, prompts: list[str], batch_size: int) -> Outcome
                 ids[row, width - len(encoded[i]) :] = torch.tensor(encoded[i])
                 mask[row, width - len(encoded[i]) :] = 1
             pos = (mask.cumsum(-1) - 1).clamp(min=0)
-            logits = lm(ids, attention_mask=mask, position_ids=pos, logits_to_keep=1).logits[:, -1, :]
+            logits = lm(
+                ids.to(lm.device), attention_mask=mask.to(lm.device), position_ids=pos.to(lm.device), logits_to_keep=1
+            ).logits[:, -1, :]
             for row, i in enumerate(idx):
                 preds[i] = int(logits[row, letter_ids].argmax())
     wall = time.perf_counter() - start
@@ -364,6 +366,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--items", type=int, default=200)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (all three runners)")
+    ap.add_argument("--dtype", default="float32", help="weights' dtype for all three runners")
     ap.add_argument("--shots", default="0,5", help="comma-separated shot counts")
     ap.add_argument("--skip-lm-eval", action="store_true")
     ap.add_argument(
@@ -385,20 +389,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     test_rows, dev_rows = ensure_data(args.regenerate)
     n = min(args.items, len(test_rows))
+    device = args.device
+    if device.startswith("cuda"):
+        device += f" ({torch.cuda.get_device_name(torch.device(device))})"
     print(
-        f"load average before: {load_average()}  (threads={args.threads}, items={n}, batch={args.batch_size})"
+        f"load average before: {load_average()}  (device={device}, dtype={args.dtype}, threads={args.threads}, "
+        f"items={n}, batch={args.batch_size})"
     )
     weights = ensure_weights(MODEL)
-    model = load_model(MODEL, batch_size=args.batch_size)
+    model = load_model(MODEL, batch_size=args.batch_size, device=args.device, dtype=args.dtype)
     lm = None
     if not args.skip_lm_eval:
         from lm_eval.models.huggingface import HFLM
 
-        lm = HFLM(pretrained=str(weights), batch_size=args.batch_size, device="cpu", dtype="float32")
+        lm = HFLM(pretrained=str(weights), batch_size=args.batch_size, device=args.device, dtype=args.dtype)
     shots = [int(s) for s in args.shots.split(",")]
     report: dict[str, Any] = {
         "chunk_size": args.chunk_size,
         "items": n,
+        "device": device,
+        "dtype": args.dtype,
         "threads": args.threads,
         "batch_size": args.batch_size,
         "load_before": load_average(),
