@@ -164,3 +164,96 @@ def test_scorer_module_function_beside_the_spec(tmp_path):
         _sums(tmp_path, scorer="my_scorers:nope")
     with pytest.raises(TaskSpecError, match="unknown scorer 'no_such'"):
         _sums(tmp_path, scorer="no_such")
+
+
+# ---- output_type: loglikelihood (lm-eval's loglikelihood tasks, e.g. LAMBADA) --------------------
+LAMBADA_SPEC = """\
+name: tiny-lambada
+source: {local: items.jsonl}
+output_type: loglikelihood
+id: "d{{ n }}"
+question: "{{ text.rsplit(' ', 1)[0] }}"
+target: "{{ ' ' + text.rsplit(' ', 1)[1] }}"
+"""
+DOCS = [
+    {"n": 1, "text": "the cat sat on the mat"},
+    {"n": 2, "text": "she poured the tea into a cup"},
+    {"n": 3, "text": "oneword"},  # no last word to predict after a context: a malformed row
+]
+
+
+class _LoglikelihoodModel:
+    """Answers each continuation with a fixed log-probability; greedy only for ' mat'."""
+
+    model_id = "fake:ll"
+    batch_size = 8
+
+    def __init__(self) -> None:
+        self.seen: list = []
+
+    def loglikelihood(self, requests):
+        from capeval.types import Response
+
+        self.seen += requests
+        out = []
+        for r in requests:
+            (cont,) = r.continuations
+            out.append(Response(logprobs=(-2.0 * len(cont),), is_greedy=(cont == " mat",), n_tokens=(1,)))
+        return out
+
+    def generate(self, requests):
+        raise AssertionError("a loglikelihood task generates nothing")
+
+
+def test_loglikelihood_task_scores_the_target_as_rendered_after_the_context(tmp_path):
+    import math
+
+    from capeval.engine import evaluate_tasks
+    from capeval.store import Store
+
+    task = build_task(parse_spec(_write(tmp_path, spec=LAMBADA_SPEC, rows=DOCS, name="lambada.yaml")))
+    loaded = task.load()
+    assert [s.target for s in loaded.samples] == [" mat", " cup"]  # leading space kept, not stripped
+    assert len(loaded.malformed) == 1 and "row 2" in loaded.malformed[0]
+    plan = plan_task(task, PromptConfig())
+    assert plan.prompts == ["the cat sat on the", "she poured the tea into a"]
+    assert [rs[0].continuations for rs in plan.requests] == [(" mat",), (" cup",)]
+
+    model = _LoglikelihoodModel()
+    with Store(tmp_path / "runs.db") as store:
+        result = evaluate_tasks(model, [task], store=store, progress=False)
+    (bpb,) = [m for m in result.metrics if m.metric == "bits_per_byte"]
+    # -log p / (ln 2 * bytes) with log p = -2 per character of the continuation: 2 / ln 2 per byte
+    assert bpb.value == pytest.approx(2 / math.log(2), rel=1e-9) and bpb.n == 2
+    assert sorted(r.prompt for r in model.seen) == sorted(plan.prompts)  # the engine orders by length
+
+    greedy = build_task({**parse_spec(tmp_path / "lambada.yaml"), "scorer": "greedy_target"})
+    with Store(tmp_path / "runs2.db") as store:
+        result = evaluate_tasks(_LoglikelihoodModel(), [greedy], store=store, progress=False)
+    (acc,) = [m for m in result.metrics if m.metric == "acc"]
+    assert acc.value == pytest.approx(0.5) and acc.n == 2 and acc.unparsed_rate == 0
+
+
+def test_greedy_target_without_the_backends_answer_is_unparsed_not_scored():
+    from capeval.scoring import greedy_target_scorer
+    from capeval.types import Response, Sample
+
+    sample = Sample("d1", "t", {"question": "the cat sat on the"}, " mat")
+
+    class _Task:
+        def continuations(self, s):
+            return (s.target,)
+
+    score = greedy_target_scorer()
+    assert score(sample, [Response(logprobs=(-1.0,), is_greedy=(True,))], _Task()).values == {"acc": 1.0}
+    missing = score(sample, [Response(logprobs=(-1.0,))], _Task())
+    assert not missing.parsed and missing.values == {"acc": 0.0} and "did not report" in missing.metadata["error"]
+
+
+def test_loglikelihood_spec_refuses_choices_and_unknown_output_types(tmp_path):
+    p = _write(tmp_path, spec=LAMBADA_SPEC + "choices: [a, b]\n", rows=DOCS, name="l.yaml")
+    with pytest.raises(TaskSpecError, match=r"l\.yaml:7: a loglikelihood task .* takes no 'choices'"):
+        build_task(parse_spec(p))
+    p = _write(tmp_path, spec=LAMBADA_SPEC.replace("output_type: loglikelihood", "output_type: rolling"), rows=DOCS)
+    with pytest.raises(TaskSpecError, match="multiple_choice, generate or loglikelihood"):
+        build_task(parse_spec(p))

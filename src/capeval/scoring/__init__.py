@@ -83,6 +83,26 @@ def bits_per_byte_scorer() -> Scorer:
     return errors_scored(score)
 
 
+def greedy_target_scorer() -> Scorer:
+    """acc: the sample's text (its one continuation) is what greedy decoding would produce after the
+    prompt, token for token (lm-evaluation-harness's `acc` of loglikelihood tasks, e.g. LAMBADA's
+    last word). A backend that does not say whether it is leaves the sample unparsed (counted as
+    wrong and in the unparsed rate), never silently right or wrong. The score's metadata keeps the
+    summed log-probability and the tokens."""
+
+    def score(sample: Sample, responses: Sequence[Response], task: Task) -> Score:
+        (resp,) = responses
+        (loglikelihood,) = resp.logprobs
+        meta: dict[str, Any] = {"loglikelihood": loglikelihood, "tokens": resp.n_tokens[0] if resp.n_tokens else None}
+        if not resp.is_greedy:
+            meta["error"] = "the backend did not report whether the text is the greedy continuation"
+            return Score(sample.id, sample.task, {"acc": 0.0}, None, False, sample.target, meta)
+        greedy = bool(resp.is_greedy[0])
+        return Score(sample.id, sample.task, {"acc": float(greedy)}, str(greedy), True, sample.target, meta)
+
+    return errors_scored(score)
+
+
 def mc_generate() -> Scorer:
     """Generative multiple choice: the letter read from the output must be the right one."""
 
@@ -253,6 +273,7 @@ for _name, _factory in {
     "drop": drop_scorer,
     "humaneval": humaneval_scorer,
     "bits_per_byte": bits_per_byte_scorer,
+    "greedy_target": greedy_target_scorer,
 }.items():
     SCORERS.add(_name, _factory, plugins.BUILTIN_ORIGIN)
 
@@ -323,6 +344,7 @@ __all__ = [
     "extract_number",
     "first_answer_segment",
     "get_scorer",
+    "greedy_target_scorer",
     "gsm8k_scorer",
     "higher_is_better",
     "humaneval_scorer",

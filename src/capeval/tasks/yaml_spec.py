@@ -8,7 +8,7 @@ split: test
 fewshot_split: dev                  # exemplars drawn from here
 shots: 5
 sampler: fixed                      # first_n | fixed | per_item (see below)
-output_type: multiple_choice        # or generate
+output_type: multiple_choice        # or generate, or loglikelihood (see below)
 mc_mode: loglikelihood              # or generate (letter extracted from the output)
 choice_format: letters              # or texts (each choice's text is scored)
 id: "{{ id }}"                      # Jinja2 over the row's fields
@@ -37,6 +37,13 @@ whose id equals the evaluated item's, even from another split (ids default to ro
 
 A custom `scorer: module:function` names a function `(sample, responses, task) -> Score`, or a
 factory taking no arguments that returns one.
+
+`output_type: loglikelihood` scores the log-probability of the rendered `target` after the prompt
+(lm-evaluation-harness's loglikelihood output type). The target is taken as rendered, not stripped:
+write its leading space into the template, as lm-eval's `doc_to_target` does
+(`target: "{{ ' ' + text.split(' ')[-1] }}"` after `question: "{{ text.rsplit(' ', 1)[0] }}"` is
+LAMBADA). It takes no `choices`. The default scorer reports `bits_per_byte` (lower is better);
+`scorer: greedy_target` reports `acc`, whether the target is the model's greedy continuation.
 """
 
 from __future__ import annotations
@@ -168,8 +175,10 @@ def build_task(spec: Mapping[str, Any], data: str | None = None) -> Task:
         return f"{path}:{line.get(key, 1)}"
 
     output_type = spec.get("output_type", "generate")
-    if output_type not in ("multiple_choice", "generate"):
-        raise TaskSpecError(f"{where('output_type')}: output_type must be multiple_choice or generate")
+    if output_type not in ("multiple_choice", "generate", "loglikelihood"):
+        raise TaskSpecError(
+            f"{where('output_type')}: output_type must be multiple_choice, generate or loglikelihood"
+        )
     question_t = _template(spec["question"], where("question"))
     target_t = _template(str(spec["target"]), where("target"))
     id_t = _template(spec["id"], where("id")) if "id" in spec else None
@@ -180,6 +189,11 @@ def build_task(spec: Mapping[str, Any], data: str | None = None) -> Task:
     choice_ts = [_template(str(c), where("choices")) for c in choices_spec] if isinstance(choices_spec, list) else None
     if output_type == "multiple_choice" and choices_spec is None:
         raise TaskSpecError(f"{where('output_type')}: multiple_choice needs a 'choices' key")
+    if output_type == "loglikelihood" and choices_spec is not None:
+        raise TaskSpecError(
+            f"{where('choices')}: a loglikelihood task scores its target text and takes no 'choices'",
+            "for choices scored by log-likelihood use output_type: multiple_choice",
+        )
 
     def row_to_sample(row: Mapping[str, Any], index: int, task: Task) -> Sample:
         fields = dict(row)
@@ -193,10 +207,14 @@ def build_task(spec: Mapping[str, Any], data: str | None = None) -> Task:
             choices = tuple(str(c) for c in raw)
         fields["choices"] = list(choices) if choices else fields.get("choices")
         fields["question"] = _render(question_t, fields)
-        target_text = _render(target_t, fields).strip()
-        target: Any = target_text
-        if choices is not None:
-            target = _choice_index(target_text, choices)
+        rendered = _render(target_t, fields)
+        target: Any = rendered.strip()
+        if output_type == "loglikelihood":
+            if not rendered:
+                raise ValueError("the target renders to an empty text")
+            target = rendered  # as rendered: its leading space belongs to the scored text
+        elif choices is not None:
+            target = _choice_index(target, choices)
         if rationale_t is not None:
             fields["rationale"] = _render(rationale_t, fields).strip()
         sample_id = _render(id_t, fields) if id_t else str(index)
@@ -223,7 +241,9 @@ def build_task(spec: Mapping[str, Any], data: str | None = None) -> Task:
         target_delimiter=str(spec.get("target_delimiter", " ")),
         fewshot_delimiter=str(spec.get("fewshot_delimiter", "\n\n")),
     )
-    default_metrics = {"multiple_choice": ("acc", "acc_norm")}.get(output_type, ("exact_match",))
+    default_metrics = {"multiple_choice": ("acc", "acc_norm"), "loglikelihood": ("bits_per_byte",)}.get(
+        output_type, ("exact_match",)
+    )
     return TemplateTask(
         name=str(spec["name"]),
         source=_source(spec, data),
