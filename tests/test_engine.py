@@ -86,3 +86,20 @@ def test_sigkill_halfway_then_rerun_resends_no_finished_call(tmp_path):
     assert cached == len(before) and cached + new == 80
     after = _calls(db)
     assert all(after[k] == t for k, t in before.items()), "a finished call was sent again"
+
+
+def test_progress_shows_a_bar_only_for_a_stage_that_tracks_something(capsys):
+    # every call cached, a task scored without a judge: nothing to show, and no empty line either
+    from capeval.engine import Progress
+
+    with Progress(True):
+        pass
+    assert capsys.readouterr().out == ""
+    with Progress(True) as bar:
+        advance = bar.track("calls", 3)
+        advance(3)
+    out = capsys.readouterr().out
+    assert "calls" in out and "3/3" in out
+    with Progress(False) as bar:
+        bar.track("calls", 3)(3)
+    assert capsys.readouterr().out == ""

@@ -94,14 +94,19 @@ class _Saver:
 
 
 class Progress:
-    """A rich progress bar (rate and ETA) that degrades to nothing when disabled."""
+    """A rich progress bar (rate and ETA) that degrades to nothing when disabled. The display
+    starts with the first `track`: a stage that tracks nothing (every call cached, a task scored
+    without a judge) leaves no empty line behind."""
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
         self._progress: Any = None
 
     def __enter__(self) -> Self:
-        if self.enabled:
+        return self
+
+    def _start(self) -> None:
+        if self.enabled and self._progress is None:
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -124,23 +129,25 @@ class Progress:
                 transient=False,
             )
             self._progress.__enter__()
-        return self
 
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:
             self._progress.__exit__(*exc)
+            self._progress = None
 
     def track(self, description: str, total: int) -> Callable[[int], None]:
+        self._start()
         if self._progress is None:
             return lambda n: None
-        tid = self._progress.add_task(description, total=total, rate="")
+        bars = self._progress
+        tid = bars.add_task(description, total=total, rate="")
         start = time.monotonic()
         done = [0]
 
         def advance(n: int) -> None:
             done[0] += n
             elapsed = max(1e-9, time.monotonic() - start)
-            self._progress.update(tid, advance=n, rate=f"{done[0] / elapsed:.1f}/s")
+            bars.update(tid, advance=n, rate=f"{done[0] / elapsed:.1f}/s")
 
         return advance
 
