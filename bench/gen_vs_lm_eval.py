@@ -28,7 +28,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mc_vs_lm_eval import CITIES, NAMES, THINGS, load_average, read_jsonl, write_jsonl
+from mc_vs_lm_eval import CITIES, NAMES, THINGS, device_label, load_average, read_jsonl, write_jsonl
 
 DATA = Path(__file__).resolve().parent / "data"
 TEST_FILE = DATA / "gen48.jsonl"
@@ -246,9 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     test_rows, train_rows = ensure_data(args.items, args.regenerate)
     n = len(test_rows)
-    device = args.device
-    if device.startswith("cuda"):
-        device += f" ({torch.cuda.get_device_name(torch.device(device))})"
+    device = device_label(args.device)
     print(f"load average before: {load_average()}  (device={device}, dtype={args.dtype}, threads={args.threads}, "
           f"items={n}, batch={args.batch_size}, max new tokens={args.max_tokens})")
     weights = ensure_weights(MODEL)

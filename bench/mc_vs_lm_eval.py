@@ -344,6 +344,13 @@ def run_bare_forward(model: Any, prompts: list[str], batch_size: int) -> Outcome
     return Outcome(wall, wall, preds, prompts)
 
 
+def device_label(device: str) -> str:
+    """The device as the scripts print and record it: "cuda (NVIDIA H100 80GB HBM3)", or "cpu"."""
+    import torch
+
+    return f"{device} ({torch.cuda.get_device_name(torch.device(device))})" if device.startswith("cuda") else device
+
+
 def load_average() -> str:
     try:
         return (
@@ -389,9 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     test_rows, dev_rows = ensure_data(args.regenerate)
     n = min(args.items, len(test_rows))
-    device = args.device
-    if device.startswith("cuda"):
-        device += f" ({torch.cuda.get_device_name(torch.device(device))})"
+    device = device_label(args.device)
     print(
         f"load average before: {load_average()}  (device={device}, dtype={args.dtype}, threads={args.threads}, "
         f"items={n}, batch={args.batch_size})"

@@ -41,7 +41,7 @@ factory taking no arguments that returns one.
 `output_type: loglikelihood` scores the log-probability of the rendered `target` after the prompt
 (lm-evaluation-harness's loglikelihood output type). The target is taken as rendered, not stripped:
 write its leading space into the template, as lm-eval's `doc_to_target` does
-(`target: "{{ ' ' + text.split(' ')[-1] }}"` after `question: "{{ text.rsplit(' ', 1)[0] }}"` is
+(`target: "{{ ' ' + text.rsplit(' ', 1)[1] }}"` after `question: "{{ text.rsplit(' ', 1)[0] }}"` is
 LAMBADA). It takes no `choices`. The default scorer reports `bits_per_byte` (lower is better);
 `scorer: greedy_target` reports `acc`, whether the target is the model's greedy continuation.
 """
