@@ -159,6 +159,64 @@ def test_continuous_batching_refills_slots_with_the_same_outputs_as_alone(smollm
     assert sum(r.latency_s for r in together) > 0
 
 
+def test_fixed_shape_slots_give_the_outputs_of_continuous_batching(smollm2):
+    # the decoding steps CUDA graphs record (graph_decode.py), run eagerly on CPU: batch 2, rows
+    # that end at different steps leave their slots to the next prompts, rows after a shared
+    # few-shot prefix, seeded samples; every answer is what continuous batching gives
+    slots = load_model("smollm2-135m-instruct", batch_size=2, cuda_graphs=True)
+    prefix = few_shot([("Tom has 3 apples and buys 4 more. How many apples?", "3 + 4 = 7. The answer is 7.")] * 2)
+    shared = [Request("generate", prefix + f"Question: {q}\nAnswer:", shared_prefix=prefix,
+                      params=GenerationParams(max_tokens=24, stop=("Question:",)))
+              for q in ("Ana has 5 pens and loses 2. How many pens?", "A box holds 6 eggs. How many in 3 boxes?")]
+    reqs = [
+        gen("1, 2, 3, 4,", max_tokens=30, stop=(" 9",)),
+        gen("The capital of France is", max_tokens=3),
+        gen("Question: What is 12 + 30?\nAnswer:", max_tokens=20, stop=("Question:",)),
+        gen("Once upon a time", max_tokens=12, temperature=1.0, seed=3),
+        gen("def add(a, b):\n", max_tokens=16, stop=("\n\n",)),
+        gen("A short list of colours: red,", max_tokens=7),
+        *shared,
+    ]
+    got = slots.generate(reqs)
+    stats = slots.last_stats
+    assert stats.continuous_fallbacks == 0 and stats.draft_tokens == 0 and stats.graph_replays == 0
+    assert slots._slots is not None and slots._slots.rows == 2  # the slot path ran (no graph on CPU)
+    want = smollm2.generate(reqs)
+    assert [r.text for r in got] == [r.text for r in want]
+    assert [r.completion_tokens for r in got] == [r.completion_tokens for r in want]
+    assert [r.finish_reason for r in got] == [r.finish_reason for r in want]
+    assert got[0].text == " 5, 6, 7, 8," and all(r.error is None and r.latency_s > 0 for r in got)
+    # a second call reuses the slots when the shape fits
+    kept = slots._slots
+    assert [r.text for r in slots.generate(reqs[:3])] == [r.text for r in want[:3]] and slots._slots is kept
+
+
+def test_a_step_that_cannot_be_recorded_falls_back_to_continuous_batching(smollm2, monkeypatch, caplog):
+    # recording needs CUDA: asked for on CPU it fails, as a model whose forward pass waits on the
+    # device would; the prompts are answered by continuous batching and the model stops trying
+    from capeval.models.hf import graph_decode
+
+    real = graph_decode.SlotBatch.__init__
+
+    def recording(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        self.graph = True
+
+    monkeypatch.setattr(graph_decode.SlotBatch, "__init__", recording)
+    slots = load_model("smollm2-135m-instruct", batch_size=2, cuda_graphs=True)
+    reqs = [gen("The capital of France is", max_tokens=3), gen("List three fruits:", max_tokens=8)]
+    with caplog.at_level("WARNING", logger="capeval.models.hf"):
+        got = slots.generate(reqs)
+    assert "decoding without CUDA graphs" in caplog.text
+    assert slots.cuda_graphs is False and slots._slots is None
+    assert [r.text for r in got] == [r.text for r in smollm2.generate(reqs)]
+
+
+def test_cuda_graphs_option_takes_true_false_or_null():
+    with pytest.raises(ModelError, match="cuda_graphs"):
+        load_model("smollm2-135m-instruct", cuda_graphs="yes")
+
+
 def test_guessed_tokens_leave_the_greedy_outputs_of_the_plain_path(smollm2, monkeypatch):
     # speculative greedy decoding (prompt lookup) on a real model: loops and copied text are
     # guessed, every guess is checked, and the texts are those of plain static batches

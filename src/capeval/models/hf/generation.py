@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict, deque
 from collections.abc import Iterator, Sequence
@@ -15,6 +16,8 @@ from capeval.models.hf.lookup import PromptLookup
 from capeval.models.hf.scoring import LoglikelihoodScoring
 from capeval.models.hf.stops import StopWatch
 from capeval.types import GenerationParams, Request, Response
+
+log = logging.getLogger("capeval.models.hf")
 
 # Continuous batching refills the batch once this share of its slots (1/n) is free: each refill is
 # one more forward pass, so rows are admitted a few at a time.
@@ -40,8 +43,9 @@ class Generation(LoglikelihoodScoring):
         the whole prompt. Prompts go longest first; with `fast_paths` (and a model whose cache
         rows can be joined: not DoLa, no sliding-window layers) a finished row's slot is taken by
         the next prompt at once, and greedy rows feed guessed tokens (prompt lookup) where the
-        batch has room, keeping those that are their greedy picks; else prompts run in static
-        batches until their longest row ends."""
+        batch has room, keeping those that are their greedy picks (on CUDA the rows decode in
+        fixed-shape slots instead, each step one CUDA graph replay: `_generate_slots`); else
+        prompts run in static batches until their longest row ends."""
         responses: list[Response | None] = [None] * len(requests)
         for item in self._answer_generate(requests):
             if item is not None:
@@ -93,6 +97,9 @@ class Generation(LoglikelihoodScoring):
                 self.last_stats.rows_with_reuse += len(items)
                 self.last_stats.prefix_tokens_reused += len(key) * len(items)
             items.sort(key=lambda it: len(it[1]), reverse=True)
+            if continuous and self._slot_decoding():
+                yield from self._generate_slots(items, requests, len(key), base)
+                continue
             if continuous:
                 yield from self._generate_continuous(items, requests, len(key), base)
                 continue
@@ -238,6 +245,116 @@ class Generation(LoglikelihoodScoring):
                 batch = left[b : b + self.batch_size]
                 yield from zip((i for i, _ in batch), self._generate_isolated(batch, requests, past, base))
 
+    def _slot_decoding(self) -> bool:
+        """Whether generation decodes in fixed-shape slots (graph_decode.py): by default on CUDA,
+        for models whose attention takes a boolean mask over all columns (sdpa)."""
+        if self.cuda_graphs is False or (self.cuda_graphs is None and not str(self.device).startswith("cuda")):
+            return False
+        from capeval.models.hf import prefix_attention
+
+        return getattr(self.model.config, "_attn_implementation", None) in ("sdpa", prefix_attention.NAME)
+
+    def _slot_batch(self, rows: int, columns: int) -> Any:
+        """Slots for `rows` rows of up to `columns` columns each; the last ones are reused when
+        their shape fits (recording a CUDA graph costs a few steps' time)."""
+        from capeval.models.hf.graph_decode import SlotBatch, slot_capacity
+
+        capacity = slot_capacity(columns)
+        kept = self._slots
+        if kept is not None and (kept.rows, kept.capacity) == (rows, capacity):
+            kept.free(range(rows))
+            return kept
+        self._slots = None  # the old buffers go before the new ones are allocated
+        graph = str(self.device).startswith("cuda")
+        self._slots = SlotBatch(self.model, self._cache_kw, self._has_logits_to_keep, rows, capacity, self.pad_id,
+                                self.device, graph)
+        return self._slots
+
+    def _generate_slots(
+        self,
+        items: list[tuple[int, list[int]]],
+        requests: Sequence[Request],
+        past: int,
+        base: Any,
+    ) -> Iterator[tuple[int, Response] | None]:
+        """Continuous batching in fixed-shape slots (graph_decode.py), each decoding step one CUDA
+        graph replay on a GPU: prompts are prefilled as in `_generate_continuous` and copied into
+        free slots; greedy picks are made on the device. No guessed tokens (a graph has one shape).
+        Rows not finished when something failed are answered by the static batches. Yields as
+        `_answer_generate`."""
+        torch = torch_module()
+        from capeval.models.hf.graph_decode import GraphCaptureError
+
+        answered: set[int] = set()
+        queue = deque(items)
+        n = min(self.batch_size, len(items))
+        columns = max(len(t) for _, t in items) + max(requests[i].params.max_tokens for i, _ in items)
+        rows: list[_GenRow | None] = [None] * n
+        # per slot, what its row's next token comes from: the prefill's logits (CPU), the step's
+        # scores (sampled rows, CPU) or the step's greedy pick
+        scores: dict[int, Any] = {}
+        picks: list[int] = []
+        refill_at = max(1, n // REFILL_FRACTION)
+        try:
+            slots = self._slot_batch(n, columns)
+            replays = slots.replays
+            while True:
+                done: list[_GenRow] = []
+                with torch.inference_mode():
+                    free = [s for s, row in enumerate(rows) if row is None]
+                    if queue and (len(free) == n or len(free) >= min(refill_at, len(queue))):
+                        take = free[: len(queue)]
+                        new = [queue.popleft() for _ in take]
+                        new_rows, cache, mask, logits, _ = self._prefill(new, requests, past, base)
+                        slots.fill(take, cache, mask, [len(toks) for _, toks in new])
+                        del cache
+                        for j, s in enumerate(take):
+                            rows[s], scores[s] = new_rows[j], logits[j]
+                    started = time.perf_counter()
+                    tokens = [self.pad_id] * n
+                    for s, row in enumerate(rows):
+                        if row is None:
+                            continue
+                        going = self._advance(row, scores.pop(s)) if s in scores else self._record(row, picks[s])
+                        if going:
+                            tokens[s] = row.out[-1]
+                        else:
+                            done.append(row)
+                            rows[s] = None
+                    if done:
+                        slots.free([s for s in range(n) if rows[s] is None])
+                    live = [s for s, row in enumerate(rows) if row is not None]
+                    if live:
+                        slots.step(tokens)
+                        picks = slots.picks.tolist()
+                        sampled = [s for s in live if not rows[s].params.greedy]  # type: ignore[union-attr]
+                        if sampled:
+                            scores.update(zip(sampled, slots.logits[sampled].float().cpu()))
+                        for s in live:
+                            rows[s].seconds += (time.perf_counter() - started) / len(live)  # type: ignore[union-attr]
+                for row in done:
+                    answered.add(row.index)
+                    yield row.index, row.response(self.tokenizer)
+                if not live and not queue:
+                    break
+                if not done:
+                    yield None
+            self.last_stats.graph_replays += slots.replays - replays
+        except GraphCaptureError as e:
+            # recording happens at the first prompts' join, before any answer: continuous
+            # batching without graphs answers them, and this model stops trying
+            log.warning("decoding without CUDA graphs: the model's step could not be recorded (%s)", e)
+            self.cuda_graphs = False
+            self._slots = None
+            yield from self._generate_continuous([it for it in items if it[0] not in answered], requests, past, base)
+        except Exception:  # noqa: BLE001 - the static path answers what is left, isolating failures
+            self.last_stats.continuous_fallbacks += 1
+            self._slots = None
+            left = [item for item in items if item[0] not in answered]
+            for b in range(0, len(left), self.batch_size):
+                batch = left[b : b + self.batch_size]
+                yield from zip((i for i, _ in batch), self._generate_isolated(batch, requests, past, base))
+
     def _prefill(
         self,
         items: list[tuple[int, list[int]]],
@@ -359,7 +476,10 @@ class Generation(LoglikelihoodScoring):
 
     def _advance(self, row: _GenRow, logits: Any) -> bool:
         """Pick the row's next token and record it; False once the row has finished."""
-        tok = _pick(logits, row.params, row.generator)
+        return self._record(row, _pick(logits, row.params, row.generator))
+
+    def _record(self, row: _GenRow, tok: int) -> bool:
+        """Record the row's next token; False once the row has finished."""
         if tok in self.eos_ids:
             row.reason = "stop"
             return False

@@ -43,6 +43,8 @@ class ScoringStats:
     # speculative greedy decoding (prompt lookup): tokens guessed, and guesses the model confirmed
     draft_tokens: int = 0
     accepted_draft_tokens: int = 0
+    # decoding steps run as one CUDA graph replay (graph_decode.py)
+    graph_replays: int = 0
 
 
 class LoadedModel(PromptTokens):
@@ -66,12 +68,17 @@ class LoadedModel(PromptTokens):
         dola_layers: str | list[int] | None = None,
         dola_repetition_penalty: float = 1.2,
         dola_final_norm: bool = False,
+        cuda_graphs: bool | None = None,
     ) -> None:
         torch = torch_module()
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.batch_size = max(1, int(batch_size))
         self.fast_paths = fast_paths
+        if cuda_graphs not in (None, True, False):
+            raise ModelError(f"cuda_graphs must be true, false or null, not {cuda_graphs!r}")
+        self.cuda_graphs = cuda_graphs
+        self._slots: Any = None  # graph_decode.SlotBatch kept for the next generate call
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = dtype or ("float32" if self.device == "cpu" else "bfloat16")
         if dtype != "auto" and not isinstance(getattr(torch, dtype, None), torch.dtype):

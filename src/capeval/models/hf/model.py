@@ -36,6 +36,10 @@ class HFModel(Generation, HiddenStates):
         dola_repetition_penalty: DoLa generation's repetition penalty (the paper's 1.2).
         dola_final_norm: apply the final norm before the head on early exits (the DoLa authors'
             code and transformers apply none).
+        cuda_graphs: generation's decoding steps in fixed-shape slots, each step one CUDA graph
+            replay (models/hf/graph_decode.py). None (default): on CUDA; False: never (the
+            continuous batching of the CPU, with guessed tokens); True: also off CUDA, where the
+            same fixed-shape steps run without a graph (a check of that path).
     """
 
 
