@@ -232,6 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu", help="cpu or cuda (all three runners)")
     ap.add_argument("--dtype", default="float32", help="weights' dtype for all three runners")
     ap.add_argument("--shots", default="0,8", help="comma-separated shot counts (8 at most)")
+    ap.add_argument("--capeval-option", action="append", default=[], metavar="KEY=VALUE",
+                    help="an option of capeval's hf backend (JSON value), e.g. cuda_graphs=false")
     ap.add_argument("--skip-lm-eval", action="store_true")
     ap.add_argument("--skip-bare", action="store_true")
     ap.add_argument("--regenerate", action="store_true", help="rewrite bench/data/gen48*.jsonl from the seed")
@@ -250,13 +252,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"load average before: {load_average()}  (device={device}, dtype={args.dtype}, threads={args.threads}, "
           f"items={n}, batch={args.batch_size}, max new tokens={args.max_tokens})")
     weights = ensure_weights(MODEL)
-    model = load_model(MODEL, batch_size=args.batch_size, device=args.device, dtype=args.dtype)
+    options = {key: json.loads(value) for key, _, value in (o.partition("=") for o in args.capeval_option)}
+    model = load_model(MODEL, batch_size=args.batch_size, device=args.device, dtype=args.dtype, **options)
     lm = None
     if not args.skip_lm_eval:
         from lm_eval.models.huggingface import HFLM
 
         lm = HFLM(pretrained=str(weights), batch_size=args.batch_size, device=args.device, dtype=args.dtype)
     report: dict[str, Any] = {"items": n, "device": device, "dtype": args.dtype, "threads": args.threads, "batch_size": args.batch_size,
+                              "capeval_options": options,
                               "max_tokens": args.max_tokens, "load_before": load_average(), "runs": {}}
     if args.device.startswith("cuda"):
         # CUDA's first use in a process (context, cuBLAS, kernel loading) costs a second or more:
@@ -272,9 +276,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             ours = run_capeval(model, data_dir, k, n, args.max_tokens)
             line: dict[str, Any] = {"capeval_s": round(ours.wall_s, 2), "capeval_model_s": round(ours.model_s, 2)}
             stats = model.last_stats
-            line.update(guessed_tokens=stats.draft_tokens, guesses_kept=stats.accepted_draft_tokens)
+            line.update(guessed_tokens=stats.draft_tokens, guesses_kept=stats.accepted_draft_tokens,
+                        graph_replays=stats.graph_replays)
             print(f"\n{k}-shot  capeval: {ours.wall_s:6.1f} s wall ({ours.model_s:.1f} s in generate; "
-                  f"{stats.accepted_draft_tokens} of {stats.draft_tokens} guessed tokens kept)")
+                  f"{stats.accepted_draft_tokens} of {stats.draft_tokens} guessed tokens kept; "
+                  f"{stats.graph_replays} steps as CUDA graphs)")
             if not args.skip_bare:
                 bare = run_bare_generate(model, ours.prompts, args.batch_size, args.max_tokens)
                 line.update(bare_generate_s=round(bare.wall_s, 2), bare_over_capeval=round(bare.wall_s / ours.wall_s, 2),
