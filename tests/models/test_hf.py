@@ -136,12 +136,9 @@ def test_greedy_generation_does_not_depend_on_batch_composition(smollm2):
     assert together == alone
 
 
-def test_continuous_batching_refills_slots_with_the_same_outputs_as_alone(smollm2):
-    # batch 2 and prompts that stop at different lengths: finished rows' slots are refilled from the
-    # queue (new rows prefilled and joined to the running cache); every greedy output and every
-    # seeded sample must be what the request gives alone
-    two = load_model("smollm2-135m-instruct", batch_size=2)
-    reqs = [
+def rows_ending_apart() -> list[Request]:
+    """Prompts that stop at different lengths (stop strings, token limits, a seeded sample)."""
+    return [
         gen("1, 2, 3, 4,", max_tokens=30, stop=(" 9",)),
         gen("The capital of France is", max_tokens=3),
         gen("Question: What is 12 + 30?\nAnswer:", max_tokens=20, stop=("Question:",)),
@@ -149,6 +146,14 @@ def test_continuous_batching_refills_slots_with_the_same_outputs_as_alone(smollm
         gen("def add(a, b):\n", max_tokens=16, stop=("\n\n",)),
         gen("A short list of colours: red,", max_tokens=7),
     ]
+
+
+def test_continuous_batching_refills_slots_with_the_same_outputs_as_alone(smollm2):
+    # batch 2 and prompts that stop at different lengths: finished rows' slots are refilled from the
+    # queue (new rows prefilled and joined to the running cache); every greedy output and every
+    # seeded sample must be what the request gives alone
+    two = load_model("smollm2-135m-instruct", batch_size=2)
+    reqs = rows_ending_apart()
     together = two.generate(reqs)
     assert two.last_stats.continuous_fallbacks == 0  # not answered by the static batches instead
     alone = [smollm2.generate([r])[0] for r in reqs]
@@ -168,15 +173,7 @@ def test_fixed_shape_slots_give_the_outputs_of_continuous_batching(smollm2):
     shared = [Request("generate", prefix + f"Question: {q}\nAnswer:", shared_prefix=prefix,
                       params=GenerationParams(max_tokens=24, stop=("Question:",)))
               for q in ("Ana has 5 pens and loses 2. How many pens?", "A box holds 6 eggs. How many in 3 boxes?")]
-    reqs = [
-        gen("1, 2, 3, 4,", max_tokens=30, stop=(" 9",)),
-        gen("The capital of France is", max_tokens=3),
-        gen("Question: What is 12 + 30?\nAnswer:", max_tokens=20, stop=("Question:",)),
-        gen("Once upon a time", max_tokens=12, temperature=1.0, seed=3),
-        gen("def add(a, b):\n", max_tokens=16, stop=("\n\n",)),
-        gen("A short list of colours: red,", max_tokens=7),
-        *shared,
-    ]
+    reqs = [*rows_ending_apart(), *shared]
     got = slots.generate(reqs)
     stats = slots.last_stats
     assert stats.continuous_fallbacks == 0 and stats.draft_tokens == 0 and stats.graph_replays == 0
@@ -210,6 +207,28 @@ def test_a_step_that_cannot_be_recorded_falls_back_to_continuous_batching(smollm
     assert "decoding without CUDA graphs" in caplog.text
     assert slots.cuda_graphs is False and slots._slots is None
     assert [r.text for r in got] == [r.text for r in smollm2.generate(reqs)]
+
+
+def test_a_slot_step_that_fails_part_way_leaves_the_rest_to_static_batches(smollm2, monkeypatch):
+    # answers given before the failure stay; every other request is answered once, as alone
+    from capeval.models.hf import graph_decode
+
+    slots = load_model("smollm2-135m-instruct", batch_size=2, cuda_graphs=True)
+    real, calls = graph_decode.SlotBatch.step, []
+
+    def failing(self, tokens):
+        calls.append(1)
+        if len(calls) == 8:
+            raise RuntimeError("device lost")
+        real(self, tokens)
+
+    monkeypatch.setattr(graph_decode.SlotBatch, "step", failing)
+    reqs = rows_ending_apart()
+    answered = [item for item in slots.stream(reqs) if item is not None]
+    assert sorted(i for i, _ in answered) == list(range(len(reqs)))
+    assert slots.last_stats.continuous_fallbacks == 1 and slots._slots is None
+    got = dict(answered)
+    assert [got[i].text for i in range(len(reqs))] == [r.text for r in smollm2.generate(reqs)]
 
 
 def test_cuda_graphs_option_takes_true_false_or_null():

@@ -239,11 +239,23 @@ class Generation(LoglikelihoodScoring):
                 if not done:
                     yield None
         except Exception:  # noqa: BLE001 - the static path answers what is left, isolating failures
-            self.last_stats.continuous_fallbacks += 1
-            left = [item for item in items if item[0] not in answered]
-            for b in range(0, len(left), self.batch_size):
-                batch = left[b : b + self.batch_size]
-                yield from zip((i for i, _ in batch), self._generate_isolated(batch, requests, past, base))
+            yield from self._answer_rest_static(items, answered, requests, past, base)
+
+    def _answer_rest_static(
+        self,
+        items: list[tuple[int, list[int]]],
+        answered: set[int],
+        requests: Sequence[Request],
+        past: int,
+        base: Any,
+    ) -> Iterator[tuple[int, Response]]:
+        """After continuous batching failed part-way: the items not yet answered, in static
+        batches (which isolate a failing request)."""
+        self.last_stats.continuous_fallbacks += 1
+        left = [item for item in items if item[0] not in answered]
+        for b in range(0, len(left), self.batch_size):
+            batch = left[b : b + self.batch_size]
+            yield from zip((i for i, _ in batch), self._generate_isolated(batch, requests, past, base))
 
     def _slot_decoding(self) -> bool:
         """Whether generation decodes in fixed-shape slots (graph_decode.py): by default on CUDA,
@@ -348,12 +360,8 @@ class Generation(LoglikelihoodScoring):
             self._slots = None
             yield from self._generate_continuous([it for it in items if it[0] not in answered], requests, past, base)
         except Exception:  # noqa: BLE001 - the static path answers what is left, isolating failures
-            self.last_stats.continuous_fallbacks += 1
             self._slots = None
-            left = [item for item in items if item[0] not in answered]
-            for b in range(0, len(left), self.batch_size):
-                batch = left[b : b + self.batch_size]
-                yield from zip((i for i, _ in batch), self._generate_isolated(batch, requests, past, base))
+            yield from self._answer_rest_static(items, answered, requests, past, base)
 
     def _prefill(
         self,
