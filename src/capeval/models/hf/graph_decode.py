@@ -122,7 +122,8 @@ class SlotBatch:
         slot's greedy next token and `logits` its scores (device tensors, valid until the next step)."""
         self.ids.copy_(torch.tensor(list(tokens), dtype=torch.long).view(self.rows, 1))
         if self._recorded is not None:
-            self._recorded.replay()
+            with torch.cuda.device(self.index.device):  # the model's GPU, also when it is not the current one
+                self._recorded.replay()
             self.replays += 1
         else:
             self._body()
@@ -143,15 +144,16 @@ class SlotBatch:
         if not self.graph:
             return
         try:
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(WARMUP_STEPS):
+            with torch.cuda.device(self.index.device):
+                side = torch.cuda.Stream()
+                side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(side):
+                    for _ in range(WARMUP_STEPS):
+                        self._body()
+                torch.cuda.current_stream().wait_stream(side)
+                recorded = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(recorded, capture_error_mode="thread_local"):
                     self._body()
-            torch.cuda.current_stream().wait_stream(side)
-            recorded = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(recorded, capture_error_mode="thread_local"):
-                self._body()
         except Exception as e:  # reported as what it is; the caller decodes without graphs
             raise GraphCaptureError(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
         self._recorded = recorded
