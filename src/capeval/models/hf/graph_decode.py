@@ -74,7 +74,6 @@ class SlotBatch:
         self.graph = graph
         self.replays = 0
         self._cache_kw, self._logits_to_keep = cache_kw, logits_to_keep
-        self._pad = pad_id
         self._recorded: Any = None
         self.cache: Any = None
         self.ids = torch.full((rows, 1), pad_id, dtype=torch.long, device=device)
