@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,8 +152,7 @@ class Generation(LoglikelihoodScoring):
                 active = [active[s] for s in still]
                 pending, mask, out = self._verify_step(active, cache, mask, [[] for _ in active])
                 logits = [row_logits[0] for row_logits in pending]
-                for row in active:
-                    row.seconds += (time.perf_counter() - started) / len(active)
+                _share_time(active, started)
         return [row.response(self.tokenizer) for row in rows]
 
     def _generate_continuous(
@@ -231,8 +230,7 @@ class Generation(LoglikelihoodScoring):
                     if active:
                         drafts = self._drafts(active)
                         pending, mask, _ = self._verify_step(active, cache, mask, drafts, shared)
-                        for row in active:
-                            row.seconds += (time.perf_counter() - started) / len(active)
+                        _share_time(active, started)
                 for row in done:
                     answered.add(row.index)
                     yield row.index, row.response(self.tokenizer)
@@ -335,15 +333,14 @@ class Generation(LoglikelihoodScoring):
                             rows[s] = None
                     if done:
                         slots.free([s for s in range(n) if rows[s] is None])
-                    live = [s for s, row in enumerate(rows) if row is not None]
+                    live = {s: row for s, row in enumerate(rows) if row is not None}
                     if live:
                         slots.step(tokens)
                         picks = slots.picks.tolist()
-                        sampled = [s for s in live if not rows[s].params.greedy]  # type: ignore[union-attr]
+                        sampled = [s for s, row in live.items() if not row.params.greedy]
                         if sampled:
                             scores.update(zip(sampled, slots.logits[sampled].float().cpu()))
-                        for s in live:
-                            rows[s].seconds += (time.perf_counter() - started) / len(live)  # type: ignore[union-attr]
+                        _share_time(live.values(), started)
                 for row in done:
                     answered.add(row.index)
                     yield row.index, row.response(self.tokenizer)
@@ -531,6 +528,13 @@ class _GenRow:
             latency_s=self.seconds,
             finish_reason=self.reason or "length",
         )
+
+
+def _share_time(rows: Collection[_GenRow], started: float) -> None:
+    """Split the time since `started` (one decoding step) evenly among the rows in the step."""
+    share = (time.perf_counter() - started) / len(rows)
+    for row in rows:
+        row.seconds += share
 
 
 def _pick(logits: Any, params: GenerationParams, generator: Any) -> int:
