@@ -233,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--dtype", default="float32", help="weights' dtype for all three runners")
     ap.add_argument("--shots", default="0,8", help="comma-separated shot counts (8 at most)")
     ap.add_argument("--capeval-option", action="append", default=[], metavar="KEY=VALUE",
-                    help="an option of capeval's hf backend (JSON value), e.g. cuda_graphs=false")
+                    help="an option of capeval's hf backend, read as --model-option is, e.g. cuda_graphs=false")
     ap.add_argument("--skip-lm-eval", action="store_true")
     ap.add_argument("--skip-bare", action="store_true")
     ap.add_argument("--regenerate", action="store_true", help="rewrite bench/data/gen48*.jsonl from the seed")
@@ -252,7 +252,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"load average before: {load_average()}  (device={device}, dtype={args.dtype}, threads={args.threads}, "
           f"items={n}, batch={args.batch_size}, max new tokens={args.max_tokens})")
     weights = ensure_weights(MODEL)
-    options = {key: json.loads(value) for key, _, value in (o.partition("=") for o in args.capeval_option)}
+    from capeval.commands_core import _parse_options
+
+    options = _parse_options(args.capeval_option)  # as the CLI reads --model-option
     model = load_model(MODEL, batch_size=args.batch_size, device=args.device, dtype=args.dtype, **options)
     lm = None
     if not args.skip_lm_eval:
