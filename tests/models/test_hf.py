@@ -188,6 +188,21 @@ def test_fixed_shape_slots_give_the_outputs_of_continuous_batching(smollm2):
     assert [r.text for r in slots.generate(reqs[:3])] == [r.text for r in want[:3]] and slots._slots is kept
 
 
+def test_slots_left_mid_run_serve_the_next_call(smollm2):
+    # the engine stops between two steps on Ctrl-C (it closes the stream) while the slots still
+    # hold live rows; the next call reuses those slots and gives every answer as before
+    slots = load_model("smollm2-135m-instruct", batch_size=2, cuda_graphs=True)
+    reqs = rows_ending_apart()
+    stream = slots.stream(reqs)
+    first = next(item for item in stream if item is not None)
+    stream.close()
+    assert int(slots._slots.live.sum()) > 0  # rows were still decoding when it stopped
+    again = slots.generate(reqs)
+    assert slots.last_stats.continuous_fallbacks == 0 and slots._slots.rows == 2
+    assert again[first[0]].text == first[1].text
+    assert [r.text for r in again] == [r.text for r in smollm2.generate(reqs)]
+
+
 def test_a_step_that_cannot_be_recorded_falls_back_to_continuous_batching(smollm2, monkeypatch, caplog):
     # recording needs CUDA: asked for on CPU it fails, as a model whose forward pass waits on the
     # device would; the prompts are answered by continuous batching and the model stops trying
