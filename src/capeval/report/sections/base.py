@@ -84,8 +84,9 @@ def digits(metric: str, scale: Scale) -> int:
 
 def primary_values(run: RunRecord, task: str) -> list[tuple[SampleRecord, float]]:
     """Each scored sample's primary-metric value, as the engine aggregates: a sample with no value
-    (failed call, unreadable answer) counts as 0, except a judge's failed verdict ("unrated"),
-    which is left out, as are samples the model could not attempt ("unsupported")."""
+    (an unreadable answer) counts as 0; left out are a model call that failed for good
+    ("call_failed": not a wrong answer), a judge's failed verdict ("unrated") and samples the model
+    could not attempt ("unsupported")."""
     metric = run.primary.get(task)
     samples = run.samples.get(task, ())
     if metric is None or not any(metric in s.scores for s in samples):
@@ -94,7 +95,9 @@ def primary_values(run: RunRecord, task: str) -> list[tuple[SampleRecord, float]
     return [
         (s, float(s.scores.get(metric, 0.0)))
         for s in samples
-        if not s.metadata.get("unsupported") and (metric in s.scores or not s.metadata.get("unrated"))
+        if not s.metadata.get("unsupported")
+        and not s.metadata.get("call_failed")
+        and (metric in s.scores or not s.metadata.get("unrated"))
     ]
 
 
