@@ -86,6 +86,13 @@ def test_bootstrap_p_is_uniformish_under_null():
     assert 2 <= rejections <= 25
 
 
+def test_bootstrap_p_when_every_difference_is_the_same_is_the_sign_flip_tests():
+    # the centred resamples of equal differences never move: p would be 1/(B+1) at any n
+    assert paired_bootstrap([1.0])[3] == 1.0
+    assert paired_bootstrap([1.0, 1.0, 1.0])[3] == pytest.approx(0.25)
+    assert paired_bootstrap([0.5] * 12)[3] == pytest.approx(2 / 2**12)
+
+
 def test_minimum_detectable_difference_formula_and_power():
     z = sps.norm.ppf(0.975) + sps.norm.ppf(0.8)
     assert z == pytest.approx(2.8016, abs=1e-4)

@@ -177,6 +177,10 @@ def paired_bootstrap(
     lo, hi = np.quantile(means, [alpha, 1 - alpha])
     if mean == 0:
         return (mean, float(lo), float(hi), 1.0)
+    if np.ptp(d) == 0:
+        # every difference the same: the centred resamples never move, and the bootstrap would call
+        # one item significant; the sign-flip test's exact p (only all + or all - reach |mean|)
+        return (mean, float(lo), float(hi), min(1.0, 2.0 / 2.0**d.size))
     hits = int(np.sum(np.abs(means - mean) >= abs(mean)))
     return (mean, float(lo), float(hi), (1 + hits) / (1 + n_resamples))
 
