@@ -132,6 +132,16 @@ def test_memorisation_scoring():
     assert rouge_l(["a", "b", "c"], ["a", "c"]) == pytest.approx(0.8)
 
 
+def test_memorisation_leaves_failed_calls_out_of_every_rate():
+    res = score_memorisation(
+        [("a", "p", "five six seven eight"), ("b", "p", "five six seven eight")],
+        [Response(text=" five six seven eight"), Response(text=None, error="HTTP 503")],
+    )
+    # a failed call is no continuation at all: not "not memorised"
+    assert [i.id for i in res.items] == ["a"] and res.failed == ("b",)
+    assert res.exact_rate == 1.0 and res.mean_rouge_l == 1.0
+
+
 @pytest.mark.slow
 def test_memorisation_with_bundled_model(smollm2, store):
     items = [

@@ -483,6 +483,11 @@ def contamination_memorisation(
     tbl.add_row("mean ROUGE-L", f"{res.mean_rouge_l:.3f}", n)
     tbl.add_row("mean edit similarity", f"{res.mean_edit_similarity:.3f}", n)
     console.print(tbl)
+    if res.failed:
+        console.print(
+            f"[yellow]incomplete[/] {len(res.failed)} items' model calls failed for good (first: {res.failed[0]}); "
+            "left out of every rate, not counted as not memorised. Re-run the same command to retry them."
+        )
     _write_json(json_path, res)
 
 

@@ -35,6 +35,8 @@ class MemorisationResult:
     mean_edit_similarity: float
     near_threshold: float
     prefix_fraction: float
+    # items whose model call failed for good: no continuation to compare, left out of every rate
+    failed: tuple[str, ...] = ()
 
 
 def normalise_words(text: str) -> list[str]:
@@ -107,7 +109,11 @@ def score_memorisation(
     parts: Sequence[tuple[str, str, str]], responses: Sequence[Response], near_threshold: float = 0.9, prefix_fraction: float = 0.5
 ) -> MemorisationResult:
     items = []
+    failed = []
     for (item_id, prefix, truth), resp in zip(parts, responses):
+        if resp.error is not None:  # a failed call is no evidence either way
+            failed.append(item_id)
+            continue
         cont = resp.text or ""
         t = normalise_words(truth)
         c = normalise_words(cont)[: len(t)]  # only the span that should reproduce the truth
@@ -126,6 +132,7 @@ def score_memorisation(
         mean_edit_similarity=mean(i.edit_similarity for i in items),
         near_threshold=near_threshold,
         prefix_fraction=prefix_fraction,
+        failed=tuple(failed),
     )
 
 
