@@ -293,8 +293,9 @@ def save_check_run(store: Store, report: CheckReport, judge_spec: str, config: M
             values["judge_score"] = float(r["judge_score"])
         if r.get("human_mean") is not None:
             values["human_mean"] = float(r["human_mean"])
-        if r.get("human_winner") is not None:
-            values["agrees"] = float(r.get("judge_winner") == r["human_winner"]) if r.get("parsed") else 0.0
+        if r.get("human_winner") is not None and r.get("parsed"):
+            # an unparsed verdict is left out, as the agreement metric leaves it out
+            values["agrees"] = float(r.get("judge_winner") == r["human_winner"])
         meta = {name: value for name, value in r.items() if name != "verdict"}
         # one row per human vote: several people may have voted on the same pair
         sample_id = f"{r['id']}#vote{k + 1}" if "human_winner" in r else str(r["id"])
