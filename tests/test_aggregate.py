@@ -27,3 +27,18 @@ def test_wilson_interval_matches_the_closed_form():
     assert lo == 0.0 and hi == pytest.approx(0.1611, abs=1e-4)
     lo, hi = wilson_interval(10, 20)
     assert lo == pytest.approx(0.2993, abs=1e-4) and hi == pytest.approx(0.7007, abs=1e-4)
+
+
+def test_a_judge_scale_warning_reads_the_ci_in_points_of_its_own_scale():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    # 1,400 CrossEval scores on 1-100: a CI of a couple of points, nothing to warn about
+    scores = [Score(str(i), "crosseval", {"score_100": float(v)}) for i, v in enumerate(rng.choice([1.0, 25.75, 50.5, 75.25, 100.0], 1400))]
+    (m,) = aggregate("crosseval", scores)
+    assert m.warning is None, m.warning
+    # 20 1-5 ratings: the width is read on the 4 points from 1 to 5
+    ratings = [Score(str(i), "t", {"rating": float(1 + i % 5)}) for i in range(20)]
+    (r,) = aggregate("t", ratings)
+    half = (r.ci_high - r.ci_low) / 2 / 4 * 100
+    assert r.warning and f"+/-{half:.1f} points" in r.warning

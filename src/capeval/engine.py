@@ -18,7 +18,7 @@ from capeval.models.base import Model, batch_order
 from capeval.models.fingerprint import identity_changes
 from capeval.prompting import PromptConfig
 from capeval.scoring.base import ScoringContext
-from capeval.scoring.metrics import higher_is_better
+from capeval.scoring.metrics import higher_is_better, scale_range
 from capeval.store import Store
 from capeval.store.db import HEARTBEAT_S
 from capeval.tasks.base import Task
@@ -336,7 +336,9 @@ def aggregate(
             # the Wilson interval still says how little n items can tell.
             wlo, whi = wilson_interval(int(sum(vals)), len(vals))
             warn_lo, warn_hi = min(lo, wlo), max(hi, whi)
-        warning = small_sample_warning(len(rated), warn_lo, warn_hi, unit=None if higher_is_better(m) else m)
+        warning = small_sample_warning(
+            len(rated), warn_lo, warn_hi, scale=scale_range(m, task), unit=None if higher_is_better(m) else m
+        )
         out.append(MetricResult(task, m, mean, lo, hi, len(rated), unparsed, warning, n_failed=n_failed))
     return out
 

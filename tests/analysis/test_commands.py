@@ -221,3 +221,19 @@ def test_contamination_gap_perturb_and_ngram(tmp_path, two_runs):
     assert len(flagged) == 1 and 0.3 <= flagged[0]["ratio"] < 1.0
     assert all(i["n_matched"] == 0 for i in items if not i["flagged"])
     assert "items flagged" in out.stdout
+
+
+def test_headline_puts_tasks_on_different_scales_on_1_to_100_first(tmp_path):
+    path = tmp_path / "mixed.csv"
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["model", "task", "sample_id", "metric", "value"])
+        for i in range(10):
+            w.writerow(["m", "crosseval", f"c{i}", "score_100", 50.5])  # CrossEval's 1-100 judge score
+            w.writerow(["m", "mmlu", f"q{i}", "acc", 1 if i < 6 else 0])
+    out = capeval("headline", "m", "--csv", str(path), "--json", str(tmp_path / "h.json"))
+    assert out.returncode == 0, out.stderr
+    h = json.loads((tmp_path / "h.json").read_text())["m"]
+    # (50.5 + 60) / 2 on 1-100, not (50.5 + 0.6) / 2 of the raw values
+    assert h["value"] == pytest.approx((50.5 + 60.0) / 2) and h["scale"] == "1-100"
+    assert "different scales" in " ".join(out.stdout.split())

@@ -328,3 +328,37 @@ def test_bits_per_byte_runs_show_as_stored_the_lower_wins_and_no_headline(tmp_pa
     assert "docs (bits_per_byte (lower is better)) small big 0.100 [0.100, 0.100]" in text
     assert "big is better" in text and "small is better" not in text
     assert "no task of these runs is scored on a 0-100 scale: docs (measured in bits_per_byte" in text
+
+
+def _stored_run(store: Store, model: str, task: str, scores: list[Score], metric: str) -> str:
+    """A finished run of `task` with these samples; its metric as the engine aggregates them."""
+    from capeval.engine import aggregate
+    from capeval.types import RunResult
+
+    run_id = store.start_run(model, model, [task], {})
+    rows = [{"task": task, "sample_id": s.sample_id, "prompt": "", "response": [{"text": "x", "error": None}]} for s in scores]
+    store.save_samples(run_id, rows, scores)
+    answered = [s for s in scores if not s.metadata.get("call_failed")]
+    metrics = aggregate(task, answered, expected=(metric,), n_failed=len(scores) - len(answered))
+    store.finish_run(RunResult(run_id, model, (task,), tuple(metrics)))
+    return run_id
+
+
+def test_a_failed_call_is_left_out_of_the_headline_as_the_engine_leaves_it_out(tmp_path: Path) -> None:
+    with Store(tmp_path / "failed.db") as store:
+        scores = [Score(f"s{i}", "arith", {"acc": 1.0}) for i in range(6)]
+        scores += [Score(f"s{i}", "arith", {}, None, False, None, {"call_failed": True, "error": "HTTP 503"}) for i in (6, 7)]
+        run_id = _stored_run(store, "m", "arith", scores, "acc")
+        out = build_report(store, [run_id], tmp_path / "f.html", OPTIONS)
+    headline = parse(out.read_text(encoding="utf-8")).section_text("headline")
+    # 6 answered items, all right: 100.0 (counting the 2 failed calls as wrong would say 75.0)
+    assert re.search(r"\b100\.0\b", headline) and "75.0" not in headline, headline
+
+
+def test_a_judge_metric_keeps_its_scale_whatever_its_values(tmp_path: Path) -> None:
+    """CrossEval's score_100 of a run where every verdict was 1 is 1.0 on 1-100, not a perfect 0-1 accuracy."""
+    with Store(tmp_path / "judged.db") as store:
+        run_id = _stored_run(store, "m", "crosseval", [Score(f"c{i}", "crosseval", {"score_100": 1.0}) for i in range(8)], "score_100")
+        out = build_report(store, [run_id], tmp_path / "j.html", OPTIONS)
+    headline = parse(out.read_text(encoding="utf-8")).section_text("headline")
+    assert re.search(r"\b1\.0\b", headline) and "100.0" not in headline, headline

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -150,7 +151,8 @@ def headline(
 ) -> None:
     """One number per run: the mean over tasks of each task's primary metric, with a 95% CI.
 
-    The CI resamples items within each task; a task's primary metric is its first metric."""
+    The CI resamples items within each task; a task's primary metric is its first metric. When the
+    tasks are on different scales (accuracy and judge ratings), each is first put on 1-100."""
     from capeval.analysis.stats import headline_score
     from capeval.scoring.metrics import higher_is_better
 
@@ -168,6 +170,7 @@ def headline(
     if not allow_different_subsets:
         tables.check_same_items(loaded, list(dict.fromkeys(t for rs in loaded for t in rs.metrics)))
     notes = []
+    scale_notes: list[str] = []
     left_out: dict[str, str] = {}
     for rs in loaded:
         notes += [f"{rs.name} {t}: {how}" for t, how in rs.selection.items() if not how.startswith("all ")]
@@ -182,12 +185,23 @@ def headline(
                 "compare such runs task by task with `capeval compare`",
             )
         per_task = {t: list(rs.per_item(t, metrics[t]).values()) for t in metrics}
+        scales = {t: tables.task_scale(t, metrics[t], v) for t, v in per_task.items()}
+        if len(set(scales.values())) > 1:  # accuracy and judge ratings: each onto 1-100 first
+            per_task = {t: tables.scores_to_100(v, scales[t]) for t, v in per_task.items()}
+            scale_notes.append(
+                f"{rs.name}: tasks on different scales ({', '.join(f'{t} {scales[t]}' for t in per_task)}) "
+                "each put on 1-100 before averaging (0-1 x 100; 1-5 (r - 1) x 24.75 + 1; 1-10 (r - 1) x 11 + 1)"
+            )
         h = headline_score(per_task, n_resamples=resamples, seed=seed, metrics=metrics)
+        if len(set(scales.values())) > 1:
+            h = replace(h, scale="1-100")
         out[rs.name] = h
         tbl.add_row(rs.name, rs.model, f"{h.value:.3f}", fmt_ci(h.ci_low, h.ci_high, missing="nan"), str(h.n_tasks), str(h.n_items))
     console.print(tbl)
     for note in notes:
         console.print(f"[cyan]subset[/] {note}")
+    for note in scale_notes:
+        console.print(f"[cyan]scales[/] {note}")
     for t, m in left_out.items():
         console.print(f"[yellow]left out[/] {t}: {m} is better when lower, not a score to average; see `capeval compare`")
     _write_json(json_path, out)

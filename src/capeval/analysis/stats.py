@@ -274,6 +274,9 @@ class Headline:
     n_items: int
     per_task: Mapping[str, float] = field(default_factory=dict)
     metrics: Mapping[str, str] = field(default_factory=dict)
+    # "" when every task's values were averaged as stored; "1-100" when tasks on different scales
+    # were first put on CrossEval's 1-100 scale (`capeval.analysis.tables.scores_to_100`)
+    scale: str = ""
 
 
 def primary_metric(task_metrics: Sequence[str], configured: str | None = None) -> str:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from capeval.analysis.arena import Battle, battles_from_rows
 from capeval.errors import CapevalError
+from capeval.scoring.metrics import Scale, metric_scale
 
-Scale = Literal["auto", "1-100", "0-1", "1-5"]
+__all__ = ["Scale"]  # re-exported: the report and the weakest-link analysis take it from here
 
 SCORES_CSV_HELP = (
     "scores CSV: either columns model,capability,score (score on the 1-100 scale) or per-item "
@@ -187,24 +189,41 @@ def read_scores_csv(path: str | Path) -> dict[str, RunScores]:
     return out
 
 
+def guess_scale(values: Sequence[float]) -> Scale:
+    """The scale of scores whose metric does not say (see `metric_scale`): all in [0, 1] -> "0-1"
+    (accuracy), all in [1, 5] -> "1-5" (Likert ratings), else "1-100"."""
+    finite = [v for v in values if math.isfinite(v)]
+    if all(0 <= v <= 1 for v in finite):
+        return "0-1"
+    if all(1 <= v <= 5 for v in finite):
+        return "1-5"
+    return "1-100"
+
+
 def scores_to_100(values: Sequence[float], scale: Scale = "auto") -> list[float]:
     """Map scores onto CrossEval's 1-100 scale.
 
     "0-1" (accuracy) -> x 100; "1-5" (Likert judge ratings) -> (r - 1) * 24.75 + 1, CrossEval's
-    mapping; "1-100" unchanged. "auto" picks 0-1 when every value is in [0, 1], else 1-5 when
-    every value is in [1, 5], else 1-100."""
+    mapping; "1-10" (MT-Bench) -> (r - 1) * 11 + 1, the same mapping from 1-10; "1-100" unchanged;
+    "auto": `guess_scale`."""
     if scale == "auto":
-        if all(0 <= v <= 1 for v in values):
-            scale = "0-1"
-        elif all(1 <= v <= 5 for v in values):
-            scale = "1-5"
-        else:
-            scale = "1-100"
+        scale = guess_scale(values)
     if scale == "0-1":
         return [v * 100 for v in values]
     if scale == "1-5":
         return [(v - 1) * 24.75 + 1 for v in values]
+    if scale == "1-10":
+        return [(v - 1) * 11 + 1 for v in values]
     return list(values)
+
+
+def task_scale(task: str, metric: str, values: Sequence[float], scale: Scale = "auto") -> Scale:
+    """The scale of one task's metric: `scale` when given, else what the metric's name says
+    (`metric_scale`: a run where every CrossEval verdict is 1 has score_100 = 1.0 everywhere, not
+    perfect accuracy), else guessed from `values`."""
+    if scale != "auto":
+        return scale
+    return metric_scale(metric, task) or guess_scale(values)
 
 
 def _task_capabilities(task: str) -> tuple[str, ...]:
@@ -232,10 +251,7 @@ def capability_items(rs: RunScores, metric: str | None = None, scale: Scale = "a
         tags = _task_capabilities(task)
         default = tags[0] if len(tags) == 1 else task
         items = rs.values[task][name]
-        # a metric named for its scale (CrossEval's score_100) is never re-guessed: all-1.0
-        # scores on 1-100 would otherwise look like perfect accuracy
-        task_scale: Scale = "1-100" if scale == "auto" and "100" in name else scale
-        for sid, v in zip(items, scores_to_100(list(items.values()), task_scale)):
+        for sid, v in zip(items, scores_to_100(list(items.values()), task_scale(task, name, list(items.values()), scale))):
             out.setdefault(rs.capability.get((task, sid), default), {})[f"{task}/{sid}"] = v
     return out
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from capeval.analysis.stats import bootstrap_ci, small_sample_warning
+from capeval.scoring.metrics import scale_range
 from capeval.types import BreakdownRow, MetricResult, Score
 
 BreakdownFn = Callable[[Sequence[Score]], list["BreakdownRow"]]
@@ -124,18 +125,10 @@ def breakdown_metrics(task: str, rows: Sequence[BreakdownRow], groups: Sequence[
             out.append(
                 MetricResult(
                     f"{task}/{r.group}:{r.name}", r.metric, r.value, r.ci_low, r.ci_high, r.n, unrated,
-                    small_sample_warning(r.n, r.ci_low, r.ci_high, scale=metric_scale(r.metric)),
+                    small_sample_warning(r.n, r.ci_low, r.ci_high, scale=scale_range(r.metric, task)),
                 )
             )
     return out
-
-
-# Widths of judge scales, so the small-sample warning reads CI widths in points of the scale.
-_SCALES = {"score_100": 100.0, "rating": 5.0, "relevance": 5.0, "coherence": 5.0, "score": 10.0}
-
-
-def metric_scale(metric: str) -> float:
-    return _SCALES.get(metric, 1.0)
 
 
 def breakdown_tables(rows: Sequence[BreakdownRow], task: str) -> list[Any]:

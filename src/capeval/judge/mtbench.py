@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from capeval.analysis.stats import bootstrap_ci, small_sample_warning
 from capeval.errors import CapevalError
 from capeval.scoring.extract import strip_reasoning
+from capeval.scoring.metrics import scale_range
 from capeval.types import GenerationParams, Message, MetricResult, Request, RunResult, Score
 
 if TYPE_CHECKING:
@@ -332,8 +333,8 @@ def authors_warning(verdicts: Sequence[TurnVerdict], mode: Mode) -> str | None:
 def _metric(task: str, name: str, values: Sequence[float], n_total: int) -> MetricResult:
     mean, lo, hi = bootstrap_ci(values)
     unparsed = (n_total - len(values)) / n_total if n_total else 0.0
-    scale = 10.0 if name.startswith("score") else 1.0
-    return MetricResult(task, name, mean, lo, hi, len(values), unparsed, small_sample_warning(len(values), lo, hi, scale=scale))
+    warning = small_sample_warning(len(values), lo, hi, scale=scale_range(name, task))
+    return MetricResult(task, name, mean, lo, hi, len(values), unparsed, warning)
 
 
 def summarize(verdicts: Sequence[TurnVerdict], mode: Mode) -> list[MetricResult]:

@@ -268,17 +268,6 @@ def _dedupe_labels(runs: list[RunRecord]) -> None:
             runs[i] = RunRecord(r.run_id, r.model, f"{r.label} {r.run_id[-6:]}", r.result, r.created_at, r.samples, r.primary)
 
 
-def detect_scale(values: Sequence[float]) -> Scale:
-    """The scale stored scores are on, with the thresholds of `capeval.analysis.tables.scores_to_100`:
-    all in [0, 1] -> "0-1" (accuracy), all in [1, 5] -> "1-5" (Likert ratings), else "1-100"."""
-    finite = [v for v in values if math.isfinite(v)]
-    if all(0 <= v <= 1 for v in finite):
-        return "0-1"
-    if all(1 <= v <= 5 for v in finite):
-        return "1-5"
-    return "1-100"
-
-
 def to_points(value: float, scale: Scale) -> float:
     """One value on CrossEval's 1-100 scale (0-1 values become percentages)."""
     return scores_to_100([value], scale)[0] if math.isfinite(value) else value

@@ -1,5 +1,5 @@
 """Per-sample metrics: pass@k, DROP exact match and F1, MATH answer equivalence, bits per byte;
-which metrics are better when lower."""
+which metrics are better when lower, and which scale a judge metric is on."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import re
 import string
 import threading
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -24,6 +25,36 @@ def higher_is_better(metric: str) -> bool:
     """Whether a larger value of `metric` is the better one (True for every score but
     LOWER_IS_BETTER's)."""
     return metric not in LOWER_IS_BETTER
+
+
+# ---- scales ------------------------------------------------------------------------------------
+
+# What stored scores are on: "0-1" (accuracy-like), judge ratings "1-5" (CrossEval, INSTRUCTEVAL),
+# "1-10" (MT-Bench) and "1-100" (CrossEval's score_100); "auto": guess from the values.
+Scale = Literal["auto", "0-1", "1-5", "1-10", "1-100"]
+# The judge metrics whose name fixes their scale (values cannot tell: a run where every verdict is
+# 1 would look like perfect accuracy).
+JUDGE_SCALES: dict[str, Scale] = {"score_100": "1-100", "rating": "1-5", "relevance": "1-5", "coherence": "1-5"}
+# How far each scale reaches, so a CI's width can be read in points of a 0-100 range.
+SCALE_RANGE: dict[str, float] = {"0-1": 1.0, "1-5": 4.0, "1-10": 9.0, "1-100": 99.0}
+
+
+def metric_scale(metric: str, task: str = "") -> Scale | None:
+    """The scale `metric` of `task` is on when its name says so: the judge metrics of JUDGE_SCALES
+    (and any other "<name>_100"), MT-Bench's "score" and "score_turnN" (1-10); None for the rest,
+    whose scale is 0-1 for accuracy-like scores or is guessed from their values."""
+    if metric in JUDGE_SCALES:
+        return JUDGE_SCALES[metric]
+    if metric.endswith("_100"):
+        return "1-100"
+    if task.split("/")[0] == "mtbench" and (metric == "score" or metric.startswith("score_turn")):
+        return "1-10"
+    return None
+
+
+def scale_range(metric: str, task: str = "") -> float:
+    """The width of `metric`'s scale (1 for a 0-1 score, 4 for a 1-5 rating, ...)."""
+    return SCALE_RANGE[metric_scale(metric, task) or "0-1"]
 
 
 def metric_label(metric: str) -> str:

@@ -10,7 +10,8 @@ from typing import Any
 
 from markupsafe import Markup
 
-from capeval.report.data import RunRecord, SampleRecord, Scale, detect_scale
+from capeval.analysis import tables
+from capeval.report.data import RunRecord, SampleRecord, Scale
 from capeval.scoring.metrics import LOWER_IS_BETTER
 
 
@@ -63,12 +64,13 @@ COEFFICIENTS = frozenset({"pearson", "spearman", "kendall"})
 
 
 def task_scale(runs: Sequence[RunRecord], task: str, metric: str) -> Scale:
-    """One scale per (task, metric) over all runs, so every model is shown in the same units."""
+    """One scale per (task, metric) over all runs, so every model is shown in the same units: the
+    scale the metric's name says (a judge's), else the one its values fit (`tables.task_scale`)."""
     if metric in COEFFICIENTS or metric in LOWER_IS_BETTER:
         return "1-100"  # i.e. shown as stored
     vals = [s.scores[metric] for r in runs for s in r.samples.get(task, ()) if metric in s.scores]
     vals += [m.value for r in runs for m in r.result.metrics if m.task == task and m.metric == metric]
-    return detect_scale(vals)
+    return tables.task_scale(task, metric, vals)
 
 
 def shown(v: float, scale: Scale) -> float:
@@ -78,8 +80,8 @@ def shown(v: float, scale: Scale) -> float:
 
 def digits(metric: str, scale: Scale) -> int:
     """Decimals that show a metric's differences: 3 for coefficients and bits per byte, 2 for 1-5
-    ratings, else 1."""
-    return 3 if metric in COEFFICIENTS or metric in LOWER_IS_BETTER else 2 if scale == "1-5" else 1
+    and 1-10 ratings, else 1."""
+    return 3 if metric in COEFFICIENTS or metric in LOWER_IS_BETTER else 2 if scale in ("1-5", "1-10") else 1
 
 
 def primary_values(run: RunRecord, task: str) -> list[tuple[SampleRecord, float]]:

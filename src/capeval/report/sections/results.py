@@ -32,7 +32,7 @@ def headline_section(runs: Sequence[RunRecord]) -> Section:
         "Headline",
         "One number per run: the mean over tasks of each task's primary metric (every task weighs the same), "
         "with a 95% bootstrap CI that resamples items within tasks. On a 0-100 scale (accuracy in percent; "
-        "1-5 ratings mapped as CrossEval does, (r - 1) * 24.75 + 1).",
+        "1-5 ratings mapped as CrossEval does, (r - 1) * 24.75 + 1, and MT-Bench's 1-10 scores likewise, (r - 1) * 11 + 1).",
     )
     rows: list[svg.Interval] = []
     table = Table("Headline number per run", ["model", "run", "headline", "95% CI", "tasks", "items"], [])
@@ -133,7 +133,7 @@ def tasks_section(runs: Sequence[RunRecord]) -> Section:
                     svg.interval_chart(
                         chart_rows,
                         f"{t}: {metric_label(metric)}{' (%)' if scale == '0-1' else ''} with 95% CI",
-                        domain=(0, 100) if scale == "0-1" else (1, 5) if scale == "1-5" else None,
+                        domain=(0, 100) if scale == "0-1" else (1, 5) if scale == "1-5" else (1, 10) if scale == "1-10" else None,
                     )
                 )
             )
@@ -203,7 +203,7 @@ def comparisons_section(runs: Sequence[RunRecord], seed: int = 0, n_resamples: i
                 verdict = f"{better} is better" if better else "no significant difference"
                 if c.n_only_a or c.n_only_b:
                     verdict += f" (runs evaluated different items: {c.n} shared, {c.n_only_a + c.n_only_b} left out)"
-                d = 3 if not higher_is_better(c.metric) else 2 if scale == "1-5" else 1
+                d = digits(c.metric, scale)
                 table.rows.append(
                     [
                         Cell(t if higher_is_better(c.metric) else f"{t} ({metric_label(c.metric)})"),
