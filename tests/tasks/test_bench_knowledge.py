@@ -212,3 +212,11 @@ def test_hellaswag_preprocessing_prompt_and_acc_norm():
     resp = Response(logprobs=(-30.0, -20.0, -30.0, -24.0))
     sc = task.score(s, [resp])
     assert sc.values == {"acc": 0.0, "acc_norm": 1.0}
+    # acc_norm divides by the ending's own length, not with the space before it (lm-eval's
+    # completion_len over doc_to_choice): with the space, ending 2 would win
+    lengths = [len(c) for c in s.choices]
+    lls = tuple(rate * n for rate, n in zip((-1.2, -1.005, -1.2, -1.0), lengths))
+    with_space = max(range(4), key=lambda i: lls[i] / (lengths[i] + 1))
+    lm_eval = max(range(4), key=lambda i: lls[i] / lengths[i])
+    assert (with_space, lm_eval) == (1, 3) and int(s.target) == 3
+    assert task.score(s, [Response(logprobs=lls)]).values["acc_norm"] == 1.0

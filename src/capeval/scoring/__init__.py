@@ -41,11 +41,13 @@ if TYPE_CHECKING:
 
 def mc_loglikelihood() -> Scorer:
     """acc: the choice with the highest log-likelihood is right. acc_norm: the same after dividing
-    each log-likelihood by the continuation's length in characters (as lm-evaluation-harness)."""
+    each log-likelihood by the choice's length in characters, the space before it not counted (as
+    lm-evaluation-harness, whose completion_len is over the choices without the target delimiter)."""
 
     def score(sample: Sample, responses: Sequence[Response], task: Task) -> Score:
         (resp,) = responses
-        conts = task.continuations(sample)
+        delimiter = task.layout.target_delimiter
+        conts = [c[len(delimiter):] if delimiter and c.startswith(delimiter) else c for c in task.continuations(sample)]
         lls = resp.logprobs
         pred = max(range(len(lls)), key=lambda i: lls[i])
         norm = [ll / max(1, len(c)) for ll, c in zip(lls, conts)]
