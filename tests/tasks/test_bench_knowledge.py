@@ -79,6 +79,21 @@ def test_mmlu_prompt_zero_and_five_shot_exactly():
     assert five.prompts[0].count("Answer:") == 3 and "What is 2 + 3?" not in five.prompts[0]
 
 
+@pytest.mark.parametrize("name", ["mmlu", "hhh"])
+def test_under_chat_the_scored_answer_opens_the_assistant_turn_as_the_exemplars_do(name):
+    """After chat messages an answer is scored as "B", the way the exemplars' assistant turns read,
+    not " B" (lm-eval's target_delimiter "" under a chat template); plain prompts keep " B"."""
+    task = get_task(name, data=str(FIXTURES / name))
+    chat = plan_task(task, PromptConfig(chat=True))
+    plain = plan_task(task, PromptConfig())
+    for chat_reqs, plain_reqs in zip(chat.requests, plain.requests):
+        for c, p in zip(chat_reqs, plain_reqs):
+            assert c.continuations == tuple(x.lstrip(" ") for x in p.continuations) != p.continuations
+    answers = [m.content for m in chat.requests[2][0].prompt if m.role == "assistant"]
+    if name == "mmlu":
+        assert answers and all(a in "ABCD" for a in answers)
+
+
 def test_mmlu_scoring_and_per_subject_macro_breakdown():
     task = get_task("mmlu", data=str(FIXTURES / "mmlu"))
     samples = task.load().samples

@@ -196,6 +196,16 @@ class Task:
             return tuple(d + LETTERS[i] for i in range(len(sample.choices)))
         return tuple(d + c for c in sample.choices)
 
+    def _continuations_after(self, rendered: RenderedPrompt, sample: Sample) -> tuple[str, ...]:
+        """`continuations` as scored after this prompt: after chat messages the answer opens the
+        assistant's turn, as the exemplars' answers do, so without the target delimiter before it
+        (as lm-evaluation-harness sets target_delimiter "" under a chat template)."""
+        conts = self.continuations(sample)
+        d = self.layout.target_delimiter
+        if isinstance(rendered.prompt, str) or not d:
+            return conts
+        return tuple(c[len(d):] if c.startswith(d) else c for c in conts)
+
     @property
     def n_variants(self) -> int:
         """How many prompt variants the task ships, the default one included."""
@@ -231,7 +241,7 @@ class Task:
                 Request(
                     kind="loglikelihood",
                     prompt=rendered.prompt,
-                    continuations=self.continuations(sample),
+                    continuations=self._continuations_after(rendered, sample),
                     shared_prefix=rendered.shared_prefix,
                     task=self.name,
                     sample_id=sample.id,

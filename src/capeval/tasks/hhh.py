@@ -125,12 +125,11 @@ class HhhTask(SubjectTask):
         worse = str(sample.fields["worse"])
         base_sample = replace(sample, choices=(worse, worse))
         base = self.render(base_sample, [], config)
-        conts = self.continuations(sample)
         return [
             Request(
                 kind="loglikelihood",
                 prompt=p.prompt,
-                continuations=conts,
+                continuations=self._continuations_after(p, sample),
                 task=self.name,
                 sample_id=sample.id,
             )
