@@ -227,3 +227,23 @@ def test_turns_fastchat_reads_differently_are_counted_and_kept(store):
     section = verdict_readings_section(load_inputs(store, [res.run.run_id]).runs)
     (cells,) = [[c.text for c in r] for r in section.tables[0].rows]
     assert cells[1] == "mtbench" and cells[3:5] == ["2", "2"]
+
+
+def test_an_empty_answer_is_judged_as_fastchat_judges_it(store):
+    """A model that answers nothing gets the judge's rating for nothing (FastChat sends every answer
+    to the judge); left unrated, the empty turns would drop out of the mean and raise it."""
+    qs = load_questions(question_ids=(81, 82))
+
+    def silent_on_82(model: str, messages: list[dict[str, str]]) -> str:
+        return "" if "82" in answer_rule("Answer")(model, messages) else answer_rule("Answer")(model, messages)
+
+    def judge(model: str, messages: list[dict[str, str]]) -> str:
+        under_review = messages[-1]["content"].split("<response>")[-1]
+        return "Rating: [[8]]" if TAG.search(under_review) else "Nothing was answered.\nRating: [[1]]"
+
+    with ScriptedChatServer(silent_on_82) as mut_srv, ScriptedChatServer(judge) as judge_srv:
+        mut = load_model("openai:mut", base_url=mut_srv.base_url)
+        res = run_mtbench(mut, load_model("openai:judge", base_url=judge_srv.base_url), store, questions=qs, max_tokens=64)
+        assert len(judge_srv.requests) == 4
+    score = res.run.metric("mtbench", "score")
+    assert (score.value, score.n, score.unparsed_rate) == (pytest.approx(4.5), 4, 0.0)

@@ -117,6 +117,7 @@ def run_judge(
     n_references: int | None = None,
     max_parse_retries: int = 1,
     cache: CacheMode = "use",
+    judge_empty: bool = False,
 ) -> list[Verdict]:
     """Judge every item with `recipe`, one Verdict per item, in order.
 
@@ -124,14 +125,15 @@ def run_judge(
     pays nothing. An unparseable or out-of-range verdict is asked again up to `max_parse_retries`
     times with a reminder of the expected format appended (a different request, hence a different
     cache key); after that it is recorded as a failure (parsed=False, score=None), never guessed.
-    Pairwise recipes judge both orders; an empty response is left unrated. `cache` is the engine's
-    (--cache: use, refresh or off)."""
+    Pairwise recipes judge both orders; an empty response is left unrated (CrossEval's authors'
+    rule), or with `judge_empty` judged like any other (FastChat's MT-Bench sends every answer to
+    the judge). `cache` is the engine's (--cache: use, refresh or off)."""
     from capeval.engine import execute
 
     verdicts: list[Verdict | None] = [None] * len(items)
     conversations: dict[int, list[_Pending]] = {}
     for i, item in enumerate(items):
-        if _is_empty(item, recipe.pairwise):
+        if not judge_empty and _is_empty(item, recipe.pairwise):
             verdicts[i] = _empty_verdict(item, recipe)
         elif recipe.pairwise:
             swapped = replace(

@@ -285,8 +285,11 @@ def judge_conversations(
         recipe = pick_recipe(name, recipes)
         if judge_max_tokens is not None:
             recipe = replace(recipe, max_tokens=judge_max_tokens)
+        # an empty answer (or one left empty by an unclosed <think>) is judged, as FastChat does:
+        # leaving it unrated would raise the mean of a model that answers nothing to hard questions
         verdicts = run_judge(
-            judge, recipe, items, store=store, progress=progress, max_parse_retries=max_parse_retries, cache=cache
+            judge, recipe, items, store=store, progress=progress, max_parse_retries=max_parse_retries, cache=cache,
+            judge_empty=True,
         )
         for item, v in zip(items, verdicts):
             found[item.id] = _turn_verdict(item, v, recipe.name, mode, tuple(d.to_dict() for d in audit_verdict(recipe, v)))
