@@ -190,6 +190,21 @@ def test_mtbench_votes_are_judged_with_the_references_capeval_mtbench_uses():
     assert "one brother" in refs[104][0]
 
 
+def test_one_id_on_different_responses_names_each_apart():
+    """Verdicts are paired with responses by id (judge-robustness's clean vs attacked, judge-check's
+    rows): an id a CSV gives two responses must not let one's verdict stand for the other's."""
+    rows = [
+        {"id": "q1", "prompt": "p", "response": "GOOD answer", "human_score": "9"},
+        {"id": "q1", "prompt": "p", "response": "bad answer", "human_score": "2"},
+        {"id": "q1", "prompt": "p", "response": "bad answer", "human_score": "3"},  # a second rating of the same
+        {"id": "q2", "prompt": "p2", "response": "other", "human_score": "5"},
+        {"prompt": "p3", "response": "no id", "human_score": "4"},
+    ]
+    rated = csv_rated(rows)
+    assert [r.item.id for r in rated] == ["q1#1", "q1#2", "q2", "row4"]
+    assert [r.human_ratings for r in rated[:2]] == [(9.0,), (2.0, 3.0)]
+
+
 def test_user_csv_and_cli_report(tmp_path, capsys):
     rows = read_rows(USER_CSV)
     assert detect_format(rows) == "csv"

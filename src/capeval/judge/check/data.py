@@ -80,12 +80,16 @@ def detect_format(rows: Sequence[Mapping[str, Any]]) -> SourceFormat:
 
 
 def csv_rated(rows: Sequence[Mapping[str, Any]]) -> list[RatedResponse]:
-    """User rows: prompt, response, human_score (several rows for one response are averaged), capability."""
+    """User rows: prompt, response, human_score (several rows for one response are averaged), capability.
+    An optional id names each response; one id given to different responses becomes "id#1", "id#2"..."""
     grouped: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for n, row in enumerate(rows, 1):
         if blank_cell(row.get("human_score")):
             raise DatasetError(f"row {n}: human_score is empty", "every row needs a numeric human_score")
         grouped.setdefault((str(row["prompt"]), str(row["response"])), []).append(row)
+    given = [str(group[0].get("id") or "") for group in grouped.values()]
+    repeated = {i for i in given if i and given.count(i) > 1}
+    seen: dict[str, int] = {}
     out = []
     for k, ((prompt, response), group) in enumerate(grouped.items()):
         try:
@@ -94,8 +98,12 @@ def csv_rated(rows: Sequence[Mapping[str, Any]]) -> list[RatedResponse]:
             raise DatasetError(f"a human_score is not a number: {e}") from None
         capability = str(group[0].get("capability") or "all") if not blank_cell(group[0].get("capability")) else "all"
         ref_answer = group[0].get("reference_answer")
+        item_id = given[k] or f"row{k + 1}"
+        if item_id in repeated:  # one id on different responses: verdicts are looked up by id
+            seen[item_id] = seen.get(item_id, 0) + 1
+            item_id = f"{item_id}#{seen[item_id]}"
         item = JudgeItem(
-            id=str(group[0].get("id") or f"row{k + 1}"),
+            id=item_id,
             prompt=prompt,
             response=response,
             capability=None if capability == "all" else capability,
