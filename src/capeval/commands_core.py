@@ -238,7 +238,7 @@ def run(
 def run_spec(spec: RunSpec) -> None:
     """`capeval run` after its options are read: resolve the spec, run it, print and save the
     results; exit 3 when calls failed for good, 130/143 when a signal stopped it."""
-    from capeval.interrupts import EXIT_INCOMPLETE, Interrupted, handle_signals
+    from capeval.interrupts import Interrupted, handle_signals
     from capeval.runspec import execute, resolve
 
     console = _console()
@@ -261,9 +261,14 @@ def run_spec(spec: RunSpec) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(asdict(result), indent=2, default=str))
         console.print(f"results: {out}   samples: capeval runs show {result.run_id}" + (f" --db {spec.db}" if spec.db else ""))
-    failed = sum(r.n_calls_failed for r in outcome.results)
+    exit_if_incomplete(sum(r.n_calls_failed for r in outcome.results))
+
+
+def exit_if_incomplete(failed: int) -> None:
+    """Exit with EXIT_INCOMPLETE, saying how to retry, when `failed` model calls failed for good."""
     if failed:
         from capeval.cli import err_console
+        from capeval.interrupts import EXIT_INCOMPLETE
 
         err_console.print(
             f"[yellow]incomplete run[/]: {failed} model calls failed for good (exit code {EXIT_INCOMPLETE}); "

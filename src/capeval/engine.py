@@ -17,7 +17,7 @@ from capeval.analysis.stats import bootstrap_ci, small_sample_warning, wilson_in
 from capeval.models.base import Model, batch_order
 from capeval.models.fingerprint import identity_changes
 from capeval.prompting import PromptConfig
-from capeval.scoring.base import ScoringContext
+from capeval.scoring.base import JUDGE_CALL_FAILED, ScoringContext
 from capeval.scoring.metrics import higher_is_better, scale_range
 from capeval.store import Store
 from capeval.store.db import HEARTBEAT_S
@@ -404,7 +404,8 @@ def evaluate_tasks(
     `cache` is execute()'s (use, refresh or off); the run config records refresh and off.
 
     The run ends `finished` when every model call was answered, `incomplete` when some failed for
-    good (metrics then cover the answered samples; RunResult.n_calls_failed counts the rest), and
+    good (metrics then cover the answered samples; RunResult.n_calls_failed counts the rest, and
+    the judged samples whose judge call failed for good), and
     `interrupted` when a signal stopped it (capeval.interrupts.Interrupted is raised, carrying the
     run id and how many calls are stored)."""
     config = config or PromptConfig()
@@ -480,6 +481,7 @@ def _run_plans(
         warnings.append(served)
     n_calls = len({r.key(model.model_id) for r in flat})
     metrics: list[MetricResult] = []
+    judge_failed = 0  # judged samples left without a verdict because the judge's call failed for good
     pos = 0
     for p in plans:
         per_sample = []
@@ -490,6 +492,7 @@ def _run_plans(
             ctx = ScoringContext(judge=judge, store=store, progress=bar, cache=cache)
             scores = p.task.score_all(p.samples, per_sample, ctx)
         interrupts.check()
+        judge_failed += sum(1 for s in scores if JUDGE_CALL_FAILED in str(s.metadata.get("error") or ""))
         # A sample whose model call failed for good has no answer to grade: it keeps no scores
         # (so no analysis reads it as wrong) and says why in its metadata.
         scores = [
@@ -533,6 +536,11 @@ def _run_plans(
             f"incomplete: {stats.failed} of {n_calls} model calls failed for good ({why}); their samples are left "
             "out of the metrics, not counted wrong. Re-run the same command to retry only them."
         )
+    if judge_failed:
+        warnings.append(
+            f"incomplete: {judge_failed} judged samples have no verdict because judge calls failed for good; they "
+            "are unrated (left out of the means, counted in unparsed). Re-run the same command to retry only those calls."
+        )
     return RunResult(
         run_id=run_id,
         model=model_spec or model.model_id,
@@ -542,7 +550,7 @@ def _run_plans(
         n_calls_new=stats.new,
         config=run_config,
         warnings=tuple(warnings),
-        n_calls_failed=stats.failed,
+        n_calls_failed=stats.failed + judge_failed,
     )
 
 

@@ -247,3 +247,26 @@ def test_an_empty_answer_is_judged_as_fastchat_judges_it(store):
         assert len(judge_srv.requests) == 4
     score = res.run.metric("mtbench", "score")
     assert (score.value, score.n, score.unparsed_rate) == (pytest.approx(4.5), 4, 0.0)
+
+
+def test_judge_calls_failing_for_good_leave_the_run_incomplete(store):
+    qs = load_questions(question_ids=(81,))
+    with ScriptedChatServer(answer_rule("Answer")) as mut_srv:
+        mut = load_model("openai:mut", base_url=mut_srv.base_url)
+        dead = load_model("openai:judge", base_url="http://127.0.0.1:9/v1", max_retries=0)
+        res = run_mtbench(mut, dead, store, questions=qs, max_tokens=64)
+    assert not res.run.complete and res.run.n_calls_failed == 2
+    assert store.query("SELECT status FROM runs WHERE run_id = ?", (res.run.run_id,))[0]["status"] == "incomplete"
+    assert any("Re-run the same command" in w for w in res.run.warnings)
+
+
+def test_cli_exits_3_when_the_judge_cannot_answer(tmp_path, capsys):
+    from capeval.cli import main
+
+    with ScriptedChatServer(answer_rule("Answer")) as mut_srv, pytest.raises(SystemExit) as e:
+        main([
+            "mtbench", "--model", f"openai:mut@{mut_srv.base_url}", "--judge", "openai:judge@http://127.0.0.1:9/v1",
+            "--judge-option", "max_retries=0", "--categories", "writing", "--limit", "1", "--max-tokens", "32",
+            "--db", str(tmp_path / "c.db"), "--no-progress",
+        ])
+    assert e.value.code == 3 and "2 model calls failed for good" in capsys.readouterr().err

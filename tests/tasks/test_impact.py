@@ -89,3 +89,21 @@ def test_impact_needs_a_judge(store):
         with pytest.raises(CapevalError) as e:
             evaluate_tasks(mut, [get_task("impact", data=str(FIXTURE))], store=store, progress=False, limit=1)
     assert "no judge" in str(e.value) and "--judge" in (e.value.hint or "")
+
+
+def test_judge_calls_that_fail_for_good_leave_the_run_incomplete(store):
+    """A judge that cannot be reached is not a run that finished: the unrated samples are failed
+    calls (the run is `incomplete`, the CLI exits 3), and a re-run retries only the judge's calls."""
+    with ScriptedChatServer(mut_rule) as mut_srv:
+        mut = load_model("openai:mut", base_url=mut_srv.base_url)
+        dead = load_model("openai:judge", base_url="http://127.0.0.1:9/v1", max_retries=0)
+        result = evaluate_tasks(mut, [get_task("impact", data=str(FIXTURE))], store=store, progress=False, judge=dead)
+        assert not result.complete and result.n_calls_failed == 8
+        assert any("8 judged samples have no verdict because judge calls failed" in w for w in result.warnings)
+        assert store.query("SELECT status FROM runs WHERE run_id = ?", (result.run_id,))[0]["status"] == "incomplete"
+        answered = len(mut_srv.requests)
+        with ScriptedChatServer(judge_rule) as judge_srv:
+            judge = load_model("openai:judge", base_url=judge_srv.base_url)
+            again = evaluate_tasks(mut, [get_task("impact", data=str(FIXTURE))], store=store, progress=False, judge=judge)
+        assert len(mut_srv.requests) == answered  # the essays came from the cache
+    assert again.complete and again.metric("impact", "coherence").n == 8

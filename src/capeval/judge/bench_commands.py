@@ -46,7 +46,7 @@ def mtbench(
     them (reference-guided for math, reasoning and coding) and report overall, per-turn and
     per-category scores."""
     from capeval.cli import console
-    from capeval.commands_core import _parse_options, print_result
+    from capeval.commands_core import _parse_options, exit_if_incomplete, print_result
     from capeval.engine import Progress
     from capeval.judge.mtbench import load_questions, run_mtbench
     from capeval.judge.recipes import load_recipe_files
@@ -92,6 +92,7 @@ def mtbench(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(asdict(result.run), indent=2, default=str))
     console.print(f"results: {out}   samples: capeval runs show {result.run.run_id}" + (f" --db {db}" if db else ""))
+    exit_if_incomplete(result.run.n_calls_failed)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from capeval.judge.parse import ParsedVerdict, parse_deductions, parse_verdict
+from capeval.scoring.base import JUDGE_CALL_FAILED
 from capeval.types import GenerationParams, Message, Request, Response
 
 if TYPE_CHECKING:
@@ -193,7 +194,7 @@ def _with_reminder(p: _Pending, recipe: JudgeRecipe) -> tuple[Message, ...]:
 
 def _record(p: _Pending, resp: Response, recipe: JudgeRecipe) -> None:
     if resp.error is not None:
-        p.call_error = f"judge call failed: {resp.error}"
+        p.call_error = f"{JUDGE_CALL_FAILED}: {resp.error}"
         p.texts.append("")
         p.result = ParsedVerdict(error=p.call_error)
         return
@@ -273,7 +274,7 @@ class VerdictSummary:
 
 def summarize(verdicts: Sequence[Verdict]) -> VerdictSummary:
     empty = sum(1 for v in verdicts if v.error == EMPTY_RESPONSE)
-    call_failed = sum(1 for v in verdicts if v.error and "judge call failed" in v.error)
+    call_failed = sum(1 for v in verdicts if v.error and JUDGE_CALL_FAILED in v.error)
     return VerdictSummary(
         n=len(verdicts),
         parsed=sum(1 for v in verdicts if v.parsed),

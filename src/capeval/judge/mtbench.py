@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from capeval.analysis.stats import bootstrap_ci, small_sample_warning
 from capeval.errors import CapevalError
+from capeval.scoring.base import JUDGE_CALL_FAILED
 from capeval.scoring.extract import strip_reasoning
 from capeval.scoring.metrics import scale_range
 from capeval.types import GenerationParams, Message, MetricResult, Request, RunResult, Score
@@ -486,15 +487,20 @@ def run_mtbench(
             baseline_spec or (baseline_model.model_id if baseline_model else ""), run_id,
         )
     failed = sum(1 for v in verdicts if v.error)
+    # answers and verdicts whose calls failed for good leave the run incomplete (a re-run retries them)
+    calls_failed = stats.failed + sum(1 for v in verdicts if v.error and JUDGE_CALL_FAILED in v.error)
     warnings = [changed] if changed else []
     if failed:
         warnings.append(f"{TASK}: {failed} of {len(verdicts)} turns have no verdict (failed call or unparseable verdict); left out of the means")
+    if calls_failed:
+        warnings.append(f"incomplete: {calls_failed} model or judge calls failed for good. Re-run the same command to retry only them.")
     authors = authors_warning(verdicts, mode)
     if authors:
         warnings.append(authors)
     run = RunResult(
         run_id=run_id, model=model_spec or model.model_id, tasks=(TASK,), metrics=tuple(metrics),
         n_calls_cached=stats.cached, n_calls_new=stats.new, config=config, warnings=tuple(warnings),
+        n_calls_failed=calls_failed,
     )
-    store.finish_run(run)
+    store.finish_run(run, "finished" if run.complete else "incomplete")
     return MTBenchResult(run, mode, list(verdicts), conversations, baseline)

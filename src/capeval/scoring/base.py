@@ -21,6 +21,11 @@ class Scorer(Protocol):
     def __call__(self, sample: Sample, responses: Sequence[Response], task: Task) -> Score: ...
 
 
+# How a judged sample's metadata["error"] starts (or contains, for tasks with several judged
+# metrics) when the judge's call failed for good: the engine counts these as failed calls.
+JUDGE_CALL_FAILED = "judge call failed"
+
+
 @dataclass
 class ScoringContext:
     """What a task may use to score beyond the responses: a judge model and the engine's store.
