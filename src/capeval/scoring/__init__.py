@@ -47,7 +47,7 @@ def mc_loglikelihood() -> Scorer:
     def score(sample: Sample, responses: Sequence[Response], task: Task) -> Score:
         (resp,) = responses
         delimiter = task.layout.target_delimiter
-        conts = [c[len(delimiter):] if delimiter and c.startswith(delimiter) else c for c in task.continuations(sample)]
+        conts = [c.removeprefix(delimiter) for c in task.continuations(sample)]
         lls = resp.logprobs
         pred = max(range(len(lls)), key=lambda i: lls[i])
         norm = [ll / max(1, len(c)) for ll, c in zip(lls, conts)]

@@ -204,7 +204,7 @@ class Task:
         d = self.layout.target_delimiter
         if isinstance(rendered.prompt, str) or not d:
             return conts
-        return tuple(c[len(d):] if c.startswith(d) else c for c in conts)
+        return tuple(c.removeprefix(d) for c in conts)
 
     @property
     def n_variants(self) -> int:
