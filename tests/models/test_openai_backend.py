@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import email.utils
 import time
+from dataclasses import replace
 
 import pytest
 
 from capeval.engine import execute
 from capeval.errors import ModelError, UnsupportedRequestError
 from capeval.models import load_model
+from capeval.models.base import sampling_seed
 from capeval.models.openai_api import OpenAIModel, parse_retry_after
 from capeval.models.serve import FaultPlan, serving
 from capeval.types import GenerationParams, Message, Request
@@ -186,6 +188,25 @@ def test_chat_servers_wanting_max_completion_tokens_get_it():
     assert limits == [("max_completion_tokens", 5), ("max_completion_tokens", 7)]
 
 
+def test_repeated_sampled_draws_send_different_seeds():
+    """pass@k's n draws of one seeded prompt must differ: the seed sent mixes in the repeat (as the
+    local backends' `sampling_seed` does), the same on every re-run; a greedy call sends its own."""
+    from scripted_chat import ScriptedChatServer
+
+    sampled = GenerationParams(max_tokens=4, temperature=0.8, seed=7)
+    draws = [Request("generate", "Write a word:", params=sampled, repeat=k) for k in range(4)]
+    greedy = Request("generate", "Write a word:", params=GenerationParams(max_tokens=4, seed=7))
+    with ScriptedChatServer(lambda model, messages: "word") as srv:
+        m = load_model("openai:m", base_url=srv.base_url, concurrency=1)
+        m.generate([*draws, greedy])
+        m.generate(draws)
+    seeds = [body.get("seed") for body in srv.requests]
+    assert seeds[:4] == [sampling_seed(r) % 2**31 for r in draws]
+    assert len(set(seeds[:4])) == 4
+    assert seeds[4] == 7
+    assert seeds[5:] == seeds[:4]  # a re-run draws the same
+
+
 def test_chat_prompts_cannot_be_scored_by_loglikelihood():
     m = load_model("openai:m@http://127.0.0.1:9/v1")
     with pytest.raises(UnsupportedRequestError, match="plain-text prompt"):
@@ -214,7 +235,10 @@ def test_sampling_parameters_reach_the_model(srv, smollm2):
         Request("generate", "My favourite animal is", params=GenerationParams(max_tokens=10, temperature=1.0, top_p=0.9, seed=s))
         for s in (1, 2, 3)
     ]
-    direct = [smollm2.generate([r])[0].text for r in sampled]
+    # the backend sends each request's own seed (the task's mixed with its repeat), which the
+    # server's model takes as a request of its own
+    sent = [replace(r, params=replace(r.params, seed=sampling_seed(r) % 2**31)) for r in sampled]
+    direct = [smollm2.generate([r])[0].text for r in sent]
     remote = [r.text for r in client(srv).generate(sampled)]
     assert remote == direct  # same temperature, top_p and seed: the same draw
     assert len(set(direct)) > 1  # and the seed really changes it

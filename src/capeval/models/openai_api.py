@@ -34,7 +34,7 @@ from typing import Any, Literal
 import httpx
 
 from capeval.errors import ModelError, UnsupportedRequestError
-from capeval.models.base import register_backend
+from capeval.models.base import register_backend, sampling_seed
 from capeval.types import Message, Request, Response
 
 log = logging.getLogger("capeval.models.openai")
@@ -398,7 +398,11 @@ class OpenAIModel:
         if p.stop:
             body["stop"] = list(p.stop)
         if p.seed is not None:
-            body["seed"] = p.seed
+            # A sampled call's seed mixes the task's with the repeat, as the local backends do
+            # (`sampling_seed`), so the n draws of pass@k differ and a re-run repeats them. A greedy
+            # call sends the seed as given (OpenAI's best-effort determinism at temperature 0).
+            mixed = sampling_seed(req)
+            body["seed"] = p.seed if mixed is None else mixed % (2**31)
         prompt = req.prompt
         if isinstance(prompt, str) and self.string_prompts == "chat":
             prompt = (Message("user", prompt),)
