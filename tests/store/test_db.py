@@ -32,6 +32,20 @@ def test_calls_round_trip_and_failures_are_not_cached(tmp_path):
         assert tuple(row) == ("m", "generate", 0.5, 1)
 
 
+def test_one_row_sqlite_cannot_take_does_not_cost_the_others(store, caplog):
+    """Text with an unpaired surrogate cannot be encoded as UTF-8: that answer alone stays uncached
+    (the next run asks for it again); the group's other answers are kept."""
+    reqs = [_req(f"q{i}") for i in range(4)]
+    texts = ["a", "b \ud83d", "c", "d"]
+    store.put_calls("m", [(r.key("m"), r, Response(text=t)) for r, t in zip(reqs, texts)])
+    got = store.get_calls(r.key("m") for r in reqs)
+    assert sorted(resp.text for resp in got.values()) == ["a", "c", "d"]
+    assert reqs[1].key("m") not in got
+    assert "not caching the answer" in caplog.text
+    store.put_calls("m", [(reqs[1].key("m"), reqs[1], Response(text="b"))])  # the store is still usable
+    assert store.get_calls([reqs[1].key("m")])[reqs[1].key("m")].text == "b"
+
+
 def test_run_samples_scores_round_trip(store):
     run_id = store.start_run("m", "spec", ["t"], {"limit": 2})
     scores = [Score("s1", "t", {"acc": 1.0}, "B", True, "B"), Score("s2", "t", {"acc": 0.0}, None, False, "A")]

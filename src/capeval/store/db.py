@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import re
@@ -23,6 +24,8 @@ from capeval.types import MetricResult, Request, Response, RunResult, Score
 
 if TYPE_CHECKING:
     from typing_extensions import Self
+
+log = logging.getLogger("capeval.store")
 
 # How long an open or a write waits for another process's write lock before "database is locked".
 BUSY_TIMEOUT_S = 60.0
@@ -146,12 +149,23 @@ class Store:
             for key, req, resp in items
             if resp.error is None
         ]
+        sql = (
+            "INSERT OR REPLACE INTO model_calls (key, model_id, kind, request, response, latency_s, prompt_tokens, "
+            "completion_tokens, created_at) VALUES (?,?,?,?,?,?,?,?,?)"
+        )
         with self._lock:
-            self.conn.executemany(
-                "INSERT OR REPLACE INTO model_calls (key, model_id, kind, request, response, latency_s, prompt_tokens, "
-                "completion_tokens, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                rows,
-            )
+            try:
+                self.conn.executemany(sql, rows)
+            except (UnicodeEncodeError, sqlite3.InterfaceError, OverflowError):
+                # One row SQLite cannot take (text that is not valid Unicode, a number out of
+                # range) must not cost the others: write them one by one and leave that one out,
+                # uncached like a failed call, so the next run asks for it again.
+                self.conn.rollback()
+                for row in rows:
+                    try:
+                        self.conn.execute(sql, row)
+                    except (UnicodeEncodeError, sqlite3.InterfaceError, OverflowError) as e:
+                        log.warning("not caching the answer to call %s of %s: %s", row[0][:12], model_id, e)
             self.conn.commit()
 
     # ---- runs -------------------------------------------------------------------------------
