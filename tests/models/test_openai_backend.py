@@ -207,6 +207,20 @@ def test_repeated_sampled_draws_send_different_seeds():
     assert seeds[5:] == seeds[:4]  # a re-run draws the same
 
 
+def test_half_an_emoji_in_a_reply_is_kept_and_cached(store):
+    """A reply cut inside a surrogate pair (JSON "\\ud83d" with no low half) is a real answer: kept
+    with U+FFFD in place of the half, and cached with the rest of its group."""
+    from scripted_chat import ScriptedChatServer
+
+    reqs = [gen(f"Say {w}") for w in ("hi", "CUT", "bye")]
+    with ScriptedChatServer(lambda model, messages: "ok \ud83d" if "CUT" in messages[-1]["content"] else "ok") as srv:
+        responses, stats = execute(load_model("openai:m", base_url=srv.base_url, max_retries=0), reqs, store)
+    assert [r.text for r in responses] == ["ok", "ok \ufffd", "ok"]
+    assert (stats.new, stats.failed) == (3, 0)
+    assert store.get_calls([r.key("openai:m@" + srv.base_url) for r in reqs]).keys() == {
+        r.key("openai:m@" + srv.base_url) for r in reqs}
+
+
 def test_chat_prompts_cannot_be_scored_by_loglikelihood():
     m = load_model("openai:m@http://127.0.0.1:9/v1")
     with pytest.raises(UnsupportedRequestError, match="plain-text prompt"):

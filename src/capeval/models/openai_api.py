@@ -12,7 +12,8 @@ Transient failures (429, 5xx, timeouts, connection errors, and malformed replies
 truncated JSON, no choices, a choice without text or with null content, a wrong `object` type) are
 retried with exponential backoff and jitter, honouring Retry-After; a request that still fails is
 answered with `Response(error=...)` so that the engine keeps every finished answer and a re-run
-retries only it. An empty string with a finish_reason is a real (empty) answer and is kept.
+retries only it. An empty string with a finish_reason is a real (empty) answer and is kept; an
+unpaired UTF-16 surrogate in a reply's text (half an emoji) is kept as U+FFFD.
 """
 
 from __future__ import annotations
@@ -561,7 +562,18 @@ def _reply_text(text: Any, finish_reason: Any, what: str) -> tuple[str, str | No
         raise _Transient(f"malformed reply: non-text completion {text!r:.100}")
     if text == "" and not finish_reason:
         raise _Transient("malformed reply: empty text without a finish_reason")
-    return text, str(finish_reason) if finish_reason else None
+    return _repaired(text), _repaired(str(finish_reason)) if finish_reason else None
+
+
+def _repaired(text: str) -> str:
+    """`text` with each unpaired UTF-16 surrogate (JSON `"\\ud83d"` with no low half, as a server
+    that cuts an emoji in two at the token limit sends) replaced by U+FFFD: such text cannot be
+    encoded as UTF-8, so the store could not keep the answer."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
 
 
 def _completion_text(data: dict[str, Any]) -> tuple[str, str | None]:
@@ -583,7 +595,7 @@ def _chat_text(data: dict[str, Any]) -> tuple[str, str | None]:
 def _served_by(bodies: Sequence[dict[str, Any]], key: str) -> str | None:
     """What the server said answered: its `system_fingerprint` or `model` field (several distinct
     values, from the continuations of one request, joined with ",")."""
-    values = sorted({str(b[key]) for b in bodies if isinstance(b, dict) and b.get(key)})
+    values = sorted({_repaired(str(b[key])) for b in bodies if isinstance(b, dict) and b.get(key)})
     return ",".join(values) if values else None
 
 
