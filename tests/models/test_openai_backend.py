@@ -221,6 +221,39 @@ def test_half_an_emoji_in_a_reply_is_kept_and_cached(store):
         r.key("openai:m@" + srv.base_url) for r in reqs}
 
 
+def test_a_usage_field_that_is_not_a_count_is_left_out():
+    """usage is bookkeeping: "n/a", a list or a negative count in an otherwise good reply keeps the
+    answer (the count is left out) instead of stopping the run."""
+    from fastapi import FastAPI
+
+    from capeval.models.serve import ServerThread, split_pieces
+
+    usages = iter([{"prompt_tokens": "n/a", "completion_tokens": 2}, [], {"prompt_tokens": 4, "completion_tokens": -1},
+                   {"prompt_tokens": "n/a"}])
+    app = FastAPI()
+
+    @app.post("/v1/completions")
+    async def completions(body: dict):
+        if not body.get("echo"):
+            return {"choices": [{"index": 0, "text": "ok", "finish_reason": "stop"}], "usage": next(usages)}
+        pieces = split_pieces(body["prompt"])
+        return {
+            "choices": [{"index": 0, "text": body["prompt"], "logprobs": {
+                "tokens": [p for _, p in pieces], "token_logprobs": [None] + [-1.0] * (len(pieces) - 1),
+                "top_logprobs": [None] + [{p: -1.0} for _, p in pieces[1:]], "text_offset": [o for o, _ in pieces],
+            }}],
+            "usage": next(usages),
+        }
+
+    with ServerThread(app) as srv:
+        m = load_model("openai:m", base_url=srv.base_url, concurrency=1, max_retries=0)
+        got = m.generate([gen("a"), gen("b"), gen("c")])
+        (scored,) = m.loglikelihood([Request("loglikelihood", "Answer:", continuations=(" B",))])
+    assert [(r.text, r.prompt_tokens, r.completion_tokens, r.error) for r in got] == [
+        ("ok", 0, 2, None), ("ok", 0, 0, None), ("ok", 4, 0, None)]
+    assert scored.error is None and scored.logprobs == (-1.0,) and scored.prompt_tokens == len(split_pieces("Answer: B"))
+
+
 def test_chat_prompts_cannot_be_scored_by_loglikelihood():
     m = load_model("openai:m@http://127.0.0.1:9/v1")
     with pytest.raises(UnsupportedRequestError, match="plain-text prompt"):

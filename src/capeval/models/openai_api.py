@@ -13,7 +13,8 @@ truncated JSON, no choices, a choice without text or with null content, a wrong 
 retried with exponential backoff and jitter, honouring Retry-After; a request that still fails is
 answered with `Response(error=...)` so that the engine keeps every finished answer and a re-run
 retries only it. An empty string with a finish_reason is a real (empty) answer and is kept; an
-unpaired UTF-16 surrogate in a reply's text (half an emoji) is kept as U+FFFD.
+unpaired UTF-16 surrogate in a reply's text (half an emoji) is kept as U+FFFD; a `usage` count
+that is not a number is left out (0).
 """
 
 from __future__ import annotations
@@ -432,11 +433,10 @@ class OpenAIModel:
             return Response(error=f"{self.base_url}{path} rejected the request: {e}")
         except _GaveUp as e:
             return Response(error=str(e))
-        usage = data.get("usage") or {}
         return Response(
             text=text,
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
+            prompt_tokens=_usage(data, "prompt_tokens", 0),
+            completion_tokens=_usage(data, "completion_tokens", 0),
             latency_s=latency,
             finish_reason=finish_reason,
             system_fingerprint=_served_by([data], "system_fingerprint"),
@@ -540,8 +540,7 @@ class OpenAIModel:
             # Greedy iff each continuation token is the most likely one; a position whose top
             # alternatives the server did not list cannot be shown greedy.
             greedy = greedy and isinstance(top, dict) and bool(top) and max(top, key=top.__getitem__) == tokens[i]
-        usage = data.get("usage") or {}
-        return total, greedy, len(picked), int(usage.get("prompt_tokens") or len(tokens)), latency, data
+        return total, greedy, len(picked), _usage(data, "prompt_tokens", 0) or len(tokens), latency, data
 
     def _no_prompt_logprobs(self) -> UnsupportedRequestError:
         return UnsupportedRequestError(
@@ -590,6 +589,20 @@ def _chat_text(data: dict[str, Any]) -> tuple[str, str | None]:
     if content is None and isinstance(message.get("refusal"), str):
         content = message["refusal"]  # OpenAI puts a refusal here with content null
     return _reply_text(content, choice.get("finish_reason"), "message content is null" if "content" in message else "message without content")
+
+
+def _usage(data: dict[str, Any], key: str, default: int) -> int:
+    """A token count from the reply's `usage`, or `default` where the server sent none or
+    something that is not a count ("n/a", a list): usage is bookkeeping, never worth an answer."""
+    usage = data.get("usage")
+    value = usage.get(key) if isinstance(usage, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return default
+    try:
+        n = int(value)
+    except (ValueError, OverflowError):
+        return default
+    return n if n >= 0 else default
 
 
 def _served_by(bodies: Sequence[dict[str, Any]], key: str) -> str | None:
