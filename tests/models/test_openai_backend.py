@@ -254,6 +254,30 @@ def test_a_usage_field_that_is_not_a_count_is_left_out():
     assert scored.error is None and scored.logprobs == (-1.0,) and scored.prompt_tokens == len(split_pieces("Answer: B"))
 
 
+def test_a_reply_whose_content_encoding_does_not_decode_is_retried():
+    from fastapi import FastAPI
+    from fastapi.responses import Response as RawResponse
+
+    from capeval.models.serve import ServerThread
+
+    replies = 0
+    app = FastAPI()
+
+    @app.post("/v1/completions")
+    async def completions(body: dict):
+        nonlocal replies
+        replies += 1
+        if replies == 1:
+            return RawResponse(b"this is not gzip", media_type="application/json", headers={"Content-Encoding": "gzip"})
+        return {"choices": [{"index": 0, "text": "fine", "finish_reason": "stop"}]}
+
+    with ServerThread(app) as srv:
+        m = load_model("openai:m", base_url=srv.base_url, backoff_base=0.01, max_retries=1)
+        (got,) = m.generate([gen("Q?")])
+    assert got.error is None and got.text == "fine"
+    assert replies == 2 and m.n_retries == 1
+
+
 def test_chat_prompts_cannot_be_scored_by_loglikelihood():
     m = load_model("openai:m@http://127.0.0.1:9/v1")
     with pytest.raises(UnsupportedRequestError, match="plain-text prompt"):

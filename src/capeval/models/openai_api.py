@@ -9,12 +9,12 @@ the tokens that lie in the continuation, located by their `text_offset`.
 Requests stream (`OpenAIModel.stream`): `concurrency` calls stay on the wire, the next starting the
 moment one ends, and answers come back in completion order, so the engine saves them as they arrive.
 Transient failures (429, 5xx, timeouts, connection errors, and malformed replies: invalid or
-truncated JSON, no choices, a choice without text or with null content, a wrong `object` type) are
-retried with exponential backoff and jitter, honouring Retry-After; a request that still fails is
-answered with `Response(error=...)` so that the engine keeps every finished answer and a re-run
-retries only it. An empty string with a finish_reason is a real (empty) answer and is kept; an
-unpaired UTF-16 surrogate in a reply's text (half an emoji) is kept as U+FFFD; a `usage` count
-that is not a number is left out (0).
+truncated JSON, a body its Content-Encoding does not decode, no choices, a choice without text or
+with null content, a wrong `object` type) are retried with exponential backoff and jitter,
+honouring Retry-After; a request that still fails is answered with `Response(error=...)` so that
+the engine keeps every finished answer and a re-run retries only it. An empty string with a
+finish_reason is a real (empty) answer and is kept; an unpaired UTF-16 surrogate in a reply's text
+(half an emoji) is kept as U+FFFD; a `usage` count that is not a number is left out (0).
 """
 
 from __future__ import annotations
@@ -352,6 +352,8 @@ class OpenAIModel:
                 last = f"timed out after {self.timeout:g}s ({type(e).__name__})"
             except httpx.TransportError as e:
                 last = f"connection error: {type(e).__name__}: {e}"
+            except httpx.DecodingError as e:  # a body its Content-Encoding does not decode
+                last = f"malformed reply: {type(e).__name__}: {e}"
             if attempt == self.policy.max_retries:
                 break
             wait = self.policy.delay(attempt, retry_after, self._rng)
