@@ -1,5 +1,10 @@
 """The SQLite store: the call cache, runs, samples and scores survive and round-trip."""
 
+import os
+
+import pytest
+
+from capeval.errors import StoreError
 from capeval.store import Store
 from capeval.types import GenerationParams, MetricResult, Request, Response, RunResult, Score
 
@@ -59,3 +64,15 @@ def test_run_samples_scores_round_trip(store):
     assert [(x["sample_id"], x["extracted"], x["parsed"], x["scores"]) for x in samples] == [
         ("s1", "B", True, {"acc": 1.0}), ("s2", None, False, {"acc": 0.0})]
     assert samples[0]["response"] == [{"text": "B"}] and samples[0]["prompt"] == "P1"
+
+
+def test_a_run_id_prefix_names_one_run_or_is_refused_as_ambiguous(store):
+    a, b = (store.start_run("m", "spec", ["t"], {}) for _ in range(2))
+    shared = os.path.commonprefix([a, b])
+    with pytest.raises(StoreError, match="ambiguous") as e:
+        store.run(shared)
+    assert a in (e.value.hint or "") and b in (e.value.hint or "")
+    assert store.run(a)["run_id"] == a and store.run(b)["run_id"] == b
+    assert store.run(a[: len(shared) + 1])["run_id"] == a  # one more character tells them apart
+    assert store.run("nope") is None
+    assert store.run(shared[:-1] + "_") is None  # a prefix is taken as written: '_' is no wildcard

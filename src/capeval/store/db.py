@@ -259,8 +259,17 @@ class Store:
         return self.query("SELECT * FROM runs ORDER BY created_at DESC LIMIT ?", (limit,))
 
     def run(self, run_id: str) -> sqlite3.Row | None:
-        rows = self.query("SELECT * FROM runs WHERE run_id = ? OR run_id LIKE ?", (run_id, run_id + "%"))
-        return rows[0] if len(rows) >= 1 else None
+        """The runs row of `run_id`, else of the one run whose id starts with it; None when no run
+        does. A prefix of several run ids raises StoreError naming them (never an arbitrary one)."""
+        rows = self.query("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        if rows:
+            return rows[0]
+        # substr, not LIKE: a prefix is taken as it is, with no wildcards ('_', '%') in it
+        rows = self.query("SELECT * FROM runs WHERE substr(run_id, 1, ?) = ? ORDER BY created_at", (len(run_id), run_id))
+        if len(rows) > 1:
+            ids = ", ".join(r["run_id"] for r in rows[:5]) + (", ..." if len(rows) > 5 else "")
+            raise StoreError(f"run '{run_id}' is ambiguous: it starts {len(rows)} run ids", f"give more of the id: {ids}")
+        return rows[0] if rows else None
 
     def run_result(self, run_id: str) -> RunResult | None:
         row = self.run(run_id)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from capeval.errors import CapevalError
+from capeval.errors import CapevalError, StoreError
 from capeval.report.data import response_texts
 from capeval.store import Store
 
@@ -62,15 +62,13 @@ def _reference(target: Any) -> str | None:
 
 
 def resolve_run(store: Store, given: str) -> Any:
-    """The runs row of a run id or of an unambiguous prefix of one."""
-    rows = store.query("SELECT * FROM runs WHERE run_id = ?", (given,)) or store.query(
-        "SELECT * FROM runs WHERE run_id LIKE ? ORDER BY created_at", (given.replace("%", "") + "%",)
-    )
-    if len(rows) == 1:
-        return rows[0]
-    if rows:
-        ids = ", ".join(r["run_id"] for r in rows[:5])
-        raise WebError(f"run '{given}' is ambiguous: it starts {len(rows)} run ids", f"give more of the id: {ids}")
+    """The runs row of a run id or of an unambiguous prefix of one (`Store.run`)."""
+    try:
+        row = store.run(given)
+    except StoreError as e:  # an ambiguous prefix (or a store that cannot be read)
+        raise WebError(str(e.args[0]), e.hint) from None
+    if row is not None:
+        return row
     known = ", ".join(r["run_id"] for r in store.runs(5))
     raise WebError(f"no run '{given}' in {store.path}", f"recent runs: {known}" if known else "the store has no runs")
 
