@@ -114,3 +114,39 @@ def test_a_read_only_store(tmp_path, what):
     out = capeval("runs", "list", "--db", str(db))  # writable again: it opens, and the run is still there
     assert out.returncode == 0, out.stderr
     assert "running" in out.stdout and f"(store schema version {latest_version()})" in out.stdout.replace("\n", " ")
+
+
+def a_store_with_calls(db: Path, n: int = 800) -> list[str]:
+    """A store of `n` cached answers (about 1 MB), all in the main file (no -wal); their keys."""
+    from capeval.types import GenerationParams, Request, Response
+
+    reqs = [Request("generate", f"prompt {i} " + "x" * 400, params=GenerationParams()) for i in range(n)]
+    with Store(db) as s:
+        s.start_run("m", "spec", ["t"], {})
+        s.put_calls("m", [(r.key("m"), r, Response(text=f"answer {i} " + "y" * 400)) for i, r in enumerate(reqs)])
+        s.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return [r.key("m") for r in reqs]
+
+
+def test_a_truncated_store_is_called_damaged_with_how_to_recover_it(tmp_path):
+    db = tmp_path / "capeval.db"
+    a_store_with_calls(db)
+    with db.open("r+b") as fh:  # a copy cut short
+        fh.truncate(db.stat().st_size // 2)
+    out = capeval("runs", "list", "--db", str(db))
+    assert_one_line_error(out, f"the store {db} is damaged (SQLite says: database disk image is malformed)",
+                          f"sqlite3 {db} .recover | sqlite3 RECOVERED.db")
+    assert "keep a copy" in out.stderr
+
+
+def test_a_damaged_page_met_by_a_read_is_a_store_error(tmp_path):
+    from capeval.errors import StoreError
+
+    db = tmp_path / "capeval.db"
+    keys = a_store_with_calls(db)
+    with db.open("r+b") as fh:  # one page in the middle overwritten (a disk or sync fault)
+        fh.seek(50 * 4096)
+        fh.write(b"\xff" * 4096)
+    with Store(db) as s, pytest.raises(StoreError, match="is damaged") as e:
+        s.get_calls(keys)
+    assert ".recover" in (e.value.hint or "")

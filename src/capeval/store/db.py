@@ -93,8 +93,23 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @contextmanager
+    def _checked(self) -> Iterator[None]:
+        """SQLite's "database disk image is malformed" (a damaged page met by a read or write) as a
+        StoreError that says how to recover the store, instead of a traceback."""
+        try:
+            yield
+        except sqlite3.DatabaseError as e:
+            if not is_damage(e):
+                raise
+            try:
+                self.conn.rollback()  # a write cut short leaves no open transaction behind
+            except sqlite3.Error:
+                pass
+            raise damaged_store_error(self.path, e) from None
+
     def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
-        with self._lock:
+        with self._lock, self._checked():
             cur = self.conn.execute(sql, params)
             self.conn.commit()
             return cur
@@ -111,7 +126,7 @@ class Store:
             self.conn.commit()
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        with self._lock:
+        with self._lock, self._checked():
             self.conn.row_factory = sqlite3.Row
             try:
                 return list(self.conn.execute(sql, params))
@@ -122,7 +137,7 @@ class Store:
     def get_calls(self, keys: Iterable[str]) -> dict[str, Response]:
         keys = list(keys)
         out: dict[str, Response] = {}
-        with self._lock:
+        with self._lock, self._checked():
             for i in range(0, len(keys), 500):
                 chunk = keys[i : i + 500]
                 marks = ",".join("?" * len(chunk))
@@ -153,7 +168,7 @@ class Store:
             "INSERT OR REPLACE INTO model_calls (key, model_id, kind, request, response, latency_s, prompt_tokens, "
             "completion_tokens, created_at) VALUES (?,?,?,?,?,?,?,?,?)"
         )
-        with self._lock:
+        with self._lock, self._checked():
             try:
                 self.conn.executemany(sql, rows)
             except (UnicodeEncodeError, sqlite3.InterfaceError, OverflowError):
@@ -214,7 +229,7 @@ class Store:
         return "running" if alive else "interrupted"
 
     def save_samples(self, run_id: str, rows: Sequence[dict[str, Any]], scores: Sequence[Score]) -> None:
-        with self._lock:
+        with self._lock, self._checked():
             self.conn.executemany(
                 "INSERT OR REPLACE INTO samples (run_id, task, sample_id, prompt, response, extracted, target, parsed, metadata, "
                 "request_keys) VALUES (?,?,?,?,?,?,?,?,?,?)",
@@ -405,9 +420,43 @@ def check_store_path(path: Path) -> None:
         )
 
 
+# The first bytes of every SQLite file, and what capeval's first table looks like in its schema page.
+SQLITE_HEADER = b"SQLite format 3\x00"
+STORE_SCHEMA_MARK = b"CREATE TABLE model_calls"
+
+
+def is_damage(e: sqlite3.DatabaseError) -> bool:
+    """Whether SQLite's error says a file's pages cannot be read as a database."""
+    msg = str(e)
+    return "malformed" in msg or "not a database" in msg
+
+
+def looks_damaged(path: Path) -> bool:
+    """Whether a file SQLite cannot read is a damaged database rather than some other file: it
+    starts with SQLite's header, or its first pages still hold capeval's table definitions."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(1 << 16)
+    except OSError:
+        return False
+    return head.startswith(SQLITE_HEADER) or STORE_SCHEMA_MARK in head
+
+
+def damaged_store_error(path: Path, e: sqlite3.DatabaseError) -> StoreError:
+    """A damaged store (a truncated copy, a disk or sync fault): keep it, and recover what it holds."""
+    return StoreError(
+        f"the store {path} is damaged (SQLite says: {e})",
+        f"keep a copy of it (and of {path.name}-wal if there is one), then copy what can be read into a new store: "
+        f"sqlite3 {path} .recover | sqlite3 RECOVERED.db (or .dump, its last line ROLLBACK made COMMIT), "
+        "and pass --db RECOVERED.db",
+    )
+
+
 def store_error(path: Path, e: sqlite3.DatabaseError) -> StoreError:
     msg = str(e)
-    if "not a database" in msg or "malformed" in msg:
+    if is_damage(e) and looks_damaged(path):
+        return damaged_store_error(path, e)
+    if is_damage(e):
         return StoreError(
             f"{path} is not a capeval store (SQLite says: {msg})",
             "pass --db a capeval store file, or a new file name to start one",
