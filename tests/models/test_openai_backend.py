@@ -278,6 +278,36 @@ def test_a_reply_whose_content_encoding_does_not_decode_is_retried():
     assert replies == 2 and m.n_retries == 1
 
 
+def test_an_answer_the_content_filter_withheld_is_a_failed_call(store):
+    """finish_reason content_filter: no answer of the model's, so the call fails (not cached, not
+    retried: the filter would withhold it again); "length" and "stop" are answers, empty or not."""
+    from fastapi import FastAPI
+
+    from capeval.models.serve import ServerThread
+
+    finish = {"Filtered": "content_filter", "Cut": "length", "Empty": "stop"}
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def chat(body: dict):
+        word = body["messages"][-1]["content"]
+        content = "" if word in ("Filtered", "Empty") else f"{word} reply"
+        return {"choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                             "finish_reason": finish.get(word, "stop")}]}
+
+    reqs = [gen((Message("user", w),)) for w in ("Hello", "Filtered", "Cut", "Empty")]
+    with ServerThread(app) as srv:
+        m = load_model("openai:m", base_url=srv.base_url, concurrency=1, backoff_base=0.01)
+        responses, stats = execute(m, reqs, store)
+        assert m.n_attempts == 4
+        _, stats2 = execute(m, reqs, store)
+    assert [(r.text, r.finish_reason) for r in responses] == [
+        ("Hello reply", "stop"), (None, None), ("Cut reply", "length"), ("", "stop")]
+    assert "content filter" in (responses[1].error or "") and "content_filter" in responses[1].error
+    assert (stats.new, stats.failed) == (3, 1)
+    assert (stats2.cached, stats2.new, stats2.failed) == (3, 0, 1)  # asked again, never cached
+
+
 def test_chat_prompts_cannot_be_scored_by_loglikelihood():
     m = load_model("openai:m@http://127.0.0.1:9/v1")
     with pytest.raises(UnsupportedRequestError, match="plain-text prompt"):

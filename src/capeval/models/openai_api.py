@@ -13,8 +13,10 @@ truncated JSON, a body its Content-Encoding does not decode, no choices, a choic
 with null content, a wrong `object` type) are retried with exponential backoff and jitter,
 honouring Retry-After; a request that still fails is answered with `Response(error=...)` so that
 the engine keeps every finished answer and a re-run retries only it. An empty string with a
-finish_reason is a real (empty) answer and is kept; an unpaired UTF-16 surrogate in a reply's text
-(half an emoji) is kept as U+FFFD; a `usage` count that is not a number is left out (0).
+finish_reason is a real (empty) answer and is kept, but a reply whose finish_reason is
+`content_filter` (the server withheld the answer) is a failed call, not retried; an unpaired
+UTF-16 surrogate in a reply's text (half an emoji) is kept as U+FFFD; a `usage` count that is not
+a number is left out (0).
 """
 
 from __future__ import annotations
@@ -435,6 +437,11 @@ class OpenAIModel:
             return Response(error=f"{self.base_url}{path} rejected the request: {e}")
         except _GaveUp as e:
             return Response(error=str(e))
+        if finish_reason == "content_filter":
+            # The server withheld the answer (or cut it): no answer of the model's to score or to
+            # cache. A failed call, as the run's counts say; a re-run asks again.
+            return Response(error=f"{self.base_url}{path}: the server's content filter withheld the answer "
+                            f"(finish_reason content_filter, {len(text)} characters kept)")
         return Response(
             text=text,
             prompt_tokens=_usage(data, "prompt_tokens", 0),
