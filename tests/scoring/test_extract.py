@@ -128,6 +128,28 @@ def test_extract_number(text: str, expected: str | None) -> None:
     assert extract_number(first_answer_segment(text)) == expected
 
 
+# After a marker, an "=" gives the result only when the answer is an equation (arithmetic before
+# it); an "=" in a justification does not (lm-eval's gsm8k-cot strict-match reads 60 and 24 too).
+EQUATION_CASES = [
+    ("The answer is 60, since 60 = 3 * 20.", "60"),
+    ("The answer is 24 because 24 = 4 x 6.", "24"),
+    ("He needs 3 * 20 = 60 minutes in all. The answer is 60 (=3*20).", "60"),
+    ("The answer is 12 because 2 * 6 = 12 and 12 = 3 + 9.", "12"),
+    ("The answer is 2 * 6 = 12 and 12 = 3 + 9.", "12"),
+    ("The answer is 48 - 20 = 24 degrees.", "24"),
+    ("The answer is (48 - 20) = 28.", "28"),
+    ("The answer is $4 x 6 = $24.", "24"),
+    ("The answer is 3 × 4 = 12 = 12.", "12"),
+    ("The answer is x = 5.", "5"),
+    ("\\boxed{\\frac{6}{8} = \\frac{3}{4}}", "0.75"),
+]
+
+
+@pytest.mark.parametrize("text,expected", EQUATION_CASES)
+def test_extract_number_reads_an_equation_only_when_the_answer_is_one(text: str, expected: str) -> None:
+    assert extract_number(first_answer_segment(text)) == expected
+
+
 BOXED_CASES = [
     ("so x = \\boxed{5}", "5"),
     ("\\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),

@@ -207,13 +207,38 @@ def _marked_numbers(text: str) -> list[str]:
     return _numbers(re.sub(r"^\s*-\s+(?=\$?\d|\.\d)", "-", _signed(text)))
 
 
+# What may stand on the left of an equation that is the answer itself ("48 - 20 = 24"): numbers,
+# operators and brackets, LaTeX fractions and operators included, and nothing else (no words).
+_ARITHMETIC = re.compile(r"[\d\s.,$%()\[\]{}+\-*/×÷x^]*")
+_LATEX_OPERATOR = re.compile(r"\\(?:[dt]?frac|cdot|times|div|left|right)")
+
+
+def _is_arithmetic(s: str) -> bool:
+    s = _LATEX_OPERATOR.sub(" ", s)
+    return _ARITHMETIC.fullmatch(s) is not None and s.count("(") == s.count(")")
+
+
+def _equation_result(s: str) -> str:
+    """When the answer is an equation, the part holding its result: "7 - 10 = -3" -> " -3",
+    "3 * 4 = 12 = 12" -> " 12". An "=" counts only where everything before it (back to the start
+    or the previous "=") is arithmetic with balanced brackets: in "60, since 60 = 3 * 20",
+    "24 because 24 = 4 x 6" and "60 (=3*20)" the "=" belongs to a justification, and the answer is
+    the first number."""
+    parts = s.split("=")
+    if len(parts) == 1 or not _is_arithmetic(parts[0]):
+        return s
+    i = 1
+    while i < len(parts) - 1 and _is_arithmetic(parts[i]):
+        i += 1
+    return parts[i] if re.search(r"\d", parts[i]) else s
+
+
 def _latex_number(s: str) -> str | None:
     """The number an answer marker or \\boxed{} gives: "\\frac{3}{4}", "\\$18", "18\\%", "1{,}000",
-    "- 5" (a leading dash is a sign), "7 - 10 = -3" (what follows the last "=")."""
+    "- 5" (a leading dash is a sign), "7 - 10 = -3" (the equation's result, see `_equation_result`)."""
     s = _signed(s).replace("{,}", ",").replace("\\$", "$").replace("\\%", "%").replace("\\!", "")
     s = re.sub(r"\\text\{[^}]*\}", "", s)
-    if "=" in s and re.search(r"\d", s.rsplit("=", 1)[1]):
-        s = s.rsplit("=", 1)[1]  # "7 - 10 = -3": the result, not the first operand
+    s = _equation_result(s)
     frac = re.fullmatch(r"\s*(-?)\s*\\[dt]?frac\{(-?\d+)\}\{(\d+)\}\s*", s)
     if frac:
         return normalize_number(f"{frac.group(1)}{frac.group(2)}/{frac.group(3)}")
