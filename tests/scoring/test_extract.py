@@ -34,6 +34,30 @@ LETTER_CASES = [
     ("answer: b", 4, "B"),
     ("Looking at the options, none of them fits.", 4, None),  # "options," is not option "S"
     ("Between choice (A) and choice (D), choice (D) is right.", 4, "D"),
+    # after the marker, a letter that starts a word or a sentence is not an answer
+    ("The answer is a prime number, so (C).", 4, "C"),
+    ("The answer is a mitochondrion.", 4, None),
+    ("Answer: A man walks into a bar.", 4, None),
+    ("Answer: I think it is (B).", 26, "B"),
+    ("The answer is I don't know.", 26, None),
+    ("So the answer is I.", 26, "I"),
+    ("So the answer is I", 26, "I"),
+    # several letters name no choice, and no later fallback picks one of them
+    ("The answer is B or C", 4, None),
+    ("The answer is B and C.", 4, None),
+    ("The answer is (B) or (C).", 4, None),
+    ("Answer: A and B are both wrong, so (C).", 4, "C"),
+    # the forms a marker's letter takes
+    ("The answer is **C**.", 4, "C"),
+    ("The answer is **(c)**", 4, "C"),
+    ("**Answer:** B", 4, "B"),
+    ("Answer: [C]", 4, "C"),
+    ("The answer is B. Paris is the capital.", 4, "B"),
+    ("The answer is C: 42", 4, "C"),
+    ("The answer is D,", 4, "D"),
+    ("The answer is a", 4, "A"),
+    ("The answer is d, the heart", 4, None),
+    ("So the answer is e.g. the heart", 4, None),
 ]
 
 

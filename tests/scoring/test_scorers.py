@@ -62,6 +62,8 @@ def test_failed_call_is_unparsed_not_wrong_text() -> None:
         ("(A)", "Comparing the options,\n(A) is the one that fits.", "(A)", 1.0),  # no marker: the letter given
         ("valid", "So the answer is valid.\n\nQ: next question\nA: So the answer is invalid.", "valid", 1.0),
         ("(B)", "So the answer is (b).", "(B)", 1.0),  # a lower-case option letter after the marker
+        ("(I)", "The ninth shape fits. So the answer is I.", "(I)", 1.0),  # "I" alone is option I
+        ("(B)", "Answer: I think it is (B).", "(B)", 1.0),  # "I think" is not option I
         ("-12", "(3 - 9) * 2 = -12. So the answer is -12.", "-12", 1.0),
         ("-12", "So the answer is \u221212.", "-12", 1.0),
         ("-12", "So the answer is 12.", "12", 0.0),

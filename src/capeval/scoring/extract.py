@@ -122,32 +122,68 @@ def extract_after_answer_is(text: str) -> str | None:
 
 # ---- letters -------------------------------------------------------------------------------------
 
-_LETTER_ONLY = re.compile(r"^\s*[\(\[]?\s*\**\s*([A-Za-z])\s*\**\s*[\)\]]?\s*(?:[.):]|$|\s)")
+# The letter an answer marker (or \\boxed{}) gives, read from what follows it on its line. Any case
+# when bracketed ("(b)", "[C]", "**(C)**"), bold ("**b**") or alone ("b", "b."); a capital also when
+# the text goes on after ".", ")", ":" ("C) 42", "B. Paris") or ends on ","; never a letter that
+# starts a word or a sentence ("a prime number", "I think it is (B)") or one of several ("B or C").
+_LETTER_BRACKETED = re.compile(r"\**\s*[\(\[]\s*\**\s*([A-Za-z])\s*\**\s*[\)\]]")
+_LETTER_BOLD = re.compile(r"\*\*\s*([A-Za-z])\s*\*\*")
+_LETTER_ALONE = re.compile(r"\**\s*([A-Za-z])\s*\**\s*[.!]?\s*$")
+_LETTER_CAPITAL = re.compile(r"\**\s*([A-Z])\s*(?:\*\*)?(?:\.(?![A-Za-z])|[):]|\s*,\s*$)")
+_LETTER_ONE_OF = re.compile(r"[\s*.,)\]]*(?:or|and|&|/)(?![A-Za-z])", re.IGNORECASE)
+# an answer that is only several letters ("B or C", "(A) and (D).") names no single choice
+_ONE_LETTER = r"\**\s*[\(\[]?\s*[A-Za-z]\s*[\)\]]?\s*\**"
+_LETTERS_ONLY = re.compile(
+    rf"{_ONE_LETTER}(?:\s*(?:,|,?\s*(?:or|and|&|/))\s*{_ONE_LETTER})+\s*[.!]?\s*", re.IGNORECASE
+)
 _LETTER_LEAD = re.compile(r"^\s*(?:\*\*)?\(?([A-Z])(?:\*\*)?(?:[.):]|\*\*|\s*$|\s+[-–:])")
 # the word in any case, the letter in capitals: "options, ..." must not read as option "S"
 _LETTER_OPTION = re.compile(r"\b(?i:option|choice)\s*(?:\(([A-Z])\)|([A-Z]))(?![A-Za-z])")
 _LETTER_PAREN = re.compile(r"(?<![A-Za-z])\(([A-Z])\)(?![A-Za-z])")
 
 
+def _answer_letter(s: str | None, valid: set[str]) -> str | None:
+    """The choice letter at the start of `s`, the text after an answer marker or inside \\boxed{}
+    (see the patterns above); None when `s` does not start with one."""
+    if not s:
+        return None
+    s = s.strip()
+    for pat in (_LETTER_BRACKETED, _LETTER_BOLD, _LETTER_ALONE, _LETTER_CAPITAL):
+        m = pat.match(s)
+        if m:
+            letter = m.group(1).upper()
+            if letter not in valid or _LETTER_ONE_OF.match(s, m.end(1)):
+                return None
+            return letter
+    return None
+
+
+def _after_last_marker(text: str) -> str | None:
+    """The rest of the line after the last answer marker that has an answer after it (the marker
+    `extract_after_answer_is` reads), untrimmed: brackets, stars and what follows the letter are
+    needed to tell "(B) or (C)" and "a mitochondrion" from "B"."""
+    found: str | None = None
+    for m in _ANSWER_IS.finditer(text):
+        line = text[m.end() :].split("\n", 1)[0]
+        if _trim_answer(line):
+            found = line
+    return found
+
+
 def extract_letter(text: str, n_choices: int) -> str | None:
     """The choice letter a model picked, one of the first `n_choices` letters.
 
-    Read, in order: \\boxed{B}; the last "the answer is (B)" / "Answer: B"; a leading "B." /
-    "(B)" / "**B**"; "option B"; a parenthesised "(B)" (the last one)."""
+    Read, in order: \\boxed{B}; the last "the answer is (B)" / "Answer: B" (see `_answer_letter`);
+    a leading "B." / "(B)" / "**B**"; "option B"; a parenthesised "(B)" (the last one)."""
     text = first_answer_segment(text)
     valid = {chr(ord("A") + i) for i in range(n_choices)}
 
-    def letter_of(s: str | None) -> str | None:
-        if not s:
-            return None
-        m = _LETTER_ONLY.match(s)
-        if m and m.group(1).upper() in valid:
-            return m.group(1).upper()
-        return None
-
-    got = letter_of(extract_boxed(text)) or letter_of(extract_after_answer_is(text))
+    after = _after_last_marker(text)
+    got = _answer_letter(extract_boxed(text), valid) or _answer_letter(after, valid)
     if got:
         return got
+    if after is not None and _LETTERS_ONLY.fullmatch(after.strip()):
+        return None  # "The answer is (B) or (C).": no later fallback may pick one of them
     m = _LETTER_LEAD.match(text)
     if m and m.group(1) in valid:
         return m.group(1)
