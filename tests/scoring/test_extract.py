@@ -211,6 +211,13 @@ ANSWER_IS_CASES = [
     ("Answer: Let me think.\nThe dog is brown.\nThe answer is valid.", "valid"),
     ("The final answer is **No**", "No"),
     ("Answer:", None),
+    # a period after an abbreviation or an initial does not end the answer
+    ("The answer is St. Louis Rams.", "St. Louis Rams"),
+    ("Answer: Dr. Smith", "Dr. Smith"),
+    ("The answer is Washington D.C. Redskins", "Washington D.C. Redskins"),
+    ("The answer is J. R. R. Tolkien. He wrote it.", "J. R. R. Tolkien"),
+    ("The answer is Tom. He threw it.", "Tom"),
+    ("The answer is 3.5. I hope it is right.", "3.5"),
 ]
 
 

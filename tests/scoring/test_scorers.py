@@ -83,6 +83,19 @@ def test_drop_scorer_reports_em_and_f1() -> None:
     assert s.values == {"em": 0.0, "f1": 0.67}
 
 
+@pytest.mark.parametrize(
+    "gold,text",
+    [
+        ("St. Louis Rams", "The answer is St. Louis Rams."),
+        ("Dr. Smith", "Answer: Dr. Smith"),
+        ("Washington D.C. Redskins", "The answer is Washington D.C. Redskins"),
+    ],
+)
+def test_drop_answer_does_not_end_at_an_abbreviation(gold: str, text: str) -> None:
+    s = _score(drop_scorer(), [[gold]], text)
+    assert (s.extracted, s.values) == (gold, {"em": 1.0, "f1": 1.0})
+
+
 def test_math_scorer_compares_values_not_strings() -> None:
     gold = "The sum is $\\frac{1}{2} + \\frac{1}{4} = \\boxed{\\frac{3}{4}}$."
     s = _score(math_scorer(), gold, "Adding, we get $0.75$. Final Answer: The final answer is $0.75$. I hope it is correct.")

@@ -92,14 +92,32 @@ _ANSWER_IS = re.compile(
 )
 
 
+# A period that does not end the answer: after a single-letter initial ("D.C. Redskins", "J. R. R.
+# Tolkien") or a title or place abbreviation ("St. Louis Rams", "Dr. Smith"). A list, not every short
+# capitalised word: "The answer is Tom. He threw it." ends at "Tom".
+_ABBREVIATION = re.compile(
+    r"(?<![A-Za-z])(?:[A-Z]|St|Ste|Dr|Mr|Mrs|Ms|Mme|Jr|Sr|Mt|Ft|Pt|Lt|Gen|Col|Maj|Sgt|Capt|Cmdr|Adm|"
+    r"Gov|Sen|Rep|Rev|Prof|Pres|Hon|Inc|Ltd|Co|Corp|Bros|Ave|Blvd|Rd|vs)$"
+)
+
+
+def _sentence(s: str) -> str:
+    """`s` up to the end of its first sentence: a period followed by a space or the end, not one in
+    a number ("3.5. I hope" -> "3.5") nor one after an abbreviation ("St. Louis Rams." -> "St. Louis
+    Rams")."""
+    for m in re.finditer(r"\.(?:\s|$)", s):
+        if not _ABBREVIATION.search(s, 0, m.start()):
+            return s[: m.start()]
+    return s
+
+
 def _trim_answer(s: str) -> str:
     s = s.strip()
     if s.startswith("$"):
         close = s.find("$", 1)
         if close > 1 and not re.match(r"\s*\d", s[close + 1 :]):
             return s[: close + 1]
-    # a sentence end ("3.5. I hope") is a period followed by a space; "3.5" keeps its point
-    s = re.split(r"\.\s|\.$", s, maxsplit=1)[0]
+    s = _sentence(s)
     s = s.strip().strip("*_`").strip()
     return s.rstrip(".,;:!").strip().strip("*_").strip()
 
