@@ -87,7 +87,11 @@ def score_code_samples(
     """pass@k for every sample: all programs of all samples run in one parallel sandbox pool.
 
     Each sample needs fields prompt, test and entry_point; its n responses are n samples for
-    pass@k (values are reported for each k <= n). A failed model call counts as a wrong program."""
+    pass@k (values are reported for each k <= n). A failed model call has no program: here it is
+    recorded in the sample's `runs` and counts as not passing, but in a run the engine then drops the
+    whole sample (all n responses, the answered ones too) from the metrics when any of its calls
+    failed for good: its scores are cleared, it is marked `call_failed` and counted in the metric's
+    `n_failed`, not as a wrong program."""
     jobs: list[Job] = []
     where: list[tuple[int, int]] = []
     codes: list[list[str | None]] = []
