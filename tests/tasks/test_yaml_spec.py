@@ -257,3 +257,17 @@ def test_loglikelihood_spec_refuses_choices_and_unknown_output_types(tmp_path):
     p = _write(tmp_path, spec=LAMBADA_SPEC.replace("output_type: loglikelihood", "output_type: rolling"), rows=DOCS)
     with pytest.raises(TaskSpecError, match="multiple_choice, generate or loglikelihood"):
         build_task(parse_spec(p))
+
+
+def test_mc_target_equal_to_a_choice_text_is_that_choice_not_an_index_or_letter(tmp_path):
+    rows = [
+        {"qid": 1, "q": "1 + 1?", "options": ["1", "2", "3", "4"], "gold": "2"},  # text "2", not index 2
+        {"qid": 2, "q": "Spider legs?", "options": ["6", "8", "10", "12"], "gold": "8"},  # not out of range
+        {"qid": 3, "q": "The vowel?", "options": ["b", "a", "c"], "gold": "a"},  # text "a", not letter A
+        {"qid": 4, "q": "Pick C", "options": ["x", "y", "z"], "gold": "C"},  # no such text: a letter
+        {"qid": 5, "q": "Pick 1", "options": ["x", "y", "z"], "gold": 1},  # no such text: an index
+    ]
+    spec = SPEC.replace('metadata: {topic: "{{ topic }}"}\n', "")
+    loaded = build_task(parse_spec(_write(tmp_path, spec, rows))).load()
+    assert loaded.malformed == []
+    assert [s.target for s in loaded.samples] == [1, 1, 1, 2, 1]

@@ -14,7 +14,7 @@ choice_format: letters              # or texts (each choice's text is scored)
 id: "{{ id }}"                      # Jinja2 over the row's fields
 question: "{{ question }}"          # lettered choices are appended for choice_format letters
 choices: choices                    # a field holding a list, or a list of templates
-target: "{{ answer }}"              # MC: index, letter or the right choice's text
+target: "{{ answer }}"              # MC: the right choice's text, else an index or letter
 rationale: "{{ explanation }}"      # optional, used by --cot exemplars
 answer_prefix: "Answer:"
 generation: {max_tokens: 64, stop: ["\n\n"]}
@@ -292,15 +292,19 @@ def _scorer(spec: Mapping[str, Any], where: str) -> Any:
 
 
 def _choice_index(target: str, choices: tuple[str, ...]) -> int:
-    """A target given as an index ("2"), a letter ("C") or the right choice's text."""
+    """A target given as the right choice's text, an index ("2") or a letter ("C").
+
+    The text is tried first: with choices ["1", "2", "3"] the target "2" means the choice "2", not
+    index 2, and with ["b", "a", "c"] the target "a" means "a", not the letter A. Only a target that
+    is no choice's text is read as an index or a letter."""
+    if target in choices:
+        return choices.index(target)
     if target.lstrip("-").isdigit():
         i = int(target)
     elif len(target) == 1 and target.upper() in LETTERS[: len(choices)]:
         i = LETTERS.index(target.upper())
-    elif target in choices:
-        i = choices.index(target)
     else:
-        raise ValueError(f"target '{target}' is not an index, letter or choice text")
+        raise ValueError(f"target '{target}' is not a choice text, index or letter")
     if not 0 <= i < len(choices):
         raise ValueError(f"target index {i} out of range for {len(choices)} choices")
     return i
