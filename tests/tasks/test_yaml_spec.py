@@ -271,3 +271,22 @@ def test_mc_target_equal_to_a_choice_text_is_that_choice_not_an_index_or_letter(
     loaded = build_task(parse_spec(_write(tmp_path, spec, rows))).load()
     assert loaded.malformed == []
     assert [s.target for s in loaded.samples] == [1, 1, 1, 2, 1]
+
+
+@pytest.mark.parametrize(
+    ("line", "message", "hint"),
+    [
+        ("choice_format: letter\n", "unknown choice_format 'letter'", "known: letters, texts (did you mean 'letters'?)"),
+        ("mc_mode: loglikelihod\n", "unknown mc_mode 'loglikelihod'", "known: loglikelihood, generate (did you mean"),
+    ],
+)
+def test_mc_mode_and_choice_format_typos_are_refused_with_the_line_and_the_known_values(tmp_path, line, message, hint):
+    path = _write(tmp_path, SPEC + line)
+    with pytest.raises(TaskSpecError, match=message) as e:
+        build_task(parse_spec(path))
+    assert f"tiny.yaml:{SPEC.count(chr(10)) + 1}" in str(e.value) and e.value.hint.startswith(hint)
+
+
+def test_mc_mode_generate_and_choice_format_texts_are_accepted(tmp_path):
+    task = build_task(parse_spec(_write(tmp_path, SPEC + "mc_mode: generate\nchoice_format: texts\n")))
+    assert (task.mc_mode, task.choice_format) == ("generate", "texts")

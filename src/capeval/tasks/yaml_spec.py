@@ -71,6 +71,8 @@ KNOWN_KEYS = {
     "capabilities", "metadata", "repeats", "strata", "sampler",
 }
 SAMPLERS = ("first_n", "fixed", "per_item")
+# the values Task takes for these keys: a typo would otherwise change how the task is scored unnoticed
+CHOICES_OF = {"mc_mode": ("loglikelihood", "generate"), "choice_format": ("letters", "texts")}
 REQUIRED_KEYS = ("name", "source", "question", "target")
 
 _env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
@@ -235,6 +237,12 @@ def build_task(spec: Mapping[str, Any], data: str | None = None) -> Task:
     sampler = spec.get("sampler")
     if sampler is not None and sampler not in SAMPLERS:
         raise TaskSpecError(f"{where('sampler')}: unknown sampler '{sampler}'", f"known: {', '.join(SAMPLERS)}")
+    for key, allowed in CHOICES_OF.items():
+        if key in spec and spec[key] not in allowed:
+            raise TaskSpecError(
+                f"{where(key)}: unknown {key} '{spec[key]}'",
+                f"known: {', '.join(allowed)}" + _closest(str(spec[key]), allowed),
+            )
     layout = PromptLayout(
         description=str(spec.get("instruction", "")),
         answer_prefix=str(spec.get("answer_prefix", "")),
@@ -272,6 +280,14 @@ def build_task(spec: Mapping[str, Any], data: str | None = None) -> Task:
         strata=str(spec["strata"]) if spec.get("strata") else None,
         sampler=sampler,
     )
+
+
+def _closest(value: str, allowed: Sequence[str]) -> str:
+    """" (did you mean 'X'?)" for a near miss, else ""."""
+    import difflib
+
+    close = difflib.get_close_matches(value, allowed, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def _scorer(spec: Mapping[str, Any], where: str) -> Any:
