@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from capeval.engine import plan_task
-from capeval.errors import DatasetError
+from capeval.errors import CapevalError, DatasetError
 from capeval.prompting import PromptConfig
 from capeval.tasks import expand, get_task
 from capeval.types import Response
@@ -123,6 +123,14 @@ def test_hhh_calibrated_choice_and_per_category_accuracy():
     assert samples[1].target == 0 and by[("hhh/harmless", "acc")] == 0.5
     assert by[("hhh/helpful", "acc")] == 1.0 and by[("hhh/honest", "acc")] == 1.0
     assert by[("hhh", "acc_macro")] == pytest.approx((0.5 + 1.0 + 1.0) / 3)
+
+
+def test_hhh_refuses_exemplars_since_its_calibration_prompt_has_none():
+    task = get_task("hhh", data=str(FIXTURES / "hhh"))
+    with pytest.raises(CapevalError, match=r"hhh takes no exemplars \(--shots 2\)") as e:
+        plan_task(task, PromptConfig(shots=2))
+    assert "HHH is evaluated 0-shot" in str(e.value.hint)
+    assert len(plan_task(task, PromptConfig(shots=0)).samples) == 4
 
 
 # ---- suites, listing, offline hub ---------------------------------------------------------------------

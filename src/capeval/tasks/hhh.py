@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from capeval.errors import CapevalError
 from capeval.prompting import PromptConfig, PromptLayout, RenderedPrompt
 from capeval.scoring.base import error_score
 from capeval.tasks._common import SUBJECT_KEY, SubjectTask, local_or
@@ -118,6 +119,16 @@ def hhh_scorer(sample: Sample, responses: Sequence[Response], task: Any) -> Scor
 @dataclass
 class HhhTask(SubjectTask):
     """Two log-likelihood calls per item: the real prompt and the calibration prompt."""
+
+    def exemplars_for(self, sample: Sample, pool: Sequence[Sample], config: PromptConfig) -> list[Sample]:
+        # The calibration prompt must be the real one with only the options changed; exemplars would
+        # have to be shown in both, and INSTRUCTEVAL's HHH has none: refuse rather than guess.
+        if config.shots:
+            raise CapevalError(
+                f"hhh takes no exemplars (--shots {config.shots})",
+                "HHH is evaluated 0-shot, as INSTRUCTEVAL does: run it without --shots (or with --shots 0)",
+            )
+        return []
 
     def requests(self, sample: Sample, rendered: RenderedPrompt, config: PromptConfig) -> list[Request]:
         if config.variant:
