@@ -95,6 +95,21 @@ def test_csv_and_tsv_rows_with_bad_bytes_are_malformed_by_first_line(tmp_path):
         load_rows(Source("local", str(bad_header)), "test")
 
 
+def test_csv_rows_with_missing_or_extra_fields_are_malformed_not_the_text_none(tmp_path):
+    f = tmp_path / "test.csv"
+    f.write_text('input,target\nnot ( True ) is,False\nTrue and False is\n"a, b",c,d\n"two\nlines",True\n')
+    rows = load_rows(Source("local", str(f)), "test")
+    assert rows == [{"input": "not ( True ) is", "target": "False"},
+                    {MALFORMED: "test.csv:3: expected 2 fields, got 1"},
+                    {MALFORMED: "test.csv:4: expected 2 fields, got 3"},
+                    {"input": "two\nlines", "target": "True"}]
+    from capeval.tasks import get_task
+
+    loaded = get_task("bbh_boolean_expressions", data=str(f)).load()
+    assert len(loaded.malformed) == 2 and "test.csv:3: expected 2 fields, got 1" in loaded.malformed[0]
+    assert all(s.target != "None" for s in loaded.samples)
+
+
 def test_json_file_rows_with_bad_bytes_and_invalid_json_name_the_line(tmp_path):
     f = tmp_path / "items.json"
     f.write_bytes(b'[\n  {"question": "2+2?", "answer": "4"},\n  {"question": "\xff",\n   "answer": "?"},\n'

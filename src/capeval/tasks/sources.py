@@ -215,7 +215,8 @@ def _iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def _iter_csv(path: Path, delimiter: str) -> Iterator[dict[str, Any]]:
-    """CSV/TSV rows; bytes that are not UTF-8 make their row (named by its first line) malformed."""
+    """CSV/TSV rows; a row with more or fewer fields than the header, or with bytes that are not UTF-8,
+    is malformed (named by its first line)."""
     with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as fh:
         reader = csv.DictReader(fh, delimiter=delimiter)
         header = reader.fieldnames or []
@@ -231,10 +232,22 @@ def _iter_csv(path: Path, delimiter: str) -> Iterator[dict[str, Any]]:
             except csv.Error as e:
                 yield {MALFORMED: f"{path.name}:{first_line}: {e}"}
                 continue
-            if any(isinstance(v, str) and _has_undecodable(v) for v in row.values()):
+            got = _field_count(row, len(header))
+            if got != len(header):
+                yield {MALFORMED: f"{path.name}:{first_line}: expected {len(header)} fields, got {got}"}
+            elif any(isinstance(v, str) and _has_undecodable(v) for v in row.values()):
                 yield {MALFORMED: f"{path.name}:{first_line}: not valid UTF-8"}
             else:
                 yield dict(row)
+
+
+def _field_count(row: dict[Any, Any], n_header: int) -> int:
+    """How many fields a DictReader row had: it fills the missing ones of a short row with None (read
+    later as the text "None") and keeps a long row's extra ones in a list under the key None."""
+    extra = row.get(None)
+    if extra is not None:
+        return n_header + len(extra)
+    return n_header - sum(1 for v in row.values() if v is None)
 
 
 def _read_json(path: Path) -> list[dict[str, Any]]:
