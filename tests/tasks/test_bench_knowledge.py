@@ -235,3 +235,24 @@ def test_hellaswag_preprocessing_prompt_and_acc_norm():
     lm_eval = max(range(4), key=lambda i: lls[i] / lengths[i])
     assert (with_space, lm_eval) == (1, 3) and int(s.target) == 3
     assert task.score(s, [Response(logprobs=lls)]).values["acc_norm"] == 1.0
+
+
+def test_choices_given_as_text_or_a_mapping_are_malformed_rows_not_split_into_characters(tmp_path):
+    import json
+
+    rows = [
+        {"question": "Which bone protects the brain?", "subject": "anatomy", "choices": ["Femur", "Skull"], "answer": 1},
+        {"question": "A CSV cell?", "subject": "anatomy", "choices": "['Femur', 'Skull']", "answer": 1},
+        {"question": "ARC's layout?", "subject": "anatomy", "choices": {"text": ["a", "b"], "label": ["A", "B"]},
+         "answer": 0},
+    ]
+    f = tmp_path / "test.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    loaded = get_task("mmlu_anatomy", data=str(f)).load()
+    assert [s.choices for s in loaded.samples] == [("Femur", "Skull")]
+    assert "choices must be a list, got str \"['Femur', 'Skull']\"" in loaded.malformed[0]
+    assert "choices must be a list, got a mapping with keys ['label', 'text']" in loaded.malformed[1]
+    hs = {"ind": 1, "activity_label": "Cooking", "ctx_a": "A man cooks.", "ctx_b": "he", "endings": "abcd", "label": "0"}
+    f.write_text(json.dumps(hs) + "\n")
+    hella = get_task("hellaswag", data=str(f)).load()
+    assert hella.samples == [] and "choices must be a list, got str 'abcd'" in hella.malformed[0]

@@ -290,3 +290,17 @@ def test_mc_mode_and_choice_format_typos_are_refused_with_the_line_and_the_known
 def test_mc_mode_generate_and_choice_format_texts_are_accepted(tmp_path):
     task = build_task(parse_spec(_write(tmp_path, SPEC + "mc_mode: generate\nchoice_format: texts\n")))
     assert (task.mc_mode, task.choice_format) == ("generate", "texts")
+
+
+def test_more_choices_than_letters_is_a_malformed_row_not_a_crash(tmp_path):
+    rows = [
+        {"qid": 1, "q": "Pick z2", "options": [f"z{i}" for i in range(27)], "gold": "z2"},
+        {"qid": 2, "q": "2+2?", "options": ["3", "4"], "gold": "4"},
+    ]
+    spec = SPEC.replace('metadata: {topic: "{{ topic }}"}\n', "")
+    task = build_task(parse_spec(_write(tmp_path, spec, rows)))
+    plan = plan_task(task, PromptConfig())
+    assert [s.id for s in plan.samples] == ["q2"]
+    assert plan.malformed == ["tiny-mc test row 0: ValueError: 27 choices, more than the 26 letters A..Z"]
+    texts = build_task(parse_spec(_write(tmp_path, spec + "choice_format: texts\n", rows)))
+    assert len(texts.load().samples) == 2  # each choice's text is scored: no letters needed

@@ -265,9 +265,20 @@ def group_breakdown(
     return out
 
 
+def choice_list(values: Any) -> Iterable[Any]:
+    """A row's choices as given; text or a mapping makes the row malformed (iterating them would
+    read a CSV cell "['a', 'b']" as its characters, or ARC's {"text": [...], "label": [...]} as its keys)."""
+    if isinstance(values, Mapping):
+        raise TypeError(f"choices must be a list, got a mapping with keys {sorted(map(str, values))}")
+    if isinstance(values, (str, bytes)):
+        raise TypeError(f"choices must be a list, got {type(values).__name__} {values[:40]!r}")
+    return values
+
+
 def choice_rows(values: Iterable[Any]) -> tuple[str, ...]:
-    """Choices as stripped strings; an empty or missing choice makes the row malformed."""
-    out = tuple(str(v).strip() if v is not None else "" for v in values)
+    """Choices as stripped strings; an empty or missing choice makes the row malformed, and so does
+    text or a mapping in place of a list (`choice_list`)."""
+    out = tuple(str(v).strip() if v is not None else "" for v in choice_list(values))
     if not out or any(not c for c in out):
         raise ValueError(f"empty choice in {out!r}")
     return out
@@ -297,6 +308,7 @@ __all__ = [
     "SUBJECT_KEY",
     "FewShotTask",
     "SubjectTask",
+    "choice_list",
     "choice_rows",
     "group_breakdown",
     "lazy_scorer",

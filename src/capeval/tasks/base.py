@@ -149,8 +149,8 @@ class Task:
                 if MALFORMED in row:
                     raise ValueError(row[MALFORMED])
                 s = self.row_to_sample(row, i)
-                if self.output_type == "multiple_choice" and not s.choices:
-                    raise ValueError("no choices")
+                if self.output_type == "multiple_choice":
+                    self._check_choices(s)
                 if s.id in seen:
                     s = replace(s, id=f"{s.id}#{i}")
                 seen.add(s.id)
@@ -161,6 +161,15 @@ class Task:
                     raise DatasetError(f"malformed row: {msg}", "fix the row or run without --strict") from None
                 malformed.append(msg)
         return LoadedSamples(samples, malformed)
+
+    def _check_choices(self, sample: Sample) -> None:
+        """A multiple-choice sample needs choices, and no more than there are letters to name them
+        when the prompt lists them by letter or the model answers with one."""
+        if not sample.choices:
+            raise ValueError("no choices")
+        lettered = self.choice_format == "letters" or self.mc_mode == "generate"
+        if lettered and len(sample.choices) > len(LETTERS):
+            raise ValueError(f"{len(sample.choices)} choices, more than the {len(LETTERS)} letters A..Z")
 
     # ---- prompts ----------------------------------------------------------------------------
     def question(self, sample: Sample) -> str:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from capeval.prompting import PromptLayout
-from capeval.tasks._common import FewShotTask, choice_rows, local_or
+from capeval.tasks._common import FewShotTask, choice_list, choice_rows, local_or
 from capeval.tasks.registry import register_task
 from capeval.tasks.sources import Source
 from capeval.types import Sample
@@ -30,7 +30,7 @@ def preprocess(text: str) -> str:
 def hellaswag_row(row: Mapping[str, Any], index: int, task: Any) -> Sample:
     """Rowan/hellaswag row: ind, activity_label, ctx_a, ctx_b, endings (4), label ("0".."3")."""
     ctx = str(row["ctx_a"]) + " " + str(row["ctx_b"]).capitalize()
-    endings = choice_rows(preprocess(str(e)) for e in row["endings"])
+    endings = choice_rows(preprocess(str(e)) for e in choice_list(row["endings"]))
     label = row["label"]
     if label in (None, ""):
         raise ValueError("no label (the hub test split is unlabeled; use validation)")

@@ -204,8 +204,8 @@ def build_task(spec: Mapping[str, Any], data: str | None = None) -> Task:
             choices = tuple(_render(t, fields) for t in choice_ts)
         elif isinstance(choices_spec, str):
             raw = fields[choices_spec]
-            if isinstance(raw, str):
-                raise ValueError(f"field '{choices_spec}' must hold a list of choices")
+            if isinstance(raw, (str, bytes, Mapping)):
+                raise ValueError(f"field '{choices_spec}' must hold a list of choices, not {type(raw).__name__}")
             choices = tuple(str(c) for c in raw)
         fields["choices"] = list(choices) if choices else fields.get("choices")
         fields["question"] = _render(question_t, fields)
