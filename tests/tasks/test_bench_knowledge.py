@@ -253,6 +253,7 @@ def test_choices_given_as_text_or_a_mapping_are_malformed_rows_not_split_into_ch
     assert "choices must be a list, got str \"['Femur', 'Skull']\"" in loaded.malformed[0]
     assert "choices must be a list, got a mapping with keys ['label', 'text']" in loaded.malformed[1]
     hs = {"ind": 1, "activity_label": "Cooking", "ctx_a": "A man cooks.", "ctx_b": "he", "endings": "abcd", "label": "0"}
-    f.write_text(json.dumps(hs) + "\n")
+    good = {**hs, "ind": 2, "endings": ["a", "b", "c", "d"]}
+    f.write_text(json.dumps(hs) + "\n" + json.dumps(good) + "\n")
     hella = get_task("hellaswag", data=str(f)).load()
-    assert hella.samples == [] and "choices must be a list, got str 'abcd'" in hella.malformed[0]
+    assert len(hella.samples) == 1 and "choices must be a list, got str 'abcd'" in hella.malformed[0]

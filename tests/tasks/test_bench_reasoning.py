@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from capeval.engine import plan_task
+from capeval.errors import DatasetError
 from capeval.prompting import PromptConfig
 from capeval.tasks import get_task
 from capeval.types import Response
@@ -28,6 +31,25 @@ def test_gsm8k_rows_rationale_and_malformed_rows():
     assert "invalid JSON" in loaded.malformed[1]
     train = task.load(split="train").samples
     assert train[8].target == "950"  # "1,200 - 250 = 950 ... #### 950": commas gone from the number
+
+
+def test_a_split_whose_every_row_is_malformed_is_an_error_naming_the_reason_and_the_columns(tmp_path):
+    import json
+
+    rows = [{"problem": "1+1?", "answer": "2 #### 2"}, {"problem": "2+2?", "answer": "4 #### 4"}]
+    (tmp_path / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DatasetError, match=r"gsm8k test: all 2 rows are malformed \(first: .*KeyError: 'question'\)") as e:
+        plan_task(get_task("gsm8k", data=str(tmp_path)), PromptConfig(shots=0))
+    assert "the rows have the columns answer, problem" in str(e.value.hint)
+    # a multi-subject task: every subject's rows malformed
+    (tmp_path / "test.jsonl").write_text('{"input": "True and False is"}\n')
+    with pytest.raises(DatasetError, match="bbh_boolean_expressions test: all 1 rows are malformed"):
+        get_task("bbh_boolean_expressions", data=str(tmp_path / "test.jsonl")).load()
+    # one good row is enough: the others are counted, as before
+    rows.append({"question": "3+3?", "answer": "6 #### 6"})
+    (tmp_path / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    loaded = get_task("gsm8k", data=str(tmp_path)).load()
+    assert len(loaded.samples) == 1 and len(loaded.malformed) == 2
 
 
 def test_gsm8k_prompt_zero_and_k_shot_exemplars_fixed_by_seed():

@@ -16,7 +16,7 @@ from capeval.analysis.stats import bootstrap_ci, small_sample_warning
 from capeval.errors import DatasetError
 from capeval.prompting import PromptConfig, RenderedPrompt
 from capeval.scoring.base import Scorer
-from capeval.tasks.base import LoadedSamples, Task
+from capeval.tasks.base import LoadedSamples, Task, refuse_all_malformed
 from capeval.tasks.sources import LOCAL_EXTENSIONS, MALFORMED, Source, load_rows
 from capeval.types import MetricResult, Response, Sample, Score
 
@@ -167,9 +167,13 @@ class SubjectTask(FewShotTask):
         split = split or self.split
         samples: list[Sample] = []
         malformed: list[str] = []
+        every_row: list[dict[str, Any]] = []
+        n_read = 0
         for subject, rows in self.subject_rows(split):
+            every_row += rows
             part = self.samples_from_rows([{**r, SUBJECT_KEY: subject} for r in rows], split, strict=strict, where=subject)
             malformed += part.malformed
+            n_read += len(part.samples)
             subject_samples = part.samples
             if self.holdout_first and split == self.split:
                 self._heldout[subject] = subject_samples[: self.holdout_first]
@@ -177,6 +181,7 @@ class SubjectTask(FewShotTask):
             # --limit counts per subject, as lm-eval limits each subtask of a group: the first N
             # overall would all come from the first subject and leave the macro average of one
             samples += subject_samples if limit is None else subject_samples[:limit]
+        refuse_all_malformed(f"{self.name} {split}", every_row, n_read, malformed)
         return LoadedSamples(samples, malformed)
 
     # ---- prompts ----------------------------------------------------------------------------

@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 OutputType = Literal["multiple_choice", "generate", "loglikelihood"]
 
 # Scorer and ScoringContext live in capeval.scoring.base; imported here for code that reads them from tasks
-__all__ = ["LETTERS", "Breakdown", "LoadedSamples", "OutputType", "Scorer", "ScoringContext", "Task"]
+__all__ = [
+    "LETTERS", "Breakdown", "LoadedSamples", "OutputType", "Scorer", "ScoringContext", "Task", "refuse_all_malformed",
+]
 
 
 class Breakdown(Protocol):
@@ -45,6 +47,22 @@ class Breakdown(Protocol):
 class LoadedSamples:
     samples: list[Sample]
     malformed: list[str]  # one message per row that could not be read ("row 12: missing 'answer'")
+
+
+def refuse_all_malformed(where: str, rows: Sequence[Mapping[str, Any]], n_read: int, malformed: Sequence[str]) -> None:
+    """Stop when a split has rows but none could be read (`n_read` samples came of them): a wrong
+    file or renamed columns (gsm8k rows with `problem` for `question`) would otherwise run with no
+    items and succeed."""
+    if n_read or not malformed:
+        return
+    columns = sorted({str(k) for r in rows if MALFORMED not in r for k in r if not str(k).startswith("__")})
+    raise DatasetError(
+        f"{where}: all {len(malformed)} rows are malformed (first: {malformed[0]})",
+        f"the rows have the columns {', '.join(columns)}; the task reads the dataset's own field names "
+        "(as on the hub): rename the columns or check the file"
+        if columns
+        else "no row could be read: check the file's format",
+    )
 
 
 @dataclass
@@ -122,9 +140,13 @@ class Task:
 
     def load(self, split: str | None = None, limit: int | None = None, strict: bool = False) -> LoadedSamples:
         split = split or self.split
+        rows = load_rows(self.source, split)
         if self.only_ids is None or split != self.split:
-            return self.samples_from_rows(load_rows(self.source, split), split, limit=limit, strict=strict)
-        loaded = self.samples_from_rows(load_rows(self.source, split), split, strict=strict)
+            loaded = self.samples_from_rows(rows, split, limit=limit, strict=strict)
+            refuse_all_malformed(f"{self.name} {split}", rows, len(loaded.samples), loaded.malformed)
+            return loaded
+        loaded = self.samples_from_rows(rows, split, strict=strict)
+        refuse_all_malformed(f"{self.name} {split}", rows, len(loaded.samples), loaded.malformed)
         kept = [s for s in loaded.samples if s.id in self.only_ids]
         return LoadedSamples(kept if limit is None else kept[:limit], loaded.malformed)
 

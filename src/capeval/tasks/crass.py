@@ -21,7 +21,7 @@ from typing import Any
 from capeval.errors import DatasetError
 from capeval.prompting import PromptConfig, PromptLayout
 from capeval.tasks._common import FewShotTask, choice_rows
-from capeval.tasks.base import LoadedSamples
+from capeval.tasks.base import LoadedSamples, refuse_all_malformed
 from capeval.tasks.registry import register_task
 from capeval.tasks.sources import MALFORMED, Source
 from capeval.types import GenerationParams, Sample
@@ -145,7 +145,8 @@ class CrassTask(FewShotTask):
             return LoadedSamples([crass_row(r, i, self) for i, r in enumerate(EXEMPLARS)], [])
         samples: list[Sample] = []
         malformed: list[str] = []
-        for i, row in enumerate(self.rows()):
+        rows = self.rows()
+        for i, row in enumerate(rows):
             if limit is not None and len(samples) >= limit:
                 break
             try:
@@ -158,6 +159,7 @@ class CrassTask(FewShotTask):
                         f"malformed row: crass row {i}: {e}", "fix the row or run without --strict"
                     ) from None
                 malformed.append(f"crass test row {i}: {type(e).__name__}: {e}")
+        refuse_all_malformed("crass test", rows, len(samples), malformed)
         return LoadedSamples(samples, malformed)
 
     def exemplars_for(self, sample: Sample, pool: Any, config: PromptConfig) -> list[Sample]:
