@@ -274,3 +274,25 @@ def test_evaluate_spec_runs_prompt_variants_and_summarises_them(tmp_path):
     assert outcome.sensitivity is not None
     (row,) = [r for r in outcome.sensitivity if r.metric == "exact_match"]
     assert (row.task, row.n_variants) == ("gsm8k", 2)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"shots": -1}, "--shots must be 0 or more, got -1"),
+        ({"limit": 0}, "--limit must be at least 1, got 0"),
+        ({"sample": -3}, "--sample must be at least 1, got -3"),
+        ({"limit": 5, "sample": 10}, "--limit and --sample both choose the items; give one"),
+    ],
+)
+def test_resolve_refuses_unusable_shots_limit_and_sample_before_any_model_loads(monkeypatch, options, message):
+    from capeval.errors import CapevalError
+    from capeval.runspec import resolve
+
+    def no_load(self, loaded=None):
+        raise AssertionError("the model was loaded before the options were checked")
+
+    monkeypatch.setattr(RunSpec, "load_model", no_load)
+    with pytest.raises(CapevalError) as e:
+        resolve(RunSpec(model="openai:never-loaded", tasks=["mtbench-category"], **options))
+    assert str(e.value).startswith(message)

@@ -237,12 +237,27 @@ def build_tasks(spec: RunSpec) -> list[Task]:
     return use_recipe_files(built, list(spec.recipe_files)) if spec.recipe_files else built
 
 
+def check_items_and_shots(spec: RunSpec) -> None:
+    """Refuse --shots, --limit and --sample values no run can use, before any model loads (the
+    engine's own check of --limit and --sample comes after the model is loaded)."""
+    if spec.shots is not None and spec.shots < 0:
+        raise CapevalError(
+            f"--shots must be 0 or more, got {spec.shots}", "--shots 0 for no exemplars; leave it out for each task's own"
+        )
+    for flag, value in (("--limit", spec.limit), ("--sample", spec.sample)):
+        if value is not None and value < 1:
+            raise CapevalError(f"{flag} must be at least 1, got {value}", "leave it out to evaluate every item")
+    if spec.limit is not None and spec.sample is not None:
+        raise CapevalError("--limit and --sample both choose the items; give one", "--sample N draws a stratified sample of N")
+
+
 def resolve(spec: RunSpec) -> ResolvedRun:
     """Check the spec, build its tasks and load its models (the slow part comes last, so a usage
     error costs no model load)."""
     cache = spec.cache_mode()
     if spec.prompt_variants < 1:
         raise CapevalError("--prompt-variants must be at least 1")
+    check_items_and_shots(spec)
     tasks = build_tasks(spec)
     strata = _stratify_map(spec.stratify, [t.name for t in tasks])
     if strata and spec.sample is None:
