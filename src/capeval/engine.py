@@ -299,7 +299,8 @@ def plan_task(
         rendered = task.render(s, exemplars, config)
         prompts.append(rendered.text)
         reqs.append(task.requests(s, rendered, config))
-    return TaskPlan(task, loaded.samples, prompts, reqs, loaded.malformed, subset, [warning] if warning else [])
+    warnings = [w for w in (warning, task.fewshot_warning(k)) if w]
+    return TaskPlan(task, loaded.samples, prompts, reqs, loaded.malformed, subset, warnings)
 
 
 def aggregate(

@@ -130,6 +130,18 @@ def test_mmlu_from_one_local_file_never_uses_the_item_as_its_own_exemplar():
     assert plan.prompts[0].count("Answer:") == 2  # the other item only
 
 
+def test_exemplars_from_the_evaluated_file_itself_are_a_run_warning_only_with_shots():
+    one_file = get_task("mmlu_elementary_mathematics", data=str(FIXTURES / "mmlu" / "test.jsonl"))
+    (warning,) = plan_task(one_file, PromptConfig()).warnings
+    assert warning.startswith("mmlu_elementary_mathematics: exemplars drawn from the evaluated file itself: ")
+    assert "serves the test items and the dev exemplars" in warning
+    assert plan_task(one_file, PromptConfig(shots=0)).warnings == []
+    # a folder with its own dev split, and CRASS's fixed exemplars, draw nothing from the evaluated file
+    assert plan_task(get_task("mmlu", data=str(FIXTURES / "mmlu")), PromptConfig()).warnings == []
+    crass = get_task("crass", data=str(FIXTURES / "crass" / "CRASS_FTM_main_data_set.csv"))
+    assert plan_task(crass, PromptConfig()).warnings == []
+
+
 # ---- CMMLU / C-Eval -----------------------------------------------------------------------------
 
 

@@ -56,10 +56,24 @@ class FewShotTask(Task):
     conflicts: Callable[[Sample, Sample], bool] | None = None
 
     @property
+    def single_file(self) -> bool:
+        """Whether the rows come from one local file, which serves every split (`--data TASK=FILE`)."""
+        return self.source.kind == "local" and Path(self.source.path).is_file()
+
+    @property
     def pool_is_eval_split(self) -> bool:
         # a single local file serves every split, so its "dev" pool holds the evaluated items too
-        single_file = self.source.kind == "local" and Path(self.source.path).is_file()
-        return single_file or self.fewshot_split in (None, self.split)
+        return self.single_file or self.fewshot_split in (None, self.split)
+
+    def fewshot_warning(self, shots: int) -> str | None:
+        # deliberate (a lone file is all the user gave), but the prompts are then not the paper's
+        if shots <= 0 or not self.single_file or self.fewshot_split in (None, self.split):
+            return None
+        return (
+            f"{self.name}: exemplars drawn from the evaluated file itself: {self.source.path} serves the "
+            f"{self.split} items and the {self.fewshot_split} exemplars (an item is never its own exemplar); "
+            f"give a folder with {self.split} and {self.fewshot_split} files to draw them from the {self.fewshot_split} split"
+        )
 
     def exemplars_for(self, sample: Sample, pool: Sequence[Sample], config: PromptConfig) -> list[Sample]:
         k = self.shots if config.shots is None else config.shots

@@ -263,6 +263,10 @@ class Task:
         k = self.shots if config.shots is None else config.shots
         return select_exemplars(pool, k, config.seed, exclude_id=sample.id)
 
+    def fewshot_warning(self, shots: int) -> str | None:
+        """What the run should warn about where `shots` exemplars come from (default: nothing)."""
+        return None
+
     def requests(self, sample: Sample, rendered: RenderedPrompt, config: PromptConfig) -> list[Request]:
         """The model calls one sample needs (most tasks: one)."""
         if config.variant:

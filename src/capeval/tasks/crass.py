@@ -166,6 +166,9 @@ class CrassTask(FewShotTask):
         k = self.shots if config.shots is None else config.shots
         return list(pool)[:k]  # the three fixed exemplars, in order
 
+    def fewshot_warning(self, shots: int) -> str | None:
+        return None  # the exemplars are the three fixed ones, never rows of the file
+
 
 @register_task("crass")
 def crass(data: str | None = None) -> CrassTask:
