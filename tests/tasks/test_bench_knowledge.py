@@ -204,6 +204,22 @@ def test_gpqa_choices_shuffled_by_fixed_seed_per_item():
     assert task.score(first, [ll_response(4, (first.target + 1) % 4)]).values["acc"] == 0.0
 
 
+def test_gpqa_reports_each_domain_and_the_macro_mean(tmp_path):
+    import json
+
+    lines = (FIXTURES / "gpqa" / "train.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines[:3]]
+    rows[2]["High-level domain"] = "Chemistry"
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    task = get_task("gpqa_diamond", data=str(tmp_path))
+    samples = task.load().samples
+    wrong_first = [ll_response(4, (s.target + 1) % 4 if i == 0 else s.target) for i, s in enumerate(samples)]
+    scores = [task.score(s, [r]) for s, r in zip(samples, wrong_first)]
+    by = {(m.task, m.metric): m.value for m in task.group_metrics(scores)}
+    assert by[("gpqa_diamond/Physics", "acc")] == 0.5 and by[("gpqa_diamond/Chemistry", "acc")] == 1.0
+    assert by[("gpqa_diamond", "acc_macro")] == pytest.approx(0.75)  # the micro mean is 2/3
+
+
 def test_gpqa_hub_error_says_gated(monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     task = get_task("gpqa_main")

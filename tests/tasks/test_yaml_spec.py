@@ -304,3 +304,21 @@ def test_more_choices_than_letters_is_a_malformed_row_not_a_crash(tmp_path):
     assert plan.malformed == ["tiny-mc test row 0: ValueError: 27 choices, more than the 26 letters A..Z"]
     texts = build_task(parse_spec(_write(tmp_path, spec + "choice_format: texts\n", rows)))
     assert len(texts.load().samples) == 2  # each choice's text is scored: no letters needed
+
+
+def test_group_by_reports_each_value_and_the_macro_mean_as_mtbench_category_does(tmp_path):
+    from capeval.tasks import get_task
+    from capeval.types import Response
+
+    task = build_task(parse_spec(_write(tmp_path, SPEC + "group_by: topic\n")))
+    samples = task.load().samples  # q1 math, q2 world, q3 world
+    right = [task.score(s, [Response(logprobs=(-1.0, -2.0) if s.target == 0 else (-2.0, -1.0))]) for s in samples]
+    right[2] = task.score(samples[2], [Response(logprobs=(-1.0, -2.0))])  # q3 wrong
+    by = {(m.task, m.metric): m.value for m in task.group_metrics(right)}
+    assert by[("tiny-mc/math", "acc")] == 1.0 and by[("tiny-mc/world", "acc")] == 0.5
+    assert by[("tiny-mc", "acc_macro")] == 0.75
+    assert build_task(parse_spec(_write(tmp_path))).group_metrics(right) == []
+    mt = get_task("mtbench-category")
+    mt_scores = [mt.score(s, [Response(logprobs=tuple(-1.0 for _ in range(8)))]) for s in mt.load().samples]
+    tasks = {m.task for m in mt.group_metrics(mt_scores)}
+    assert len(tasks) == 9 and "mtbench-category/writing" in tasks

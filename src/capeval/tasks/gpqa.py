@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from capeval.errors import DatasetError
 from capeval.prompting import PromptLayout
-from capeval.tasks._common import FewShotTask, choice_rows, local_or
+from capeval.tasks._common import FewShotTask, choice_rows, group_breakdown, local_or
 from capeval.tasks.base import LoadedSamples
 from capeval.tasks.registry import register_task
 from capeval.tasks.sources import Source
-from capeval.types import GenerationParams, Sample
+from capeval.types import GenerationParams, MetricResult, Response, Sample, Score
 
 GPQA_CONFIGS = {"gpqa_main": "gpqa_main", "gpqa_diamond": "gpqa_diamond", "gpqa_extended": "gpqa_extended"}
 # The choice order is a property of the benchmark, not of the run: fixed per item so every model
@@ -68,7 +68,15 @@ def gpqa_row(row: Mapping[str, Any], index: int, task: Any) -> Sample:
 
 @dataclass
 class GpqaTask(FewShotTask):
-    """GPQA with a load error that says the hub dataset is gated."""
+    """GPQA with a load error that says the hub dataset is gated, reported overall and per domain
+    (Physics, Chemistry, Biology) with the macro mean, as MMLU per subject."""
+
+    def score(self, sample: Sample, responses: Sequence[Response]) -> Score:
+        s = super().score(sample, responses)
+        return replace(s, metadata={**dict(s.metadata), "domain": sample.metadata.get("domain")})
+
+    def group_metrics(self, scores: Sequence[Score]) -> list[MetricResult]:
+        return group_breakdown(self.name, scores, key=lambda s: s.metadata.get("domain"))
 
     def load(self, split: str | None = None, limit: int | None = None, strict: bool = False) -> LoadedSamples:
         try:

@@ -24,6 +24,7 @@ metrics: [acc, acc_norm]
 capabilities: [Reasoning]
 metadata: {subject: "{{ subject }}"}
 strata: subject                     # the metadata key (or row field) --sample stratifies by
+group_by: subject                   # optional: also report each value's metrics and their macro mean
 ```
 
 `sampler` says how the few-shot exemplars are drawn from the pool (the evaluated item itself is
@@ -50,7 +51,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -59,16 +60,16 @@ import yaml
 
 from capeval.errors import TaskSpecError, UnknownNameError
 from capeval.prompting import PromptConfig, PromptLayout
-from capeval.tasks._common import FewShotTask
+from capeval.tasks._common import FewShotTask, group_breakdown
 from capeval.tasks.base import LETTERS, Task
 from capeval.tasks.sources import Source
-from capeval.types import GenerationParams, Sample
+from capeval.types import GenerationParams, MetricResult, Response, Sample, Score
 
 KNOWN_KEYS = {
     "name", "description", "source", "split", "fewshot_split", "shots", "output_type", "mc_mode",
     "choice_format", "id", "question", "choices", "target", "answer", "rationale", "answer_prefix",
     "target_delimiter", "fewshot_delimiter", "instruction", "generation", "scorer", "metrics",
-    "capabilities", "metadata", "repeats", "strata", "sampler",
+    "capabilities", "metadata", "repeats", "strata", "sampler", "group_by",
 }
 SAMPLERS = ("first_n", "fixed", "per_item")
 # the values Task takes for these keys: a typo would otherwise change how the task is scored unnoticed
@@ -83,6 +84,22 @@ class TemplateTask(FewShotTask):
     """A task built from a YAML spec; `sampler` is the spec's exemplar draw (None: the base Task's)."""
 
     sampler: Literal["first_n", "fixed", "per_item"] | None = None
+    # the metadata key (or row field) whose values get their own metric rows and a macro mean, as
+    # MMLU's subjects (None: overall metrics only)
+    group_by: str | None = None
+
+    def score(self, sample: Sample, responses: Sequence[Response]) -> Score:
+        s = super().score(sample, responses)
+        if self.group_by is None:
+            return s
+        group = sample.metadata.get(self.group_by, sample.fields.get(self.group_by))
+        return replace(s, metadata={**dict(s.metadata), self.group_by: group})
+
+    def group_metrics(self, scores: Sequence[Score]) -> list[MetricResult]:
+        if self.group_by is None:
+            return []
+        key = self.group_by
+        return group_breakdown(self.name, scores, key=lambda s: s.metadata.get(key))
 
     def exemplars_for(self, sample: Sample, pool: Sequence[Sample], config: PromptConfig) -> list[Sample]:
         if self.sampler is None:
@@ -279,6 +296,7 @@ def build_task(spec: Mapping[str, Any], data: str | None = None) -> Task:
         settings={"spec": str(path), **({"sampler": sampler} if sampler else {})},
         strata=str(spec["strata"]) if spec.get("strata") else None,
         sampler=sampler,
+        group_by=str(spec["group_by"]) if spec.get("group_by") else None,
     )
 
 
