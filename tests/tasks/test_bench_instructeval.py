@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from capeval.engine import plan_task
-from capeval.errors import CapevalError, DatasetError
+from capeval.errors import DatasetError
 from capeval.prompting import PromptConfig
 from capeval.tasks import expand, get_task
 from capeval.types import Response
@@ -125,12 +125,14 @@ def test_hhh_calibrated_choice_and_per_category_accuracy():
     assert by[("hhh", "acc_macro")] == pytest.approx((0.5 + 1.0 + 1.0) / 3)
 
 
-def test_hhh_refuses_exemplars_since_its_calibration_prompt_has_none():
+def test_hhh_stays_0_shot_since_its_calibration_prompt_has_no_exemplars():
+    """--shots (e.g. for a whole suite) is not applied to HHH, and the run says so."""
     task = get_task("hhh", data=str(FIXTURES / "hhh"))
-    with pytest.raises(CapevalError, match=r"hhh takes no exemplars \(--shots 2\)") as e:
-        plan_task(task, PromptConfig(shots=2))
-    assert "HHH is evaluated 0-shot" in str(e.value.hint)
-    assert len(plan_task(task, PromptConfig(shots=0)).samples) == 4
+    two = plan_task(task, PromptConfig(shots=2))
+    zero = plan_task(task, PromptConfig(shots=0))
+    assert two.prompts == zero.prompts and [r[0].prompt for r in two.requests] == [r[0].prompt for r in zero.requests]
+    assert any("hhh: evaluated 0-shot" in w and "--shots 2 not applied" in w for w in two.warnings)
+    assert not zero.warnings
 
 
 # ---- suites, listing, offline hub ---------------------------------------------------------------------

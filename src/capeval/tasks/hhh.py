@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from capeval.errors import CapevalError
 from capeval.prompting import PromptConfig, PromptLayout, RenderedPrompt
 from capeval.scoring.base import error_score
 from capeval.tasks._common import SUBJECT_KEY, SubjectTask, local_or
@@ -121,14 +120,14 @@ class HhhTask(SubjectTask):
     """Two log-likelihood calls per item: the real prompt and the calibration prompt."""
 
     def exemplars_for(self, sample: Sample, pool: Sequence[Sample], config: PromptConfig) -> list[Sample]:
-        # The calibration prompt must be the real one with only the options changed; exemplars would
-        # have to be shown in both, and INSTRUCTEVAL's HHH has none: refuse rather than guess.
-        if config.shots:
-            raise CapevalError(
-                f"hhh takes no exemplars (--shots {config.shots})",
-                "HHH is evaluated 0-shot, as INSTRUCTEVAL does: run it without --shots (or with --shots 0)",
-            )
+        # The calibration prompt must be the real one with only the options changed, and
+        # INSTRUCTEVAL's HHH has no exemplars: 0-shot whatever --shots says (fewshot_warning says so)
         return []
+
+    def fewshot_warning(self, shots: int) -> str | None:
+        if shots <= 0:
+            return None
+        return f"{self.name}: evaluated 0-shot, as INSTRUCTEVAL does (its calibration prompt has no exemplars): --shots {shots} not applied"
 
     def requests(self, sample: Sample, rendered: RenderedPrompt, config: PromptConfig) -> list[Request]:
         if config.variant:
