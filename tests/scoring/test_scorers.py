@@ -67,6 +67,8 @@ def test_failed_call_is_unparsed_not_wrong_text() -> None:
         ("-12", "(3 - 9) * 2 = -12. So the answer is -12.", "-12", 1.0),
         ("-12", "So the answer is \u221212.", "-12", 1.0),
         ("-12", "So the answer is 12.", "12", 0.0),
+        ("24", "So the answer is 24 because 24 = 4 x 6.", "24", 1.0),  # the '=' is a justification
+        ("24", "So the answer is 48 - 20 = 24.", "24", 1.0),  # the answer is an equation
     ],
 )
 def test_bbh(target: str, text: str, extracted: str | None, value: float) -> None:

@@ -200,7 +200,9 @@ def bbh_answer(text: str, target: str) -> str | None:
         letter = extract_letter(seg, 26)
         return f"({letter})" if letter else None
     if normalize_number(t) is not None:
-        return extract_number(body)
+        # the whole segment: extract_number finds "the answer is" itself and reads the number after
+        # it ("the answer is 24 because 24 = 4 x 6" is 24; the text after the marker alone read 6)
+        return extract_number(seg)
     if t.lower() in _BBH_WORDS:
         m = re.search(r"\b(true|false|yes|no|valid|invalid)\b", body, re.IGNORECASE)
         return m.group(1).capitalize() if m and t[:1].isupper() else (m.group(1).lower() if m else None)
