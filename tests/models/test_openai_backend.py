@@ -207,6 +207,18 @@ def test_repeated_sampled_draws_send_different_seeds():
     assert seeds[5:] == seeds[:4]  # a re-run draws the same
 
 
+def test_each_items_draws_have_their_own_random_stream():
+    """With a seed, two items' r-th draws must not share their random numbers (the seed alone with
+    the repeat gave every item the same stream, correlating all items' draws)."""
+    sampled = GenerationParams(max_tokens=4, temperature=0.8, seed=7)
+    a, b = (Request("generate", q, params=sampled, repeat=0) for q in ("Write a word:", "Write a number:"))
+    assert sampling_seed(a) != sampling_seed(b)
+    assert sampling_seed(a) == sampling_seed(Request("generate", "Write a word:", params=sampled, repeat=0))
+    other_seed = replace(a, params=replace(sampled, seed=8))
+    assert sampling_seed(other_seed) != sampling_seed(a)
+    assert sampling_seed(replace(a, params=replace(sampled, temperature=0.0))) is None
+
+
 def test_half_an_emoji_in_a_reply_is_kept_and_cached(store):
     """A reply cut inside a surrogate pair (JSON "\\ud83d" with no low half) is a real answer: kept
     with U+FFFD in place of the half, and cached with the rest of its group."""

@@ -86,12 +86,13 @@ def batch_order(req: Request) -> tuple[str, int]:
 
 def sampling_seed(req: Request) -> int | None:
     """The random seed of one sampled request (None when greedy), so a draw depends on the request
-    alone, not on its batch. It mixes `params.seed` (or the prompt when there is none) with `repeat`,
-    so the n draws of pass@k differ from each other but every re-run repeats them."""
+    alone, not on its batch. It hashes the whole request: its prompt, its parameters (`params.seed`
+    among them) and `repeat`, so the n draws of pass@k differ from each other, two items' draws are
+    not one random stream (with a seed alone, every item's r-th draw shared its random numbers), and
+    every re-run repeats them."""
     if req.params.greedy:
         return None
-    material = f"{req.params.seed}:{req.repeat}" if req.params.seed is not None else req.key("seed")
-    return int(hashlib.sha256(material.encode()).hexdigest()[:15], 16)
+    return int(hashlib.sha256(req.key("seed").encode()).hexdigest()[:15], 16)
 
 
 def model_options(**options: Any) -> dict[str, Any]:
