@@ -299,7 +299,7 @@ def plan_task(
         rendered = task.render(s, exemplars, config)
         prompts.append(rendered.text)
         reqs.append(task.requests(s, rendered, config))
-    warnings = [w for w in (warning, task.fewshot_warning(k)) if w]
+    warnings = [w for w in (warning, task.fewshot_warning(k), task.cot_warning(config, pool)) if w]
     return TaskPlan(task, loaded.samples, prompts, reqs, loaded.malformed, subset, warnings)
 
 

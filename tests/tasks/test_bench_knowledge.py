@@ -121,6 +121,15 @@ def test_mmlu_single_subject_task_and_generative_mode():
     assert gen.score(sample, [Response(text=" B")]).values["acc"] == 0.0
 
 
+def test_cot_on_exemplars_without_reasoning_says_it_changed_nothing():
+    gen = get_task("mmlu_gen", data=str(FIXTURES / "mmlu"))
+    cot = plan_task(gen, PromptConfig(shots=2, cot=True))
+    assert cot.prompts == plan_task(gen, PromptConfig(shots=2)).prompts
+    assert any("mmlu_gen: --cot changes nothing: its exemplars carry no reasoning" in w for w in cot.warnings)
+    zero = plan_task(gen, PromptConfig(shots=0, cot=True))  # 0-shot: the step-by-step trigger
+    assert zero.prompts[0].endswith("Answer: Let's think step by step.") and not zero.warnings
+
+
 def test_mmlu_from_one_local_file_never_uses_the_item_as_its_own_exemplar():
     # a single file serves every split: the dev pool is the evaluated rows themselves
     task = get_task("mmlu_elementary_mathematics", data=str(FIXTURES / "mmlu" / "test.jsonl"))
@@ -161,7 +170,7 @@ def test_cmmlu_chinese_prompt_first_n_dev_exemplars_and_malformed_answer():
     assert task.score(s, [ll_response(4, 2)]).values["acc"] == 0.0
 
 
-def test_ceval_val_split_zero_shot_prompt_and_cot_exemplars_use_explanations():
+def test_ceval_val_split_zero_shot_prompt_and_no_cot_under_log_likelihood():
     task = get_task("ceval", data=str(FIXTURES / "ceval"))
     loaded = task.load()
     assert task.split == "val" and [s.target for s in loaded.samples] == [3, 0]
@@ -171,11 +180,12 @@ def test_ceval_val_split_zero_shot_prompt_and_cot_exemplars_use_explanations():
         "以下是中国关于计算机网络考试的单项选择题，请选出其中的正确答案。\n\n"
         "TCP 属于哪一层协议？\nA. 物理层\nB. 数据链路层\nC. 网络层\nD. 传输层\n答案："
     )
+    # the letter is scored right after 答案：, so exemplars ending "... The answer is C." (or a
+    # step-by-step trigger) would put text the scored answer never follows: --cot is not applied
     cot = plan_task(task, PromptConfig(shots=1, cot=True))
-    assert (
-        "HTTP 默认使用哪个端口？\nA. 21\nB. 25\nC. 80\nD. 110\n答案： HTTP 的默认端口是 80。 The answer is C.\n\n"
-        in cot.prompts[0]
-    )
+    assert cot.prompts == plan_task(task, PromptConfig(shots=1)).prompts
+    assert "答案： C\n\n" in cot.prompts[0]
+    assert any("ceval: --cot not applied" in w for w in cot.warnings)
 
 
 # ---- GPQA ----------------------------------------------------------------------------------------------

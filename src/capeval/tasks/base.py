@@ -253,9 +253,31 @@ class Task:
             )
         return replace(self, layout=self.variants[variant - 1], variants=())
 
+    @property
+    def scored_by_loglikelihood(self) -> bool:
+        """Whether the task scores the log-likelihood of answers right after the prompt (no
+        generation, so no room for chain of thought: --cot does not apply)."""
+        return self.output_type == "loglikelihood" or (self.output_type == "multiple_choice" and self.mc_mode == "loglikelihood")
+
+    def cot_warning(self, config: PromptConfig, pool: Sequence[Sample]) -> str | None:
+        """Why --cot does not change this task's prompts, when it does not (None otherwise)."""
+        if not config.cot:
+            return None
+        if self.scored_by_loglikelihood:
+            return f"{self.name}: --cot not applied: the task is scored by the log-likelihood of its answer right after the prompt"
+        shots = self.shots if config.shots is None else config.shots
+        if shots > 0 and pool and all(self.answer(e, True) == self.answer(e, False) for e in pool):
+            return (
+                f"{self.name}: --cot changes nothing: its exemplars carry no reasoning, and the step-by-step "
+                "trigger is added only to a prompt without exemplars (run with --shots 0 for it)"
+            )
+        return None
+
     def render(self, sample: Sample, exemplars: Sequence[Sample], config: PromptConfig) -> RenderedPrompt:
         if config.variant:
             return self.for_variant(config.variant).render(sample, exemplars, replace(config, variant=0))
+        if config.cot and self.scored_by_loglikelihood:
+            config = replace(config, cot=False)  # the scored answer must follow the prompt directly
         turns = [Turn(self.question(e), self.answer(e, config.cot)) for e in exemplars]
         return render(turns, Turn(self.question(sample)), self.layout, config)
 
@@ -271,7 +293,7 @@ class Task:
         """The model calls one sample needs (most tasks: one)."""
         if config.variant:
             return self.for_variant(config.variant).requests(sample, rendered, replace(config, variant=0))
-        if self.output_type == "loglikelihood" or (self.output_type == "multiple_choice" and self.mc_mode == "loglikelihood"):
+        if self.scored_by_loglikelihood:
             return [
                 Request(
                     kind="loglikelihood",

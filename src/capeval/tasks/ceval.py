@@ -66,7 +66,7 @@ def _ceval(name: str, subjects: tuple[str, ...], data: str | None) -> SubjectTas
         subject_names=CEVAL_SUBJECTS,
         sampler="first_n",
         settings={
-            "exemplars": "first 5 dev items of the subject; --cot uses the dev explanations",
+            "exemplars": "first 5 dev items of the subject",
             "prompt": "Chinese",
         },
     )
