@@ -100,6 +100,7 @@ def test_single_grading_exact_scores(store):
     assert ref_101[0][:60] in turn2_101["messages"][-1]["content"] and ref_101[1][:60] in turn2_101["messages"][-1]["content"]
     assert not any("<reference_answer>" in c["messages"][-1]["content"] for c in calls if "Answer 81" in c["messages"][-1]["content"])
     assert len(calls) == 9  # 8 turns + one retry of the unreadable verdict
+    assert {c["max_completion_tokens"] if "max_completion_tokens" in c else c["max_tokens"] for c in calls} == {2048}  # FastChat's
 
     m = {(r.task, r.metric): r for r in res.run.metrics}
     assert m[("mtbench", "score")].value == pytest.approx(47 / 7)

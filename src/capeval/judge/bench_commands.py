@@ -21,7 +21,7 @@ def mtbench(
     categories: str | None = typer.Option(None, "--categories", help="Comma-separated MT-Bench categories (default: all 8)."),
     limit: int | None = typer.Option(None, "--limit", "-n", help="At most N questions."),
     max_tokens: int = typer.Option(1024, "--max-tokens", help="New tokens per answer (FastChat: 1024)."),
-    judge_max_tokens: int | None = typer.Option(None, "--judge-max-tokens", help="The judge's output budget (default: the recipe's)."),
+    judge_max_tokens: int | None = typer.Option(None, "--judge-max-tokens", help="The judge's output budget (default: 2048, FastChat's; an edited recipe file's own)."),
     recipe_file: list[Path] = typer.Option(
         [], "--recipe-file", help="Your edited copy of a judge recipe (single, reference_guided, pairwise, reference_guided_pairwise); it replaces the recipe its header names (repeatable)."
     ),

@@ -44,6 +44,9 @@ CATEGORY_TEMPERATURE = {
 DEFAULT_MAX_TOKENS = 1024  # FastChat's max_new_token
 Mode = Literal["single", "pairwise"]
 # the judge recipes each grading mode uses: (plain turns, reference-guided turns)
+# The judge's output budget in FastChat's llm_judge (common.py: chat_completion_openai(...,
+# max_tokens=2048)); a long judgment cut at the recipes' 1,024 tokens could lose its [[rating]].
+FASTCHAT_JUDGE_MAX_TOKENS = 2048
 MTBENCH_RECIPES: dict[str, tuple[str, str]] = {
     "single": ("single", "reference_guided"),
     "pairwise": ("pairwise", "reference_guided_pairwise"),
@@ -286,6 +289,8 @@ def judge_conversations(
         recipe = pick_recipe(name, recipes)
         if judge_max_tokens is not None:
             recipe = replace(recipe, max_tokens=judge_max_tokens)
+        elif name not in (recipes or {}):  # FastChat's budget for its GPT-4 judge, not the recipe's 1,024
+            recipe = replace(recipe, max_tokens=FASTCHAT_JUDGE_MAX_TOKENS)
         # an empty answer (or one left empty by an unclosed <think>) is judged, as FastChat does:
         # leaving it unrated would raise the mean of a model that answers nothing to hard questions
         verdicts = run_judge(
