@@ -363,3 +363,40 @@ def test_redact_secrets_replaces_credentials_at_any_depth_and_keeps_the_rest():
         "judge": {"headers": {"Authorization": "<redacted>"}}, "runs": [{"password": "<redacted>", "seed": 1}],
         "tokenizer": "gpt2", "api_key_env": None,
     }
+
+
+class FailsOnAnatomy:
+    """Scores multiple choice (the first choice most likely), but every call about anatomy fails."""
+
+    model_id = "fails-on-anatomy"
+
+    def generate(self, requests):
+        raise NotImplementedError
+
+    def loglikelihood(self, requests):
+        return [
+            Response(error="HTTP 500") if "anatomy" in str(r.prompt) else Response(logprobs=tuple(-1.0 - i for i in range(len(r.continuations))))
+            for r in requests
+        ]
+
+
+def test_per_subject_rows_and_the_macro_mean_say_which_calls_failed(tmp_path):
+    from capeval.engine import evaluate_tasks
+    from capeval.prompting import PromptConfig
+    from capeval.store import Store
+    from capeval.tasks import get_task
+
+    rows = [
+        {"question": f"Question {i} on {subject}?", "subject": subject, "choices": ["w", "x", "y", "z"], "answer": i % 2}
+        for subject in ("anatomy", "astronomy", "virology") for i in range(2)
+    ]
+    (tmp_path / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with Store(tmp_path / "s.db") as store:
+        res = evaluate_tasks(FailsOnAnatomy(), [get_task("mmlu", data=str(tmp_path / "test.jsonl"))], store=store,
+                             progress=False, config=PromptConfig(shots=0))
+    acc, macro = res.metric("mmlu", "acc"), res.metric("mmlu", "acc_macro")
+    # the macro mean over astronomy and virology no longer looks like one over all three subjects
+    assert (acc.n, acc.n_failed) == (4, 2) and macro.n_failed == 2 and macro.value == 0.5
+    assert not any(m.task == "mmlu/anatomy" for m in res.metrics) and res.metric("mmlu/virology", "acc").n_failed == 0
+    note = next(w for w in res.warnings if w.startswith("mmlu: 2 failed calls"))
+    assert "(anatomy: 2)" in note and "anatomy (no answered item) are left out of the macro means" in note

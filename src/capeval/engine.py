@@ -522,9 +522,12 @@ def _run_plans(
                 "(e.g. need images or tools); left out of the metrics"
             )
         answered = [s for s in supported if not s.metadata.get("call_failed")]
+        groups, group_note = _groups_with_failures(p, scores, p.task.group_metrics(answered))
+        if group_note:
+            warnings.append(group_note)
         task_metrics = aggregate(
             p.task.name, answered, expected=p.task.metrics, n_failed=len(supported) - len(answered)
-        ) + p.task.group_metrics(answered)
+        ) + groups
         metrics.extend(mark_subset(p.task.name, task_metrics, p.subset))
         warnings.extend(p.warnings)
         if p.malformed:
@@ -553,6 +556,35 @@ def _run_plans(
         warnings=tuple(warnings),
         n_calls_failed=stats.failed + judge_failed,
     )
+
+
+def _groups_with_failures(
+    p: TaskPlan, scores: Sequence[Score], groups: Sequence[MetricResult]
+) -> tuple[list[MetricResult], str | None]:
+    """The task's group metrics (computed over answered samples) labelled with the failed calls
+    they miss: a "<task>/<group>" row gets its group's n_failed (groups by the task's `strata`), a
+    task-level row (a macro mean) the task's; and a note naming where the failures fall, and the
+    groups left with no answered item, which the macro mean therefore leaves out."""
+    failed = [
+        smp for smp, s in zip(p.samples, scores) if s.metadata.get("call_failed") and not s.metadata.get("unsupported")
+    ]
+    if not failed or not groups:
+        return list(groups), None
+    key = p.task.strata
+    per_group = Counter(str(smp.metadata.get(key)) for smp in failed) if key else Counter()
+    out = []
+    for m in groups:
+        group = m.task[len(p.task.name) + 1 :] if m.task.startswith(p.task.name + "/") else None
+        n = per_group.get(group, 0) if group is not None else len(failed)
+        out.append(replace(m, n_failed=n) if n else m)
+    shown = {m.task[len(p.task.name) + 1 :] for m in groups if m.task.startswith(p.task.name + "/")}
+    empty = sorted(g for g in per_group if g not in shown)
+    where = f" ({', '.join(f'{g}: {n}' for g, n in per_group.most_common(5))}{', ...' if len(per_group) > 5 else ''})" if per_group else ""
+    note = (
+        f"{p.task.name}: {len(failed)} failed calls{where}; its per-group rows and macro means cover the answered items only"
+        + (f", and {', '.join(empty)} (no answered item) are left out of the macro means" if empty else "")
+    )
+    return out, note
 
 
 def _unanswered(score: Score, resps: Sequence[Response]) -> Score:
