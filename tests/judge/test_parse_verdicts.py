@@ -82,6 +82,7 @@ def test_one_score_repeated_is_not_noted():
 BRACKET_CASES = [
     ("The answer is correct and clear.\nRating: [[8]]", 8.0, None),
     ("Rating: [[ 7.5 ]]", 7.5, None),
+    ("Rating: [[7.]]", 7.0, None),  # a number with a bare trailing point, as FastChat's literal_eval reads it
     ("rating: [[10]]", 10.0, None),
     ("Rating: [[11]]", None, "outside the scale"),
     ("Rating: [[0]]", None, "outside the scale"),

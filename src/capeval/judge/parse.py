@@ -43,7 +43,7 @@ _NUMBER = r"(-?\d+(?:\.\d+)?)"
 _SCORE_OF_MAX = re.compile(r"score\s*[:：]?\s*[*_]*\s*" + _NUMBER + r"\s*[*_]*\s*/\s*" + _NUMBER, re.IGNORECASE)
 # A heading line that opens the final section: "5. Evaluation Score", "## Evaluation Score", "**Evaluation Score**:".
 _EVAL_HEADING = re.compile(r"^[ \t#*_(\[\d.)\]\-]*evaluation\s+score\b", re.IGNORECASE | re.MULTILINE)
-_BRACKET = re.compile(r"\[\[\s*" + _NUMBER + r"\s*\]\]")
+_BRACKET = re.compile(r"\[\[\s*" + _NUMBER + r"\.?\s*\]\]")  # "[[7.]]" is 7, as FastChat reads it
 _PAIRWISE = re.compile(r"\[\[\s*(A|B|C|tie)\s*\]\]", re.IGNORECASE)
 
 
