@@ -57,6 +57,13 @@ LETTER_CASES = [
     ("The answer is D,", 4, "D"),
     ("The answer is a", 4, "A"),
     ("The answer is d, the heart", 4, None),
+    # a capital the answer goes on after, with "A" and "I" only before a word that follows an answer
+    ("The answer is B because the heart pumps blood.", 4, "B"),
+    ("The answer is B, since it fits.", 4, "B"),
+    ("The correct answer is B - Heart", 4, "B"),
+    ("The answer is A because it is the largest.", 4, "A"),
+    ("The answer is A mitochondrion.", 4, None),
+    ("So the answer is I because it fits.", 26, "I"),
     ("So the answer is e.g. the heart", 4, None),
 ]
 

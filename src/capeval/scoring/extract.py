@@ -142,12 +142,18 @@ def extract_after_answer_is(text: str) -> str | None:
 
 # The letter an answer marker (or \\boxed{}) gives, read from what follows it on its line. Any case
 # when bracketed ("(b)", "[C]", "**(C)**"), bold ("**b**") or alone ("b", "b."); a capital also when
-# the text goes on after ".", ")", ":" ("C) 42", "B. Paris") or ends on ","; never a letter that
-# starts a word or a sentence ("a prime number", "I think it is (B)") or one of several ("B or C").
+# the text goes on after ".", ")", ":" ("C) 42", "B. Paris"), after "," or a dash, or with more words
+# ("B because ..."); never a letter that starts a word, an article or a pronoun ("a prime number",
+# "A mitochondrion", "I think it is (B)") or one of several ("B or C").
 _LETTER_BRACKETED = re.compile(r"\**\s*[\(\[]\s*\**\s*([A-Za-z])\s*\**\s*[\)\]]")
 _LETTER_BOLD = re.compile(r"\*\*\s*([A-Za-z])\s*\*\*")
 _LETTER_ALONE = re.compile(r"\**\s*([A-Za-z])\s*\**\s*[.!]?\s*$")
 _LETTER_CAPITAL = re.compile(r"\**\s*([A-Z])\s*(?:\*\*)?(?:\.(?![A-Za-z])|[):]|\s*,\s*$)")
+# a capital the answer goes on after: "B because ...", "B, since ...", "B - Heart"; "A" and "I" only
+# before a word that follows an answer ("A because"), not one that follows an article or a pronoun
+# ("A prime number", "I think it is (B)")
+_LETTER_THEN_WORDS = re.compile(r"\**\s*([A-Z])\s*(?:\*\*)?(?:\s*[,;\-\u2013\u2014]|\s+(?=\S))\s*([A-Za-z]*)")
+_AFTER_AN_ANSWER = frozenset({"because", "since", "as", "which", "is", "was", "would", "should", "fits", "matches", "seems"})
 _LETTER_ONE_OF = re.compile(r"[\s*.,)\]]*(?:or|and|&|/)(?![A-Za-z])", re.IGNORECASE)
 # an answer that is only several letters ("B or C", "(A) and (D).") names no single choice
 _ONE_LETTER = r"\**\s*[\(\[]?\s*[A-Za-z]\s*[\)\]]?\s*\**"
@@ -166,11 +172,13 @@ def _answer_letter(s: str | None, valid: set[str]) -> str | None:
     if not s:
         return None
     s = s.strip()
-    for pat in (_LETTER_BRACKETED, _LETTER_BOLD, _LETTER_ALONE, _LETTER_CAPITAL):
+    for pat in (_LETTER_BRACKETED, _LETTER_BOLD, _LETTER_ALONE, _LETTER_CAPITAL, _LETTER_THEN_WORDS):
         m = pat.match(s)
         if m:
             letter = m.group(1).upper()
             if letter not in valid or _LETTER_ONE_OF.match(s, m.end(1)):
+                return None
+            if pat is _LETTER_THEN_WORDS and letter in "AI" and m.group(2)[:1].islower() and m.group(2) not in _AFTER_AN_ANSWER:
                 return None
             return letter
     return None
