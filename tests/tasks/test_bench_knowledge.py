@@ -188,6 +188,64 @@ def test_ceval_val_split_zero_shot_prompt_and_no_cot_under_log_likelihood():
     assert any("ceval: --cot not applied" in w for w in cot.warnings)
 
 
+
+def _write_csv(path: Path, header: str, rows: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+
+
+def _cmmlu_repo_layout(root: Path) -> Path:
+    """CMMLU's GitHub layout: <split>/<subject>.csv, rows without a subject column."""
+    header = ",Question,A,B,C,D,Answer"
+    _write_csv(root / "dev" / "agronomy.csv", header, ["0,水稻属于哪一类作物？,油料作物,粮食作物,纤维作物,糖料作物,B"])
+    _write_csv(root / "dev" / "arts.csv", header, ["0,《蒙娜丽莎》的作者是谁？,梵高,达·芬奇,毕加索,莫奈,B"])
+    _write_csv(root / "test" / "agronomy.csv", header, ["0,玉米起源于哪个洲？,亚洲,欧洲,美洲,非洲,C"])
+    _write_csv(root / "test" / "arts.csv", header, ["0,京剧起源于哪个城市？,上海,北京,广州,成都,B"])
+    return root
+
+
+def test_cmmlu_and_ceval_on_their_repositories_layout_take_each_files_subject_from_its_name(tmp_path):
+    """`test/agronomy.csv` rows carry no subject column: the file's name is their subject, so
+    `cmmlu_agronomy` neither evaluates the arts question nor shows the arts dev item as an exemplar."""
+    data = str(_cmmlu_repo_layout(tmp_path / "cmmlu"))
+    single = get_task("cmmlu_agronomy", data=data)
+    assert [(s.id, s.fields["question"]) for s in single.load().samples] == [("agronomy/0", "玉米起源于哪个洲？")]
+    assert plan_task(single, PromptConfig()).prompts[0] == (
+        "以下是关于农学的单项选择题，请直接给出正确答案的选项。\n\n"
+        "水稻属于哪一类作物？\nA. 油料作物\nB. 粮食作物\nC. 纤维作物\nD. 糖料作物\n答案： B\n\n"
+        "玉米起源于哪个洲？\nA. 亚洲\nB. 欧洲\nC. 美洲\nD. 非洲\n答案："
+    )
+    full = plan_task(get_task("cmmlu", data=data), PromptConfig())
+    assert [(s.id, s.metadata["subject"]) for s in full.samples] == [("agronomy/0", "agronomy"), ("arts/0", "arts")]
+    assert "水稻" in full.prompts[0] and "蒙娜丽莎" not in full.prompts[0]
+    assert "蒙娜丽莎" in full.prompts[1] and "水稻" not in full.prompts[1]
+
+    # C-Eval's: val/<subject>_val.csv, dev/<subject>_dev.csv
+    ceval = tmp_path / "ceval"
+    header = "id,question,A,B,C,D,answer"
+    _write_csv(ceval / "dev" / "computer_network_dev.csv", header + ",explanation", ["0,HTTP 默认端口？,21,25,80,110,C,是 80"])
+    _write_csv(ceval / "dev" / "operating_system_dev.csv", header + ",explanation", ["0,进程是什么？,程序,执行中的程序,文件,线程,B,"])
+    _write_csv(ceval / "val" / "computer_network_val.csv", header, ["0,TCP 属于哪一层？,物理层,数据链路层,网络层,传输层,D"])
+    _write_csv(ceval / "val" / "operating_system_val.csv", header, ["0,死锁的必要条件有几个？,2,3,4,5,C"])
+    plan = plan_task(get_task("ceval_computer_network", data=str(ceval)), PromptConfig())
+    assert [s.fields["question"] for s in plan.samples] == ["TCP 属于哪一层？"]
+    assert "HTTP 默认端口？" in plan.prompts[0] and "进程" not in plan.prompts[0]
+    both = get_task("ceval", data=str(ceval)).load().samples
+    assert [s.metadata["subject"] for s in both] == ["computer_network", "operating_system"]
+
+
+def test_a_split_folder_file_named_after_no_subject_is_an_error_naming_it(tmp_path):
+    data = _cmmlu_repo_layout(tmp_path)
+    _write_csv(data / "test" / "notes.csv", ",Question,A,B,C,D,Answer", ["0,问题？,甲,乙,丙,丁,A"])
+    for name in ("cmmlu", "cmmlu_agronomy"):
+        with pytest.raises(DatasetError, match=r"cannot tell the subject of .*notes\.csv"):
+            get_task(name, data=str(data)).load()
+    # one file that names no subject is still the single-subject task's own data, as before
+    one = tmp_path / "one"
+    _write_csv(one / "test.csv", ",Question,A,B,C,D,Answer", ["0,问题？,甲,乙,丙,丁,A"])
+    assert [s.metadata["subject"] for s in get_task("cmmlu_agronomy", data=str(one)).load().samples] == ["agronomy"]
+
+
 # ---- GPQA ----------------------------------------------------------------------------------------------
 
 

@@ -17,7 +17,7 @@ from capeval.errors import DatasetError
 from capeval.prompting import PromptConfig, RenderedPrompt
 from capeval.scoring.base import Scorer
 from capeval.tasks.base import LoadedSamples, Task, refuse_all_malformed
-from capeval.tasks.sources import LOCAL_EXTENSIONS, MALFORMED, Source, load_rows
+from capeval.tasks.sources import LOCAL_EXTENSIONS, MALFORMED, Source, file_stem, load_rows, read_local_files
 from capeval.types import MetricResult, Response, Sample, Score
 
 SUBJECT_KEY = "__subject"  # added to every row of a multi-subject task: the config it came from
@@ -106,12 +106,16 @@ class FewShotTask(Task):
 class SubjectTask(FewShotTask):
     """A benchmark split into subjects (MMLU's 57, CMMLU's 67, C-Eval's 52, BBH's 27, MATH's 7).
 
-    Each subject is a hub config (or a row field, or a subfolder of a local copy). Samples carry
+    Each subject is a hub config (or a row field, or a subfolder of a local copy, or a file of a
+    local split folder named after it: `test/<subject>.csv`). Samples carry
     their subject in metadata; exemplars come from the same subject; `group_metrics` reports each
     subject's accuracy and the macro average (mean over subjects) beside the micro average.
 
     Attributes:
         subjects: config names evaluated, in order.
+        benchmark_subjects: every subject of the benchmark (a single-subject task's too), so that a
+            split folder's files named after the other subjects are recognised, and skipped
+            (`subject_names`' keys count as well).
         all_config: a hub config holding every subject at once (MMLU's "all"): one download.
         subject_field: row field naming the subject when one file holds many subjects.
         subject_of: maps that field's value to a config name (MATH's "Counting & Probability"
@@ -125,6 +129,7 @@ class SubjectTask(FewShotTask):
     """
 
     subjects: tuple[str, ...] = ()
+    benchmark_subjects: tuple[str, ...] = ()
     all_config: str | None = None
     subject_field: str | None = None
     subject_of: Callable[[str], str] | None = None
@@ -153,8 +158,51 @@ class SubjectTask(FewShotTask):
             if present:
                 return [(s, load_rows(Source("local", str(path), s), split)) for s in present]
             if self.all_config and (path / self.all_config).is_dir():
-                return self._split_by_field(load_rows(Source("local", str(path), self.all_config), split))
-        return self._split_by_field(load_rows(Source("local", str(path)), split))
+                return self._split_files(read_local_files(path, split, self.all_config), split)
+        return self._split_files(read_local_files(path, split), split)
+
+    def _split_files(
+        self, files: list[tuple[Path, list[dict[str, Any]]]], split: str
+    ) -> list[tuple[str, list[dict[str, Any]]]]:
+        """(subject, rows) of a split's files: by the rows' subject field where they have one, else
+        by each file's name, as the CMMLU and C-Eval repositories lay out a split
+        (`test/agronomy.csv`, `val/computer_network_val.csv`: rows without a subject column)."""
+        rows = [r for _, file_rows in files for r in file_rows]
+        if self.subject_field is not None and any(self.subject_field in r for r in rows):
+            return self._split_by_field(rows)
+        named = [(f, self._subject_of_file(f, split), file_rows) for f, file_rows in files]
+        if len(named) == 1 and named[0][1] is None:
+            return self._split_by_field(rows)  # one file, not named after a subject: the task's rows
+        unknown = [f for f, subject, _ in named if subject is None]
+        if unknown:
+            raise DatasetError(
+                f"{self.name}: cannot tell the subject of {unknown[0]}"
+                + (f" (and {len(unknown) - 1} more files)" if len(unknown) > 1 else "")
+                + ": its rows have no subject field and its name is not one of the task's subjects",
+                f"name each file of the split after its subject (<split>/<subject>.csv or "
+                f"<split>/<subject>_{split}.csv, e.g. {split}/{self.subjects[0]}.csv), "
+                "or give one subfolder per subject (<folder>/<subject>/<split>.jsonl)",
+            )
+        by_subject: dict[str, list[dict[str, Any]]] = {}
+        for _, subject, file_rows in named:
+            by_subject.setdefault(str(subject), []).extend(file_rows)
+        if not any(s in by_subject for s in self.subjects):
+            raise DatasetError(
+                f"{self.name}: no file of split '{split}' is named after "
+                + (f"its subject {self.subjects[0]}" if len(self.subjects) == 1 else "one of its subjects")
+                + f" (found {', '.join(sorted(by_subject))})",
+                f"expected e.g. {split}/{self.subjects[0]}.csv",
+            )
+        return [(s, by_subject[s]) for s in self.subjects if s in by_subject]
+
+    def _subject_of_file(self, path: Path, split: str) -> str | None:
+        """The subject a data file is named after (`agronomy.csv`, `agronomy_test.csv`), if any."""
+        known = {*self.benchmark_subjects, *self.subjects, *self.subject_names}
+        stem = file_stem(path)
+        for name in (stem, stem.removesuffix(f"_{split}")):
+            if name in known:
+                return name
+        return None
 
     def _split_by_field(self, rows: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
         if len(self.subjects) == 1 and (

@@ -81,6 +81,7 @@ def _bbh(name: str, subjects: tuple[str, ...], data: str | None) -> SubjectTask:
         row_to_sample_fn=bbh_row,
         answer_fn=bbh_answer,
         subjects=subjects,
+        benchmark_subjects=BBH_SUBTASKS,
         sampler="first_n",
         holdout_first=3,
         settings={

@@ -91,6 +91,7 @@ def _math(name: str, subjects: tuple[str, ...], data: str | None) -> SubjectTask
         question_fn=math_question,
         answer_fn=math_answer,
         subjects=subjects,
+        benchmark_subjects=MATH_SUBJECTS,
         subject_field="type",  # one file of every subject (hendrycks/competition_math's layout)
         subject_of=math_subject,
         sampler="seeded",

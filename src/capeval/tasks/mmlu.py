@@ -90,6 +90,7 @@ def _mmlu(name: str, subjects: tuple[str, ...], data: str | None, generative: bo
         + (" (letter generated and extracted)" if generative else ""),
         row_to_sample_fn=mmlu_row,
         subjects=subjects,
+        benchmark_subjects=MMLU_SUBJECTS,
         all_config="all",
         subject_field="subject",
         sampler="first_n",

@@ -112,20 +112,24 @@ def _first_line(e: BaseException) -> str:
 
 def read_local(path: Path, split: str, name: str | None = None) -> list[dict[str, Any]]:
     """Rows of `split` from a local file or folder; a single file serves every split."""
+    return [r for _, rows in read_local_files(path, split, name) for r in rows]
+
+
+def read_local_files(path: Path, split: str, name: str | None = None) -> list[tuple[Path, list[dict[str, Any]]]]:
+    """(file, its rows) for every file of `split` under a local folder, in order, or the one file
+    `path` (which serves every split). Multi-subject tasks read a split folder's files one by one:
+    CMMLU's `test/<subject>.csv` rows name their subject only through the file's name."""
     if not path.exists():
         raise DatasetError(f"local dataset path does not exist: {path}")
     if path.is_file():
-        return read_file(path)
+        return [(path, read_file(path))]
     files = find_split_files(path, split, name)
     if not files:
         raise DatasetError(
             f"no file for split '{split}' under {path}",
             f"expected e.g. {path / (split + '.jsonl')} (jsonl, json, csv, tsv or parquet)",
         )
-    rows: list[dict[str, Any]] = []
-    for f in files:
-        rows.extend(read_file(f))
-    return rows
+    return [(f, read_file(f)) for f in files]
 
 
 def find_split_files(folder: Path, split: str, name: str | None) -> list[Path]:
@@ -136,7 +140,7 @@ def find_split_files(folder: Path, split: str, name: str | None) -> list[Path]:
         found = sorted(
             p
             for p in root.iterdir()
-            if p.is_file() and _ext_ok(p) and (_stem(p) == split or _stem(p).startswith(split + "-"))
+            if p.is_file() and _ext_ok(p) and (file_stem(p) == split or file_stem(p).startswith(split + "-"))
         )
         if (root / split).is_dir():
             found += sorted(p for p in (root / split).rglob("*") if p.is_file() and _ext_ok(p))
@@ -149,7 +153,8 @@ def _ext_ok(p: Path) -> bool:
     return p.name.endswith(LOCAL_EXTENSIONS)
 
 
-def _stem(p: Path) -> str:
+def file_stem(p: Path) -> str:
+    """A data file's name without its extension (`agronomy` of `agronomy.csv`, `x` of `x.jsonl.gz`)."""
     for ext in LOCAL_EXTENSIONS:
         if p.name.endswith(ext):
             return p.name[: -len(ext)]
