@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,51 @@ def test_mmlu_scoring_and_per_subject_macro_breakdown():
     assert groups[("mmlu/anatomy", "acc")].value == 1.0 and groups[("mmlu/anatomy", "acc")].n == 2
     assert groups[("mmlu/elementary_mathematics", "acc")].value == 0.5
     assert groups[("mmlu", "acc_macro")].value == pytest.approx(0.75)
+
+
+
+def _mmlu_row(question: str, subject: str, answer: int = 0) -> str:
+    row = {"question": question, "subject": subject, "choices": ["a", "b", "c", "d"], "answer": answer}
+    return json.dumps(row) + "\n"
+
+
+def test_a_subject_folder_without_dev_takes_only_its_own_subjects_rows_of_the_root_dev(tmp_path):
+    """anatomy/ has no dev file: the root's dev.jsonl holds every subject's rows, and only the anatomy
+    ones may be its exemplars (tagged with the folder's subject, 2 + 3 became an anatomy exemplar)."""
+    for subject in ("anatomy", "astronomy"):
+        (tmp_path / subject).mkdir()
+        (tmp_path / subject / "test.jsonl").write_text(_mmlu_row(f"{subject} question?", subject))
+    (tmp_path / "astronomy" / "dev.jsonl").write_text(_mmlu_row("Red planet?", "astronomy"))
+    (tmp_path / "dev.jsonl").write_text(
+        _mmlu_row("What is 2 + 3?", "elementary_mathematics")
+        + _mmlu_row("Which bone protects the brain?", "anatomy")
+        + _mmlu_row("Closest star?", "astronomy")
+    )
+    for name in ("mmlu", "mmlu_anatomy"):
+        plan = plan_task(get_task(name, data=str(tmp_path)), PromptConfig())
+        anatomy = plan.prompts[0]
+        assert plan.samples[0].metadata["subject"] == "anatomy"
+        assert "Which bone protects the brain?" in anatomy and "2 + 3" not in anatomy and "star" not in anatomy
+    astronomy = plan_task(get_task("mmlu", data=str(tmp_path)), PromptConfig()).prompts[1]
+    assert "Red planet?" in astronomy and "Closest star?" not in astronomy  # its own dev file comes first
+
+    # rows without a subject field: the root's dev/<subject>.csv (CMMLU's layout) serve their subject;
+    # one dev file of every subject cannot, and says so instead of lending all its rows to each
+    cmmlu = _cmmlu_repo_layout(tmp_path / "cmmlu")
+    for subject in ("agronomy", "arts"):
+        (cmmlu / subject).mkdir()
+        (cmmlu / "test" / f"{subject}.csv").rename(cmmlu / subject / "test.csv")
+    prompts = plan_task(get_task("cmmlu", data=str(cmmlu)), PromptConfig()).prompts
+    assert "水稻" in prompts[0] and "蒙娜丽莎" not in prompts[0]
+    assert "蒙娜丽莎" in prompts[1] and "水稻" not in prompts[1]
+    for f in (cmmlu / "dev").iterdir():
+        f.unlink()
+    (cmmlu / "dev").rmdir()
+    _write_csv(cmmlu / "dev.csv", ",Question,A,B,C,D,Answer", ["0,水稻属于哪一类作物？,油料作物,粮食作物,纤维作物,糖料作物,B"])
+    with pytest.raises(DatasetError, match=r"agronomy has no 'dev' file, and its subject's rows cannot be told apart"):
+        plan_task(get_task("cmmlu", data=str(cmmlu)), PromptConfig())
+    # a single-subject task's one dev file is its own, as before
+    assert "水稻" in plan_task(get_task("cmmlu_agronomy", data=str(cmmlu)), PromptConfig()).prompts[0]
 
 
 def test_mmlu_single_subject_task_and_generative_mode():

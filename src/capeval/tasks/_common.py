@@ -17,7 +17,16 @@ from capeval.errors import DatasetError
 from capeval.prompting import PromptConfig, RenderedPrompt
 from capeval.scoring.base import Scorer
 from capeval.tasks.base import LoadedSamples, Task, refuse_all_malformed
-from capeval.tasks.sources import LOCAL_EXTENSIONS, MALFORMED, Source, file_stem, load_rows, read_local_files
+from capeval.tasks.sources import (
+    LOCAL_EXTENSIONS,
+    MALFORMED,
+    Source,
+    file_stem,
+    find_split_files,
+    load_rows,
+    read_file,
+    read_local_files,
+)
 from capeval.types import MetricResult, Response, Sample, Score
 
 SUBJECT_KEY = "__subject"  # added to every row of a multi-subject task: the config it came from
@@ -156,10 +165,40 @@ class SubjectTask(FewShotTask):
         if path.is_dir():
             present = [s for s in self.subjects if (path / s).is_dir()]
             if present:
-                return [(s, load_rows(Source("local", str(path), s), split)) for s in present]
+                return self._subject_folders(path, present, split)
             if self.all_config and (path / self.all_config).is_dir():
                 return self._split_files(read_local_files(path, split, self.all_config), split)
         return self._split_files(read_local_files(path, split), split)
+
+    def _subject_folders(self, path: Path, present: list[str], split: str) -> list[tuple[str, list[dict[str, Any]]]]:
+        """(subject, rows) of one subfolder per subject. A subfolder without the split takes its
+        subject's rows of the root's split files (by subject field or file name), never the other
+        subjects' rows: the root's `dev.jsonl` of every subject would give exemplars of them all."""
+        own = {s: files for s in present if (files := find_split_files(path / s, split, None))}
+        lacking = [s for s in present if s not in own]
+        from_root: dict[str, list[dict[str, Any]]] = {}
+        if lacking:
+            root_files = find_split_files(path, split, None)
+            if not root_files:
+                raise DatasetError(
+                    f"no file for split '{split}' under {path / lacking[0]} or {path}",
+                    f"expected e.g. {path / lacking[0] / (split + '.jsonl')} (jsonl, json, csv, tsv or parquet)",
+                )
+            try:
+                from_root = dict(self._split_files([(f, read_file(f)) for f in root_files], split))
+            except DatasetError as e:
+                raise DatasetError(
+                    f"{self.name}: {path / lacking[0]} has no '{split}' file, and its subject's rows cannot be "
+                    f"told apart in {path}'s: {e.args[0]}",
+                    f"give {path / lacking[0] / (split + '.jsonl')}, or rows with a subject field in {path}",
+                ) from None
+        out: list[tuple[str, list[dict[str, Any]]]] = []
+        for s in present:
+            if s in own:
+                out.append((s, [r for f in own[s] for r in read_file(f)]))
+            elif s in from_root:
+                out.append((s, from_root[s]))
+        return out
 
     def _split_files(
         self, files: list[tuple[Path, list[dict[str, Any]]]], split: str
