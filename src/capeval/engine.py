@@ -212,23 +212,51 @@ def _execute_streaming(
         return
     saver = _Saver(store, model.model_id, save_every, SAVE_S)
     answered = stream([r for _, r in items])
+
+    def take(item: tuple[int, Response]) -> None:
+        i, resp = item
+        key, req = items[i]
+        answers[key] = resp
+        stats.record(resp)
+        saver.add(key, req, resp)
+        if advance:
+            advance(1)
+
     try:
         for item in answered:
             if item is not None:
-                i, resp = item
-                key, req = items[i]
-                answers[key] = resp
-                stats.record(resp)
-                saver.add(key, req, resp)
-                if advance:
-                    advance(1)
+                take(item)
             saver.tick()
             interrupts.check()
+    except interrupts.Interrupted as stop:
+        _drain_stream(answered, stop, take)
+        raise
     finally:
         close = getattr(answered, "close", None)
         if callable(close):
             close()  # abandons the calls still in flight
         saver.flush()
+
+
+def _drain_stream(
+    answered: Iterator[tuple[int, Response] | None], stop: interrupts.Interrupted, take: Callable[[tuple[int, Response]], None]
+) -> None:
+    """Throw the stop into a stream that is a generator, and take the answers it still yields:
+    those it had received but not yet handed over (the openai backend's calls that finished in
+    the same moment). A stream that does not catch the Interrupted simply ends here."""
+    throw = getattr(answered, "throw", None)
+    if not callable(throw):
+        return
+    try:
+        item = throw(stop)
+        while True:
+            if item is not None:
+                take(item)
+            item = next(answered)
+    except (interrupts.Interrupted, StopIteration):
+        pass
+    except Exception as e:  # noqa: BLE001 - the run is stopping anyway; the answers taken are saved
+        log.warning("while stopping, the model's stream failed: %s: %s", type(e).__name__, e)
 
 
 def _execute_batched(

@@ -38,6 +38,7 @@ from typing import Any, Literal
 import httpx
 
 from capeval.errors import ModelError, UnsupportedRequestError
+from capeval.interrupts import Interrupted
 from capeval.models.base import register_backend, sampling_seed
 from capeval.types import Message, Request, Response
 
@@ -166,13 +167,25 @@ class _Wire:
         await asyncio.gather(*(c.aclose() for c in self.clients), return_exceptions=True)
 
 
+def _stop_scheduler(control: dict[str, Any], thread: threading.Thread) -> None:
+    """Cancel the scheduler's main task (abandoning the calls in flight) and wait for its thread."""
+    loop, main = control.get("loop"), control.get("main")
+    if loop is not None and main is not None and thread.is_alive():
+        try:
+            loop.call_soon_threadsafe(main.cancel)
+        except RuntimeError:  # the loop closed meanwhile
+            pass
+    thread.join(timeout=10)
+
+
 class OpenAIModel:
     """A model behind an OpenAI-compatible HTTP API (OpenAI, vLLM serve, llama.cpp server,
     `capeval serve-model`, ...).
 
     Log-likelihood responses count `n_tokens` in the server's tokens (for `capeval serve-model`,
     its text pieces); `latency_s` is the time of the attempt that succeeded, not of the retries.
-    `n_attempts` and `n_retries` count HTTP attempts and retries since the model was made.
+    `n_attempts` and `n_retries` count HTTP attempts and retries since the model was made,
+    `n_answered` the calls that ended with an answer (or a failed call's error) in hand.
     """
 
     def __init__(
@@ -209,6 +222,7 @@ class OpenAIModel:
         # Counters a user (or a test) can read after a run.
         self.n_attempts = 0
         self.n_retries = 0
+        self.n_answered = 0
         self._score_max_tokens = 0  # becomes 1 for servers that refuse to generate nothing
         self._chat_limit_field = "max_tokens"  # or max_completion_tokens, if the server asks for it
         # The same model name on two servers may be two different models, so the id names the
@@ -227,8 +241,11 @@ class OpenAIModel:
         completion order, and `None` every `TICK_S` while nothing finishes, so the caller can save
         answers and notice interrupts. `concurrency` calls are on the wire at all times: the next
         one starts the moment one ends, so a slow call holds one slot, never the others. Closing
-        the iterator abandons the calls in flight. A configuration error (wrong key, unknown
-        model, no prompt logprobs) is raised here, after the answers already yielded."""
+        the iterator abandons the calls in flight. Throwing `capeval.interrupts.Interrupted` into
+        it (the engine does on Ctrl-C) abandons them too, then yields every answer already received
+        but not yet yielded, then raises the Interrupted again: nothing the server answered is lost.
+        A configuration error (wrong key, unknown model, no prompt logprobs) is raised here, after
+        the answers already yielded."""
         if not requests:
             return
         answers: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -262,14 +279,20 @@ class OpenAIModel:
                     raise item
                 remaining -= 1
                 yield item
-        finally:
-            loop, main = control.get("loop"), control.get("main")
-            if loop is not None and main is not None and thread.is_alive():
+        except Interrupted:
+            # Stop: abandon the calls in flight, then hand over the answers already received
+            # (those the scheduler queued and those finished while it was being stopped).
+            _stop_scheduler(control, thread)
+            while True:
                 try:
-                    loop.call_soon_threadsafe(main.cancel)  # abandons the calls in flight
-                except RuntimeError:  # the loop closed meanwhile
-                    pass
-            thread.join(timeout=10)
+                    held = answers.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(held, tuple):
+                    yield held
+            raise
+        finally:
+            _stop_scheduler(control, thread)
 
     # ---- scheduling ------------------------------------------------------------------------
     def _answer_all(self, requests: Sequence[Request]) -> list[Response]:
@@ -303,6 +326,7 @@ class OpenAIModel:
                     i, req = nxt
                     one = self._generate_one if req.kind == "generate" else self._loglikelihood_one
                     call: asyncio.Future[Any] = asyncio.ensure_future(one(wire, req))
+                    call.add_done_callback(self._count_answered)
                     call.add_done_callback(finished.put_nowait)
                     running[call] = i
                 if not running:
@@ -317,10 +341,18 @@ class OpenAIModel:
                     return
                 answers.put((i, done.result()))
         finally:
-            for pending in running:
-                pending.cancel()
+            for pending, i in running.items():
+                # a call that ended while the scheduler was being stopped is answered, not abandoned
+                if pending.done() and not pending.cancelled() and pending.exception() is None:
+                    answers.put((i, pending.result()))
+                else:
+                    pending.cancel()
             await asyncio.gather(*running, return_exceptions=True)
             await wire.aclose()
+
+    def _count_answered(self, call: asyncio.Future[Any]) -> None:
+        if not call.cancelled() and call.exception() is None:
+            self.n_answered += 1
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
