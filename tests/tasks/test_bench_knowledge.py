@@ -280,6 +280,36 @@ def test_cmmlu_and_ceval_on_their_repositories_layout_take_each_files_subject_fr
     assert [s.metadata["subject"] for s in both] == ["computer_network", "operating_system"]
 
 
+def test_mmlu_original_release_csvs_have_no_header_and_lose_no_row(tmp_path):
+    """data/test/<subject>_test.csv of the original MMLU release: question, A-D, answer letter,
+    no header. The first row is an item (it was read as the header: one item lost per subject,
+    and every other row malformed)."""
+    root = tmp_path / "data"
+    (root / "test").mkdir(parents=True)
+    (root / "dev").mkdir()
+    (root / "test" / "anatomy_test.csv").write_text(
+        'Which organ filters blood?,Liver,Lung,Kidney,Heart,C\n"Bones, in an adult?",106,206,306,406,B\n', encoding="utf-8"
+    )
+    (root / "test" / "astronomy_test.csv").write_text("Closest star?,Sirius,Sun,Vega,Rigel,B\n", encoding="utf-8")
+    (root / "dev" / "anatomy_dev.csv").write_text("Pumps blood?,Heart,Lung,Skin,Bone,A\n", encoding="utf-8")
+    (root / "dev" / "astronomy_dev.csv").write_text("Red planet?,Venus,Mars,Moon,Sun,B\n", encoding="utf-8")
+    plan = plan_task(get_task("mmlu_anatomy", data=str(root)), PromptConfig(shots=1))
+    assert [(s.fields["question"], s.choices, s.target) for s in plan.samples] == [
+        ("Which organ filters blood?", ("Liver", "Lung", "Kidney", "Heart"), 2),
+        ("Bones, in an adult?", ("106", "206", "306", "406"), 1),
+    ]
+    assert not plan.malformed
+    assert "Pumps blood?\nA. Heart\nB. Lung\nC. Skin\nD. Bone\nAnswer: A\n\n" in plan.prompts[0]
+    assert "Red planet" not in plan.prompts[0]
+    full = get_task("mmlu", data=str(root)).load()
+    assert [s.id for s in full.samples] == ["anatomy/0", "anatomy/1", "astronomy/0"]
+    # a file with a header is read by its header, as before
+    headed = tmp_path / "headed"
+    headed.mkdir()
+    (headed / "test.csv").write_text("question,A,B,C,D,answer\nQ?,w,x,y,z,D\n", encoding="utf-8")
+    assert [s.target for s in get_task("mmlu_anatomy", data=str(headed)).load().samples] == [3]
+
+
 def test_a_split_folder_file_named_after_no_subject_is_an_error_naming_it(tmp_path):
     data = _cmmlu_repo_layout(tmp_path)
     _write_csv(data / "test" / "notes.csv", ",Question,A,B,C,D,Answer", ["0,问题？,甲,乙,丙,丁,A"])

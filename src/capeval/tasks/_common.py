@@ -135,6 +135,8 @@ class SubjectTask(FewShotTask):
             MMLU, CMMLU and C-Eval papers); "seeded" draws them in a seeded order.
         holdout_first: the first N items of each subject are exemplars and are not evaluated
             (BBH as INSTRUCTEVAL ran it: it has no separate few-shot split).
+        csv_columns: the columns of the benchmark's original header-less CSV files, read as such
+            when a local CSV's first row does not name the first of them (`sources.read_file`).
     """
 
     subjects: tuple[str, ...] = ()
@@ -145,6 +147,7 @@ class SubjectTask(FewShotTask):
     subject_names: Mapping[str, str] = field(default_factory=dict)
     sampler: Literal["first_n", "seeded"] = "seeded"
     holdout_first: int = 0
+    csv_columns: tuple[str, ...] | None = None
     strata: str | None = "subject"
     _heldout: dict[str, list[Sample]] = field(default_factory=dict, init=False, repr=False, compare=False)
     _by_subject: tuple[tuple[int, int], dict[Any, list[Sample]]] | None = field(
@@ -167,8 +170,8 @@ class SubjectTask(FewShotTask):
             if present:
                 return self._subject_folders(path, present, split)
             if self.all_config and (path / self.all_config).is_dir():
-                return self._split_files(read_local_files(path, split, self.all_config), split)
-        return self._split_files(read_local_files(path, split), split)
+                return self._split_files(read_local_files(path, split, self.all_config, self.csv_columns), split)
+        return self._split_files(read_local_files(path, split, columns=self.csv_columns), split)
 
     def _subject_folders(self, path: Path, present: list[str], split: str) -> list[tuple[str, list[dict[str, Any]]]]:
         """(subject, rows) of one subfolder per subject. A subfolder without the split takes its
@@ -185,7 +188,7 @@ class SubjectTask(FewShotTask):
                     f"expected e.g. {path / lacking[0] / (split + '.jsonl')} (jsonl, json, csv, tsv or parquet)",
                 )
             try:
-                from_root = dict(self._split_files([(f, read_file(f)) for f in root_files], split))
+                from_root = dict(self._split_files([(f, read_file(f, self.csv_columns)) for f in root_files], split))
             except DatasetError as e:
                 raise DatasetError(
                     f"{self.name}: {path / lacking[0]} has no '{split}' file, and its subject's rows cannot be "
@@ -195,7 +198,7 @@ class SubjectTask(FewShotTask):
         out: list[tuple[str, list[dict[str, Any]]]] = []
         for s in present:
             if s in own:
-                out.append((s, [r for f in own[s] for r in read_file(f)]))
+                out.append((s, [r for f in own[s] for r in read_file(f, self.csv_columns)]))
             elif s in from_root:
                 out.append((s, from_root[s]))
         return out

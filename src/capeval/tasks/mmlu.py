@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from capeval.prompting import PromptLayout
-from capeval.tasks._common import SUBJECT_KEY, SubjectTask, choice_rows, local_or
+from capeval.tasks._common import SUBJECT_KEY, SubjectTask, choice_rows, letter_index, local_or
 from capeval.tasks.registry import register_subject_tasks, register_task
 from capeval.tasks.sources import Source
 from capeval.types import GenerationParams, Sample
@@ -47,10 +47,20 @@ MMLU_VARIANTS = (
 )
 
 
+# The original release's CSV files (data/test/<subject>_test.csv, data/dev/<subject>_dev.csv) have
+# no header: question, the four options, the answer letter.
+MMLU_CSV_COLUMNS = ("question", "A", "B", "C", "D", "answer")
+
+
 def mmlu_row(row: Mapping[str, Any], index: int, task: Any) -> Sample:
-    """cais/mmlu row: question, subject, choices (4 strings), answer (index 0-3)."""
-    choices = choice_rows(row["choices"])
-    answer = int(row["answer"])
+    """cais/mmlu row: question, subject, choices (4 strings), answer (index 0-3); or a row of the
+    original CSV files: question, A, B, C, D, answer (a letter)."""
+    if "choices" not in row and "A" in row:
+        choices = choice_rows(row[c] for c in "ABCD")
+        answer = letter_index(row["answer"], len(choices))
+    else:
+        choices = choice_rows(row["choices"])
+        answer = int(row["answer"])
     if not 0 <= answer < len(choices):
         raise ValueError(f"answer {answer} out of range for {len(choices)} choices")
     subject = row.get(SUBJECT_KEY) or row.get("subject") or ""
@@ -79,6 +89,7 @@ def _mmlu(name: str, subjects: tuple[str, ...], data: str | None, generative: bo
         mc_mode="generate" if generative else "loglikelihood",
         layout=MMLU_LAYOUT,
         variants=MMLU_VARIANTS,
+        csv_columns=MMLU_CSV_COLUMNS,
         generation=GenerationParams(max_tokens=8, stop=("\n",)),
         metrics=("acc",) if generative else ("acc", "acc_norm"),
         capabilities=("Knowledge", "Reasoning"),

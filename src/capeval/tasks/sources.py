@@ -115,21 +115,24 @@ def read_local(path: Path, split: str, name: str | None = None) -> list[dict[str
     return [r for _, rows in read_local_files(path, split, name) for r in rows]
 
 
-def read_local_files(path: Path, split: str, name: str | None = None) -> list[tuple[Path, list[dict[str, Any]]]]:
+def read_local_files(
+    path: Path, split: str, name: str | None = None, columns: tuple[str, ...] | None = None
+) -> list[tuple[Path, list[dict[str, Any]]]]:
     """(file, its rows) for every file of `split` under a local folder, in order, or the one file
     `path` (which serves every split). Multi-subject tasks read a split folder's files one by one:
-    CMMLU's `test/<subject>.csv` rows name their subject only through the file's name."""
+    CMMLU's `test/<subject>.csv` rows name their subject only through the file's name. `columns`:
+    see `read_file`."""
     if not path.exists():
         raise DatasetError(f"local dataset path does not exist: {path}")
     if path.is_file():
-        return [(path, read_file(path))]
+        return [(path, read_file(path, columns))]
     files = find_split_files(path, split, name)
     if not files:
         raise DatasetError(
             f"no file for split '{split}' under {path}",
             f"expected e.g. {path / (split + '.jsonl')} (jsonl, json, csv, tsv or parquet)",
         )
-    return [(f, read_file(f)) for f in files]
+    return [(f, read_file(f, columns)) for f in files]
 
 
 def find_split_files(folder: Path, split: str, name: str | None) -> list[Path]:
@@ -161,9 +164,13 @@ def file_stem(p: Path) -> str:
     return p.stem
 
 
-def read_file(path: Path) -> list[dict[str, Any]]:
+def read_file(path: Path, columns: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     """Rows of one local file. A line that is not valid UTF-8 or not valid JSON becomes a malformed
-    row naming its line (the task counts it, or stops under --strict); the other rows still load."""
+    row naming its line (the task counts it, or stops under --strict); the other rows still load.
+
+    `columns`: the field names of a benchmark's original header-less CSV files (MMLU's
+    `question,A,B,C,D,answer`). A CSV or TSV file whose first row has that many fields and none
+    named `columns[0]` is read as such: its first row is data, not a header."""
     name = path.name
     try:
         if name.endswith((".jsonl", ".jsonl.gz")):
@@ -171,7 +178,7 @@ def read_file(path: Path) -> list[dict[str, Any]]:
         if name.endswith(".json"):
             return _read_json(path)
         if name.endswith((".csv", ".tsv")):
-            return list(_iter_csv(path, "\t" if name.endswith(".tsv") else ","))
+            return list(_iter_csv(path, "\t" if name.endswith(".tsv") else ",", columns))
         if name.endswith(".parquet"):
             import pandas as pd
 
@@ -219,11 +226,20 @@ def _iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
             yield row if isinstance(row, dict) else {MALFORMED: f"{path.name}:{lineno}: not a JSON object"}
 
 
-def _iter_csv(path: Path, delimiter: str) -> Iterator[dict[str, Any]]:
+def _iter_csv(path: Path, delimiter: str, columns: tuple[str, ...] | None = None) -> Iterator[dict[str, Any]]:
     """CSV/TSV rows; a row with more or fewer fields than the header, or with bytes that are not UTF-8,
-    is malformed (named by its first line)."""
+    is malformed (named by its first line). `columns`: see `read_file`."""
     with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as fh:
-        reader = csv.DictReader(fh, delimiter=delimiter)
+        fieldnames = None
+        if columns:
+            try:
+                first = next(csv.reader(fh, delimiter=delimiter), [])
+            except csv.Error:
+                first = []
+            if len(first) == len(columns) and columns[0].lower() not in {f.strip().lower() for f in first}:
+                fieldnames = list(columns)
+            fh.seek(0)
+        reader = csv.DictReader(fh, fieldnames=fieldnames, delimiter=delimiter)
         header = reader.fieldnames or []
         if any(_has_undecodable(h) for h in header):
             raise DatasetError(f"{path}:1: the header is not valid UTF-8", "save the file as UTF-8")
