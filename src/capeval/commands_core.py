@@ -293,17 +293,26 @@ def _print_interrupted(e: Any, store: Any) -> None:
 
 
 def _print_sensitivity(summary: Any) -> None:
+    """The sensitivity table; `n` is each variant's answered/asked items where calls failed."""
     console = _console()
-    rows = summary if isinstance(summary, list) else getattr(summary, "rows", [])
+    rows = [r if isinstance(r, dict) else r.as_dict() for r in (summary if isinstance(summary, list) else getattr(summary, "rows", []))]
+    failures = any(any(d.get("n_failed") or ()) for d in rows)
     table = Table(title="prompt sensitivity (across templates)")
-    for col in ("task", "metric", "mean", "min", "max", "std", "templates"):
+    for col in ("task", "metric", "mean", "min", "max", "std", "templates", "n answered/total per template" if failures else "n"):
         table.add_column(col)
-    for r in rows:
-        d = r if isinstance(r, dict) else asdict(r)
+    for d in rows:
+        ns, failed = tuple(d.get("n") or ()), tuple(d.get("n_failed") or ())
+        if failures and failed:
+            n = " ".join(f"{a}/{a + f}" if f else str(a) for a, f in zip(ns, failed))
+        else:
+            n = str(ns[0]) if len(set(ns)) == 1 else " ".join(map(str, ns))
         table.add_row(
-            str(d["task"]), str(d["metric"]), _fmt(d["mean"]), _fmt(d["min"]), _fmt(d["max"]), _fmt(d["std"]), str(d["n_variants"])
+            str(d["task"]), str(d["metric"]), _fmt(d["mean"]), _fmt(d["min"]), _fmt(d["max"]), _fmt(d["std"]), str(d["n_variants"]), n
         )
     console.print(table)
+    for d in rows:
+        if d.get("warning"):
+            console.print(f"[yellow]warning[/] {d['warning']}")
 
 
 def tasks_cmd(

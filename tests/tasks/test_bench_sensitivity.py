@@ -74,3 +74,28 @@ def test_summarize_mean_min_max_std_and_spread_flag():
     with_groups = {(r.task, r.metric) for r in summarize(runs, include_groups=True)}
     assert ("mmlu/anatomy", "acc") in with_groups
     assert variant_of(RunResult("r", "m", (), (), config={})) == 0
+
+
+def test_variants_scored_on_different_items_are_named(monkeypatch):
+    """A variant whose calls partly failed is scored on fewer items: its spread mixes prompt and
+    item set, so the row carries each variant's n and failed count and warns."""
+    from rich.console import Console
+
+    from capeval import commands_core
+
+    runs = [
+        RunResult("r0", "m", ("gsm8k",), (MetricResult("gsm8k", "exact_match", 0.30, 0.2, 0.4, 100),), config={"prompt": {"variant": 0}}),
+        RunResult("r1", "m", ("gsm8k",), (MetricResult("gsm8k", "exact_match", 0.50, 0.4, 0.6, 80, n_failed=20),),
+                  config={"prompt": {"variant": 1}}),
+    ]  # fmt: skip
+    (row,) = summarize(runs)
+    assert (row.n, row.n_failed) == ((100, 80), (0, 20))
+    assert row.warning and "v1: 20 failed" in row.warning and "v0: 100, v1: 80" in row.warning
+    assert row.as_dict()["warning"] == row.warning
+    (same,) = summarize([runs[0], RunResult("r2", "m", ("gsm8k",), runs[0].metrics, config={"prompt": {"variant": 2}})])
+    assert same.warning is None and same.n == (100, 100)
+    console = Console(record=True, width=200)
+    monkeypatch.setattr(commands_core, "_console", lambda: console)
+    commands_core._print_sensitivity([row])
+    out = console.export_text()
+    assert "100 80/100" in out and "warning gsm8k exact_match" in out

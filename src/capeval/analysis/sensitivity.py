@@ -23,7 +23,10 @@ class SensitivityRow:
     `values[i]` is the score under `variants[i]`. `ci_half_width` is the mean half-width of the
     per-variant 95% CIs; `exceeds_ci` is set when the spread (max - min) across prompts is larger
     than that: the prompt moves the score by more than the sampling noise, so a difference between
-    two models smaller than the spread says little.
+    two models smaller than the spread says little. `n[i]` counts the items the score under
+    `variants[i]` is over and `n_failed[i]` the items left out there because their model call failed
+    for good: where those differ between variants, the spread compares scores on different items
+    (`warning` says so).
     """
 
     task: str
@@ -37,13 +40,28 @@ class SensitivityRow:
     values: tuple[float, ...]
     ci_half_width: float
     exceeds_ci: bool
+    n: tuple[int, ...] = ()
+    n_failed: tuple[int, ...] = ()
 
     @property
     def spread(self) -> float:
         return self.max - self.min
 
+    @property
+    def warning(self) -> str | None:
+        """Set when the variants' scores are not over the same items (failed calls)."""
+        failed = [(v, f) for v, f in zip(self.variants, self.n_failed) if f]
+        if not failed and len(set(self.n)) <= 1:
+            return None
+        where = ", ".join(f"v{v}: {f} failed" for v, f in failed) if failed else "different item counts"
+        return (
+            f"{self.task} {self.metric}: the variants' scores are over different items ({where}; n per variant "
+            + ", ".join(f"v{v}: {n}" for v, n in zip(self.variants, self.n))
+            + "): part of the spread may be which items were answered; resume the runs to answer them"
+        )
+
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "spread": self.spread}
+        return {**asdict(self), "spread": self.spread, "warning": self.warning}
 
 
 def variant_of(result: RunResult) -> int:
@@ -55,13 +73,13 @@ def variant_of(result: RunResult) -> int:
 def summarize(results: Sequence[RunResult], include_groups: bool = False) -> list[SensitivityRow]:
     """Mean, min, max and standard deviation (n - 1) of every (task, metric) over the runs'
     prompt variants. Per-subject rows ("mmlu/anatomy") are left out unless `include_groups`."""
-    table: dict[tuple[str, str], dict[int, tuple[float, float]]] = {}
+    table: dict[tuple[str, str], dict[int, tuple[float, float, int, int]]] = {}
     for r in results:
         v = variant_of(r)
         for m in r.metrics:
             if ("/" in m.task and not include_groups) or math.isnan(m.value):
                 continue
-            table.setdefault((m.task, m.metric), {})[v] = (m.value, (m.ci_high - m.ci_low) / 2)
+            table.setdefault((m.task, m.metric), {})[v] = (m.value, (m.ci_high - m.ci_low) / 2, m.n, m.n_failed)
     rows: list[SensitivityRow] = []
     for (task, metric), per_variant in table.items():
         variants = tuple(sorted(per_variant))
@@ -73,7 +91,8 @@ def summarize(results: Sequence[RunResult], include_groups: bool = False) -> lis
         lo, hi = min(values), max(values)
         rows.append(
             SensitivityRow(
-                task, metric, mean, lo, hi, std, n, variants, values, half, n > 1 and hi - lo > half
+                task, metric, mean, lo, hi, std, n, variants, values, half, n > 1 and hi - lo > half,
+                n=tuple(per_variant[v][2] for v in variants), n_failed=tuple(per_variant[v][3] for v in variants),
             )
         )
     return rows

@@ -61,7 +61,11 @@ def sensitivity_section(runs: Sequence[RunRecord]) -> Section:
                     num(shown(row.std, scale)),
                     num(shown(row.spread, scale)),
                     num(shown(row.ci_half_width, scale)),
-                    Cell("spread > CI" if row.exceeds_ci else "within CI", cls="warn" if row.exceeds_ci else ""),
+                    Cell(
+                        ("spread > CI" if row.exceeds_ci else "within CI")
+                        + ("; items differ between variants (failed calls)" if row.warning else ""),
+                        cls="warn" if row.exceeds_ci or row.warning else "",
+                    ),
                 ]
             )
     if not spreads:
